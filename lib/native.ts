@@ -1,0 +1,110 @@
+// Typed facade over the C++ addon (native/addon). Only this file touches the raw binding.
+import path from 'node:path';
+
+export interface NativeAddress {
+  address: string;
+  prefixLength: number;
+}
+
+export interface NativeForwarderOptions {
+  /** Named network namespace to create the device and sockets in; '' for the caller's own. */
+  netns: string;
+  device: {
+    type: 'tap';
+    name: string;
+    /** 0: underlay interface MTU minus the encapsulation overhead. */
+    mtu: number;
+    addresses: NativeAddress[];
+    /** '' keeps the kernel's random MAC. */
+    mac: string;
+  };
+  encap: { type: 'vxlan'; vni: number; port: number };
+  underlay: { local: string; sourcePorts: number; udpChecksum: boolean };
+  workers: number;
+  batchSize: number;
+  fdb: { learning: boolean; ageingSeconds: number; maxEntries: number };
+  /** Number of per-peer counter slots in the stats block. */
+  peerSlots: number;
+}
+
+export interface NativePeer {
+  /** Stable slot in the stats block; also the peer's identity in learned FDB entries. */
+  slot: number;
+  address: string;
+  port: number;
+  macs: string[];
+}
+
+export interface NativeDeviceInfo {
+  name: string;
+  ifindex: number;
+  mac: string;
+  mtu: number;
+}
+
+export interface NativeFdbEntry {
+  mac: string;
+  slot: number;
+  ageSeconds: number;
+}
+
+export interface NativeForwarder {
+  /** Counters block shared with the workers: [worker][section][counter], section 0 = totals, 1 + slot = peer. */
+  readonly counters: BigUint64Array;
+  readonly device: NativeDeviceInfo;
+  /** Installs a new immutable table snapshot; workers pick it up at their next batch. */
+  setPeers(peers: NativePeer[]): void;
+  /** Learned forwarding entries (static entries live in the table snapshot). */
+  learnedFdb(): NativeFdbEntry[];
+  /** Stops and joins the workers, closes every fd; the device disappears. Idempotent. */
+  close(): void;
+}
+
+export interface NativeStatsLayout {
+  /** Names of the counters in one section, in order. Drop counters are named 'drop.<reason>'. */
+  counters: string[];
+  /** Counters per section. */
+  sectionSize: number;
+}
+
+export interface NativeCodecBenchResult {
+  packets: number;
+  nanoseconds: number;
+}
+
+export interface NativeBinding {
+  Forwarder: new (options: NativeForwarderOptions) => NativeForwarder;
+  statsLayout: NativeStatsLayout;
+  /** Runs a native codec loop (op: 'vxlan-encap' | 'vxlan-decap') over `packets` buffers of `size` bytes, `rounds` times. */
+  codecBench(op: string, size: number, packets: number, rounds: number): NativeCodecBenchResult;
+}
+
+/** Error thrown by the addon for a failed system call, shaped like Node's own system errors. */
+export interface NativeSystemError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+}
+
+let cached: NativeBinding | undefined;
+
+export function loadNative(): NativeBinding {
+  if (cached) return cached;
+  // dist/lib/native.js → ../../build/Release; lib/native.ts (vitest) → ../build/Release
+  const candidates = [
+    path.join(__dirname, '..', '..', 'build', 'Release', 'overlayfwd.node'),
+    path.join(__dirname, '..', 'build', 'Release', 'overlayfwd.node'),
+  ];
+  let lastError: unknown;
+  for (const file of candidates) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      cached = require(file) as NativeBinding;
+      return cached;
+    } catch (err) {
+      lastError = err;
+      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    }
+  }
+  throw new Error(`overlayfwd native addon not built (run npm install): ${String(lastError)}`);
+}

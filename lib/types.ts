@@ -1,0 +1,104 @@
+// Public types of overlayfwd: the resolved configuration, peers and the stats shape.
+// The stats shape and the config shape are part of the public contract (see DESIGN.md).
+
+export type DeviceType = 'tap' | 'tun' | 'packet';
+export type EncapType = 'vxlan' | 'geneve' | 'gre' | 'gre-udp' | 'ipip' | 'esp';
+
+/** Drop reasons, in the order the native counters block stores them. */
+export const DROP_REASONS = [
+  'malformed',
+  'wrongVni',
+  'unknownPeer',
+  'noRoute',
+  'tooBig',
+  'queueFull',
+  'deviceError',
+  'socketError',
+  'loop',
+  'authFailed',
+  'replay',
+  'spoofed',
+] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export interface ResolvedEndpoint {
+  address: string; // IPv4 or IPv6 literal
+  port: number;
+}
+
+export interface ResolvedPeer {
+  name: string;
+  endpoint: ResolvedEndpoint;
+  allowedIps: string[]; // CIDR prefixes (tun modes)
+  macs: string[]; // lower-case aa:bb:cc:dd:ee:ff (tap modes: static forwarding entries)
+}
+
+export interface ResolvedConfig {
+  name: string;
+  /** Named network namespace (/run/netns/NAME) in which the device and sockets are created. */
+  netns: string | null;
+  device: {
+    type: DeviceType;
+    name: string;
+    /** null: derived at start from the underlay interface MTU minus the encapsulation overhead. */
+    mtu: number | null;
+    addresses: string[]; // CIDR, e.g. 198.19.0.1/24 or fd00::1/64
+    mac: string | null;
+  };
+  encap: {
+    type: EncapType;
+    vni: number;
+    port: number;
+  };
+  underlay: {
+    local: string;
+    /** Number of UDP source ports (sockets) per worker that carry the flow-hash entropy. */
+    sourcePorts: number;
+    /** Send UDP checksums over IPv4 (IPv6 always carries one). Zero checksums are always accepted. */
+    udpChecksum: boolean;
+  };
+  workers: number;
+  batchSize: number;
+  fdb: {
+    learning: boolean;
+    ageingSeconds: number;
+    maxEntries: number;
+  };
+  limits: {
+    maxPeers: number;
+  };
+  peers: ResolvedPeer[];
+  control: {
+    socket: string;
+  };
+}
+
+export interface Counters {
+  txPackets: number;
+  txBytes: number;
+  rxPackets: number;
+  rxBytes: number;
+  /** Frames flooded (head-end replicated) to every peer: broadcast, multicast, unknown unicast. */
+  floodPackets: number;
+  drops: Record<DropReason, number>;
+}
+
+export interface OverlayStats {
+  name: string;
+  device: string;
+  workers: number;
+  totals: Counters;
+  peers: Record<string, Counters>;
+  fdb: { learned: number; static: number };
+}
+
+export interface PeerInfo extends ResolvedPeer {
+  learnedMacs: number;
+}
+
+export interface FdbEntry {
+  mac: string;
+  peer: string;
+  static: boolean;
+  ageSeconds: number;
+}

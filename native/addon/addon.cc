@@ -1,0 +1,299 @@
+// Node-API binding: converts values and owns lifetimes, nothing else. All logic is in
+// native/core; all validation that can be done in TypeScript is done there first.
+#include <napi.h>
+#include <uv.h>
+
+#include <chrono>
+#include <memory>
+#include <random>
+
+#include "../core/ethernet.h"
+#include "../core/flow_hash.h"
+#include "../core/forwarder.h"
+#include "../core/packet_buffer.h"
+#include "../core/socket_address.h"
+#include "../core/stats_layout.h"
+#include "../core/sys_error.h"
+#include "../core/vxlan_codec.h"
+
+namespace {
+
+// Shapes a core exception like Node's own errors: system errors carry code, errno, syscall.
+Napi::Error to_js_error(Napi::Env env, const std::exception& failure) {
+  if (const auto* system = dynamic_cast<const ovl::SystemError*>(&failure)) {
+    const char* code = uv_err_name(-system->error_number());
+    Napi::Error error = Napi::Error::New(env, std::string(code) + ": " + system->what());
+    error.Set("code", Napi::String::New(env, code));
+    error.Set("errno", Napi::Number::New(env, -system->error_number()));
+    error.Set("syscall", Napi::String::New(env, system->syscall()));
+    if (!system->detail().empty()) error.Set("detail", Napi::String::New(env, system->detail()));
+    return error;
+  }
+  if (dynamic_cast<const ovl::InvalidArgument*>(&failure)) {
+    Napi::Error error = Napi::TypeError::New(env, failure.what());
+    error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+    return error;
+  }
+  return Napi::Error::New(env, failure.what());
+}
+
+template <typename Fn>
+auto guarded(Napi::Env env, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& failure) {
+    throw to_js_error(env, failure);
+  }
+}
+
+Napi::Object object_at(const Napi::Object& parent, const char* key) {
+  Napi::Value value = parent.Get(key);
+  if (!value.IsObject()) throw Napi::TypeError::New(parent.Env(), std::string("options.") + key + " must be an object");
+  return value.As<Napi::Object>();
+}
+
+std::string string_at(const Napi::Object& object, const char* key) {
+  Napi::Value value = object.Get(key);
+  if (!value.IsString()) throw Napi::TypeError::New(object.Env(), std::string(key) + " must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+uint32_t uint_at(const Napi::Object& object, const char* key) {
+  Napi::Value value = object.Get(key);
+  if (!value.IsNumber()) throw Napi::TypeError::New(object.Env(), std::string(key) + " must be a number");
+  const double number = value.As<Napi::Number>().DoubleValue();
+  if (number < 0 || number > 4294967295.0 || number != static_cast<double>(static_cast<uint32_t>(number))) {
+    throw Napi::RangeError::New(object.Env(), std::string(key) + " must be an unsigned 32-bit integer");
+  }
+  return static_cast<uint32_t>(number);
+}
+
+bool bool_at(const Napi::Object& object, const char* key) {
+  Napi::Value value = object.Get(key);
+  if (!value.IsBoolean()) throw Napi::TypeError::New(object.Env(), std::string(key) + " must be a boolean");
+  return value.As<Napi::Boolean>().Value();
+}
+
+ovl::MacKey mac_from(Napi::Env env, const std::string& text) {
+  const auto mac = ovl::parse_mac(text);
+  if (!mac) throw Napi::TypeError::New(env, "not a MAC address: " + text);
+  return *mac;
+}
+
+ovl::ForwarderOptions parse_options(const Napi::Object& options) {
+  Napi::Env env = options.Env();
+  ovl::ForwarderOptions out;
+  out.netns = string_at(options, "netns");
+  const Napi::Object device = object_at(options, "device");
+  if (string_at(device, "type") != "tap") throw Napi::TypeError::New(env, "device.type must be 'tap'");
+  out.device_name = string_at(device, "name");
+  out.mtu = static_cast<int>(uint_at(device, "mtu"));
+  const std::string mac = string_at(device, "mac");
+  if (!mac.empty()) out.mac = mac_from(env, mac);
+  const Napi::Value addresses = device.Get("addresses");
+  if (!addresses.IsArray()) throw Napi::TypeError::New(env, "device.addresses must be an array");
+  const auto list = addresses.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    const Napi::Object entry = list.Get(i).As<Napi::Object>();
+    out.addresses.push_back({string_at(entry, "address"), static_cast<int>(uint_at(entry, "prefixLength"))});
+  }
+  const Napi::Object encap = object_at(options, "encap");
+  if (string_at(encap, "type") != "vxlan") throw Napi::TypeError::New(env, "encap.type must be 'vxlan'");
+  out.vni = uint_at(encap, "vni");
+  out.port = static_cast<uint16_t>(uint_at(encap, "port"));
+  const Napi::Object underlay = object_at(options, "underlay");
+  out.local = string_at(underlay, "local");
+  out.source_ports = uint_at(underlay, "sourcePorts");
+  out.udp_checksum = bool_at(underlay, "udpChecksum");
+  out.workers = uint_at(options, "workers");
+  out.batch_size = uint_at(options, "batchSize");
+  const Napi::Object fdb = object_at(options, "fdb");
+  out.learning = bool_at(fdb, "learning");
+  out.ageing_seconds = uint_at(fdb, "ageingSeconds");
+  out.fdb_max_entries = uint_at(fdb, "maxEntries");
+  out.peer_slots = uint_at(options, "peerSlots");
+  return out;
+}
+
+class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Forwarder",
+                       {
+                           InstanceAccessor<&ForwarderWrap::Counters>("counters"),
+                           InstanceAccessor<&ForwarderWrap::Device>("device"),
+                           InstanceMethod<&ForwarderWrap::SetPeers>("setPeers"),
+                           InstanceMethod<&ForwarderWrap::LearnedFdb>("learnedFdb"),
+                           InstanceMethod<&ForwarderWrap::Close>("close"),
+                       });
+  }
+
+  explicit ForwarderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ForwarderWrap>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+    const ovl::ForwarderOptions options = parse_options(info[0].As<Napi::Object>());
+    forwarder_ = guarded(env, [&] { return std::make_unique<ovl::Forwarder>(options); });
+
+    // The counters block outlives the forwarder for as long as JavaScript holds the array.
+    auto* keep_alive = new std::shared_ptr<ovl::StatsBlock>(forwarder_->stats());
+    ovl::StatsBlock& block = **keep_alive;
+    Napi::ArrayBuffer memory = Napi::ArrayBuffer::New(
+        env, block.data(), block.bytes(),
+        [](Napi::Env, void*, std::shared_ptr<ovl::StatsBlock>* hint) { delete hint; }, keep_alive);
+    counters_ = Napi::Persistent(Napi::TypedArrayOf<uint64_t>::New(env, block.size(), memory, 0, napi_biguint64_array));
+  }
+
+  ~ForwarderWrap() override {
+    if (forwarder_) forwarder_->close();
+  }
+
+ private:
+  Napi::Value Counters(const Napi::CallbackInfo&) { return counters_.Value(); }
+
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const ovl::DeviceInfo& device = forwarder_->device();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("name", device.name);
+    out.Set("ifindex", device.ifindex);
+    out.Set("mac", ovl::format_mac(device.mac));
+    out.Set("mtu", device.mtu);
+    return out;
+  }
+
+  Napi::Value SetPeers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsArray()) throw Napi::TypeError::New(env, "peers must be an array");
+    const auto list = info[0].As<Napi::Array>();
+    std::vector<ovl::PeerSpec> peers;
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      if (!list.Get(i).IsObject()) throw Napi::TypeError::New(env, "peer must be an object");
+      const Napi::Object entry = list.Get(i).As<Napi::Object>();
+      ovl::PeerSpec spec;
+      spec.slot = uint_at(entry, "slot");
+      const std::string address = string_at(entry, "address");
+      const auto endpoint = ovl::parse_socket_address(address, static_cast<uint16_t>(uint_at(entry, "port")));
+      if (!endpoint) throw Napi::TypeError::New(env, "peer address is not an IP address: " + address);
+      spec.endpoint = *endpoint;
+      const Napi::Value macs = entry.Get("macs");
+      if (!macs.IsArray()) throw Napi::TypeError::New(env, "peer.macs must be an array");
+      const auto mac_list = macs.As<Napi::Array>();
+      for (uint32_t m = 0; m < mac_list.Length(); m++) {
+        spec.macs.push_back(mac_from(env, mac_list.Get(m).As<Napi::String>().Utf8Value()));
+      }
+      peers.push_back(std::move(spec));
+    }
+    guarded(env, [&] { forwarder_->set_peers(peers); });
+    return env.Undefined();
+  }
+
+  Napi::Value LearnedFdb(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto entries = forwarder_->learned_fdb();
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    for (uint32_t i = 0; i < entries.size(); i++) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("mac", ovl::format_mac(entries[i].mac));
+      entry.Set("slot", entries[i].slot);
+      entry.Set("ageSeconds", entries[i].age_seconds);
+      out.Set(i, entry);
+    }
+    return out;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    forwarder_->close();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<ovl::Forwarder> forwarder_;
+  Napi::Reference<Napi::TypedArrayOf<uint64_t>> counters_;
+};
+
+Napi::Object StatsLayout(Napi::Env env) {
+  Napi::Object layout = Napi::Object::New(env);
+  Napi::Array names = Napi::Array::New(env, ovl::kCounterCount);
+  for (uint32_t i = 0; i < ovl::kCounterCount; i++) names.Set(i, ovl::counter_name(i));
+  layout.Set("counters", names);
+  layout.Set("sectionSize", ovl::kSectionSize);
+  return layout;
+}
+
+// Builds `count` Ethernet/IPv4/UDP frames of `size` bytes, each its own flow.
+void fill_frames(ovl::BufferPool& pool, uint32_t size) {
+  std::mt19937 random(42);
+  for (size_t i = 0; i < pool.size(); i++) {
+    ovl::PacketBuffer& buffer = pool[i];
+    buffer.reset();
+    buffer.length = size;
+    uint8_t* frame = buffer.data();
+    for (uint32_t b = 0; b < size; b++) frame[b] = static_cast<uint8_t>(random());
+    frame[0] = 0x02;  // unicast destination
+    frame[6] = 0x02;  // unicast source
+    ovl::store_be16(frame + 12, ovl::kEtherTypeIpv4);
+    frame[14] = 0x45;
+    frame[14 + 6] = frame[14 + 7] = 0;  // not a fragment
+    frame[14 + 9] = 17;
+  }
+}
+
+// Times the per-packet codec work of the data path on in-memory buffers: no I/O.
+Napi::Value CodecBench(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string op = info[0].As<Napi::String>().Utf8Value();
+  const uint32_t size = info[1].As<Napi::Number>().Uint32Value();
+  const uint32_t packets = info[2].As<Napi::Number>().Uint32Value();
+  const uint32_t rounds = info[3].As<Napi::Number>().Uint32Value();
+  if (size < 64 || size > 9000 || packets == 0 || rounds == 0) throw Napi::RangeError::New(env, "bad codecBench arguments");
+  ovl::BufferPool pool(packets, size + ovl::kVxlanHeaderSize);
+  fill_frames(pool, size);
+  uint64_t sink = 0;
+  std::chrono::steady_clock::time_point start;
+  if (op == "vxlan-encap") {
+    start = std::chrono::steady_clock::now();
+    for (uint32_t r = 0; r < rounds; r++) {
+      for (size_t i = 0; i < pool.size(); i++) {
+        ovl::PacketBuffer& buffer = pool[i];
+        buffer.offset = ovl::kHeadroom;
+        buffer.length = size;
+        const uint32_t hash = ovl::ethernet_flow_hash(buffer.data(), buffer.length);
+        ovl::vxlan_encode(buffer.push_front(ovl::kVxlanHeaderSize), 42);
+        sink += ovl::port_from_hash(hash, ovl::kEntropyPortLow, ovl::kEntropyPortHigh);
+      }
+    }
+  } else if (op == "vxlan-decap") {
+    for (size_t i = 0; i < pool.size(); i++) ovl::vxlan_encode(pool[i].push_front(ovl::kVxlanHeaderSize), 42);
+    start = std::chrono::steady_clock::now();
+    for (uint32_t r = 0; r < rounds; r++) {
+      for (size_t i = 0; i < pool.size(); i++) {
+        ovl::PacketBuffer& buffer = pool[i];
+        buffer.offset = ovl::kHeadroom - ovl::kVxlanHeaderSize;
+        buffer.length = size + ovl::kVxlanHeaderSize;
+        if (ovl::vxlan_decode(buffer.data(), buffer.length, 42) != ovl::VxlanStatus::ok) continue;
+        buffer.pull_front(ovl::kVxlanHeaderSize);
+        sink += ovl::mac_is_valid_source(ovl::eth_source(buffer.data())) + ovl::mac_key(ovl::eth_source(buffer.data()));
+      }
+    }
+  } else {
+    throw Napi::TypeError::New(env, "unknown codecBench op: " + op);
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("packets", static_cast<double>(packets) * rounds);
+  result.Set("nanoseconds", static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()));
+  result.Set("checksum", static_cast<double>(sink & 0xffffffff));
+  return result;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Forwarder", ForwarderWrap::Define(env));
+  exports.Set("statsLayout", StatsLayout(env));
+  exports.Set("codecBench", Napi::Function::New(env, CodecBench, "codecBench"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(overlayfwd, Init)

@@ -1,0 +1,142 @@
+#include "forwarder.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <unordered_map>
+
+#include "link_config.h"
+#include "netns.h"
+#include "sys_error.h"
+#include "udp_socket.h"
+#include "vxlan_codec.h"
+#include "worker.h"
+
+namespace ovl {
+
+namespace {
+
+void validate(const ForwarderOptions& options) {
+  if (options.workers < 1 || options.workers > 64) throw InvalidArgument("workers must be 1-64");
+  if (options.batch_size < 1 || options.batch_size > 1024) throw InvalidArgument("batchSize must be 1-1024");
+  if (options.source_ports < 1 || options.source_ports > 256) throw InvalidArgument("sourcePorts must be 1-256");
+  if (options.vni > kVxlanMaxVni) throw InvalidArgument("vni must be at most 16777215");
+  if (options.peer_slots < 1) throw InvalidArgument("peerSlots must be positive");
+  if (options.ageing_seconds < 1) throw InvalidArgument("ageingSeconds must be positive");
+}
+
+uint32_t monotonic_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return static_cast<uint32_t>(now.tv_sec);
+}
+
+}  // namespace
+
+int vxlan_overhead(int family) {
+  const int outer_ip = family == AF_INET6 ? 40 : 20;
+  return outer_ip + 8 /* UDP */ + static_cast<int>(kVxlanHeaderSize) + 14 /* inner Ethernet */;
+}
+
+Forwarder::Forwarder(const ForwarderOptions& options)
+    : options_(options),
+      stats_(std::make_shared<StatsBlock>(options.workers, options.peer_slots)),
+      fdb_(options.fdb_max_entries, options.ageing_seconds),
+      tables_(std::make_shared<const PeerTable>(std::vector<PeerSpec>{})) {
+  validate(options);
+  const auto local = parse_socket_address(options.local, options.port);
+  if (!local) throw InvalidArgument("underlay.local is not an IP address: " + options.local);
+
+  std::vector<UniqueFd> listeners;
+  std::vector<std::vector<UniqueFd>> senders;
+  // Everything that touches a namespace happens here; on any failure the RAII members
+  // unwind it, and a TAP device without queue fds disappears, so nothing is left half-made.
+  run_in_netns(options.netns, [&] {
+    int mtu = options.mtu;
+    if (mtu == 0) mtu = mtu_of_interface_with_address(options.local) - vxlan_overhead(local->family());
+    tap_ = TapDevice::create(options.device_name, static_cast<int>(options.workers));
+    const std::string& name = tap_->name();
+    if (options.mac) link_set_mac(name, *options.mac);
+    link_set_mtu(name, mtu);
+    link_set_up(name);
+    const LinkInfo info = link_info(name);
+    for (const InterfaceAddress& address : options.addresses) {
+      link_add_address(info.ifindex, address.address, address.prefix_length);
+    }
+    device_ = DeviceInfo{name, info.ifindex, info.mac, info.mtu};
+
+    UdpOptions udp;
+    udp.send_checksum = options.udp_checksum;
+    listeners = open_listening_sockets(*local, options.workers, udp);
+    for (uint32_t w = 0; w < options.workers; w++) senders.push_back(open_entropy_sockets(*local, options.source_ports, udp));
+  });
+
+  stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop_fd_.valid()) throw_errno("eventfd");
+
+  for (uint32_t w = 0; w < options.workers; w++) {
+    WorkerConfig config;
+    config.index = w;
+    config.vni = options.vni;
+    config.batch_size = options.batch_size;
+    config.learning = options.learning;
+    config.device_mac = device_.mac;
+    workers_.push_back(std::make_unique<Worker>(config, tables_, fdb_,
+                                                WorkerStats(stats_->worker_base(w), options.peer_slots),
+                                                tap_->queue_fd(w), std::move(listeners[w]), std::move(senders[w]),
+                                                stop_fd_.get()));
+  }
+  try {
+    for (auto& worker : workers_) threads_.emplace_back([w = worker.get()] { w->run(); });
+  } catch (...) {
+    close();
+    throw;
+  }
+}
+
+Forwarder::~Forwarder() { close(); }
+
+void Forwarder::set_peers(const std::vector<PeerSpec>& peers) {
+  for (const PeerSpec& spec : peers) {
+    if (spec.slot >= options_.peer_slots) throw InvalidArgument("peer slot out of range");
+  }
+  auto table = std::make_shared<const PeerTable>(peers);
+  std::lock_guard<std::mutex> lock(control_mutex_);
+  if (closed_) throw InvalidArgument("forwarder is closed");
+  // A learned MAC points at a slot; when the slot's peer left or now has another endpoint,
+  // the entry would steer traffic to the wrong host.
+  std::unordered_map<uint32_t, AddressKey> endpoints;
+  for (const Peer& peer : table->peers()) endpoints.emplace(peer.slot, address_key(peer.endpoint.get()));
+  std::shared_ptr<const PeerTable> previous = current_;
+  fdb_.retain_slots([&](uint32_t slot) {
+    auto now = endpoints.find(slot);
+    if (now == endpoints.end()) return false;
+    if (!previous) return true;
+    const uint32_t index = previous->by_slot(slot);
+    return index != PeerTable::kNone && address_key(previous->peers()[index].endpoint.get()) == now->second;
+  });
+  current_ = table;
+  tables_.publish(std::move(table));
+}
+
+std::vector<LearnedEntry> Forwarder::learned_fdb() const { return fdb_.snapshot(monotonic_seconds()); }
+
+void Forwarder::close() {
+  std::lock_guard<std::mutex> lock(control_mutex_);
+  if (closed_) return;
+  closed_ = true;
+  if (stop_fd_.valid()) {
+    const uint64_t one = 1;
+    (void)!::write(stop_fd_.get(), &one, sizeof one);
+  }
+  for (auto& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+  threads_.clear();
+  workers_.clear();  // closes the sockets
+  tap_.reset();      // closes the queues: the device goes away
+  stop_fd_.reset();
+}
+
+}  // namespace ovl

@@ -1,0 +1,91 @@
+// One overlay instance: the device, the underlay sockets, the workers, the tables and the
+// counters. Construction sets everything up (inside a network namespace if asked) and starts
+// the workers; close() stops and joins them and closes every fd, after which the device is gone.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "learned_fdb.h"
+#include "peer_table.h"
+#include "stats_layout.h"
+#include "table_publisher.h"
+#include "tap_device.h"
+#include "unique_fd.h"
+
+namespace ovl {
+
+struct InterfaceAddress {
+  std::string address;
+  int prefix_length;
+};
+
+struct ForwarderOptions {
+  std::string netns;
+  std::string device_name;
+  int mtu = 0;  // 0: underlay interface MTU minus the overhead
+  std::vector<InterfaceAddress> addresses;
+  std::optional<MacKey> mac;
+  uint32_t vni = 0;
+  uint16_t port = 4789;
+  std::string local;
+  uint32_t source_ports = 16;
+  bool udp_checksum = false;
+  uint32_t workers = 1;
+  uint32_t batch_size = 64;
+  bool learning = true;
+  uint32_t ageing_seconds = 300;
+  uint32_t fdb_max_entries = 4096;
+  uint32_t peer_slots = 1024;
+};
+
+struct DeviceInfo {
+  std::string name;
+  int ifindex = 0;
+  MacKey mac = 0;
+  int mtu = 0;
+};
+
+class Worker;
+
+class Forwarder {
+ public:
+  explicit Forwarder(const ForwarderOptions& options);
+  ~Forwarder();
+  Forwarder(const Forwarder&) = delete;
+  Forwarder& operator=(const Forwarder&) = delete;
+
+  const DeviceInfo& device() const { return device_; }
+  std::shared_ptr<StatsBlock> stats() const { return stats_; }
+
+  // Publishes a new peer table. Learned entries behind peers that left or moved are forgotten.
+  void set_peers(const std::vector<PeerSpec>& peers);
+  std::vector<LearnedEntry> learned_fdb() const;
+
+  void close();
+
+ private:
+  ForwarderOptions options_;
+  DeviceInfo device_;
+  std::shared_ptr<StatsBlock> stats_;
+  LearnedFdb fdb_;
+  TablePublisher<PeerTable> tables_;
+  std::mutex control_mutex_;  // serializes set_peers and close
+  std::shared_ptr<const PeerTable> current_;
+
+  std::optional<TapDevice> tap_;
+  UniqueFd stop_fd_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  bool closed_ = false;
+};
+
+// Encapsulation overhead of VXLAN over an underlay of `family`, inner Ethernet header included.
+int vxlan_overhead(int family);
+
+}  // namespace ovl

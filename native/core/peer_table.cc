@@ -1,0 +1,26 @@
+#include "peer_table.h"
+
+#include "sys_error.h"
+
+namespace ovl {
+
+PeerTable::PeerTable(const std::vector<PeerSpec>& specs) {
+  peers_.reserve(specs.size());
+  for (const PeerSpec& spec : specs) {
+    const auto index = static_cast<uint32_t>(peers_.size());
+    if (!by_slot_.emplace(spec.slot, index).second) {
+      throw InvalidArgument("duplicate peer slot " + std::to_string(spec.slot));
+    }
+    if (!by_address_.emplace(address_key(spec.endpoint.get()), index).second) {
+      throw InvalidArgument("duplicate peer endpoint " + spec.endpoint.to_string());
+    }
+    for (MacKey mac : spec.macs) {
+      if (!static_macs_.emplace(mac, index).second) {
+        throw InvalidArgument("MAC " + format_mac(mac) + " is given to two peers");
+      }
+    }
+    peers_.push_back(Peer{spec.slot, spec.endpoint});
+  }
+}
+
+}  // namespace ovl

@@ -1,0 +1,25 @@
+#include "stats_layout.h"
+
+namespace ovl {
+
+const char* counter_name(uint32_t counter) {
+  switch (counter) {
+    case kTxPackets: return "txPackets";
+    case kTxBytes: return "txBytes";
+    case kRxPackets: return "rxPackets";
+    case kRxBytes: return "rxBytes";
+    case kFloodPackets: return "floodPackets";
+    case kDropMalformed: return "drop.malformed";
+    case kDropWrongVni: return "drop.wrongVni";
+    case kDropUnknownPeer: return "drop.unknownPeer";
+    case kDropNoRoute: return "drop.noRoute";
+    case kDropTooBig: return "drop.tooBig";
+    case kDropQueueFull: return "drop.queueFull";
+    case kDropDeviceError: return "drop.deviceError";
+    case kDropSocketError: return "drop.socketError";
+    case kDropLoop: return "drop.loop";
+    default: return nullptr;
+  }
+}
+
+}  // namespace ovl

@@ -1,0 +1,89 @@
+// Layout of the counters block that workers fill and TypeScript reads as shared memory.
+//
+//   block = [worker 0][worker 1]...[worker N-1]
+//   worker = [section 0: totals][section 1: peer slot 0]...[section S: peer slot S-1]
+//   section = kSectionSize uint64 counters (indexes below; the tail is room to grow)
+//
+// Each worker writes only its own part, so a counter has one writer and needs no atomic
+// read-modify-write: a relaxed load and store keep the reader from seeing torn values.
+// Sections are 256 bytes, so two workers never share a cache line.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace ovl {
+
+enum Counter : uint32_t {
+  kTxPackets,
+  kTxBytes,
+  kRxPackets,
+  kRxBytes,
+  kFloodPackets,
+  // Drop reasons. Their names (counter_name) are the keys of `drops` in the public stats.
+  kDropMalformed,
+  kDropWrongVni,
+  kDropUnknownPeer,
+  kDropNoRoute,
+  kDropTooBig,
+  kDropQueueFull,
+  kDropDeviceError,
+  kDropSocketError,
+  kDropLoop,
+  kCounterCount,
+};
+
+constexpr uint32_t kSectionSize = 32;
+static_assert(kCounterCount <= kSectionSize, "section too small");
+
+// Name as TypeScript sees it: "txPackets", ..., "drop.malformed", ...
+const char* counter_name(uint32_t counter);
+
+class StatsBlock {
+ public:
+  StatsBlock(uint32_t workers, uint32_t peer_slots)
+      : workers_(workers),
+        sections_per_worker_(peer_slots + 1),
+        size_(size_t{workers} * sections_per_worker_ * kSectionSize),
+        counters_(new uint64_t[size_]()) {}
+
+  uint64_t* data() { return counters_.get(); }
+  size_t size() const { return size_; }
+  size_t bytes() const { return size_ * sizeof(uint64_t); }
+  uint32_t workers() const { return workers_; }
+  uint32_t peer_slots() const { return sections_per_worker_ - 1; }
+  uint64_t* worker_base(uint32_t worker) {
+    return counters_.get() + size_t{worker} * sections_per_worker_ * kSectionSize;
+  }
+
+ private:
+  uint32_t workers_;
+  uint32_t sections_per_worker_;
+  size_t size_;
+  std::unique_ptr<uint64_t[]> counters_;
+};
+
+// One worker's single-writer view of its part of the block.
+class WorkerStats {
+ public:
+  static constexpr uint32_t kNoPeer = UINT32_MAX;
+
+  WorkerStats(uint64_t* base, uint32_t peer_slots) : base_(base), peer_slots_(peer_slots) {}
+
+  // Adds to the totals and, when `slot` names a peer, to that peer's section.
+  void add(uint32_t slot, Counter counter, uint64_t value = 1) {
+    bump(base_ + counter, value);
+    if (slot < peer_slots_) bump(base_ + size_t{slot + 1} * kSectionSize + counter, value);
+  }
+
+ private:
+  static void bump(uint64_t* counter, uint64_t value) {
+    __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + value, __ATOMIC_RELAXED);
+  }
+
+  uint64_t* base_;
+  uint32_t peer_slots_;
+};
+
+}  // namespace ovl
