@@ -1,0 +1,5 @@
+// overlayfwd: a userspace overlay-network forwarder for Node.js.
+export { Overlay, type PeerTable } from './overlay';
+export { parseConfig, loadConfigFile, ConfigError } from './config';
+export { ControlServer, controlRequest } from './control';
+export * from './types';

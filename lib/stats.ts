@@ -1,0 +1,79 @@
+// Reads the native counters block (shared memory the workers write) into the public stats
+// shape. One read sums the workers' sections; no call into native code per counter.
+import { DROP_REASONS, type Counters, type DropReason } from './types';
+import type { NativeStatsLayout } from './native';
+
+/** Counter positions within a section, resolved once from the addon's layout. */
+export class CounterIndex {
+  readonly txPackets: number;
+  readonly txBytes: number;
+  readonly rxPackets: number;
+  readonly rxBytes: number;
+  readonly floodPackets: number;
+  readonly drops: ReadonlyArray<readonly [DropReason, number]>;
+
+  constructor(readonly layout: NativeStatsLayout) {
+    const at = (name: string): number => layout.counters.indexOf(name);
+    this.txPackets = at('txPackets');
+    this.txBytes = at('txBytes');
+    this.rxPackets = at('rxPackets');
+    this.rxBytes = at('rxBytes');
+    this.floodPackets = at('floodPackets');
+    // Reasons the native side does not count yet (they belong to modes to come) read as 0.
+    this.drops = DROP_REASONS.map((reason) => [reason, at(`drop.${reason}`)] as const);
+  }
+}
+
+/** Raw per-section sums, indexed like a section. */
+export type RawSection = Float64Array;
+
+export class CountersReader {
+  private readonly sectionsPerWorker: number;
+
+  constructor(
+    private readonly counters: BigUint64Array,
+    private readonly index: CounterIndex,
+    private readonly workers: number,
+  ) {
+    this.sectionsPerWorker = counters.length / (workers * index.layout.sectionSize);
+  }
+
+  /** Section 0 holds the totals; section 1 + slot a peer's counters. Summed over workers. */
+  section(section: number): RawSection {
+    const size = this.index.layout.sectionSize;
+    const sum = new Float64Array(size);
+    for (let worker = 0; worker < this.workers; worker++) {
+      const base = (worker * this.sectionsPerWorker + section) * size;
+      for (let i = 0; i < size; i++) sum[i]! += Number(this.counters[base + i]!);
+    }
+    return sum;
+  }
+
+  totals(): RawSection {
+    return this.section(0);
+  }
+
+  peer(slot: number): RawSection {
+    return this.section(1 + slot);
+  }
+
+  toCounters(raw: RawSection, baseline?: RawSection): Counters {
+    const value = (i: number): number => (i < 0 ? 0 : raw[i]! - (baseline ? baseline[i]! : 0));
+    const drops = {} as Record<DropReason, number>;
+    for (const [reason, i] of this.index.drops) drops[reason] = value(i);
+    return {
+      txPackets: value(this.index.txPackets),
+      txBytes: value(this.index.txBytes),
+      rxPackets: value(this.index.rxPackets),
+      rxBytes: value(this.index.rxBytes),
+      floodPackets: value(this.index.floodPackets),
+      drops,
+    };
+  }
+}
+
+export function emptyCounters(): Counters {
+  const drops = {} as Record<DropReason, number>;
+  for (const reason of DROP_REASONS) drops[reason] = 0;
+  return { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, floodPackets: 0, drops };
+}

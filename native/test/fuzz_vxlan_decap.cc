@@ -1,0 +1,25 @@
+// Fuzz target: the receive-side parsing of one underlay datagram (VXLAN header checks, inner
+// Ethernet source checks, flow hashing) must never read out of bounds or misbehave.
+#include <cstddef>
+#include <cstdint>
+
+#include "../core/ethernet.h"
+#include "../core/flow_hash.h"
+#include "../core/vxlan_codec.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const uint32_t vni = size > 6 ? ovl::vxlan_vni(data) : 42;
+  if (ovl::vxlan_decode(data, size, vni) == ovl::VxlanStatus::ok) {
+    const uint8_t* inner = data + ovl::kVxlanHeaderSize;
+    const size_t inner_length = size - ovl::kVxlanHeaderSize;
+    volatile bool valid = ovl::mac_is_valid_source(ovl::eth_source(inner));
+    volatile uint64_t key = ovl::mac_key(ovl::eth_destination(inner));
+    (void)valid;
+    (void)key;
+    volatile uint32_t hash = ovl::ethernet_flow_hash(inner, inner_length);
+    (void)hash;
+  }
+  volatile uint32_t raw = ovl::ethernet_flow_hash(data, size) ^ ovl::ip_flow_hash(data, size);
+  (void)raw;
+  return 0;
+}
