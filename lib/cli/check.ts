@@ -1,0 +1,51 @@
+// overlayfwd check -c FILE [--json]: validate, and print the effective config with defaults filled in.
+import YAML from 'yaml';
+import { formatEndpoint, loadConfigFile, overheadFor } from '../config';
+import type { ResolvedConfig } from '../types';
+import { EXIT_OK, reportError } from './common';
+
+/** Property names whose values are secrets and never printed. */
+const SECRET_KEYS = new Set(['key', 'keys', 'secret', 'psk', 'privateKey', 'password']);
+
+/** A deep copy of `value` with every property named like a secret (`key`, ...) replaced by "<redacted>". */
+export function redact(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redact);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEYS.has(k) ? '<redacted>' : redact(v);
+    return out;
+  }
+  return value;
+}
+
+/** The resolved config in input form (it parses back to the same config): mtu null → "auto", endpoints as text. */
+export function printableConfig(config: ResolvedConfig): Record<string, unknown> {
+  return {
+    ...config,
+    device: { ...config.device, mtu: config.device.mtu ?? 'auto' },
+    peers: config.peers.map((p) => ({ ...p, endpoint: formatEndpoint(p.endpoint) })),
+  };
+}
+
+export function runCheck(opts: { config: string; json?: boolean }): number {
+  let config: ResolvedConfig;
+  try {
+    config = loadConfigFile(opts.config);
+  } catch (err) {
+    return reportError(err, `invalid config ${opts.config}`);
+  }
+  const printable = redact(printableConfig(config));
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(printable, null, 2)}\n`);
+  } else {
+    let overhead = '';
+    try {
+      overhead = `; ${config.encap.type} overhead ${overheadFor(config)} bytes`;
+    } catch {
+      // no fixed overhead for this mode
+    }
+    process.stdout.write(`# ${opts.config}: valid${overhead}\n`);
+    process.stdout.write(YAML.stringify(printable, { lineWidth: 0 }));
+  }
+  return EXIT_OK;
+}

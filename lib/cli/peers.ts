@@ -1,0 +1,83 @@
+// overlayfwd peers list|add|remove, and overlayfwd fdb: peer and forwarding tables of a running instance.
+import { formatEndpoint } from '../config';
+import { controlRequest } from '../control';
+import { EXIT_FAILURE, EXIT_OK, reportError, resolveSocket, table, type InstanceOptions } from './common';
+
+export interface ListOptions extends InstanceOptions {
+  json?: boolean;
+}
+
+export async function runPeersList(opts: ListOptions): Promise<number> {
+  try {
+    const peers = await controlRequest(await resolveSocket(opts), { cmd: 'peers.list' });
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify(peers, null, 2)}\n`);
+    } else if (peers.length === 0) {
+      process.stdout.write('no peers\n');
+    } else {
+      const body = peers.map((p) => [
+        p.name,
+        formatEndpoint(p.endpoint),
+        p.macs.join(',') || '-',
+        String(p.learnedMacs),
+        p.allowedIps.join(',') || '-',
+      ]);
+      process.stdout.write(`${table(['NAME', 'ENDPOINT', 'STATIC MACS', 'LEARNED', 'ALLOWED IPS'], body, new Set([0, 1, 2, 4]))}\n`);
+    }
+    return EXIT_OK;
+  } catch (err) {
+    return reportError(err);
+  }
+}
+
+export interface AddOptions extends InstanceOptions {
+  name: string;
+  endpoint: string;
+  mac?: string[];
+  allowedIp?: string[];
+}
+
+export async function runPeersAdd(opts: AddOptions): Promise<number> {
+  const peer: Record<string, unknown> = { name: opts.name, endpoint: opts.endpoint };
+  if (opts.mac?.length) peer.macs = opts.mac;
+  if (opts.allowedIp?.length) peer.allowedIps = opts.allowedIp;
+  try {
+    const added = await controlRequest(await resolveSocket(opts), { cmd: 'peers.add', peer });
+    process.stdout.write(`added peer ${added.name} at ${formatEndpoint(added.endpoint)}\n`);
+    return EXIT_OK;
+  } catch (err) {
+    return reportError(err, `invalid peer ${opts.name}`);
+  }
+}
+
+export async function runPeersRemove(opts: InstanceOptions & { name: string }): Promise<number> {
+  try {
+    const socket = await resolveSocket(opts);
+    const { removed } = await controlRequest(socket, { cmd: 'peers.remove', name: opts.name });
+    if (!removed) {
+      process.stderr.write(`overlayfwd: no peer named ${JSON.stringify(opts.name)}\n`);
+      return EXIT_FAILURE;
+    }
+    process.stdout.write(`removed peer ${opts.name}\n`);
+    return EXIT_OK;
+  } catch (err) {
+    return reportError(err);
+  }
+}
+
+export async function runFdb(opts: ListOptions): Promise<number> {
+  try {
+    const entries = await controlRequest(await resolveSocket(opts), { cmd: 'fdb' });
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+    } else if (entries.length === 0) {
+      process.stdout.write('no forwarding entries\n');
+    } else {
+      const body = entries.map((e) => [e.mac, e.peer, e.static ? 'static' : 'learned', e.static ? '-' : `${e.ageSeconds}s`]);
+      process.stdout.write(`${table(['MAC', 'PEER', 'TYPE', 'AGE'], body, new Set([0, 1, 2]))}\n`);
+    }
+    return EXIT_OK;
+  } catch (err) {
+    return reportError(err);
+  }
+}

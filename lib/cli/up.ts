@@ -1,0 +1,100 @@
+// overlayfwd up -c FILE: start an instance and run it in the foreground until SIGINT/SIGTERM.
+import { formatEndpoint, loadConfigFile } from '../config';
+import { ControlServer, probeSocket } from '../control';
+import type { ResolvedConfig } from '../types';
+import { EXIT_FAILURE, EXIT_OK, plural, reportError } from './common';
+
+interface StopSignal {
+  /** Resolves with the first SIGINT/SIGTERM. */
+  readonly received: Promise<NodeJS.Signals>;
+  readonly stopped: boolean;
+  dispose(): void;
+}
+
+/** Catches SIGINT/SIGTERM from now on; a second signal while shutting down exits at once. */
+function catchStopSignals(): StopSignal {
+  let stopped = false;
+  let resolveFn: (s: NodeJS.Signals) => void = () => {};
+  const received = new Promise<NodeJS.Signals>((resolve) => (resolveFn = resolve));
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopped) {
+      process.stderr.write(`overlayfwd: ${signal} again, exiting without cleanup\n`);
+      process.exit(EXIT_FAILURE);
+    }
+    stopped = true;
+    resolveFn(signal);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    received,
+    get stopped() {
+      return stopped;
+    },
+    dispose() {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
+function upLine(config: ResolvedConfig, device: { name: string; mtu: number }): string {
+  const names = config.peers.map((p) => p.name);
+  const peers =
+    names.length === 0 ? 'no peers' : `${plural(names.length, 'peer')} (${names.length <= 6 ? names.join(', ') : `${names.slice(0, 6).join(', ')}, ...`})`;
+  return (
+    `overlayfwd: ${config.name} up: device ${device.name} mtu ${device.mtu}, ` +
+    `${config.encap.type} vni ${config.encap.vni} on ${formatEndpoint({ address: config.underlay.local, port: config.encap.port })}, ` +
+    `${peers}, ${plural(config.workers, 'worker')}, control ${config.control.socket}`
+  );
+}
+
+export async function runUp(opts: { config: string }): Promise<number> {
+  let config: ResolvedConfig;
+  try {
+    config = loadConfigFile(opts.config);
+  } catch (err) {
+    return reportError(err, `invalid config ${opts.config}`);
+  }
+
+  const signals = catchStopSignals();
+  try {
+    // Refuse before touching the system if the control socket is taken.
+    if ((await probeSocket(config.control.socket).catch(() => 'absent')) === 'live') {
+      process.stderr.write(`overlayfwd: another instance is running (${config.control.socket} is in use)\n`);
+      return EXIT_FAILURE;
+    }
+
+    const { Overlay } = await import('../overlay');
+    let overlay: Awaited<ReturnType<typeof Overlay.create>>;
+    try {
+      overlay = await Overlay.create(config);
+    } catch (err) {
+      return reportError(err, `invalid config ${opts.config}`);
+    }
+
+    let control: ControlServer;
+    try {
+      control = await ControlServer.listen(overlay, config.control.socket);
+    } catch (err) {
+      await overlay.close().catch(() => {});
+      return reportError(err);
+    }
+
+    if (!signals.stopped) {
+      process.stdout.write(`${upLine(overlay.config, overlay.device)}\n`);
+    }
+    const signal = await signals.received;
+    process.stderr.write(`overlayfwd: ${signal}: shutting down ${config.name}\n`);
+    let code = EXIT_OK;
+    await control.close().catch((err: unknown) => {
+      code = reportError(err);
+    });
+    await overlay.close().catch((err: unknown) => {
+      code = reportError(err);
+    });
+    return code;
+  } finally {
+    signals.dispose();
+  }
+}

@@ -1,0 +1,312 @@
+// Control socket: a Unix stream socket speaking newline-delimited JSON, one request and one
+// response per connection. `overlayfwd up` serves it; `overlayfwd stats|peers` are its clients.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { ConfigError, isConfigError, type ConfigIssue } from './config';
+import type { Overlay } from './overlay';
+import type { FdbEntry, OverlayStats, PeerInfo, ResolvedPeer } from './types';
+
+export type OverlayLike = Pick<Overlay, 'name' | 'stats' | 'peers' | 'fdb'>;
+
+export type ControlRequest =
+  | { cmd: 'stats' }
+  | { cmd: 'peers.list' }
+  | { cmd: 'peers.add'; peer: unknown }
+  | { cmd: 'peers.remove'; name: string }
+  | { cmd: 'fdb' };
+
+export interface ControlResults {
+  stats: OverlayStats;
+  'peers.list': PeerInfo[];
+  'peers.add': ResolvedPeer;
+  'peers.remove': { removed: boolean };
+  fdb: FdbEntry[];
+}
+
+export type ControlResponse =
+  | { ok: true; result: unknown }
+  | { ok: false; error: { message: string; issues?: ConfigIssue[] } };
+
+/** An error reported by the server (other than a validation error, which arrives as ConfigError). */
+export class ControlError extends Error {
+  constructor(message: string, readonly code?: string) {
+    super(message);
+    this.name = 'ControlError';
+  }
+}
+
+const MAX_REQUEST_BYTES = 1 << 20;
+const IDLE_TIMEOUT_MS = 10_000;
+
+type SocketState = 'absent' | 'live' | 'stale' | 'not-a-socket';
+
+/** What is at `socketPath`: nothing, a socket someone listens on, a dead socket file, or something else. */
+export async function probeSocket(socketPath: string, timeoutMs = 1000): Promise<SocketState> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(socketPath);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
+    throw e;
+  }
+  if (!st.isSocket()) return 'not-a-socket';
+  return new Promise((resolve) => {
+    const conn = net.connect(socketPath);
+    const done = (state: SocketState) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(state);
+    };
+    // A listener that doesn't accept in time is still a listener.
+    const timer = setTimeout(() => done('live'), timeoutMs);
+    conn.once('connect', () => done('live'));
+    conn.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' || e.code === 'ENOENT' ? 'stale' : 'live'));
+  });
+}
+
+function errorResponse(err: unknown): ControlResponse {
+  if (isConfigError(err)) return { ok: false, error: { message: err.message, issues: err.issues } };
+  const message = err instanceof Error ? err.message : String(err);
+  return { ok: false, error: { message } };
+}
+
+function serialize(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()) : v,
+  );
+}
+
+async function dispatch(overlay: OverlayLike, request: unknown): Promise<unknown> {
+  if (request === null || typeof request !== 'object' || Array.isArray(request)) {
+    throw new ControlError('request must be a JSON object with a "cmd"');
+  }
+  const req = request as Record<string, unknown>;
+  switch (req.cmd) {
+    case 'stats':
+      return overlay.stats();
+    case 'peers.list':
+      return overlay.peers.list();
+    case 'peers.add':
+      if (req.peer === undefined) throw new ControlError('peers.add needs a "peer"');
+      return overlay.peers.add(req.peer);
+    case 'peers.remove':
+      if (typeof req.name !== 'string') throw new ControlError('peers.remove needs a "name" (string)');
+      return { removed: overlay.peers.remove(req.name) };
+    case 'fdb':
+      return overlay.fdb();
+    default:
+      throw new ControlError(`unknown command ${JSON.stringify(req.cmd)} (known: stats, peers.list, peers.add, peers.remove, fdb)`);
+  }
+}
+
+export class ControlServer {
+  private readonly connections = new Set<net.Socket>();
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    private readonly server: net.Server,
+    readonly socketPath: string,
+    private readonly ino: number,
+    private readonly overlay: OverlayLike,
+  ) {
+    server.on('connection', (conn) => this.serve(conn));
+  }
+
+  /**
+   * Serves `overlay` on a Unix socket at `socketPath` (directory created 0755, socket 0600).
+   * A leftover socket file nobody listens on is replaced; a live one means another instance is
+   * running, which is an error, as is a path holding something other than a socket.
+   */
+  static async listen(overlay: OverlayLike, socketPath: string): Promise<ControlServer> {
+    const dir = path.dirname(socketPath);
+    const created = fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    if (created !== undefined) {
+      // The umask may have narrowed what mkdir made; existing directories are left as they are.
+      for (let d = dir; ; d = path.dirname(d)) {
+        fs.chmodSync(d, 0o755);
+        if (d === created || path.dirname(d) === d) break;
+      }
+    }
+    const server = net.createServer({ allowHalfOpen: true });
+    try {
+      await listenOnce(server, socketPath);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw withPath(e, socketPath);
+      const state = await probeSocket(socketPath);
+      if (state === 'live') {
+        throw new ControlError(`another instance is running (${socketPath} is in use)`, 'EADDRINUSE');
+      }
+      if (state === 'not-a-socket') {
+        throw new ControlError(`${socketPath} exists and is not a socket; not replacing it`, 'EEXIST');
+      }
+      if (state === 'stale') fs.rmSync(socketPath, { force: true });
+      try {
+        await listenOnce(server, socketPath);
+      } catch (e2) {
+        if ((e2 as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+          throw new ControlError(`another instance is running (${socketPath} is in use)`, 'EADDRINUSE');
+        }
+        throw withPath(e2, socketPath);
+      }
+    }
+    try {
+      fs.chmodSync(socketPath, 0o600);
+      const { ino } = fs.statSync(socketPath);
+      return new ControlServer(server, socketPath, ino, overlay);
+    } catch (e) {
+      server.close();
+      throw withPath(e, socketPath);
+    }
+  }
+
+  /** Stops listening, drops open connections and removes the socket file (if it is still ours). */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      for (const conn of this.connections) conn.destroy();
+      this.removeFile();
+    });
+    return this.closing;
+  }
+
+  private removeFile(): void {
+    try {
+      if (fs.statSync(this.socketPath).ino === this.ino) fs.unlinkSync(this.socketPath);
+    } catch {
+      // already gone (libuv unlinks a listening pipe on close)
+    }
+  }
+
+  private serve(conn: net.Socket): void {
+    this.connections.add(conn);
+    conn.setTimeout(IDLE_TIMEOUT_MS, () => conn.destroy());
+    conn.on('close', () => this.connections.delete(conn));
+    conn.on('error', () => conn.destroy());
+    let buffered = '';
+    let answered = false;
+    const answer = (response: ControlResponse) => {
+      if (answered) return;
+      answered = true;
+      let text: string;
+      try {
+        text = serialize(response);
+      } catch (e) {
+        text = serialize(errorResponse(e));
+      }
+      conn.end(`${text}\n`);
+    };
+    const handle = (line: string) => {
+      let request: unknown;
+      try {
+        request = JSON.parse(line);
+      } catch {
+        answer({ ok: false, error: { message: 'request is not valid JSON' } });
+        return;
+      }
+      dispatch(this.overlay, request).then(
+        (result) => answer({ ok: true, result: result ?? null }),
+        (e: unknown) => answer(errorResponse(e)),
+      );
+    };
+    conn.setEncoding('utf8');
+    conn.on('data', (chunk: string) => {
+      if (answered) return;
+      buffered += chunk;
+      const nl = buffered.indexOf('\n');
+      if (nl >= 0) {
+        handle(buffered.slice(0, nl));
+      } else if (buffered.length > MAX_REQUEST_BYTES) {
+        answer({ ok: false, error: { message: `request larger than ${MAX_REQUEST_BYTES} bytes` } });
+      }
+    });
+    conn.on('end', () => {
+      // A client may half-close instead of sending the newline.
+      if (!answered && buffered.trim() !== '') handle(buffered);
+      else if (!answered) conn.end();
+    });
+  }
+}
+
+function listenOnce(server: net.Server, socketPath: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: Error) => {
+      server.off('listening', onListening);
+      reject(e);
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(socketPath);
+  });
+}
+
+function withPath(e: unknown, socketPath: string): Error {
+  const err = e instanceof Error ? e : new Error(String(e));
+  if (!err.message.includes(socketPath)) err.message = `${err.message} (control socket ${socketPath})`;
+  return err;
+}
+
+/**
+ * Sends one request to the instance serving `socketPath` and returns its result. A validation
+ * error from the server is thrown as ConfigError (with its issues); other server errors as
+ * ControlError; no listener as an Error "no running instance at <path>".
+ */
+export function controlRequest<R extends ControlRequest>(
+  socketPath: string,
+  request: R,
+  timeoutMs = 5000,
+): Promise<ControlResults[R['cmd']]> {
+  return new Promise((resolve, reject) => {
+    const conn = net.connect(socketPath);
+    let buffered = '';
+    let settled = false;
+    const finish = (err: Error | null, value?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      conn.destroy();
+      if (err) reject(err);
+      else resolve(value as ControlResults[R['cmd']]);
+    };
+    const timer = setTimeout(
+      () => finish(new ControlError(`no response from ${socketPath} within ${timeoutMs} ms`, 'ETIMEDOUT')),
+      timeoutMs,
+    );
+    const parse = (line: string) => {
+      let response: ControlResponse;
+      try {
+        response = JSON.parse(line) as ControlResponse;
+      } catch {
+        finish(new ControlError(`invalid response from ${socketPath}`, 'EPROTO'));
+        return;
+      }
+      if (response.ok) finish(null, response.result);
+      else if (response.error?.issues?.length) finish(new ConfigError(response.error.issues));
+      else finish(new ControlError(response.error?.message ?? 'unknown error'));
+    };
+    conn.setEncoding('utf8');
+    conn.on('connect', () => conn.write(`${JSON.stringify(request)}\n`));
+    conn.on('data', (chunk: string) => {
+      buffered += chunk;
+      const nl = buffered.indexOf('\n');
+      if (nl >= 0) parse(buffered.slice(0, nl));
+    });
+    conn.on('end', () => {
+      if (buffered.trim() !== '') parse(buffered);
+      else finish(new ControlError(`${socketPath} closed the connection without answering`, 'EPROTO'));
+    });
+    conn.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+        finish(new ControlError(`no running instance at ${socketPath}`, e.code));
+      } else if (e.code === 'EACCES' || e.code === 'EPERM') {
+        finish(new ControlError(`permission denied on ${socketPath} (the control socket is root-only; try sudo)`, e.code));
+      } else {
+        finish(new ControlError(`${socketPath}: ${e.message}`, e.code));
+      }
+    });
+  });
+}
