@@ -294,6 +294,12 @@ const fdbSchema = section({
   maxEntries: intRange(16, 1_000_000).default(4096),
 });
 
+const offloadsSchema = section({
+  tso: z.boolean(err('must be true or false')).default(true),
+  udpGso: z.boolean(err('must be true or false')).default(true),
+  udpGro: z.boolean(err('must be true or false')).default(true),
+});
+
 const limitsSchema = section({
   maxPeers: intRange(1, 65536).default(1024),
 });
@@ -367,6 +373,7 @@ const rootSchema = section({
   workers: intRange(1, 64).optional(),
   batchSize: intRange(1, 1024).default(64),
   fdb: fdbSchema.prefault({}),
+  offloads: offloadsSchema.prefault({}),
   limits: limitsSchema.prefault({}),
   // Entries are validated one by one (below) so that one bad peer doesn't hide the others' problems.
   peers: z.preprocess(nullToUndefined, list(z.unknown(), 'peers').optional()),
@@ -379,6 +386,7 @@ const KNOWN_KEYS: Record<string, string[]> = {
   encap: Object.keys(encapSchema.shape),
   underlay: Object.keys(underlaySchema.shape),
   fdb: Object.keys(fdbSchema.shape),
+  offloads: Object.keys(offloadsSchema.shape),
   limits: Object.keys(limitsSchema.shape),
   control: Object.keys(controlSchema.shape),
   peer: Object.keys(peerSchema.shape),
@@ -621,6 +629,7 @@ export function parseConfig(input: unknown): ResolvedConfig {
     workers: root.workers ?? defaultWorkers(),
     batchSize: root.batchSize,
     fdb: { ...root.fdb },
+    offloads: { ...root.offloads },
     limits: { ...root.limits },
     peers: placed.map((p) => p.peer),
     control: { socket: root.control.socket ?? defaultSocketPath(root.name) },

@@ -25,6 +25,13 @@ export interface NativeForwarderOptions {
   fdb: { learning: boolean; ageingSeconds: number; maxEntries: number };
   /** Number of per-peer counter slots in the stats block. */
   peerSlots: number;
+  offloads: { tso: boolean; udpGso: boolean; udpGro: boolean };
+}
+
+export interface NativeOffloadState {
+  tso: boolean;
+  udpGso: boolean;
+  udpGro: boolean;
 }
 
 export interface NativePeer {
@@ -52,6 +59,8 @@ export interface NativeForwarder {
   /** Counters block shared with the workers: [worker][section][counter], section 0 = totals, 1 + slot = peer. */
   readonly counters: BigUint64Array;
   readonly device: NativeDeviceInfo;
+  /** Offloads in use after probing. */
+  readonly offloads: NativeOffloadState;
   /** Installs a new immutable table snapshot; workers pick it up at their next batch. */
   setPeers(peers: NativePeer[]): void;
   /** Learned forwarding entries (static entries live in the table snapshot). */

@@ -1,7 +1,13 @@
 // The public Overlay: one forwarder instance. It validates the config, starts the native data
 // path, keeps the peer table and reads the shared counters. Nothing here runs per packet.
 import { parseConfig } from './config';
-import { loadNative, type NativeDeviceInfo, type NativeForwarder, type NativeForwarderOptions } from './native';
+import {
+  loadNative,
+  type NativeDeviceInfo,
+  type NativeForwarder,
+  type NativeForwarderOptions,
+  type NativeOffloadState,
+} from './native';
 import { PeerSlots } from './peers';
 import { CounterIndex, CountersReader } from './stats';
 import type { FdbEntry, OverlayStats, PeerInfo, ResolvedConfig, ResolvedPeer } from './types';
@@ -27,6 +33,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
     workers: config.workers,
     batchSize: config.batchSize,
     fdb: { ...config.fdb },
+    offloads: { ...config.offloads },
     limits: { ...config.limits },
     peers: config.peers.map(peerToInput),
     control: { ...config.control },
@@ -62,6 +69,7 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
     batchSize: config.batchSize,
     fdb: { ...config.fdb },
     peerSlots: config.limits.maxPeers,
+    offloads: { ...config.offloads },
   };
 }
 
@@ -69,6 +77,7 @@ export class Overlay {
   readonly name: string;
   readonly device: NativeDeviceInfo;
   readonly peers: PeerTable;
+  private readonly offloadState: NativeOffloadState;
   private currentConfig: ResolvedConfig;
   private forwarder: NativeForwarder | null;
   private readonly reader: CountersReader;
@@ -88,6 +97,7 @@ export class Overlay {
       this.currentConfig = config;
       this.forwarder = forwarder;
       this.device = forwarder.device;
+      this.offloadState = forwarder.offloads;
       this.reader = new CountersReader(forwarder.counters, new CounterIndex(native.statsLayout), config.workers);
       this.slots = new PeerSlots(config.limits.maxPeers);
       this.applyPeers(config.peers);
@@ -125,6 +135,7 @@ export class Overlay {
       totals: this.reader.toCounters(this.reader.totals()),
       peers,
       fdb: { learned, static: staticEntries },
+      offloads: { active: { ...this.offloadState }, ...this.reader.offloadCounters(this.reader.totals()) },
     };
   }
 

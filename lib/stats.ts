@@ -1,6 +1,18 @@
 // Reads the native counters block (shared memory the workers write) into the public stats
 // shape. One read sums the workers' sections; no call into native code per counter.
-import { DROP_REASONS, type Counters, type DropReason } from './types';
+import { DROP_REASONS, type Counters, type DropReason, type OffloadStats } from './types';
+
+const OFFLOAD_COUNTERS = [
+  'txGsoSends',
+  'txGsoSegments',
+  'rxGroReceives',
+  'rxGroSegments',
+  'txSuperFrames',
+  'rxCoalescedWrites',
+  'rxCoalescedSegments',
+  'fallbacks',
+] as const;
+type OffloadCounter = (typeof OFFLOAD_COUNTERS)[number];
 import type { NativeStatsLayout } from './native';
 
 /** Counter positions within a section, resolved once from the addon's layout. */
@@ -11,6 +23,7 @@ export class CounterIndex {
   readonly rxBytes: number;
   readonly floodPackets: number;
   readonly drops: ReadonlyArray<readonly [DropReason, number]>;
+  readonly offload: ReadonlyArray<readonly [OffloadCounter, number]>;
 
   constructor(readonly layout: NativeStatsLayout) {
     const at = (name: string): number => layout.counters.indexOf(name);
@@ -21,6 +34,7 @@ export class CounterIndex {
     this.floodPackets = at('floodPackets');
     // Reasons the native side does not count yet (they belong to modes to come) read as 0.
     this.drops = DROP_REASONS.map((reason) => [reason, at(`drop.${reason}`)] as const);
+    this.offload = OFFLOAD_COUNTERS.map((name) => [name, at(`offload.${name}`)] as const);
   }
 }
 
@@ -57,6 +71,10 @@ export class CountersReader {
     return this.section(1 + slot);
   }
 
+  offloadCounters(raw: RawSection): Omit<OffloadStats, 'active'> {
+    return readOffloadCounters(this.index, raw);
+  }
+
   toCounters(raw: RawSection, baseline?: RawSection): Counters {
     const value = (i: number): number => (i < 0 ? 0 : raw[i]! - (baseline ? baseline[i]! : 0));
     const drops = {} as Record<DropReason, number>;
@@ -70,6 +88,12 @@ export class CountersReader {
       drops,
     };
   }
+}
+
+export function readOffloadCounters(index: CounterIndex, raw: RawSection): Omit<OffloadStats, 'active'> {
+  const out = {} as Omit<OffloadStats, 'active'>;
+  for (const [name, i] of index.offload) out[name] = i < 0 ? 0 : raw[i]!;
+  return out;
 }
 
 export function emptyCounters(): Counters {

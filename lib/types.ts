@@ -64,6 +64,15 @@ export interface ResolvedConfig {
     ageingSeconds: number;
     maxEntries: number;
   };
+  /** Kernel offloads to use where available (each is probed at start; false turns it off). */
+  offloads: {
+    /** TAP with virtio-net headers: TSO/USO super-frames read, coalesced super-frames written. */
+    tso: boolean;
+    /** Send trains of same-size datagrams in one UDP_SEGMENT system call. */
+    udpGso: boolean;
+    /** Receive coalesced datagrams with UDP_GRO. */
+    udpGro: boolean;
+  };
   limits: {
     maxPeers: number;
   };
@@ -83,6 +92,20 @@ export interface Counters {
   drops: Record<DropReason, number>;
 }
 
+export interface OffloadStats {
+  /** Offloads in use after probing (requested in config and supported by the kernel). */
+  active: { tso: boolean; udpGso: boolean; udpGro: boolean };
+  txGsoSends: number;
+  txGsoSegments: number;
+  rxGroReceives: number;
+  rxGroSegments: number;
+  txSuperFrames: number;
+  rxCoalescedWrites: number;
+  rxCoalescedSegments: number;
+  /** Offloads the kernel refused at run time, after which they were turned off. */
+  fallbacks: number;
+}
+
 export interface OverlayStats {
   name: string;
   device: string;
@@ -90,6 +113,7 @@ export interface OverlayStats {
   totals: Counters;
   peers: Record<string, Counters>;
   fdb: { learned: number; static: number };
+  offloads: OffloadStats;
 }
 
 export interface PeerInfo extends ResolvedPeer {

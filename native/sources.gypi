@@ -3,12 +3,15 @@
 {
   'variables': {
     'overlayfwd_core_sources': [
+      'native/core/checksum.cc',
       'native/core/ethernet.cc',
       'native/core/flow_hash.cc',
       'native/core/forwarder.cc',
       'native/core/learned_fdb.cc',
       'native/core/link_config.cc',
       'native/core/netns.cc',
+      'native/core/offload_coalesce.cc',
+      'native/core/offload_segment.cc',
       'native/core/peer_table.cc',
       'native/core/socket_address.cc',
       'native/core/stats_layout.cc',

@@ -114,6 +114,10 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
   out.ageing_seconds = uint_at(fdb, "ageingSeconds");
   out.fdb_max_entries = uint_at(fdb, "maxEntries");
   out.peer_slots = uint_at(options, "peerSlots");
+  const Napi::Object offloads = object_at(options, "offloads");
+  out.tso = bool_at(offloads, "tso");
+  out.udp_gso = bool_at(offloads, "udpGso");
+  out.udp_gro = bool_at(offloads, "udpGro");
   return out;
 }
 
@@ -124,6 +128,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
                        {
                            InstanceAccessor<&ForwarderWrap::Counters>("counters"),
                            InstanceAccessor<&ForwarderWrap::Device>("device"),
+                           InstanceAccessor<&ForwarderWrap::Offloads>("offloads"),
                            InstanceMethod<&ForwarderWrap::SetPeers>("setPeers"),
                            InstanceMethod<&ForwarderWrap::LearnedFdb>("learnedFdb"),
                            InstanceMethod<&ForwarderWrap::Close>("close"),
@@ -160,6 +165,15 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
     out.Set("ifindex", device.ifindex);
     out.Set("mac", ovl::format_mac(device.mac));
     out.Set("mtu", device.mtu);
+    return out;
+  }
+
+  Napi::Value Offloads(const Napi::CallbackInfo& info) {
+    const ovl::OffloadState& state = forwarder_->offloads();
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("tso", state.tso);
+    out.Set("udpGso", state.udp_gso);
+    out.Set("udpGro", state.udp_gro);
     return out;
   }
 

@@ -55,7 +55,8 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   run_in_netns(options.netns, [&] {
     int mtu = options.mtu;
     if (mtu == 0) mtu = mtu_of_interface_with_address(options.local) - vxlan_overhead(local->family());
-    tap_ = TapDevice::create(options.device_name, static_cast<int>(options.workers));
+    tap_ = TapDevice::create(options.device_name, static_cast<int>(options.workers), options.tso);
+    offloads_.tso = tap_->offloads_enabled();
     const std::string& name = tap_->name();
     if (options.mac) link_set_mac(name, *options.mac);
     link_set_mtu(name, mtu);
@@ -66,10 +67,19 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     }
     device_ = DeviceInfo{name, info.ifindex, info.mac, info.mtu};
 
+    // UDP GSO needs the checksum that SO_NO_CHECK would suppress (the kernel refuses GSO on
+    // such a socket), so with GSO the outer UDP checksum is sent, and offloaded.
     UdpOptions udp;
-    udp.send_checksum = options.udp_checksum;
+    udp.send_checksum = options.udp_checksum || options.udp_gso;
     listeners = open_listening_sockets(*local, options.workers, udp);
     for (uint32_t w = 0; w < options.workers; w++) senders.push_back(open_entropy_sockets(*local, options.source_ports, udp));
+    offloads_.udp_gso = options.udp_gso && probe_udp_gso(senders[0][0].get());
+    // All listeners or none: a worker that does not expect coalesced datagrams must not get them.
+    offloads_.udp_gro = options.udp_gro;
+    for (auto& listener : listeners) offloads_.udp_gro = offloads_.udp_gro && set_udp_gro(listener.get(), true);
+    if (!offloads_.udp_gro) {
+      for (auto& listener : listeners) set_udp_gro(listener.get(), false);
+    }
   });
 
   stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -82,6 +92,9 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     config.batch_size = options.batch_size;
     config.learning = options.learning;
     config.device_mac = device_.mac;
+    config.udp_gso = offloads_.udp_gso;
+    config.udp_gro = offloads_.udp_gro;
+    config.vnet_header = tap_->vnet_header();
     workers_.push_back(std::make_unique<Worker>(config, tables_, fdb_,
                                                 WorkerStats(stats_->worker_base(w), options.peer_slots),
                                                 tap_->queue_fd(w), std::move(listeners[w]), std::move(senders[w]),

@@ -42,6 +42,17 @@ struct ForwarderOptions {
   uint32_t ageing_seconds = 300;
   uint32_t fdb_max_entries = 4096;
   uint32_t peer_slots = 1024;
+  // Offloads to use where the kernel has them (each is probed at start).
+  bool tso = true;
+  bool udp_gso = true;
+  bool udp_gro = true;
+};
+
+// What is in use after probing: requested and supported.
+struct OffloadState {
+  bool tso = false;
+  bool udp_gso = false;
+  bool udp_gro = false;
 };
 
 struct DeviceInfo {
@@ -61,6 +72,7 @@ class Forwarder {
   Forwarder& operator=(const Forwarder&) = delete;
 
   const DeviceInfo& device() const { return device_; }
+  const OffloadState& offloads() const { return offloads_; }
   std::shared_ptr<StatsBlock> stats() const { return stats_; }
 
   // Publishes a new peer table. Learned entries behind peers that left or moved are forgotten.
@@ -72,6 +84,7 @@ class Forwarder {
  private:
   ForwarderOptions options_;
   DeviceInfo device_;
+  OffloadState offloads_;
   std::shared_ptr<StatsBlock> stats_;
   LearnedFdb fdb_;
   TablePublisher<PeerTable> tables_;

@@ -11,8 +11,8 @@ namespace ovl {
 
 // Enough for any outer header stack we build (IPv6 + UDP + Geneve with options, ESP, ...).
 constexpr uint32_t kHeadroom = 192;
-// One IP datagram at most; room for the TSO super-frames of the offload work to come.
-constexpr uint32_t kMaxPacket = 65536;
+// A 64 KB IP datagram with its link header (TSO super-frames, coalesced runs, UDP_GRO batches).
+constexpr uint32_t kMaxPacket = 65536 + 256;
 
 struct PacketBuffer {
   uint8_t* base = nullptr;  // start of the allocation (headroom included)

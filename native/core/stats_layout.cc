@@ -18,6 +18,14 @@ const char* counter_name(uint32_t counter) {
     case kDropDeviceError: return "drop.deviceError";
     case kDropSocketError: return "drop.socketError";
     case kDropLoop: return "drop.loop";
+    case kTxGsoSends: return "offload.txGsoSends";
+    case kTxGsoSegments: return "offload.txGsoSegments";
+    case kRxGroReceives: return "offload.rxGroReceives";
+    case kRxGroSegments: return "offload.rxGroSegments";
+    case kTxSuperFrames: return "offload.txSuperFrames";
+    case kRxCoalescedWrites: return "offload.rxCoalescedWrites";
+    case kRxCoalescedSegments: return "offload.rxCoalescedSegments";
+    case kOffloadFallbacks: return "offload.fallbacks";
     default: return nullptr;
   }
 }

@@ -31,6 +31,15 @@ enum Counter : uint32_t {
   kDropDeviceError,
   kDropSocketError,
   kDropLoop,
+  // Offload use: how many system calls carried several packets.
+  kTxGsoSends,        // sendmmsg messages that carried a UDP_SEGMENT train
+  kTxGsoSegments,     // datagrams inside those trains
+  kRxGroReceives,     // received datagrams that the kernel had coalesced (UDP_GRO)
+  kRxGroSegments,     // datagrams inside those
+  kTxSuperFrames,     // TSO/USO super-frames read from the device
+  kRxCoalescedWrites, // device writes that carried a coalesced super-frame
+  kRxCoalescedSegments,
+  kOffloadFallbacks,  // an offload the kernel refused at run time and that was turned off
   kCounterCount,
 };
 

@@ -54,6 +54,18 @@ UniqueFd open_udp(const SocketAddress& local, const UdpOptions& options) {
 
 }  // namespace
 
+bool probe_udp_gso(int fd) {
+  // A socket-wide segment size of 0 means "per message": a harmless setting that only a
+  // kernel with UDP_SEGMENT accepts.
+  const int none = 0;
+  return ::setsockopt(fd, SOL_UDP, UDP_SEGMENT, &none, sizeof none) == 0;
+}
+
+bool set_udp_gro(int fd, bool on) {
+  const int value = on ? 1 : 0;
+  return ::setsockopt(fd, SOL_UDP, UDP_GRO, &value, sizeof value) == 0;
+}
+
 std::vector<UniqueFd> open_listening_sockets(const SocketAddress& local, size_t count, const UdpOptions& options) {
   {
     // A socket of somebody else's that also set SO_REUSEPORT would silently share our

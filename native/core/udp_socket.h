@@ -18,6 +18,11 @@ struct UdpOptions {
   int send_buffer = 4 << 20;
 };
 
+// Kernel support, probed on real sockets: UDP_SEGMENT (GSO, Linux 4.18) and UDP_GRO (5.0).
+bool probe_udp_gso(int fd);
+// Turns UDP_GRO on or off; false where the kernel refuses.
+bool set_udp_gro(int fd, bool on);
+
 // Fails with EADDRINUSE when anything but our own group holds the port.
 std::vector<UniqueFd> open_listening_sockets(const SocketAddress& local, size_t count, const UdpOptions& options);
 

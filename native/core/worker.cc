@@ -1,15 +1,19 @@
 #include "worker.h"
 
+#include <netinet/udp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <csignal>
 #include <ctime>
 #include <string>
 
+#include "checksum.h"
 #include "ethernet.h"
 #include "flow_hash.h"
 #include "vxlan_codec.h"
@@ -25,6 +29,9 @@ constexpr int kRoundsPerWakeup = 4;
 constexpr size_t kMaxPending = 1024;
 // How long a full socket buffer may hold the worker before the batch is dropped.
 constexpr int kWritableTimeoutMs = 100;
+// UDP_SEGMENT limits: the kernel's UDP_MAX_SEGMENTS (64 on older kernels) and one IP datagram.
+constexpr size_t kMaxGsoSegments = 64;
+constexpr size_t kMaxGsoBytes = 65000;
 
 uint32_t monotonic_seconds() {
   timespec now{};
@@ -48,10 +55,22 @@ Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, Le
       pending_(send_sockets_.size()),
       send_messages_(kMaxPending),
       send_iovecs_(kMaxPending),
+      message_first_(kMaxPending),
+      message_count_(kMaxPending),
+      send_controls_(kMaxPending),
+      udp_gso_(config.udp_gso),
+      segment_buffers_(config.vnet_header ? kSegmentBuffers : 0, kMaxSegmentFrame),
+      device_vnet_(config.batch_size),
+      frame_list_(kSegmentBuffers),
       underlay_buffers_(config.batch_size, kMaxPacket),
       receive_messages_(config.batch_size),
       receive_iovecs_(config.batch_size),
-      receive_sources_(config.batch_size) {
+      receive_sources_(config.batch_size),
+      receive_controls_(config.batch_size),
+      coalescer_(kEthernetHeaderSize),
+      gro_buffers_(config.vnet_header ? kGroBuffers : 0, kMaxPacket) {
+  for (size_t i = 0; i < gro_buffers_.size(); i++) gro_free_.push_back(&gro_buffers_[i]);
+  coalesced_.reserve(kGroBuffers + config.batch_size);
   for (auto& run : pending_) run.reserve(kMaxPending);
 }
 
@@ -111,10 +130,14 @@ void Worker::handle_device() {
 }
 
 size_t Worker::read_device_batch() {
+  // With vnet headers the 10-byte header is read into the headroom, so the frame still
+  // starts at kHeadroom with all the headroom an encapsulation needs once the header is parsed.
+  const uint32_t vnet = config_.vnet_header ? kVirtioNetHeaderSize : 0;
   size_t count = 0;
   while (count < config_.batch_size) {
     PacketBuffer& buffer = device_buffers_[count];
     buffer.reset();
+    buffer.offset -= vnet;
     const ssize_t n = ::read(device_fd_, buffer.data(), buffer.tailroom());
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -122,6 +145,13 @@ size_t Worker::read_device_batch() {
       break;
     }
     buffer.length = static_cast<uint32_t>(n);
+    if (vnet) {
+      if (!parse_virtio_net_header(buffer.data(), buffer.length, &device_vnet_[count])) {
+        stats_.add(WorkerStats::kNoPeer, kDropMalformed);
+        continue;
+      }
+      buffer.pull_front(vnet);
+    }
     count++;
   }
   return count;
@@ -129,16 +159,14 @@ size_t Worker::read_device_batch() {
 
 void Worker::encapsulate_batch(size_t count) {
   const PeerTable& table = *table_;
-  const auto& peers = table.peers();
   for (size_t i = 0; i < count; i++) {
     PacketBuffer& buffer = device_buffers_[i];
-    const uint8_t* frame = buffer.data();
-    const uint32_t frame_length = buffer.length;
-    if (frame_length < kEthernetHeaderSize) {
+    if (buffer.length < kEthernetHeaderSize) {
       stats_.add(WorkerStats::kNoPeer, kDropMalformed);
       continue;
     }
-
+    // Every segment of a super-frame shares its headers: one lookup, one hash, one peer.
+    const uint8_t* frame = buffer.data();
     uint32_t peer = PeerTable::kNone;
     const uint8_t* destination = eth_destination(frame);
     if (!mac_is_multicast(destination)) {
@@ -149,24 +177,66 @@ void Worker::encapsulate_batch(size_t count) {
         if (slot != LearnedFdb::kNone) peer = table.by_slot(slot);
       }
     }
-
-    // The same flow always leaves through the same source port.
-    const uint32_t hash = ethernet_flow_hash(frame, frame_length);
-    const auto socket = static_cast<uint32_t>((uint64_t{hash} * send_sockets_.size()) >> 32);
-    vxlan_encode(buffer.push_front(kVxlanHeaderSize), config_.vni);
-
-    if (peer != PeerTable::kNone) {
-      queue_send(socket, buffer, peer, frame_length);
-    } else if (peers.empty()) {
+    if (peer == PeerTable::kNone && table.peers().empty()) {
       stats_.add(WorkerStats::kNoPeer, kDropNoRoute);
-    } else {
-      // Head-end replication: broadcast, multicast and unknown unicast go to every peer;
-      // all copies share the one encapsulated buffer.
-      stats_.add(WorkerStats::kNoPeer, kFloodPackets);
-      for (uint32_t p = 0; p < peers.size(); p++) queue_send(socket, buffer, p, frame_length);
+      continue;
+    }
+    // The same flow always leaves through the same source port.
+    const uint32_t hash = ethernet_flow_hash(frame, buffer.length);
+    const auto socket = static_cast<uint32_t>((uint64_t{hash} * send_sockets_.size()) >> 32);
+
+    const VirtioNetHeader* vnet = config_.vnet_header ? &device_vnet_[i] : nullptr;
+    if (!vnet || vnet->gso_type == kVirtioNetHdrGsoNone) {
+      if (vnet && (vnet->flags & kVirtioNetHdrFNeedsCsum) &&
+          !complete_partial_checksum(*vnet, buffer.data(), buffer.length)) {
+        stats_.add(WorkerStats::kNoPeer, kDropMalformed);
+        continue;
+      }
+      PacketBuffer* single = &buffer;
+      send_frames(&single, 1, peer, socket);
+      continue;
+    }
+
+    // A TSO/USO super-frame: cut it into wire-sized segments, as many as the pool holds at a
+    // time; a full pool is sent before the next chunk reuses it.
+    stats_.add(WorkerStats::kNoPeer, kTxSuperFrames);
+    for (size_t first = 0, total = 1; first < total;) {
+      if (segments_used_ == segment_buffers_.size()) {
+        flush_sends();
+        segments_used_ = 0;
+      }
+      const int n = segment_super_frame_range(*vnet, buffer.data(), buffer.length, kEthernetHeaderSize, first,
+                                              &segment_buffers_[segments_used_],
+                                              segment_buffers_.size() - segments_used_, &total);
+      if (n <= 0) {
+        stats_.add(WorkerStats::kNoPeer, n == kSegmentBufferTooSmall ? kDropTooBig : kDropMalformed);
+        break;
+      }
+      for (int k = 0; k < n; k++) frame_list_[k] = &segment_buffers_[segments_used_ + k];
+      segments_used_ += static_cast<size_t>(n);
+      send_frames(frame_list_.data(), static_cast<size_t>(n), peer, socket);
+      first += static_cast<size_t>(n);
     }
   }
   flush_sends();
+  segments_used_ = 0;
+}
+
+// Encapsulates wire frames of one flow and queues them to `peer`, or to every peer (head-end
+// replication of broadcast, multicast and unknown unicast) when peer is kNone.
+void Worker::send_frames(PacketBuffer** frames, size_t count, uint32_t peer, uint32_t socket) {
+  for (size_t k = 0; k < count; k++) vxlan_encode(frames[k]->push_front(kVxlanHeaderSize), config_.vni);
+  if (peer != PeerTable::kNone) {
+    for (size_t k = 0; k < count; k++) queue_send(socket, *frames[k], peer, frames[k]->length - kVxlanHeaderSize);
+    return;
+  }
+  // All copies share the encapsulated buffers. Peer by peer, so that each peer's segments stay
+  // together and leave as one GSO train.
+  stats_.add(WorkerStats::kNoPeer, kFloodPackets, count);
+  const auto peers = static_cast<uint32_t>(table_->peers().size());
+  for (uint32_t p = 0; p < peers; p++) {
+    for (size_t k = 0; k < count; k++) queue_send(socket, *frames[k], p, frames[k]->length - kVxlanHeaderSize);
+  }
 }
 
 void Worker::queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length) {
@@ -183,43 +253,100 @@ void Worker::flush_sends() {
   pending_count_ = 0;
 }
 
-void Worker::send_run(uint32_t socket, std::vector<Pending>& run) {
+// Lays `run` out as messages for sendmmsg. With GSO, consecutive datagrams to one peer form a
+// train that the kernel splits at the first datagram's size: every datagram but the last must
+// have exactly that size, and the last may be shorter. Returns the number of messages.
+size_t Worker::build_messages(const std::vector<Pending>& run, bool use_gso) {
   const auto& peers = table_->peers();
-  const int fd = send_sockets_[socket].get();
-  for (size_t i = 0; i < run.size(); i++) {
+  size_t messages = 0;
+  for (size_t i = 0; i < run.size();) {
+    const uint32_t segment = run[i].buffer->length;
+    size_t end = i + 1;
+    size_t bytes = segment;
+    if (use_gso) {
+      while (end < run.size() && run[end].peer == run[i].peer && end - i < kMaxGsoSegments &&
+             run[end - 1].buffer->length == segment && run[end].buffer->length <= segment &&
+             bytes + run[end].buffer->length <= kMaxGsoBytes) {
+        bytes += run[end].buffer->length;
+        end++;
+      }
+    }
+    for (size_t k = i; k < end; k++) send_iovecs_[k] = iovec{run[k].buffer->data(), run[k].buffer->length};
     const Peer& peer = peers[run[i].peer];
-    send_iovecs_[i] = iovec{run[i].buffer->data(), run[i].buffer->length};
-    msghdr& header = send_messages_[i].msg_hdr;
+    msghdr& header = send_messages_[messages].msg_hdr;
     header = msghdr{};
     header.msg_name = const_cast<sockaddr*>(peer.endpoint.get());
     header.msg_namelen = peer.endpoint.length;
     header.msg_iov = &send_iovecs_[i];
-    header.msg_iovlen = 1;
+    header.msg_iovlen = end - i;
+    if (end - i > 1) {
+      header.msg_control = send_controls_[messages].bytes;
+      header.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+      cmsghdr* control = CMSG_FIRSTHDR(&header);
+      control->cmsg_level = SOL_UDP;
+      control->cmsg_type = UDP_SEGMENT;
+      control->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      const auto size = static_cast<uint16_t>(segment);
+      std::memcpy(CMSG_DATA(control), &size, sizeof size);
+    }
+    message_first_[messages] = static_cast<uint32_t>(i);
+    message_count_[messages] = static_cast<uint32_t>(end - i);
+    messages++;
+    i = end;
   }
+  return messages;
+}
+
+void Worker::send_run(uint32_t socket, std::vector<Pending>& run) {
+  const auto& peers = table_->peers();
+  const int fd = send_sockets_[socket].get();
+  size_t messages = build_messages(run, udp_gso_);
 
   size_t done = 0;
-  while (done < run.size()) {
-    const int sent = ::sendmmsg(fd, &send_messages_[done], static_cast<unsigned>(run.size() - done), 0);
+  while (done < messages) {
+    const int sent = ::sendmmsg(fd, &send_messages_[done], static_cast<unsigned>(messages - done), 0);
     if (sent > 0) {
-      for (size_t i = done; i < done + static_cast<size_t>(sent); i++) {
-        const uint32_t slot = peers[run[i].peer].slot;
-        stats_.add(slot, kTxPackets);
-        stats_.add(slot, kTxBytes, run[i].inner_length);
+      for (size_t m = done; m < done + static_cast<size_t>(sent); m++) {
+        const uint32_t first = message_first_[m], count = message_count_[m];
+        if (count > 1) {
+          stats_.add(WorkerStats::kNoPeer, kTxGsoSends);
+          stats_.add(WorkerStats::kNoPeer, kTxGsoSegments, count);
+        }
+        for (uint32_t k = first; k < first + count; k++) {
+          const uint32_t slot = peers[run[k].peer].slot;
+          stats_.add(slot, kTxPackets);
+          stats_.add(slot, kTxBytes, run[k].inner_length);
+        }
       }
       done += static_cast<size_t>(sent);
       continue;
     }
     if (errno == EINTR) continue;
     if ((errno == EAGAIN || errno == ENOBUFS) && wait_writable(fd)) continue;
-    // sendmmsg reports the error of the first message it could not send: count it and go on.
-    const Counter reason = errno == EMSGSIZE                                       ? kDropTooBig
-                           : (errno == EAGAIN || errno == ENOBUFS)                ? kDropQueueFull
-                                                                                   : kDropSocketError;
-    if (reason == kDropQueueFull) {
-      for (size_t i = done; i < run.size(); i++) stats_.add(peers[run[i].peer].slot, reason);
+    const uint32_t first = message_first_[done], count = message_count_[done];
+    if (count > 1 && (errno == EIO || errno == EINVAL)) {
+      // EIO: the egress device cannot checksum for GSO; this will not change, so stop asking.
+      // EINVAL: this train did not suit (e.g. a segment beyond the path MTU): send it singly.
+      if (errno == EIO) {
+        udp_gso_ = false;
+        stats_.add(WorkerStats::kNoPeer, kOffloadFallbacks);
+      }
+      std::vector<Pending> rest(run.begin() + first, run.end());
+      const bool keep = udp_gso_;
+      udp_gso_ = false;
+      send_run(socket, rest);
+      udp_gso_ = keep;
       return;
     }
-    stats_.add(peers[run[done].peer].slot, reason);
+    const Counter reason = errno == EMSGSIZE                          ? kDropTooBig
+                           : (errno == EAGAIN || errno == ENOBUFS)   ? kDropQueueFull
+                                                                      : kDropSocketError;
+    if (reason == kDropQueueFull) {
+      for (size_t k = first; k < run.size(); k++) stats_.add(peers[run[k].peer].slot, reason);
+      return;
+    }
+    // sendmmsg reports the error of the first message it could not send: count it and go on.
+    for (uint32_t k = first; k < first + count; k++) stats_.add(peers[run[k].peer].slot, reason);
     done++;
   }
 }
@@ -245,63 +372,157 @@ void Worker::handle_underlay() {
       header.msg_namelen = sizeof(sockaddr_storage);
       header.msg_iov = &receive_iovecs_[i];
       header.msg_iovlen = 1;
+      if (config_.udp_gro) {
+        header.msg_control = receive_controls_[i].bytes;
+        header.msg_controllen = sizeof receive_controls_[i].bytes;
+      }
     }
     const int received = ::recvmmsg(fd, receive_messages_.data(), config_.batch_size, MSG_DONTWAIT, nullptr);
     if (received < 0) {
       if (errno != EAGAIN && errno != EINTR) stats_.add(WorkerStats::kNoPeer, kDropSocketError);
       return;
     }
-    for (int i = 0; i < received; i++) decapsulate_one(underlay_buffers_[i], receive_messages_[i]);
+    for (int i = 0; i < received; i++) receive_datagram(underlay_buffers_[i], receive_messages_[i]);
+    // The next round reuses the buffers the coalescer holds: write everything out first.
+    if (config_.vnet_header) flush_coalesced();
     if (static_cast<uint32_t>(received) < config_.batch_size) return;
   }
 }
 
-void Worker::decapsulate_one(PacketBuffer& buffer, const mmsghdr& message) {
+// One received datagram; with UDP_GRO it may hold several of the peer's datagrams back to
+// back, each `segment` bytes long but the last.
+void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message) {
   const PeerTable& table = *table_;
   buffer.length = message.msg_len;
   const uint32_t peer = table.by_source(static_cast<const sockaddr*>(message.msg_hdr.msg_name));
+  uint32_t segment = buffer.length;
+  if (config_.udp_gro) {
+    for (cmsghdr* control = CMSG_FIRSTHDR(&message.msg_hdr); control;
+         control = CMSG_NXTHDR(const_cast<msghdr*>(&message.msg_hdr), control)) {
+      if (control->cmsg_level == SOL_UDP && control->cmsg_type == UDP_GRO) {
+        int size;
+        std::memcpy(&size, CMSG_DATA(control), sizeof size);
+        if (size > 0) segment = static_cast<uint32_t>(size);
+      }
+    }
+  }
+  const uint32_t datagrams = segment == 0 ? 1 : (buffer.length + segment - 1) / segment;
   if (peer == PeerTable::kNone) {
-    stats_.add(WorkerStats::kNoPeer, kDropUnknownPeer);
+    stats_.add(WorkerStats::kNoPeer, kDropUnknownPeer, datagrams);
     return;
   }
   const uint32_t slot = table.peers()[peer].slot;
   if (message.msg_hdr.msg_flags & MSG_TRUNC) {
-    stats_.add(slot, kDropTooBig);
+    stats_.add(slot, kDropTooBig, datagrams);
     return;
   }
-  switch (vxlan_decode(buffer.data(), buffer.length, config_.vni)) {
-    case VxlanStatus::ok: break;
-    case VxlanStatus::malformed: stats_.add(slot, kDropMalformed); return;
-    case VxlanStatus::wrong_vni: stats_.add(slot, kDropWrongVni); return;
+  if (datagrams > 1) {
+    stats_.add(WorkerStats::kNoPeer, kRxGroReceives);
+    stats_.add(WorkerStats::kNoPeer, kRxGroSegments, datagrams);
   }
-  buffer.pull_front(kVxlanHeaderSize);
+  if (config_.vnet_header && slot != coalescing_slot_) {
+    // Runs never mix peers: a flow's segments must all come from the one peer it belongs to.
+    flush_coalesced();
+    coalescing_slot_ = slot;
+  }
+  for (uint32_t offset = 0; offset < buffer.length; offset += segment) {
+    const uint32_t length = std::min(segment, buffer.length - offset);
+    uint8_t* packet = buffer.data() + offset;
+    if (!decapsulate_one(packet, length, slot)) continue;
+    uint8_t* frame = packet + kVxlanHeaderSize;
+    const uint32_t frame_length = length - kVxlanHeaderSize;
+    if (!config_.vnet_header) {
+      write_frame(frame, frame_length, slot);
+    } else if (datagrams == 1) {
+      // The datagram's buffer has a whole 64 KB of tailroom for a run to grow into.
+      buffer.pull_front(kVxlanHeaderSize);
+      coalesce(&buffer, slot);
+    } else {
+      // Datagrams of a GRO batch sit back to back: a run growing in place would overwrite the
+      // next one, so each gets a buffer of its own.
+      if (gro_free_.empty()) flush_coalesced();
+      PacketBuffer* copy = gro_free_.back();
+      gro_free_.pop_back();
+      copy->reset();
+      std::memcpy(copy->data(), frame, frame_length);
+      copy->length = frame_length;
+      gro_used_.push_back(copy);
+      coalesce(copy, slot);
+    }
+  }
+}
 
-  const uint8_t* source = eth_source(buffer.data());
+void Worker::coalesce(PacketBuffer* frame, uint32_t slot) {
+  stats_.add(slot, kRxPackets);
+  stats_.add(slot, kRxBytes, frame->length);
+  const size_t before = coalescer_.pending();
+  coalescer_.add(frame);
+  // Absorbed into an earlier run: its bytes are copied, its buffer free again at once.
+  if (coalescer_.pending() == before && !gro_used_.empty() && gro_used_.back() == frame) {
+    gro_used_.pop_back();
+    gro_free_.push_back(frame);
+  }
+}
+
+void Worker::flush_coalesced() {
+  if (coalescer_.pending() > 0) {
+    coalesced_.clear();
+    coalescer_.finish(coalesced_);
+    for (CoalescedFrame& out : coalesced_) {
+      PacketBuffer& buffer = *out.buffer;
+      uint32_t segments = 1;
+      if (out.vnet.gso_type != kVirtioNetHdrGsoNone && out.vnet.gso_size > 0 && buffer.length > out.vnet.hdr_len) {
+        segments = (buffer.length - out.vnet.hdr_len + out.vnet.gso_size - 1) / out.vnet.gso_size;
+        stats_.add(WorkerStats::kNoPeer, kRxCoalescedWrites);
+        stats_.add(WorkerStats::kNoPeer, kRxCoalescedSegments, segments);
+      }
+      write_virtio_net_header(out.vnet, buffer.push_front(kVirtioNetHeaderSize));
+      write_device(buffer.data(), buffer.length, coalescing_slot_, segments);
+    }
+  }
+  for (PacketBuffer* used : gro_used_) gro_free_.push_back(used);
+  gro_used_.clear();
+}
+
+// Delivery was counted when the frame arrived; a failed write moves it to a drop reason.
+void Worker::write_device(const uint8_t* frame, uint32_t length, uint32_t slot, uint32_t segments) {
+  for (;;) {
+    if (::write(device_fd_, frame, length) >= 0) return;
+    if (errno == EINTR) continue;
+    stats_.add(slot, (errno == EAGAIN || errno == ENOBUFS) ? kDropQueueFull : kDropDeviceError, segments);
+    return;
+  }
+}
+
+void Worker::write_frame(const uint8_t* frame, uint32_t length, uint32_t slot) {
+  stats_.add(slot, kRxPackets);
+  stats_.add(slot, kRxBytes, length);
+  write_device(frame, length, slot, 1);
+}
+
+// Validates one VXLAN datagram from peer `slot` and learns its inner source; false: dropped.
+bool Worker::decapsulate_one(const uint8_t* packet, uint32_t length, uint32_t slot) {
+  const PeerTable& table = *table_;
+  switch (vxlan_decode(packet, length, config_.vni)) {
+    case VxlanStatus::ok: break;
+    case VxlanStatus::malformed: stats_.add(slot, kDropMalformed); return false;
+    case VxlanStatus::wrong_vni: stats_.add(slot, kDropWrongVni); return false;
+  }
+  const uint8_t* source = eth_source(packet + kVxlanHeaderSize);
   if (!mac_is_valid_source(source)) {
     stats_.add(slot, kDropMalformed);
-    return;
+    return false;
   }
   const MacKey source_key = mac_key(source);
   // Our own frames coming back mean a forwarding loop somewhere in the underlay.
   if (source_key == config_.device_mac) {
     stats_.add(slot, kDropLoop);
-    return;
+    return false;
   }
   if (config_.learning && table.by_static_mac(source_key) == PeerTable::kNone) {
     fdb_.learn(source_key, slot, now_);
   }
-
-  for (;;) {
-    const ssize_t written = ::write(device_fd_, buffer.data(), buffer.length);
-    if (written >= 0) {
-      stats_.add(slot, kRxPackets);
-      stats_.add(slot, kRxBytes, buffer.length);
-      return;
-    }
-    if (errno == EINTR) continue;
-    stats_.add(slot, (errno == EAGAIN || errno == ENOBUFS) ? kDropQueueFull : kDropDeviceError);
-    return;
-  }
+  return true;
 }
 
 }  // namespace ovl

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "learned_fdb.h"
+#include "offload_coalesce.h"
+#include "offload_segment.h"
 #include "packet_buffer.h"
 #include "peer_table.h"
 #include "stats_layout.h"
@@ -23,6 +25,14 @@ struct WorkerConfig {
   uint32_t batch_size = 64;
   bool learning = true;
   MacKey device_mac = 0;
+  bool udp_gso = false;  // send trains of same-size datagrams with UDP_SEGMENT
+  bool udp_gro = false;  // the listening socket has UDP_GRO on
+  bool vnet_header = false;  // device reads and writes carry a virtio_net_hdr (TSO/GRO)
+};
+
+// Room for one UDP_SEGMENT or UDP_GRO control message.
+struct alignas(cmsghdr) ControlBuffer {
+  uint8_t bytes[CMSG_SPACE(sizeof(int))];
 };
 
 class Worker {
@@ -44,13 +54,26 @@ class Worker {
   void handle_device();
   size_t read_device_batch();
   void encapsulate_batch(size_t count);
+  void send_frames(PacketBuffer** frames, size_t count, uint32_t peer, uint32_t socket);
   void queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length);
   void flush_sends();
   void send_run(uint32_t socket, std::vector<Pending>& run);
+  size_t build_messages(const std::vector<Pending>& run, bool use_gso);
   bool wait_writable(int fd);
 
   void handle_underlay();
-  void decapsulate_one(PacketBuffer& buffer, const mmsghdr& message);
+  void receive_datagram(PacketBuffer& buffer, const mmsghdr& message);
+  bool decapsulate_one(const uint8_t* packet, uint32_t length, uint32_t slot);
+  void coalesce(PacketBuffer* frame, uint32_t slot);
+  void flush_coalesced();
+  void write_frame(const uint8_t* frame, uint32_t length, uint32_t slot);
+  void write_device(const uint8_t* frame, uint32_t length, uint32_t slot, uint32_t segments);
+
+  // Segments of TSO super-frames waiting to be sent, and the largest frame one may hold (jumbo).
+  static constexpr size_t kSegmentBuffers = 512;
+  static constexpr uint32_t kMaxSegmentFrame = 9216 + 128;
+  // Buffers for datagrams of a UDP_GRO batch, each able to head a 64 KB coalesced run.
+  static constexpr size_t kGroBuffers = 128;
 
   WorkerConfig config_;
   TablePublisher<PeerTable>& tables_;
@@ -71,12 +94,27 @@ class Worker {
   size_t pending_count_ = 0;
   std::vector<mmsghdr> send_messages_;
   std::vector<iovec> send_iovecs_;
+  std::vector<uint32_t> message_first_;  // first Pending entry of each message
+  std::vector<uint32_t> message_count_;  // Pending entries (datagrams) in each message
+  std::vector<ControlBuffer> send_controls_;
+  bool udp_gso_;
+  BufferPool segment_buffers_;
+  size_t segments_used_ = 0;
+  std::vector<VirtioNetHeader> device_vnet_;  // per device buffer
+  std::vector<PacketBuffer*> frame_list_;     // wire frames of the frame being encapsulated
 
   // Underlay → device.
   BufferPool underlay_buffers_;
   std::vector<mmsghdr> receive_messages_;
   std::vector<iovec> receive_iovecs_;
   std::vector<sockaddr_storage> receive_sources_;
+  std::vector<ControlBuffer> receive_controls_;
+  TcpCoalescer coalescer_;
+  uint32_t coalescing_slot_ = UINT32_MAX;  // the peer whose frames the coalescer holds
+  BufferPool gro_buffers_;
+  std::vector<PacketBuffer*> gro_free_;
+  std::vector<PacketBuffer*> gro_used_;
+  std::vector<CoalescedFrame> coalesced_;
 };
 
 }  // namespace ovl

@@ -52,6 +52,7 @@ describe('parseConfig defaults', () => {
       workers: cpus,
       batchSize: 64,
       fdb: { learning: true, ageingSeconds: 300, maxEntries: 4096 },
+      offloads: { tso: true, udpGso: true, udpGro: true },
       limits: { maxPeers: 1024 },
       peers: [],
       control: { socket: '/run/overlayfwd/ovl0.sock' },
