@@ -479,8 +479,8 @@ async function measurePhase(lab: Lab, a: Host, b: Host, phase: PhaseResult, opts
 async function kernelPhase(lab: Lab, a: Host, b: Host, opts: NetnsOptions): Promise<PhaseResult> {
   const phase = emptyPhase('kernel', null);
   try {
-    await lab.kernelVxlan(a, { vni: VNI, remotes: [UNDERLAY_B], addresses: [`${OVERLAY_A}/${OVERLAY_PREFIX}`] });
-    await lab.kernelVxlan(b, { vni: VNI, remotes: [UNDERLAY_A], addresses: [`${OVERLAY_B}/${OVERLAY_PREFIX}`] });
+    await lab.kernelVxlan(a, { vni: VNI, remotes: [UNDERLAY_B], addresses: [`${OVERLAY_A}/${OVERLAY_PREFIX}`], checksumOffload: true });
+    await lab.kernelVxlan(b, { vni: VNI, remotes: [UNDERLAY_A], addresses: [`${OVERLAY_B}/${OVERLAY_PREFIX}`], checksumOffload: true });
     phase.devices = { a: { name: 'vx0', mtu: await deviceMtu(lab, a, 'vx0') }, b: { name: 'vx0', mtu: await deviceMtu(lab, b, 'vx0') } };
     await measurePhase(lab, a, b, phase, opts, { ping: true, tcp: true, udp: true }, { dev: 'vx0', overlays: null });
   } catch (err) {

@@ -142,11 +142,17 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
     forwarder_ = guarded(env, [&] { return std::make_unique<ovl::Forwarder>(options); });
 
     // The counters block outlives the forwarder for as long as JavaScript holds the array.
+    // V8 is told about the block so that closed forwarders' blocks count toward GC pressure.
     auto* keep_alive = new std::shared_ptr<ovl::StatsBlock>(forwarder_->stats());
     ovl::StatsBlock& block = **keep_alive;
+    Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(block.bytes()));
     Napi::ArrayBuffer memory = Napi::ArrayBuffer::New(
         env, block.data(), block.bytes(),
-        [](Napi::Env, void*, std::shared_ptr<ovl::StatsBlock>* hint) { delete hint; }, keep_alive);
+        [](Napi::Env finalizer_env, void*, std::shared_ptr<ovl::StatsBlock>* hint) {
+          Napi::MemoryManagement::AdjustExternalMemory(finalizer_env, -static_cast<int64_t>((*hint)->bytes()));
+          delete hint;
+        },
+        keep_alive);
     counters_ = Napi::Persistent(Napi::TypedArrayOf<uint64_t>::New(env, block.size(), memory, 0, napi_biguint64_array));
   }
 

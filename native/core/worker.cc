@@ -416,6 +416,11 @@ void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message) {
     stats_.add(slot, kDropTooBig, datagrams);
     return;
   }
+  if (buffer.length == 0) {
+    // An empty datagram has no VXLAN header at all (and no segments to loop over).
+    stats_.add(slot, kDropMalformed);
+    return;
+  }
   if (datagrams > 1) {
     stats_.add(WorkerStats::kNoPeer, kRxGroReceives);
     stats_.add(WorkerStats::kNoPeer, kRxGroSegments, datagrams);

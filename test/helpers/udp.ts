@@ -1,0 +1,113 @@
+// Crafted UDP datagrams sent from inside a lab namespace by a small python3 script, and builders
+// for VXLAN headers and Ethernet frames.
+import type { Host, Lab } from '../../lib/lab';
+
+export interface Datagram {
+  /** Source address to bind (must be an address of the sending host). */
+  src: string;
+  payload: Buffer;
+  /** How many times to send it (default 1). */
+  count?: number;
+}
+
+export interface SendOptions {
+  /** Datagrams per burst before pausing (default 32). */
+  burst?: number;
+  /** Pause between bursts in seconds (default 0.002). */
+  pause?: number;
+  /** Send the datagrams interleaved (round robin) instead of one kind after the other. */
+  interleave?: boolean;
+}
+
+const PY_SEND = String.raw`
+import json, socket, sys, time
+spec = json.load(sys.stdin) if sys.argv[1] == '-' else json.loads(sys.argv[1])
+socks = {}
+def sock(src):
+    if src not in socks:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src, 0))
+        socks[src] = s
+    return socks[src]
+queue = []
+if spec['interleave']:
+    left = [[d['src'], bytes.fromhex(d['hex']), d['count']] for d in spec['datagrams']]
+    while any(x[2] for x in left):
+        for x in left:
+            if x[2]:
+                queue.append((x[0], x[1])); x[2] -= 1
+else:
+    for d in spec['datagrams']:
+        queue += [(d['src'], bytes.fromhex(d['hex']))] * d['count']
+dst = (spec['dst'], spec['port'])
+sent = 0
+for i, (src, data) in enumerate(queue):
+    sock(src).sendto(data, dst)
+    sent += 1
+    if spec['burst'] and (i + 1) % spec['burst'] == 0:
+        time.sleep(spec['pause'])
+print(sent, flush=True)
+`;
+
+/** Sends the datagrams to dst:port from `host`; resolves with the number sent. */
+export async function sendDatagrams(lab: Lab, host: Host, dst: string, port: number, datagrams: Datagram[], options: SendOptions = {}): Promise<number> {
+  const spec = JSON.stringify({
+    dst,
+    port,
+    burst: options.burst ?? 32,
+    pause: options.pause ?? 0.002,
+    interleave: options.interleave ?? false,
+    datagrams: datagrams.map((d) => ({ src: d.src, hex: d.payload.toString('hex'), count: d.count ?? 1 })),
+  });
+  const { stdout } = await lab.exec(host, 'python3', ['-c', PY_SEND, spec], { timeoutMs: 120_000 });
+  return Number(stdout.trim());
+}
+
+export function macBytes(mac: string): Buffer {
+  const b = Buffer.from(mac.split(':').map((x) => parseInt(x, 16)));
+  if (b.length !== 6) throw new Error(`bad MAC ${mac}`);
+  return b;
+}
+
+/** An Ethernet frame: dst, src, ethertype and a payload padded to the 60-byte minimum. */
+export function ethernetFrame(dst: string, src: string, ethertype: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const head = Buffer.alloc(14);
+  macBytes(dst).copy(head, 0);
+  macBytes(src).copy(head, 6);
+  head.writeUInt16BE(ethertype, 12);
+  const frame = Buffer.concat([head, payload]);
+  return frame.length >= 60 ? frame : Buffer.concat([frame, Buffer.alloc(60 - frame.length)]);
+}
+
+export interface VxlanHeaderFields {
+  vni: number;
+  /** Byte 0 (default 0x08, the I flag). */
+  flags?: number;
+  /** Bytes 1-3 (default 0). */
+  reserved1?: number;
+  /** Byte 7 (default 0). */
+  reserved2?: number;
+}
+
+/** The 8-byte VXLAN header (RFC 7348). */
+export function vxlanHeader(f: VxlanHeaderFields): Buffer {
+  const h = Buffer.alloc(8);
+  h.writeUInt8(f.flags ?? 0x08, 0);
+  h.writeUIntBE(f.reserved1 ?? 0, 1, 3);
+  h.writeUIntBE(f.vni, 4, 3);
+  h.writeUInt8(f.reserved2 ?? 0, 7);
+  return h;
+}
+
+/** Reads a counter line pair (e.g. 'Udp:') of /proc/net/snmp inside a namespace. */
+export async function snmpCounters(lab: Lab, host: Host, proto: string): Promise<Record<string, number>> {
+  const { stdout } = await lab.exec(host, 'cat', ['/proc/net/snmp']);
+  const lines = stdout.split('\n').filter((l) => l.startsWith(`${proto}:`));
+  const names = (lines[0] ?? '').split(/\s+/).slice(1);
+  const values = (lines[1] ?? '').split(/\s+/).slice(1).map(Number);
+  const out: Record<string, number> = {};
+  names.forEach((n, i) => {
+    out[n] = values[i] ?? 0;
+  });
+  return out;
+}
