@@ -26,6 +26,8 @@ export interface NativeForwarderOptions {
   /** Number of per-peer counter slots in the stats block. */
   peerSlots: number;
   offloads: { tso: boolean; udpGso: boolean; udpGro: boolean };
+  /** Worker i is pinned to cpuAffinity[i % length]; empty: no pinning. */
+  cpuAffinity: number[];
 }
 
 export interface NativeOffloadState {

@@ -31,6 +31,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
     encap: { ...config.encap },
     underlay: { ...config.underlay },
     workers: config.workers,
+    cpuAffinity: [...config.cpuAffinity],
     batchSize: config.batchSize,
     fdb: { ...config.fdb },
     offloads: { ...config.offloads },
@@ -70,6 +71,7 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
     fdb: { ...config.fdb },
     peerSlots: config.limits.maxPeers,
     offloads: { ...config.offloads },
+    cpuAffinity: [...config.cpuAffinity],
   };
 }
 

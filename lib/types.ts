@@ -58,6 +58,8 @@ export interface ResolvedConfig {
     udpChecksum: boolean;
   };
   workers: number;
+  /** CPUs to pin workers to (worker i → cpuAffinity[i % length]); empty: no pinning. */
+  cpuAffinity: number[];
   batchSize: number;
   fdb: {
     learning: boolean;

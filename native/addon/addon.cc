@@ -114,6 +114,11 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
   out.ageing_seconds = uint_at(fdb, "ageingSeconds");
   out.fdb_max_entries = uint_at(fdb, "maxEntries");
   out.peer_slots = uint_at(options, "peerSlots");
+  const Napi::Value cpus = options.Get("cpuAffinity");
+  if (!cpus.IsUndefined() && !cpus.IsArray()) throw Napi::TypeError::New(env, "cpuAffinity must be an array");
+  for (uint32_t i = 0; cpus.IsArray() && i < cpus.As<Napi::Array>().Length(); i++) {
+    out.cpu_affinity.push_back(static_cast<int>(cpus.As<Napi::Array>().Get(i).As<Napi::Number>().Int32Value()));
+  }
   const Napi::Object offloads = object_at(options, "offloads");
   out.tso = bool_at(offloads, "tso");
   out.udp_gso = bool_at(offloads, "udpGso");

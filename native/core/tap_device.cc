@@ -8,23 +8,18 @@
 #include <cerrno>
 #include <cstring>
 
+#include "offload_segment.h"
 #include "sys_error.h"
 
 namespace ovl {
-
-// Newer than Debian 12's headers: segmentation offload of UDP (USO), Linux 6.2.
-#ifndef TUN_F_USO4
-#define TUN_F_USO4 0x20
-#define TUN_F_USO6 0x40
-#endif
 
 namespace {
 
 // Tells the kernel which offloads we can take. TSO needs CSUM; USO is newer, so it is tried
 // first and dropped on EINVAL. Returns false if even checksum offload is refused.
 bool set_offloads(int fd, bool* uso) {
-  const unsigned base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-  if (::ioctl(fd, TUNSETOFFLOAD, base | TUN_F_USO4 | TUN_F_USO6) == 0) {
+  const unsigned base = kTunFCsum | kTunFTso4 | kTunFTso6 | kTunFTsoEcn;
+  if (::ioctl(fd, TUNSETOFFLOAD, base | kTunFUso4 | kTunFUso6) == 0) {
     *uso = true;
     return true;
   }

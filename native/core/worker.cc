@@ -81,6 +81,13 @@ void Worker::run() {
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
   const std::string name = "ovl-worker-" + std::to_string(config_.index);
   pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  if (config_.cpu >= 0) {
+    // Best effort: a CPU outside this process's cpuset leaves the thread unpinned.
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(config_.cpu, &cpus);
+    pthread_setaffinity_np(pthread_self(), sizeof cpus, &cpus);
+  }
 
   UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll.valid()) return;

@@ -28,6 +28,7 @@ struct WorkerConfig {
   bool udp_gso = false;  // send trains of same-size datagrams with UDP_SEGMENT
   bool udp_gro = false;  // the listening socket has UDP_GRO on
   bool vnet_header = false;  // device reads and writes carry a virtio_net_hdr (TSO/GRO)
+  int cpu = -1;              // pin the thread to this CPU; -1: let the scheduler place it
 };
 
 // Room for one UDP_SEGMENT or UDP_GRO control message.

@@ -50,6 +50,7 @@ describe('parseConfig defaults', () => {
       encap: { type: 'vxlan', vni: 42, port: 4789 },
       underlay: { local: '198.18.0.1', sourcePorts: 16, udpChecksum: false },
       workers: cpus,
+      cpuAffinity: [],
       batchSize: 64,
       fdb: { learning: true, ageingSeconds: 300, maxEntries: 4096 },
       offloads: { tso: true, udpGso: true, udpGro: true },
@@ -389,5 +390,15 @@ describe('overheadFor', () => {
   it('is 50 bytes for VXLAN over IPv4 and 70 over IPv6', () => {
     expect(overheadFor(parseConfig(base()))).toBe(50);
     expect(overheadFor(parseConfig({ name: 'v6', encap: { vni: 1 }, underlay: { local: 'fd00::1' } }))).toBe(70);
+  });
+});
+
+describe('cpuAffinity', () => {
+  const base = { name: 'ovl0', encap: { type: 'vxlan', vni: 1 }, underlay: { local: '198.18.0.1' } };
+  it('accepts a list of CPU numbers', () => {
+    expect(parseConfig({ ...base, cpuAffinity: [0, 1] }).cpuAffinity).toEqual([0, 1]);
+  });
+  it('names the entry that is not a CPU number', () => {
+    expect(() => parseConfig({ ...base, cpuAffinity: [0, -1] })).toThrow(/cpuAffinity\[1\]/);
   });
 });
