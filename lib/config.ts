@@ -51,6 +51,9 @@ export const DEFAULT_PORTS: Record<EncapType, number | null> = {
   esp: 4500,
 };
 
+/** Workers poll this long after their last packet before sleeping (see worker.cc). */
+export const BUSY_POLL_DEFAULT_US = 0;
+
 const VNI_MODES: readonly EncapType[] = ['vxlan', 'geneve'];
 const MAX_VNI = 0xffffff;
 /** sizeof(sockaddr_un.sun_path) - 1 */
@@ -372,6 +375,7 @@ const rootSchema = section({
   underlay: underlaySchema,
   workers: intRange(1, 64).optional(),
   cpuAffinity: list(intRange(0, 4095), 'CPU numbers').default([]),
+  busyPollMicroseconds: intRange(0, 10000).default(BUSY_POLL_DEFAULT_US),
   batchSize: intRange(1, 1024).default(64),
   fdb: fdbSchema.prefault({}),
   offloads: offloadsSchema.prefault({}),
@@ -629,6 +633,7 @@ export function parseConfig(input: unknown): ResolvedConfig {
     },
     workers: root.workers ?? defaultWorkers(),
     cpuAffinity: [...root.cpuAffinity],
+    busyPollMicroseconds: root.busyPollMicroseconds,
     batchSize: root.batchSize,
     fdb: { ...root.fdb },
     offloads: { ...root.offloads },

@@ -28,6 +28,7 @@ export interface NativeForwarderOptions {
   offloads: { tso: boolean; udpGso: boolean; udpGro: boolean };
   /** Worker i is pinned to cpuAffinity[i % length]; empty: no pinning. */
   cpuAffinity: number[];
+  busyPollMicroseconds: number;
 }
 
 export interface NativeOffloadState {

@@ -32,6 +32,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
     underlay: { ...config.underlay },
     workers: config.workers,
     cpuAffinity: [...config.cpuAffinity],
+    busyPollMicroseconds: config.busyPollMicroseconds,
     batchSize: config.batchSize,
     fdb: { ...config.fdb },
     offloads: { ...config.offloads },
@@ -72,6 +73,7 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
     peerSlots: config.limits.maxPeers,
     offloads: { ...config.offloads },
     cpuAffinity: [...config.cpuAffinity],
+    busyPollMicroseconds: config.busyPollMicroseconds,
   };
 }
 

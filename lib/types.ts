@@ -60,6 +60,8 @@ export interface ResolvedConfig {
   workers: number;
   /** CPUs to pin workers to (worker i → cpuAffinity[i % length]); empty: no pinning. */
   cpuAffinity: number[];
+  /** After its last packet a worker keeps polling this long before it sleeps: lower latency, some CPU. */
+  busyPollMicroseconds: number;
   batchSize: number;
   fdb: {
     learning: boolean;

@@ -114,6 +114,7 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
   out.ageing_seconds = uint_at(fdb, "ageingSeconds");
   out.fdb_max_entries = uint_at(fdb, "maxEntries");
   out.peer_slots = uint_at(options, "peerSlots");
+  if (options.Has("busyPollMicroseconds")) out.busy_poll_us = uint_at(options, "busyPollMicroseconds");
   const Napi::Value cpus = options.Get("cpuAffinity");
   if (!cpus.IsUndefined() && !cpus.IsArray()) throw Napi::TypeError::New(env, "cpuAffinity must be an array");
   for (uint32_t i = 0; cpus.IsArray() && i < cpus.As<Napi::Array>().Length(); i++) {

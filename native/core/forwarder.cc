@@ -95,6 +95,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     config.udp_gso = offloads_.udp_gso;
     config.udp_gro = offloads_.udp_gro;
     config.vnet_header = tap_->vnet_header();
+    config.busy_poll_us = options.busy_poll_us;
     if (!options.cpu_affinity.empty()) config.cpu = options.cpu_affinity[w % options.cpu_affinity.size()];
     workers_.push_back(std::make_unique<Worker>(config, tables_, fdb_,
                                                 WorkerStats(stats_->worker_base(w), options.peer_slots),

@@ -43,6 +43,7 @@ struct ForwarderOptions {
   uint32_t fdb_max_entries = 4096;
   uint32_t peer_slots = 1024;
   // Offloads to use where the kernel has them (each is probed at start).
+  uint32_t busy_poll_us = 0;
   std::vector<int> cpu_affinity;  // worker i runs on cpu_affinity[i % size]; empty: unpinned
   bool tso = true;
   bool udp_gso = true;

@@ -29,6 +29,7 @@ struct WorkerConfig {
   bool udp_gro = false;  // the listening socket has UDP_GRO on
   bool vnet_header = false;  // device reads and writes carry a virtio_net_hdr (TSO/GRO)
   int cpu = -1;              // pin the thread to this CPU; -1: let the scheduler place it
+  uint32_t busy_poll_us = 0; // keep polling this long after the last packet before sleeping
 };
 
 // Room for one UDP_SEGMENT or UDP_GRO control message.

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  BUSY_POLL_DEFAULT_US,
   ConfigError,
   loadConfigFile,
   overheadFor,
@@ -51,6 +52,7 @@ describe('parseConfig defaults', () => {
       underlay: { local: '198.18.0.1', sourcePorts: 16, udpChecksum: false },
       workers: cpus,
       cpuAffinity: [],
+      busyPollMicroseconds: BUSY_POLL_DEFAULT_US,
       batchSize: 64,
       fdb: { learning: true, ageingSeconds: 300, maxEntries: 4096 },
       offloads: { tso: true, udpGso: true, udpGro: true },
