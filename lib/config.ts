@@ -39,7 +39,7 @@ export function isConfigError(err: unknown): err is ConfigError {
 export const DEVICE_TYPES = ['tap', 'tun', 'packet'] as const satisfies readonly DeviceType[];
 export const ENCAP_TYPES = ['vxlan', 'geneve', 'gre', 'gre-udp', 'ipip', 'esp'] as const satisfies readonly EncapType[];
 export const SUPPORTED_DEVICE_TYPES: readonly DeviceType[] = ['tap'];
-export const SUPPORTED_ENCAP_TYPES: readonly EncapType[] = ['vxlan'];
+export const SUPPORTED_ENCAP_TYPES: readonly EncapType[] = ['vxlan', 'geneve'];
 
 /** Default UDP port per encapsulation; null for the IP-protocol modes (no port). */
 export const DEFAULT_PORTS: Record<EncapType, number | null> = {

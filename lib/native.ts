@@ -18,7 +18,7 @@ export interface NativeForwarderOptions {
     /** '' keeps the kernel's random MAC. */
     mac: string;
   };
-  encap: { type: 'vxlan'; vni: number; port: number };
+  encap: { type: 'vxlan' | 'geneve'; vni: number; port: number };
   underlay: { local: string; sourcePorts: number; udpChecksum: boolean };
   workers: number;
   batchSize: number;

@@ -18,6 +18,8 @@ export const DROP_REASONS = [
   'authFailed',
   'replay',
   'spoofed',
+  'unknownOption',
+  'oam',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

@@ -7,6 +7,7 @@
       'native/core/ethernet.cc',
       'native/core/flow_hash.cc',
       'native/core/forwarder.cc',
+      'native/core/geneve_codec.cc',
       'native/core/learned_fdb.cc',
       'native/core/link_config.cc',
       'native/core/netns.cc',

@@ -100,7 +100,14 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
     out.addresses.push_back({string_at(entry, "address"), static_cast<int>(uint_at(entry, "prefixLength"))});
   }
   const Napi::Object encap = object_at(options, "encap");
-  if (string_at(encap, "type") != "vxlan") throw Napi::TypeError::New(env, "encap.type must be 'vxlan'");
+  const std::string encap_type = string_at(encap, "type");
+  if (encap_type == "vxlan") {
+    out.encap = ovl::EncapKind::vxlan;
+  } else if (encap_type == "geneve") {
+    out.encap = ovl::EncapKind::geneve;
+  } else {
+    throw Napi::TypeError::New(env, "encap.type must be 'vxlan' or 'geneve'");
+  }
   out.vni = uint_at(encap, "vni");
   out.port = static_cast<uint16_t>(uint_at(encap, "port"));
   const Napi::Object underlay = object_at(options, "underlay");

@@ -34,9 +34,9 @@ uint32_t monotonic_seconds() {
 
 }  // namespace
 
-int vxlan_overhead(int family) {
+int encapsulation_overhead(const Encapsulation& encap, int family) {
   const int outer_ip = family == AF_INET6 ? 40 : 20;
-  return outer_ip + 8 /* UDP */ + static_cast<int>(kVxlanHeaderSize) + 14 /* inner Ethernet */;
+  return outer_ip + 8 /* UDP */ + static_cast<int>(encap.header_size()) + 14 /* inner Ethernet */;
 }
 
 Forwarder::Forwarder(const ForwarderOptions& options)
@@ -54,7 +54,8 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   // unwind it, and a TAP device without queue fds disappears, so nothing is left half-made.
   run_in_netns(options.netns, [&] {
     int mtu = options.mtu;
-    if (mtu == 0) mtu = mtu_of_interface_with_address(options.local) - vxlan_overhead(local->family());
+    const Encapsulation encap{options.encap, options.vni};
+    if (mtu == 0) mtu = mtu_of_interface_with_address(options.local) - encapsulation_overhead(encap, local->family());
     tap_ = TapDevice::create(options.device_name, static_cast<int>(options.workers), options.tso);
     offloads_.tso = tap_->offloads_enabled();
     const std::string& name = tap_->name();
@@ -88,7 +89,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   for (uint32_t w = 0; w < options.workers; w++) {
     WorkerConfig config;
     config.index = w;
-    config.vni = options.vni;
+    config.encap = Encapsulation{options.encap, options.vni};
     config.batch_size = options.batch_size;
     config.learning = options.learning;
     config.device_mac = device_.mac;

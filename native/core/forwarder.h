@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "encapsulation.h"
 #include "learned_fdb.h"
 #include "peer_table.h"
 #include "stats_layout.h"
@@ -31,6 +32,7 @@ struct ForwarderOptions {
   int mtu = 0;  // 0: underlay interface MTU minus the overhead
   std::vector<InterfaceAddress> addresses;
   std::optional<MacKey> mac;
+  EncapKind encap = EncapKind::vxlan;
   uint32_t vni = 0;
   uint16_t port = 4789;
   std::string local;
@@ -100,7 +102,7 @@ class Forwarder {
   bool closed_ = false;
 };
 
-// Encapsulation overhead of VXLAN over an underlay of `family`, inner Ethernet header included.
-int vxlan_overhead(int family);
+// Encapsulation overhead over an underlay of `family`, inner Ethernet header included.
+int encapsulation_overhead(const Encapsulation& encap, int family);
 
 }  // namespace ovl

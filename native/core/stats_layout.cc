@@ -18,6 +18,8 @@ const char* counter_name(uint32_t counter) {
     case kDropDeviceError: return "drop.deviceError";
     case kDropSocketError: return "drop.socketError";
     case kDropLoop: return "drop.loop";
+    case kDropUnknownOption: return "drop.unknownOption";
+    case kDropOam: return "drop.oam";
     case kTxGsoSends: return "offload.txGsoSends";
     case kTxGsoSegments: return "offload.txGsoSegments";
     case kRxGroReceives: return "offload.rxGroReceives";

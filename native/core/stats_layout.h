@@ -31,6 +31,8 @@ enum Counter : uint32_t {
   kDropDeviceError,
   kDropSocketError,
   kDropLoop,
+  kDropUnknownOption,  // Geneve: a critical option we cannot honour
+  kDropOam,            // Geneve: a control packet, never forwarded
   // Offload use: how many system calls carried several packets.
   kTxGsoSends,        // sendmmsg messages that carried a UDP_SEGMENT train
   kTxGsoSegments,     // datagrams inside those trains

@@ -16,7 +16,6 @@
 #include "checksum.h"
 #include "ethernet.h"
 #include "flow_hash.h"
-#include "vxlan_codec.h"
 
 namespace ovl {
 
@@ -245,9 +244,10 @@ void Worker::encapsulate_batch(size_t count) {
 // Encapsulates wire frames of one flow and queues them to `peer`, or to every peer (head-end
 // replication of broadcast, multicast and unknown unicast) when peer is kNone.
 void Worker::send_frames(PacketBuffer** frames, size_t count, uint32_t peer, uint32_t socket) {
-  for (size_t k = 0; k < count; k++) vxlan_encode(frames[k]->push_front(kVxlanHeaderSize), config_.vni);
+  const uint32_t header = config_.encap.header_size();
+  for (size_t k = 0; k < count; k++) config_.encap.encode(frames[k]->push_front(header));
   if (peer != PeerTable::kNone) {
-    for (size_t k = 0; k < count; k++) queue_send(socket, *frames[k], peer, frames[k]->length - kVxlanHeaderSize);
+    for (size_t k = 0; k < count; k++) queue_send(socket, *frames[k], peer, frames[k]->length - header);
     return;
   }
   // All copies share the encapsulated buffers. Peer by peer, so that each peer's segments stay
@@ -255,7 +255,7 @@ void Worker::send_frames(PacketBuffer** frames, size_t count, uint32_t peer, uin
   stats_.add(WorkerStats::kNoPeer, kFloodPackets, count);
   const auto peers = static_cast<uint32_t>(table_->peers().size());
   for (uint32_t p = 0; p < peers; p++) {
-    for (size_t k = 0; k < count; k++) queue_send(socket, *frames[k], p, frames[k]->length - kVxlanHeaderSize);
+    for (size_t k = 0; k < count; k++) queue_send(socket, *frames[k], p, frames[k]->length - header);
   }
 }
 
@@ -453,14 +453,15 @@ void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message) {
   for (uint32_t offset = 0; offset < buffer.length; offset += segment) {
     const uint32_t length = std::min(segment, buffer.length - offset);
     uint8_t* packet = buffer.data() + offset;
-    if (!decapsulate_one(packet, length, slot)) continue;
-    uint8_t* frame = packet + kVxlanHeaderSize;
-    const uint32_t frame_length = length - kVxlanHeaderSize;
+    const uint32_t inner = decapsulate_one(packet, length, slot);
+    if (inner == 0) continue;
+    uint8_t* frame = packet + inner;
+    const uint32_t frame_length = length - inner;
     if (!config_.vnet_header) {
       write_frame(frame, frame_length, slot);
     } else if (datagrams == 1) {
       // The datagram's buffer has a whole 64 KB of tailroom for a run to grow into.
-      buffer.pull_front(kVxlanHeaderSize);
+      buffer.pull_front(inner);
       coalesce(&buffer, slot);
     } else {
       // Datagrams of a GRO batch sit back to back: a run growing in place would overwrite the
@@ -525,29 +526,31 @@ void Worker::write_frame(const uint8_t* frame, uint32_t length, uint32_t slot) {
   write_device(frame, length, slot, 1);
 }
 
-// Validates one VXLAN datagram from peer `slot` and learns its inner source; false: dropped.
-bool Worker::decapsulate_one(const uint8_t* packet, uint32_t length, uint32_t slot) {
+// Validates one datagram from peer `slot` and learns its inner source; returns the inner
+// frame's offset, or 0 when it was dropped (and counted).
+uint32_t Worker::decapsulate_one(const uint8_t* packet, uint32_t length, uint32_t slot) {
   const PeerTable& table = *table_;
-  switch (vxlan_decode(packet, length, config_.vni)) {
-    case VxlanStatus::ok: break;
-    case VxlanStatus::malformed: stats_.add(slot, kDropMalformed); return false;
-    case VxlanStatus::wrong_vni: stats_.add(slot, kDropWrongVni); return false;
+  uint32_t inner = 0;
+  const Counter verdict = config_.encap.decode(packet, length, &inner);
+  if (verdict != kCounterCount) {
+    stats_.add(slot, verdict);
+    return 0;
   }
-  const uint8_t* source = eth_source(packet + kVxlanHeaderSize);
+  const uint8_t* source = eth_source(packet + inner);
   if (!mac_is_valid_source(source)) {
     stats_.add(slot, kDropMalformed);
-    return false;
+    return 0;
   }
   const MacKey source_key = mac_key(source);
   // Our own frames coming back mean a forwarding loop somewhere in the underlay.
   if (source_key == config_.device_mac) {
     stats_.add(slot, kDropLoop);
-    return false;
+    return 0;
   }
   if (config_.learning && table.by_static_mac(source_key) == PeerTable::kNone) {
     fdb_.learn(source_key, slot, now_);
   }
-  return true;
+  return inner;
 }
 
 }  // namespace ovl

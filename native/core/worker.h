@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "encapsulation.h"
 #include "learned_fdb.h"
 #include "offload_coalesce.h"
 #include "offload_segment.h"
@@ -21,7 +22,7 @@ namespace ovl {
 
 struct WorkerConfig {
   uint32_t index = 0;
-  uint32_t vni = 0;
+  Encapsulation encap;
   uint32_t batch_size = 64;
   bool learning = true;
   MacKey device_mac = 0;
@@ -65,7 +66,8 @@ class Worker {
 
   void handle_underlay();
   void receive_datagram(PacketBuffer& buffer, const mmsghdr& message);
-  bool decapsulate_one(const uint8_t* packet, uint32_t length, uint32_t slot);
+  // Validates one datagram from peer `slot`; returns the inner frame's offset, or 0 if dropped.
+  uint32_t decapsulate_one(const uint8_t* packet, uint32_t length, uint32_t slot);
   void coalesce(PacketBuffer* frame, uint32_t slot);
   void flush_coalesced();
   void write_frame(const uint8_t* frame, uint32_t length, uint32_t slot);

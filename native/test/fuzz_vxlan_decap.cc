@@ -1,10 +1,11 @@
-// Fuzz target: the receive-side parsing of one underlay datagram (VXLAN header checks, inner
+// Fuzz target: the receive-side parsing of one underlay datagram (VXLAN and Geneve header checks, inner
 // Ethernet source checks, flow hashing) must never read out of bounds or misbehave.
 #include <cstddef>
 #include <cstdint>
 
 #include "../core/ethernet.h"
 #include "../core/flow_hash.h"
+#include "../core/geneve_codec.h"
 #include "../core/vxlan_codec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -18,6 +19,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)key;
     volatile uint32_t hash = ovl::ethernet_flow_hash(inner, inner_length);
     (void)hash;
+  }
+  uint32_t inner = 0;
+  const uint32_t geneve_vni = size > 6 ? (uint32_t{data[4]} << 16 | uint32_t{data[5]} << 8 | data[6]) : 42;
+  if (ovl::geneve_decode(data, size, geneve_vni, &inner) == ovl::GeneveStatus::ok) {
+    // On ok the inner Ethernet header lies inside the input.
+    volatile uint64_t key = ovl::mac_key(ovl::eth_source(data + inner)) + ovl::ethernet_flow_hash(data + inner, size - inner);
+    (void)key;
   }
   volatile uint32_t raw = ovl::ethernet_flow_hash(data, size) ^ ovl::ip_flow_hash(data, size);
   (void)raw;

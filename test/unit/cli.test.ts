@@ -10,7 +10,7 @@ import { loadConfigFile, parseConfig, parsePeer } from '../../lib/config';
 import { ControlServer, type OverlayLike } from '../../lib/control';
 import { printableConfig, redact } from '../../lib/cli/check';
 import { renderRates, renderStats } from '../../lib/cli/stats';
-import { DROP_REASONS, type Counters, type DropReason, type OverlayStats, type ResolvedPeer } from '../../lib/types';
+import { DROP_REASONS, type Counters, type DropReason, type OffloadStats, type OverlayStats, type ResolvedPeer } from '../../lib/types';
 
 const root = path.resolve(__dirname, '..', '..');
 const mainJs = path.join(root, 'dist', 'lib', 'cli', 'main.js');
@@ -99,7 +99,7 @@ describe('overlayfwd check', () => {
 
   it.each([
     ['bad vni', GOOD.replace('vni: 42', 'vni: 16777216'), 'encap.vni: must be an integer from 0 to 16777215'],
-    ['gre', GOOD.replace('vni: 42', 'type: gre'), 'encap.type: "gre" is not supported yet (supported: vxlan)'],
+    ['gre', GOOD.replace('vni: 42', 'type: gre'), 'encap.type: "gre" is not supported yet (supported: vxlan, geneve)'],
     ['bad endpoint', GOOD.replace('198.18.0.3:4790', '198.18.0.999'), 'peers[1].endpoint: "198.18.0.999" is not an IPv4 or IPv6 address'],
     ['unknown key', `${GOOD}extra: 1\n`, 'extra: unknown key'],
     ['syntax error', 'name: [ovl0\n', '(file): '],
@@ -170,6 +170,20 @@ describe('usage', () => {
 // ---------------------------------------------------------------------------------------------
 // Commands that talk to a running instance, against a fake one
 
+function offloadStats(): OffloadStats {
+  return {
+    active: { tso: true, udpGso: true, udpGro: false },
+    txGsoSends: 7,
+    txGsoSegments: 90,
+    rxGroReceives: 5,
+    rxGroSegments: 40,
+    txSuperFrames: 11,
+    rxCoalescedWrites: 3,
+    rxCoalescedSegments: 30,
+    fallbacks: 0,
+  };
+}
+
 function counters(n: number): Counters {
   const drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
   drops.wrongVni = n;
@@ -188,6 +202,7 @@ function fakeOverlay(name: string): OverlayLike {
       totals: counters(3),
       peers: Object.fromEntries(table.map((p, i) => [p.name, counters(i + 1)])),
       fdb: { learned: 0, static: 1 },
+      offloads: offloadStats(),
     }),
     peers: {
       add: (input: unknown) => {

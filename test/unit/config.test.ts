@@ -151,8 +151,8 @@ const broken: Array<[string, (c: Raw) => void, string, RegExp]> = [
   ['device.mac broadcast', (c) => (c.device = { mac: 'ff:ff:ff:ff:ff:ff' }), 'device.mac', /must be unicast/],
   ['device.mac malformed', (c) => (c.device = { mac: '02:00:00:00:00' }), 'device.mac', /not a MAC address/],
   ['encap missing (vni required)', (c) => delete c.encap, 'encap.vni', /required for vxlan/],
-  ['encap.type gre', (c) => (c.encap = { type: 'gre' }), 'encap.type', /^"gre" is not supported yet \(supported: vxlan\)$/],
-  ['encap.type geneve', (c) => (c.encap = { type: 'geneve', vni: 1 }), 'encap.type', /"geneve" is not supported yet/],
+  ['encap.type gre', (c) => (c.encap = { type: 'gre' }), 'encap.type', /^"gre" is not supported yet \(supported: vxlan, geneve\)$/],
+  ['encap.type gre-udp', (c) => (c.encap = { type: 'gre-udp' }), 'encap.type', /"gre-udp" is not supported yet/],
   ['encap.type unknown', (c) => (c.encap = { type: 'mpls', vni: 1 }), 'encap.type', /"mpls" is not an encapsulation type/],
   ['encap.vni missing', (c) => delete c.encap.vni, 'encap.vni', /required for vxlan/],
   ['encap.vni too large', (c) => (c.encap.vni = 16777216), 'encap.vni', /^must be an integer from 0 to 16777215$/],
@@ -250,7 +250,7 @@ describe('parseConfig rejects broken configs, naming the field', () => {
     input.encap = { type: 'gre' };
     input.peers[1].endpoint = '198.18.0.999';
     const lines = issuesOf(input).message.split('\n');
-    expect(lines).toContain('encap.type: "gre" is not supported yet (supported: vxlan)');
+    expect(lines).toContain('encap.type: "gre" is not supported yet (supported: vxlan, geneve)');
     expect(lines).toContain('peers[1].endpoint: "198.18.0.999" is not an IPv4 or IPv6 address');
     input.encap = { vni: 16777216 };
     expect(issuesOf(input).message.split('\n')).toContain('encap.vni: must be an integer from 0 to 16777215');
@@ -402,5 +402,16 @@ describe('cpuAffinity', () => {
   });
   it('names the entry that is not a CPU number', () => {
     expect(() => parseConfig({ ...base, cpuAffinity: [0, -1] })).toThrow(/cpuAffinity\[1\]/);
+  });
+});
+
+describe('geneve', () => {
+  it('defaults the port to 6081 and keeps the VNI', () => {
+    const config = parseConfig({ name: 'g0', encap: { type: 'geneve', vni: 7 }, underlay: { local: '198.18.0.1' } });
+    expect(config.encap).toEqual({ type: 'geneve', vni: 7, port: 6081 });
+    expect(overheadFor(config)).toBe(50);
+  });
+  it('requires a VNI', () => {
+    expect(() => parseConfig({ name: 'g0', encap: { type: 'geneve' }, underlay: { local: '198.18.0.1' } })).toThrow(/encap\.vni/);
   });
 });

@@ -6,7 +6,21 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, parsePeer } from '../../lib/config';
 import { ControlError, ControlServer, controlRequest, probeSocket, type OverlayLike } from '../../lib/control';
-import { DROP_REASONS, type Counters, type DropReason, type OverlayStats, type ResolvedPeer } from '../../lib/types';
+import { DROP_REASONS, type Counters, type DropReason, type OffloadStats, type OverlayStats, type ResolvedPeer } from '../../lib/types';
+
+function offloadStats(): OffloadStats {
+  return {
+    active: { tso: true, udpGso: true, udpGro: false },
+    txGsoSends: 7,
+    txGsoSegments: 90,
+    rxGroReceives: 5,
+    rxGroSegments: 40,
+    txSuperFrames: 11,
+    rxCoalescedWrites: 3,
+    rxCoalescedSegments: 30,
+    fallbacks: 0,
+  };
+}
 
 function counters(n: number): Counters {
   const drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
@@ -27,6 +41,7 @@ function fakeOverlay(): OverlayLike & { table: ResolvedPeer[] } {
       totals: counters(3),
       peers: Object.fromEntries(table.map((p, i) => [p.name, counters(i + 1)])),
       fdb: { learned: 1, static: 2 },
+      offloads: offloadStats(),
     }),
     peers: {
       add: (input: unknown) => {
