@@ -64,6 +64,8 @@ export interface NativeForwarder {
   readonly device: NativeDeviceInfo;
   /** Offloads in use after probing. */
   readonly offloads: NativeOffloadState;
+  /** True once a worker lost its device (deleted under us) or its event loop failed. */
+  readonly failed: boolean;
   /** Installs a new immutable table snapshot; workers pick it up at their next batch. */
   setPeers(peers: NativePeer[]): void;
   /** Learned forwarding entries (static entries live in the table snapshot). */

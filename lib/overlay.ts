@@ -125,6 +125,11 @@ export class Overlay {
     return this.forwarder === null;
   }
 
+  /** False once the data path failed for good: the device was deleted under it, or a worker's event loop failed. */
+  get healthy(): boolean {
+    return this.forwarder !== null && !this.forwarder.failed;
+  }
+
   stats(): OverlayStats {
     const peers: OverlayStats['peers'] = {};
     for (const entry of this.slots.values()) {
@@ -135,6 +140,7 @@ export class Overlay {
     return {
       name: this.name,
       device: this.device.name,
+      healthy: this.healthy,
       workers: this.currentConfig.workers,
       // The counters block outlives close(): a closed overlay still reports its final counts.
       totals: this.reader.toCounters(this.reader.totals()),

@@ -16,8 +16,11 @@ export class PeerSlots {
   private readonly free: number[];
 
   constructor(capacity: number) {
-    // Lowest slots first: handed out from the end of the array.
-    this.free = Array.from({ length: capacity }, (_, i) => capacity - 1 - i);
+    // A queue: slots are handed out lowest first, and a freed slot goes to the back, so it is
+    // reused as late as possible. Workers switch tables at their next batch; until then one
+    // may still count (and learn MACs) for the peer that left, and a slot reused at once would
+    // pass that on to its new owner.
+    this.free = Array.from({ length: capacity }, (_, i) => i);
   }
 
   get size(): number {
@@ -47,7 +50,7 @@ export class PeerSlots {
         existing.peer = peer;
         continue;
       }
-      const slot = this.free.pop();
+      const slot = this.free.shift();
       if (slot === undefined) throw new RangeError('no free peer slot (limits.maxPeers reached)');
       this.entries.set(peer.name, { peer, slot, baseline: baselineOf(slot) });
     }

@@ -115,6 +115,8 @@ export interface OffloadStats {
 export interface OverlayStats {
   name: string;
   device: string;
+  /** False once the data path failed for good (e.g. the device was deleted under it). */
+  healthy: boolean;
   workers: number;
   totals: Counters;
   peers: Record<string, Counters>;

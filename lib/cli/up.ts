@@ -82,11 +82,25 @@ export async function runUp(opts: { config: string }): Promise<number> {
     }
 
     if (!signals.stopped) {
-      process.stdout.write(`${upLine(overlay.config, overlay.device)}\n`);
+      const active = Object.entries(overlay.stats().offloads.active).filter(([, on]) => on).map(([name]) => name);
+      process.stdout.write(`${upLine(overlay.config, overlay.device)}, offloads ${active.length ? active.join(' ') : 'none'}\n`);
     }
-    const signal = await signals.received;
-    process.stderr.write(`overlayfwd: ${signal}: shutting down ${config.name}\n`);
+    // The data path can fail for good under us (the device deleted by hand): then stop, loudly.
+    let healthTimer: NodeJS.Timeout | undefined;
+    const failed = new Promise<'failed'>((resolve) => {
+      healthTimer = setInterval(() => {
+        if (!overlay.healthy) resolve('failed');
+      }, 1000);
+    });
+    const reason = await Promise.race([signals.received, failed]);
+    clearInterval(healthTimer);
     let code = EXIT_OK;
+    if (reason === 'failed') {
+      process.stderr.write(`overlayfwd: ${config.name}: the data path failed (device ${overlay.device.name} gone?); shutting down\n`);
+      code = EXIT_FAILURE;
+    } else {
+      process.stderr.write(`overlayfwd: ${reason}: shutting down ${config.name}\n`);
+    }
     await control.close().catch((err: unknown) => {
       code = reportError(err);
     });

@@ -142,6 +142,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
                            InstanceAccessor<&ForwarderWrap::Counters>("counters"),
                            InstanceAccessor<&ForwarderWrap::Device>("device"),
                            InstanceAccessor<&ForwarderWrap::Offloads>("offloads"),
+                           InstanceAccessor<&ForwarderWrap::Failed>("failed"),
                            InstanceMethod<&ForwarderWrap::SetPeers>("setPeers"),
                            InstanceMethod<&ForwarderWrap::LearnedFdb>("learnedFdb"),
                            InstanceMethod<&ForwarderWrap::Close>("close"),
@@ -187,6 +188,8 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
     return out;
   }
 
+  Napi::Value Failed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), forwarder_->failed()); }
+
   Napi::Value Offloads(const Napi::CallbackInfo& info) {
     const ovl::OffloadState& state = forwarder_->offloads();
     Napi::Object out = Napi::Object::New(info.Env());
@@ -216,7 +219,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
       for (uint32_t m = 0; m < mac_list.Length(); m++) {
         spec.macs.push_back(mac_from(env, mac_list.Get(m).As<Napi::String>().Utf8Value()));
       }
-      peers.push_back(std::move(spec));
+      guarded(env, [&] { peers.push_back(std::move(spec)); });
     }
     guarded(env, [&] { forwarder_->set_peers(peers); });
     return env.Undefined();
@@ -224,7 +227,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
 
   Napi::Value LearnedFdb(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const auto entries = forwarder_->learned_fdb();
+    const auto entries = guarded(env, [&] { return forwarder_->learned_fdb(); });
     Napi::Array out = Napi::Array::New(env, entries.size());
     for (uint32_t i = 0; i < entries.size(); i++) {
       Napi::Object entry = Napi::Object::New(env);
@@ -280,7 +283,8 @@ Napi::Value CodecBench(const Napi::CallbackInfo& info) {
   const uint32_t packets = info[2].As<Napi::Number>().Uint32Value();
   const uint32_t rounds = info[3].As<Napi::Number>().Uint32Value();
   if (size < 64 || size > 9000 || packets == 0 || rounds == 0) throw Napi::RangeError::New(env, "bad codecBench arguments");
-  ovl::BufferPool pool(packets, size + ovl::kVxlanHeaderSize);
+  if (packets > 65536 || rounds > 100000000) throw Napi::RangeError::New(env, "codecBench: at most 65536 packets and 1e8 rounds");
+  ovl::BufferPool pool = guarded(env, [&] { return ovl::BufferPool(packets, size + ovl::kVxlanHeaderSize); });
   fill_frames(pool, size);
   uint64_t sink = 0;
   std::chrono::steady_clock::time_point start;

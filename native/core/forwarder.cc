@@ -6,6 +6,7 @@
 #include <ctime>
 #include <unordered_map>
 
+#include "ethernet.h"
 #include "link_config.h"
 #include "netns.h"
 #include "sys_error.h"
@@ -17,13 +18,17 @@ namespace ovl {
 
 namespace {
 
-void validate(const ForwarderOptions& options) {
+// Checked before anything is allocated from them.
+const ForwarderOptions& validated(const ForwarderOptions& options) {
   if (options.workers < 1 || options.workers > 64) throw InvalidArgument("workers must be 1-64");
   if (options.batch_size < 1 || options.batch_size > 1024) throw InvalidArgument("batchSize must be 1-1024");
   if (options.source_ports < 1 || options.source_ports > 256) throw InvalidArgument("sourcePorts must be 1-256");
   if (options.vni > kVxlanMaxVni) throw InvalidArgument("vni must be at most 16777215");
   if (options.peer_slots < 1) throw InvalidArgument("peerSlots must be positive");
   if (options.ageing_seconds < 1) throw InvalidArgument("ageingSeconds must be positive");
+  if (options.peer_slots > (1u << 20)) throw InvalidArgument("peerSlots must be at most 1048576");
+  if (options.mtu < 0 || options.mtu > 65535) throw InvalidArgument("mtu must be 0-65535");
+  return options;
 }
 
 uint32_t monotonic_seconds() {
@@ -40,11 +45,10 @@ int encapsulation_overhead(const Encapsulation& encap, int family) {
 }
 
 Forwarder::Forwarder(const ForwarderOptions& options)
-    : options_(options),
-      stats_(std::make_shared<StatsBlock>(options.workers, options.peer_slots)),
+    : options_(validated(options)),
+      stats_(std::make_shared<StatsBlock>(options_.workers, options_.peer_slots)),
       fdb_(options.fdb_max_entries, options.ageing_seconds),
       tables_(std::make_shared<const PeerTable>(std::vector<PeerSpec>{})) {
-  validate(options);
   const auto local = parse_socket_address(options.local, options.port);
   if (!local) throw InvalidArgument("underlay.local is not an IP address: " + options.local);
 
@@ -96,6 +100,8 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     config.udp_gso = offloads_.udp_gso;
     config.udp_gro = offloads_.udp_gro;
     config.vnet_header = tap_->vnet_header();
+    // Segments of a super-frame are at most one device MTU plus the link header and tags.
+    config.max_segment_frame = static_cast<uint32_t>(device_.mtu) + kEthernetHeaderSize + 8 + 64;
     config.busy_poll_us = options.busy_poll_us;
     if (!options.cpu_affinity.empty()) config.cpu = options.cpu_affinity[w % options.cpu_affinity.size()];
     workers_.push_back(std::make_unique<Worker>(config, tables_, fdb_,
@@ -103,6 +109,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
                                                 tap_->queue_fd(w), std::move(listeners[w]), std::move(senders[w]),
                                                 stop_fd_.get()));
   }
+  for (auto& worker : workers_) worker->report_failure_to(&failed_);
   try {
     for (auto& worker : workers_) threads_.emplace_back([w = worker.get()] { w->run(); });
   } catch (...) {

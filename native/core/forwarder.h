@@ -3,6 +3,7 @@
 // the workers; close() stops and joins them and closes every fd, after which the device is gone.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -77,6 +78,8 @@ class Forwarder {
 
   const DeviceInfo& device() const { return device_; }
   const OffloadState& offloads() const { return offloads_; }
+  // True once a worker lost its device (deleted under us) or its event loop failed.
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
   std::shared_ptr<StatsBlock> stats() const { return stats_; }
 
   // Publishes a new peer table. Learned entries behind peers that left or moved are forgotten.
@@ -100,6 +103,7 @@ class Forwarder {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   bool closed_ = false;
+  std::atomic<bool> failed_{false};
 };
 
 // Encapsulation overhead over an underlay of `family`, inner Ethernet header included.

@@ -49,7 +49,7 @@ std::vector<LearnedEntry> LearnedFdb::snapshot(uint32_t now) const {
     std::lock_guard<std::mutex> lock(stripe.mutex);
     for (const auto& [mac, entry] : stripe.entries) {
       const uint32_t seen = entry.seen.load(std::memory_order_relaxed);
-      if (fresh(seen, now)) out.push_back(LearnedEntry{mac, entry.slot, now - seen});
+      if (fresh(seen, now)) out.push_back(LearnedEntry{mac, entry.slot, static_cast<int32_t>(now - seen) < 0 ? 0 : now - seen});
     }
   }
   return out;

@@ -71,7 +71,12 @@ class LearnedFdb {
 
   Stripe& stripe_for(MacKey mac) { return stripes_[(mac * 0x9e3779b97f4a7c15ull) >> 58]; }
   const Stripe& stripe_for(MacKey mac) const { return stripes_[(mac * 0x9e3779b97f4a7c15ull) >> 58]; }
-  bool fresh(uint32_t seen, uint32_t now) const { return now - seen < ageing_seconds_; }
+  // Workers read the clock once per wakeup, so an entry may carry a time a second ahead of
+  // the reader's `now`: a signed difference keeps that fresh instead of wrapping to "ancient".
+  bool fresh(uint32_t seen, uint32_t now) const {
+    const auto age = static_cast<int32_t>(now - seen);
+    return age < 0 || static_cast<uint32_t>(age) < ageing_seconds_;
+  }
 
   size_t max_entries_;
   uint32_t ageing_seconds_;

@@ -55,7 +55,7 @@ class StatsBlock {
  public:
   StatsBlock(uint32_t workers, uint32_t peer_slots)
       : workers_(workers),
-        sections_per_worker_(peer_slots + 1),
+        sections_per_worker_(size_t{peer_slots} + 1),
         size_(size_t{workers} * sections_per_worker_ * kSectionSize),
         counters_(new uint64_t[size_]()) {}
 
@@ -63,14 +63,14 @@ class StatsBlock {
   size_t size() const { return size_; }
   size_t bytes() const { return size_ * sizeof(uint64_t); }
   uint32_t workers() const { return workers_; }
-  uint32_t peer_slots() const { return sections_per_worker_ - 1; }
+  uint32_t peer_slots() const { return static_cast<uint32_t>(sections_per_worker_ - 1); }
   uint64_t* worker_base(uint32_t worker) {
     return counters_.get() + size_t{worker} * sections_per_worker_ * kSectionSize;
   }
 
  private:
   uint32_t workers_;
-  uint32_t sections_per_worker_;
+  size_t sections_per_worker_;
   size_t size_;
   std::unique_ptr<uint64_t[]> counters_;
 };

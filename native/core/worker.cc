@@ -64,9 +64,9 @@ Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, Le
       message_count_(kMaxPending),
       send_controls_(kMaxPending),
       udp_gso_(config.udp_gso),
-      segment_buffers_(config.vnet_header ? kSegmentBuffers : 0, kMaxSegmentFrame),
+      segment_buffers_(config.vnet_header ? segment_buffer_count(config.max_segment_frame) : 0, config.max_segment_frame),
       device_vnet_(config.batch_size),
-      frame_list_(kSegmentBuffers),
+      frame_list_(segment_buffer_count(config.max_segment_frame)),
       underlay_buffers_(config.batch_size, kMaxPacket),
       receive_messages_(config.batch_size),
       receive_iovecs_(config.batch_size),
@@ -95,13 +95,20 @@ void Worker::run() {
   }
 
   UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll.valid()) return;
+  if (!epoll.valid()) {
+    if (lost_flag_) lost_flag_->store(true, std::memory_order_relaxed);
+    return;
+  }
+  epoll_fd_ = epoll.get();
   const int watched[] = {device_fd_, listen_socket_.get(), stop_fd_};
   for (int fd : watched) {
     epoll_event event{};
     event.events = EPOLLIN;
     event.data.fd = fd;
-    if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &event) < 0) return;
+    if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &event) < 0) {
+      if (lost_flag_) lost_flag_->store(true, std::memory_order_relaxed);
+      return;
+    }
   }
 
   uint32_t last_expiry = monotonic_seconds();
@@ -110,7 +117,10 @@ void Worker::run() {
   for (;;) {
     const bool polling = config_.busy_poll_us > 0 && monotonic_microseconds() < poll_until;
     const int ready = ::epoll_wait(epoll.get(), events, 3, polling ? 0 : 1000);
-    if (ready < 0 && errno != EINTR) return;
+    if (ready < 0 && errno != EINTR) {
+      if (lost_flag_) lost_flag_->store(true, std::memory_order_relaxed);
+      return;
+    }
     // A packet that arrives while we poll costs no wakeup: in a request/response exchange the
     // answer usually comes back within tens of microseconds, so a short poll after each burst
     // of work saves a sleep and a wakeup per hop at the price of that much CPU.
@@ -121,17 +131,33 @@ void Worker::run() {
     bool device_ready = false, underlay_ready = false;
     for (int i = 0; i < ready; i++) {
       if (events[i].data.fd == stop_fd_) return;
-      if (events[i].data.fd == device_fd_) device_ready = true;
+      if (events[i].data.fd == device_fd_) {
+        // A deleted device reports an error on every wait: stop watching it, or we would spin.
+        if (events[i].events & (EPOLLERR | EPOLLHUP)) {
+          device_gone();
+        } else {
+          device_ready = true;
+        }
+      }
       if (events[i].data.fd == listen_socket_.get()) underlay_ready = true;
     }
     if (underlay_ready) handle_underlay();
-    if (device_ready) handle_device();
+    if (device_ready && !device_lost_) handle_device();
     // One worker ages the shared table; a few seconds of slack is what bridges allow too.
     if (config_.index == 0 && now_ - last_expiry >= 5) {
       fdb_.expire(now_);
       last_expiry = now_;
     }
   }
+}
+
+// The device was deleted under us (or failed for good): stop reading it and say so; the
+// Forwarder reports it, and the owner decides what to do.
+void Worker::device_gone() {
+  if (device_lost_) return;
+  device_lost_ = true;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, device_fd_, nullptr);
+  if (lost_flag_) lost_flag_->store(true, std::memory_order_relaxed);
 }
 
 void Worker::refresh_table() {
@@ -160,7 +186,10 @@ size_t Worker::read_device_batch() {
     const ssize_t n = ::read(device_fd_, buffer.data(), buffer.tailroom());
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno != EAGAIN) stats_.add(WorkerStats::kNoPeer, kDropDeviceError);
+      if (errno != EAGAIN) {
+        stats_.add(WorkerStats::kNoPeer, kDropDeviceError);
+        if (errno == EBADFD || errno == ENODEV || errno == EIO) device_gone();
+      }
       break;
     }
     buffer.length = static_cast<uint32_t>(n);
@@ -344,9 +373,10 @@ void Worker::send_run(uint32_t socket, std::vector<Pending>& run) {
     if (errno == EINTR) continue;
     if ((errno == EAGAIN || errno == ENOBUFS) && wait_writable(fd)) continue;
     const uint32_t first = message_first_[done], count = message_count_[done];
-    if (count > 1 && (errno == EIO || errno == EINVAL)) {
+    if (count > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE)) {
       // EIO: the egress device cannot checksum for GSO; this will not change, so stop asking.
-      // EINVAL: this train did not suit (e.g. a segment beyond the path MTU): send it singly.
+      // EINVAL, EMSGSIZE: this train did not suit (a segment beyond the path MTU, which a single
+      // datagram may still cross as IP fragments): send it singly.
       if (errno == EIO) {
         udp_gso_ = false;
         stats_.add(WorkerStats::kNoPeer, kOffloadFallbacks);
@@ -479,8 +509,6 @@ void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message) {
 }
 
 void Worker::coalesce(PacketBuffer* frame, uint32_t slot) {
-  stats_.add(slot, kRxPackets);
-  stats_.add(slot, kRxBytes, frame->length);
   const size_t before = coalescer_.pending();
   coalescer_.add(frame);
   // Absorbed into an earlier run: its bytes are copied, its buffer free again at once.
@@ -496,34 +524,49 @@ void Worker::flush_coalesced() {
     coalescer_.finish(coalesced_);
     for (CoalescedFrame& out : coalesced_) {
       PacketBuffer& buffer = *out.buffer;
+      // Counted as the frames that arrived: a run of n segments is n frames, each with the
+      // run's headers.
       uint32_t segments = 1;
-      if (out.vnet.gso_type != kVirtioNetHdrGsoNone && out.vnet.gso_size > 0 && buffer.length > out.vnet.hdr_len) {
+      uint64_t bytes = buffer.length;
+      const bool merged = out.vnet.gso_type != kVirtioNetHdrGsoNone && out.vnet.gso_size > 0 &&
+                          buffer.length > out.vnet.hdr_len;
+      if (merged) {
         segments = (buffer.length - out.vnet.hdr_len + out.vnet.gso_size - 1) / out.vnet.gso_size;
-        stats_.add(WorkerStats::kNoPeer, kRxCoalescedWrites);
-        stats_.add(WorkerStats::kNoPeer, kRxCoalescedSegments, segments);
+        bytes += uint64_t{segments - 1} * out.vnet.hdr_len;
       }
       write_virtio_net_header(out.vnet, buffer.push_front(kVirtioNetHeaderSize));
-      write_device(buffer.data(), buffer.length, coalescing_slot_, segments);
+      if (write_device(buffer.data(), buffer.length, coalescing_slot_, segments)) {
+        stats_.add(coalescing_slot_, kRxPackets, segments);
+        stats_.add(coalescing_slot_, kRxBytes, bytes);
+        if (merged) {
+          stats_.add(WorkerStats::kNoPeer, kRxCoalescedWrites);
+          stats_.add(WorkerStats::kNoPeer, kRxCoalescedSegments, segments);
+        }
+      }
     }
   }
   for (PacketBuffer* used : gro_used_) gro_free_.push_back(used);
   gro_used_.clear();
 }
 
-// Delivery was counted when the frame arrived; a failed write moves it to a drop reason.
-void Worker::write_device(const uint8_t* frame, uint32_t length, uint32_t slot, uint32_t segments) {
+// Writes one frame (or coalesced run of `segments`) to the device; a failure is counted under
+// its drop reason and returns false. A device that is gone for good stops this worker's reads.
+bool Worker::write_device(const uint8_t* frame, uint32_t length, uint32_t slot, uint32_t segments) {
   for (;;) {
-    if (::write(device_fd_, frame, length) >= 0) return;
+    if (::write(device_fd_, frame, length) >= 0) return true;
     if (errno == EINTR) continue;
-    stats_.add(slot, (errno == EAGAIN || errno == ENOBUFS) ? kDropQueueFull : kDropDeviceError, segments);
-    return;
+    const bool full = errno == EAGAIN || errno == ENOBUFS;
+    stats_.add(slot, full ? kDropQueueFull : kDropDeviceError, segments);
+    if (errno == EBADFD || errno == ENODEV) device_gone();
+    return false;
   }
 }
 
 void Worker::write_frame(const uint8_t* frame, uint32_t length, uint32_t slot) {
-  stats_.add(slot, kRxPackets);
-  stats_.add(slot, kRxBytes, length);
-  write_device(frame, length, slot, 1);
+  if (write_device(frame, length, slot, 1)) {
+    stats_.add(slot, kRxPackets);
+    stats_.add(slot, kRxBytes, length);
+  }
 }
 
 // Validates one datagram from peer `slot` and learns its inner source; returns the inner

@@ -4,6 +4,8 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -29,6 +31,7 @@ struct WorkerConfig {
   bool udp_gso = false;  // send trains of same-size datagrams with UDP_SEGMENT
   bool udp_gro = false;  // the listening socket has UDP_GRO on
   bool vnet_header = false;  // device reads and writes carry a virtio_net_hdr (TSO/GRO)
+  uint32_t max_segment_frame = 2048;  // largest wire frame a TSO segment may be (device MTU based)
   int cpu = -1;              // pin the thread to this CPU; -1: let the scheduler place it
   uint32_t busy_poll_us = 0; // keep polling this long after the last packet before sleeping
 };
@@ -45,6 +48,9 @@ class Worker {
 
   // Thread body: returns once stop_fd becomes readable.
   void run();
+
+  // Set (relaxed) when this worker can no longer use its device or its event loop failed.
+  void report_failure_to(std::atomic<bool>* flag) { lost_flag_ = flag; }
 
  private:
   struct Pending {
@@ -71,11 +77,13 @@ class Worker {
   void coalesce(PacketBuffer* frame, uint32_t slot);
   void flush_coalesced();
   void write_frame(const uint8_t* frame, uint32_t length, uint32_t slot);
-  void write_device(const uint8_t* frame, uint32_t length, uint32_t slot, uint32_t segments);
+  bool write_device(const uint8_t* frame, uint32_t length, uint32_t slot, uint32_t segments);
+  void device_gone();
 
-  // Segments of TSO super-frames waiting to be sent, and the largest frame one may hold (jumbo).
-  static constexpr size_t kSegmentBuffers = 512;
-  static constexpr uint32_t kMaxSegmentFrame = 9216 + 128;
+  // Segments of TSO super-frames waiting to be sent: up to 512, within about 4 MB.
+  static size_t segment_buffer_count(uint32_t frame) {
+    return std::max<size_t>(64, std::min<size_t>(512, (size_t{4} << 20) / (frame + kHeadroom)));
+  }
   // Buffers for datagrams of a UDP_GRO batch, each able to head a 64 KB coalesced run.
   static constexpr size_t kGroBuffers = 128;
 
@@ -87,6 +95,9 @@ class Worker {
   UniqueFd listen_socket_;
   std::vector<UniqueFd> send_sockets_;
   int stop_fd_;
+  int epoll_fd_ = -1;
+  bool device_lost_ = false;
+  std::atomic<bool>* lost_flag_ = nullptr;
 
   std::shared_ptr<const PeerTable> table_;
   uint64_t table_generation_ = UINT64_MAX;

@@ -83,3 +83,13 @@ TEST(fdb_is_safe_across_workers) {
   CHECK_EQ(fdb.size(), size_t{20000});
   CHECK_EQ(fdb.snapshot(1).size(), size_t{20000});
 }
+
+TEST(fdb_entry_stamped_ahead_of_the_reader_is_fresh) {
+  // Another worker's clock read a second later than ours.
+  LearnedFdb fdb(16, 300);
+  fdb.learn(0x020000000001, 4, 101);
+  CHECK_EQ(fdb.lookup(0x020000000001, 100), 4u);
+  fdb.expire(100);
+  CHECK_EQ(fdb.size(), size_t{1});
+  CHECK_EQ(fdb.snapshot(100).size(), size_t{1});
+}

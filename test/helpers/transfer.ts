@@ -9,7 +9,7 @@ import type { Host, Lab } from '../../lib/lab';
 const PY_RECV = String.raw`
 import hashlib, json, socket, sys
 addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+srv = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET, socket.SOCK_STREAM)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((addr, port))
 srv.listen(1)
@@ -42,7 +42,7 @@ s.close()
 export interface TransferOptions {
   from: Host;
   to: Host;
-  /** Address of `to` to connect to (an overlay address, to go through the overlay). */
+  /** Address of `to` to connect to (an overlay address, to go through the overlay); IPv4 or IPv6. */
   address: string;
   megabytes: number;
   port?: number;

@@ -202,6 +202,7 @@ function fakeOverlay(name: string): OverlayLike {
       totals: counters(3),
       peers: Object.fromEntries(table.map((p, i) => [p.name, counters(i + 1)])),
       fdb: { learned: 0, static: 1 },
+      healthy: true,
       offloads: offloadStats(),
     }),
     peers: {

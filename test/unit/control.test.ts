@@ -41,6 +41,7 @@ function fakeOverlay(): OverlayLike & { table: ResolvedPeer[] } {
       totals: counters(3),
       peers: Object.fromEntries(table.map((p, i) => [p.name, counters(i + 1)])),
       fdb: { learned: 1, static: 2 },
+      healthy: true,
       offloads: offloadStats(),
     }),
     peers: {
