@@ -21,6 +21,7 @@ import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Lab, commandExists, labUnavailableReason, type Host } from '../lib/lab';
 import { Overlay } from '../lib/overlay';
+import { diffCounters } from '../lib/stats';
 import type { Counters, OffloadStats } from '../lib/types';
 
 export const VNI = 42;
@@ -297,18 +298,6 @@ function offloadCounters(stats: OffloadStats): OffloadCounters {
   return counters;
 }
 
-function minusCounters(after: Counters, before: Counters): Counters {
-  const drops = { ...after.drops };
-  for (const k of Object.keys(drops) as (keyof Counters['drops'])[]) drops[k] = after.drops[k] - (before.drops[k] ?? 0);
-  return {
-    txPackets: after.txPackets - before.txPackets,
-    txBytes: after.txBytes - before.txBytes,
-    rxPackets: after.rxPackets - before.rxPackets,
-    rxBytes: after.rxBytes - before.rxBytes,
-    floodPackets: after.floodPackets - before.floodPackets,
-    drops,
-  };
-}
 
 /** What a phase runs on: the overlay device name in both namespaces, and the overlays (overlayfwd). */
 interface PhaseContext {
@@ -334,7 +323,7 @@ function diffSnapshots(after: Snapshot, before: Snapshot): TestCounters {
     x && y ? { rxPackets: x.rxPackets - y.rxPackets, rxDropped: x.rxDropped - y.rxDropped, txPackets: x.txPackets - y.txPackets, txDropped: x.txDropped - y.txDropped } : null;
   const la = link(after.links[0], before.links[0]);
   const lb = link(after.links[1], before.links[1]);
-  const overlayfwd = after.overlay && before.overlay ? { a: minusCounters(after.overlay[0], before.overlay[0]), b: minusCounters(after.overlay[1], before.overlay[1]) } : null;
+  const overlayfwd = after.overlay && before.overlay ? { a: diffCounters(after.overlay[0], before.overlay[0]), b: diffCounters(after.overlay[1], before.overlay[1]) } : null;
   let offloads: TestCounters['offloads'] = null;
   if (after.offloads && before.offloads) {
     const oa = minusOffloads(after.offloads[0], before.offloads[0]);

@@ -2,4 +2,5 @@
 export { Overlay, type PeerTable } from './overlay';
 export { parseConfig, loadConfigFile, ConfigError } from './config';
 export { ControlServer, controlRequest } from './control';
+export { diffCounters } from './stats';
 export * from './types';

@@ -1,17 +1,7 @@
 // Reads the native counters block (shared memory the workers write) into the public stats
 // shape. One read sums the workers' sections; no call into native code per counter.
-import { DROP_REASONS, type Counters, type DropReason, type OffloadStats } from './types';
+import { DROP_REASONS, OFFLOAD_COUNTERS, type Counters, type DropReason, type OffloadStats } from './types';
 
-const OFFLOAD_COUNTERS = [
-  'txGsoSends',
-  'txGsoSegments',
-  'rxGroReceives',
-  'rxGroSegments',
-  'txSuperFrames',
-  'rxCoalescedWrites',
-  'rxCoalescedSegments',
-  'fallbacks',
-] as const;
 type OffloadCounter = (typeof OFFLOAD_COUNTERS)[number];
 import type { NativeStatsLayout } from './native';
 
@@ -100,4 +90,18 @@ export function emptyCounters(): Counters {
   const drops = {} as Record<DropReason, number>;
   for (const reason of DROP_REASONS) drops[reason] = 0;
   return { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, floodPackets: 0, drops };
+}
+
+/** after − before, counter by counter: the traffic of an interval between two stats() reads. */
+export function diffCounters(after: Counters, before: Counters): Counters {
+  const drops = {} as Record<DropReason, number>;
+  for (const reason of DROP_REASONS) drops[reason] = (after.drops[reason] ?? 0) - (before.drops[reason] ?? 0);
+  return {
+    txPackets: after.txPackets - before.txPackets,
+    txBytes: after.txBytes - before.txBytes,
+    rxPackets: after.rxPackets - before.rxPackets,
+    rxBytes: after.rxBytes - before.rxBytes,
+    floodPackets: after.floodPackets - before.floodPackets,
+    drops,
+  };
 }

@@ -98,6 +98,18 @@ export interface Counters {
   drops: Record<DropReason, number>;
 }
 
+/** The offload counters of OffloadStats, in the order the native block names them. */
+export const OFFLOAD_COUNTERS = [
+  'txGsoSends',
+  'txGsoSegments',
+  'rxGroReceives',
+  'rxGroSegments',
+  'txSuperFrames',
+  'rxCoalescedWrites',
+  'rxCoalescedSegments',
+  'fallbacks',
+] as const;
+
 export interface OffloadStats {
   /** Offloads in use after probing (requested in config and supported by the kernel). */
   active: { tso: boolean; udpGso: boolean; udpGro: boolean };

@@ -11,7 +11,7 @@
 //   segments before encapsulating, so single datagrams arrive and UDP GRO has nothing to merge
 //   on veth; overlayfwd still coalesces the TCP segments it decapsulates (rxCoalescedWrites).
 import { expect } from 'vitest';
-import type { OffloadStats, OverlayStats } from '../../lib/types';
+import { OFFLOAD_COUNTERS, type OffloadStats, type OverlayStats } from '../../lib/types';
 
 export type OffloadSettings = { tso: boolean; udpGso: boolean; udpGro: boolean };
 
@@ -36,16 +36,7 @@ export function offloadConfig(mode: OffloadMode): Record<string, unknown> {
 
 export type OffloadCounters = Omit<OffloadStats, 'active'>;
 
-const COUNTERS = [
-  'txGsoSends',
-  'txGsoSegments',
-  'rxGroReceives',
-  'rxGroSegments',
-  'txSuperFrames',
-  'rxCoalescedWrites',
-  'rxCoalescedSegments',
-  'fallbacks',
-] as const satisfies readonly (keyof OffloadCounters)[];
+const COUNTERS = OFFLOAD_COUNTERS;
 
 export function offloadCounters(stats: OverlayStats): OffloadCounters {
   const out = {} as OffloadCounters;

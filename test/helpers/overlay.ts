@@ -2,8 +2,9 @@
 import path from 'node:path';
 import type { Host, Lab } from '../../lib/lab';
 import type { Overlay } from '../../lib/overlay';
-import type { Counters, DropReason, OverlayStats } from '../../lib/types';
+import type { Counters, OverlayStats } from '../../lib/types';
 import { DROP_REASONS } from '../../lib/types';
+import { diffCounters } from '../../lib/stats';
 
 export type OverlayClass = typeof Overlay;
 
@@ -58,20 +59,8 @@ export async function startForwarder(lab: Lab, spec: ForwarderSpec): Promise<Ove
 }
 
 /** after − before, counter by counter. */
-export function delta(after: Counters, before: Counters): Counters {
-  const drops = {} as Record<DropReason, number>;
-  for (const r of DROP_REASONS) drops[r] = (after.drops[r] ?? 0) - (before.drops[r] ?? 0);
-  return {
-    txPackets: after.txPackets - before.txPackets,
-    txBytes: after.txBytes - before.txBytes,
-    rxPackets: after.rxPackets - before.rxPackets,
-    rxBytes: after.rxBytes - before.rxBytes,
-    floodPackets: after.floodPackets - before.floodPackets,
-    drops,
-  };
-}
+export const delta = diffCounters;
 
-/** Counters of peer `name` (throws when the stats have no such peer). */
 export function peerCounters(stats: OverlayStats, name: string): Counters {
   const c = stats.peers[name];
   if (!c) throw new Error(`stats have no peer ${name}: ${Object.keys(stats.peers).join(', ')}`);

@@ -10,7 +10,11 @@ import { loadConfigFile, parseConfig, parsePeer } from '../../lib/config';
 import { ControlServer, type OverlayLike } from '../../lib/control';
 import { printableConfig, redact } from '../../lib/cli/check';
 import { renderRates, renderStats } from '../../lib/cli/stats';
-import { DROP_REASONS, type Counters, type DropReason, type OffloadStats, type OverlayStats, type ResolvedPeer } from '../../lib/types';
+import type { Counters, OverlayStats, ResolvedPeer } from '../../lib/types';
+import { fakeCounters, fakeOffloadStats } from '../helpers/fake-stats';
+
+const counters = (n: number): Counters => fakeCounters(n, { tx: 10, rx: 20, flood: n, bytesPerPacket: 150 });
+
 
 const root = path.resolve(__dirname, '..', '..');
 const mainJs = path.join(root, 'dist', 'lib', 'cli', 'main.js');
@@ -170,25 +174,6 @@ describe('usage', () => {
 // ---------------------------------------------------------------------------------------------
 // Commands that talk to a running instance, against a fake one
 
-function offloadStats(): OffloadStats {
-  return {
-    active: { tso: true, udpGso: true, udpGro: false },
-    txGsoSends: 7,
-    txGsoSegments: 90,
-    rxGroReceives: 5,
-    rxGroSegments: 40,
-    txSuperFrames: 11,
-    rxCoalescedWrites: 3,
-    rxCoalescedSegments: 30,
-    fallbacks: 0,
-  };
-}
-
-function counters(n: number): Counters {
-  const drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
-  drops.wrongVni = n;
-  return { txPackets: 10 * n, txBytes: 1500 * n, rxPackets: 20 * n, rxBytes: 3000 * n, floodPackets: n, drops };
-}
 
 function fakeOverlay(name: string): OverlayLike {
   const config = parseConfig({ name, encap: { vni: 1 }, underlay: { local: '198.18.0.1' } });
@@ -203,7 +188,7 @@ function fakeOverlay(name: string): OverlayLike {
       peers: Object.fromEntries(table.map((p, i) => [p.name, counters(i + 1)])),
       fdb: { learned: 0, static: 1 },
       healthy: true,
-      offloads: offloadStats(),
+      offloads: fakeOffloadStats(),
     }),
     peers: {
       add: (input: unknown) => {

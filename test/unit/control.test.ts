@@ -6,27 +6,12 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, parsePeer } from '../../lib/config';
 import { ControlError, ControlServer, controlRequest, probeSocket, type OverlayLike } from '../../lib/control';
-import { DROP_REASONS, type Counters, type DropReason, type OffloadStats, type OverlayStats, type ResolvedPeer } from '../../lib/types';
+import type { Counters, OverlayStats, ResolvedPeer } from '../../lib/types';
+import { fakeCounters, fakeOffloadStats } from '../helpers/fake-stats';
 
-function offloadStats(): OffloadStats {
-  return {
-    active: { tso: true, udpGso: true, udpGro: false },
-    txGsoSends: 7,
-    txGsoSegments: 90,
-    rxGroReceives: 5,
-    rxGroSegments: 40,
-    txSuperFrames: 11,
-    rxCoalescedWrites: 3,
-    rxCoalescedSegments: 30,
-    fallbacks: 0,
-  };
-}
+const counters = (n: number): Counters => fakeCounters(n, { tx: 1, rx: 2, flood: 1, bytesPerPacket: 100 });
 
-function counters(n: number): Counters {
-  const drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
-  drops.wrongVni = n;
-  return { txPackets: n, txBytes: 100 * n, rxPackets: 2 * n, rxBytes: 200 * n, floodPackets: 1, drops };
-}
+
 
 function fakeOverlay(): OverlayLike & { table: ResolvedPeer[] } {
   const config = parseConfig({ name: 'fake0', encap: { vni: 1 }, underlay: { local: '198.18.0.1' } });
@@ -42,7 +27,7 @@ function fakeOverlay(): OverlayLike & { table: ResolvedPeer[] } {
       peers: Object.fromEntries(table.map((p, i) => [p.name, counters(i + 1)])),
       fdb: { learned: 1, static: 2 },
       healthy: true,
-      offloads: offloadStats(),
+      offloads: fakeOffloadStats(),
     }),
     peers: {
       add: (input: unknown) => {
