@@ -22,7 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { Lab, commandExists, labUnavailableReason, type Host } from '../lib/lab';
 import { Overlay } from '../lib/overlay';
 import { diffCounters } from '../lib/stats';
-import type { Counters, OffloadStats } from '../lib/types';
+import type { Counters, OffloadStats, ResolvedConfig } from '../lib/types';
 
 export const VNI = 42;
 export const UNDERLAY_A = '198.18.0.1';
@@ -151,7 +151,7 @@ export interface PhaseResult {
   /** overlayfwd workers; null for the kernel. */
   workers: number | null;
   /** overlayfwd's offloads config ({ tso, udpGso, udpGro }) and what each end had in use after probing; null for the kernel. */
-  offloadsConfig: { tso: boolean; udpGso: boolean; udpGro: boolean } | null;
+  offloadsConfig: ResolvedConfig['offloads'] | null;
   offloadsActive: { a: OffloadStats['active']; b: OffloadStats['active'] } | null;
   devices: { a: { name: string; mtu: number | null }; b: { name: string; mtu: number | null } } | null;
   underlayPing: PingRtt | null;
@@ -183,7 +183,7 @@ export interface NetnsResult {
   overlayfwd: PhaseResult | null;
   /** workers: 2, offloads on: TCP 1 and N streams. */
   overlayfwdWorkers2: PhaseResult | null;
-  /** workers: 1, offloads { tso: false, udpGso: false, udpGro: false }: TCP 1 stream. */
+  /** workers: 1, offloads { tso: false, udpGso: false, udpGro: false, uringWrites: false }: TCP 1 stream. */
   overlayfwdNoOffloads: PhaseResult | null;
   errors: string[];
 }
@@ -617,8 +617,8 @@ async function kernelPhase(lab: Lab, a: Host, b: Host, opts: NetnsOptions): Prom
 }
 
 type OffloadsConfig = NonNullable<PhaseResult['offloadsConfig']>;
-const OFFLOADS_ON: OffloadsConfig = { tso: true, udpGso: true, udpGro: true };
-const OFFLOADS_OFF: OffloadsConfig = { tso: false, udpGso: false, udpGro: false };
+const OFFLOADS_ON: OffloadsConfig = { tso: true, udpGso: true, udpGro: true, uringWrites: true };
+const OFFLOADS_OFF: OffloadsConfig = { tso: false, udpGso: false, udpGro: false, uringWrites: false };
 
 function overlayConfig(lab: Lab, host: Host, address: string, peer: string, workers: number, offloads: OffloadsConfig): Record<string, unknown> {
   return {

@@ -301,6 +301,7 @@ const offloadsSchema = section({
   tso: z.boolean(err('must be true or false')).default(true),
   udpGso: z.boolean(err('must be true or false')).default(true),
   udpGro: z.boolean(err('must be true or false')).default(true),
+  uringWrites: z.boolean(err('must be true or false')).default(true),
 });
 
 const limitsSchema = section({

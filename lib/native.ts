@@ -25,7 +25,7 @@ export interface NativeForwarderOptions {
   fdb: { learning: boolean; ageingSeconds: number; maxEntries: number };
   /** Number of per-peer counter slots in the stats block. */
   peerSlots: number;
-  offloads: { tso: boolean; udpGso: boolean; udpGro: boolean };
+  offloads: { tso: boolean; udpGso: boolean; udpGro: boolean; uringWrites: boolean };
   /** Worker i is pinned to cpuAffinity[i % length]; empty: no pinning. */
   cpuAffinity: number[];
   busyPollMicroseconds: number;
@@ -35,6 +35,7 @@ export interface NativeOffloadState {
   tso: boolean;
   udpGso: boolean;
   udpGro: boolean;
+  uringWrites: boolean;
 }
 
 export interface NativePeer {

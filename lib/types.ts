@@ -78,6 +78,8 @@ export interface ResolvedConfig {
     udpGso: boolean;
     /** Receive coalesced datagrams with UDP_GRO. */
     udpGro: boolean;
+    /** Write a batch of frames to the device in one io_uring submission instead of one write() each. */
+    uringWrites: boolean;
   };
   limits: {
     maxPeers: number;
@@ -112,7 +114,7 @@ export const OFFLOAD_COUNTERS = [
 
 export interface OffloadStats {
   /** Offloads in use after probing (requested in config and supported by the kernel). */
-  active: { tso: boolean; udpGso: boolean; udpGro: boolean };
+  active: { tso: boolean; udpGso: boolean; udpGro: boolean; uringWrites: boolean };
   txGsoSends: number;
   txGsoSegments: number;
   rxGroReceives: number;

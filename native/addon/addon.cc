@@ -131,6 +131,7 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
   out.tso = bool_at(offloads, "tso");
   out.udp_gso = bool_at(offloads, "udpGso");
   out.udp_gro = bool_at(offloads, "udpGro");
+  out.uring_writes = !offloads.Has("uringWrites") || bool_at(offloads, "uringWrites");
   return out;
 }
 
@@ -196,6 +197,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
     out.Set("tso", state.tso);
     out.Set("udpGso", state.udp_gso);
     out.Set("udpGro", state.udp_gro);
+    out.Set("uringWrites", state.uring_writes);
     return out;
   }
 

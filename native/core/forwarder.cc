@@ -11,6 +11,7 @@
 #include "netns.h"
 #include "sys_error.h"
 #include "udp_socket.h"
+#include "uring_writer.h"
 #include "vxlan_codec.h"
 #include "worker.h"
 
@@ -87,6 +88,9 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     }
   });
 
+  // Each worker makes its own ring on its own thread; this one only asks whether it can.
+  offloads_.uring_writes = options.uring_writes && UringWriter::create(8) != nullptr;
+
   stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) throw_errno("eventfd");
 
@@ -103,6 +107,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     // Segments of a super-frame are at most one device MTU plus the link header and tags.
     config.max_segment_frame = static_cast<uint32_t>(device_.mtu) + kEthernetHeaderSize + 8 + 64;
     config.busy_poll_us = options.busy_poll_us;
+    config.uring_writes = offloads_.uring_writes;
     if (!options.cpu_affinity.empty()) config.cpu = options.cpu_affinity[w % options.cpu_affinity.size()];
     workers_.push_back(std::make_unique<Worker>(config, tables_, fdb_,
                                                 WorkerStats(stats_->worker_base(w), options.peer_slots),

@@ -51,6 +51,7 @@ struct ForwarderOptions {
   bool tso = true;
   bool udp_gso = true;
   bool udp_gro = true;
+  bool uring_writes = true;
 };
 
 // What is in use after probing: requested and supported.
@@ -58,6 +59,7 @@ struct OffloadState {
   bool tso = false;
   bool udp_gso = false;
   bool udp_gro = false;
+  bool uring_writes = false;
 };
 
 struct DeviceInfo {

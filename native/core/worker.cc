@@ -94,6 +94,11 @@ void Worker::run() {
     pthread_setaffinity_np(pthread_self(), sizeof cpus, &cpus);
   }
 
+  // The ring belongs to this thread (single issuer); a batch is at most one recvmmsg's worth.
+  if (config_.uring_writes) {
+    uring_ = UringWriter::create(256);
+    if (uring_) device_writes_.reserve(uring_->capacity());
+  }
   UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll.valid()) {
     if (lost_flag_) lost_flag_->store(true, std::memory_order_relaxed);
@@ -433,8 +438,9 @@ void Worker::handle_underlay() {
       return;
     }
     for (int i = 0; i < received; i++) receive_datagram(underlay_buffers_[i], receive_messages_[i]);
-    // The next round reuses the buffers the coalescer holds: write everything out first.
+    // The next round reuses these buffers: write everything out first.
     if (config_.vnet_header) flush_coalesced();
+    submit_device_writes();
     if (static_cast<uint32_t>(received) < config_.batch_size) return;
   }
 }
@@ -535,38 +541,83 @@ void Worker::flush_coalesced() {
         bytes += uint64_t{segments - 1} * out.vnet.hdr_len;
       }
       write_virtio_net_header(out.vnet, buffer.push_front(kVirtioNetHeaderSize));
-      if (write_device(buffer.data(), buffer.length, coalescing_slot_, segments)) {
-        stats_.add(coalescing_slot_, kRxPackets, segments);
-        stats_.add(coalescing_slot_, kRxBytes, bytes);
-        if (merged) {
-          stats_.add(WorkerStats::kNoPeer, kRxCoalescedWrites);
-          stats_.add(WorkerStats::kNoPeer, kRxCoalescedSegments, segments);
-        }
-      }
+      deliver(buffer.data(), buffer.length, coalescing_slot_, segments, bytes, merged);
     }
   }
+  // The GRO buffers are free again only once their frames are written.
+  submit_device_writes();
   for (PacketBuffer* used : gro_used_) gro_free_.push_back(used);
   gro_used_.clear();
 }
 
-// Writes one frame (or coalesced run of `segments`) to the device; a failure is counted under
-// its drop reason and returns false. A device that is gone for good stops this worker's reads.
+// Hands one frame (or coalesced run) to the device: queued on the ring when there is one (and
+// written with the rest of the batch), else written at once. Counted once its fate is known.
+void Worker::deliver(const uint8_t* frame, uint32_t length, uint32_t slot, uint32_t segments, uint64_t bytes,
+                     bool merged) {
+  const DeviceWrite write{frame, length, slot, segments, bytes, merged};
+  if (!uring_) {
+    if (write_device(frame, length, slot, segments)) count_delivered(write);
+    return;
+  }
+  uring_->queue_write(device_fd_, frame, length, device_writes_.size());
+  device_writes_.push_back(write);
+  if (uring_->queued() == uring_->capacity()) submit_device_writes();
+}
+
+void Worker::submit_device_writes() {
+  if (!uring_ || device_writes_.empty()) return;
+  std::vector<bool>& done = write_done_;
+  done.assign(device_writes_.size(), false);
+  const bool ok = uring_->submit_and_wait([&](uint64_t tag, int result) {
+    if (tag >= device_writes_.size()) return;
+    done[tag] = true;
+    const DeviceWrite& write = device_writes_[tag];
+    if (result >= 0) {
+      count_delivered(write);
+    } else {
+      count_write_failure(-result, write.slot, write.segments);
+    }
+  });
+  if (!ok) {
+    // The ring itself failed: finish this batch with write() and stay with it.
+    stats_.add(WorkerStats::kNoPeer, kOffloadFallbacks);
+    uring_.reset();
+    for (size_t i = 0; i < device_writes_.size(); i++) {
+      const DeviceWrite& write = device_writes_[i];
+      if (!done[i] && write_device(write.frame, write.length, write.slot, write.segments)) count_delivered(write);
+    }
+  }
+  device_writes_.clear();
+}
+
+void Worker::count_delivered(const DeviceWrite& write) {
+  stats_.add(write.slot, kRxPackets, write.segments);
+  stats_.add(write.slot, kRxBytes, write.bytes);
+  if (write.merged) {
+    stats_.add(WorkerStats::kNoPeer, kRxCoalescedWrites);
+    stats_.add(WorkerStats::kNoPeer, kRxCoalescedSegments, write.segments);
+  }
+}
+
+void Worker::count_write_failure(int error, uint32_t slot, uint32_t segments) {
+  const bool full = error == EAGAIN || error == ENOBUFS;
+  stats_.add(slot, full ? kDropQueueFull : kDropDeviceError, segments);
+  if (error == EBADFD || error == ENODEV) device_gone();
+}
+
+// Writes one frame (or coalesced run of `segments`) to the device now; a failure is counted
+// under its drop reason and returns false.
 bool Worker::write_device(const uint8_t* frame, uint32_t length, uint32_t slot, uint32_t segments) {
   for (;;) {
     if (::write(device_fd_, frame, length) >= 0) return true;
     if (errno == EINTR) continue;
-    const bool full = errno == EAGAIN || errno == ENOBUFS;
-    stats_.add(slot, full ? kDropQueueFull : kDropDeviceError, segments);
-    if (errno == EBADFD || errno == ENODEV) device_gone();
+    count_write_failure(errno, slot, segments);
     return false;
   }
 }
 
 void Worker::write_frame(const uint8_t* frame, uint32_t length, uint32_t slot) {
-  if (write_device(frame, length, slot, 1)) {
-    stats_.add(slot, kRxPackets);
-    stats_.add(slot, kRxBytes, length);
-  }
+  deliver(frame, length, slot, 1, length, false);
 }
 
 // Validates one datagram from peer `slot` and learns its inner source; returns the inner

@@ -19,6 +19,7 @@
 #include "stats_layout.h"
 #include "table_publisher.h"
 #include "unique_fd.h"
+#include "uring_writer.h"
 
 namespace ovl {
 
@@ -31,9 +32,20 @@ struct WorkerConfig {
   bool udp_gso = false;  // send trains of same-size datagrams with UDP_SEGMENT
   bool udp_gro = false;  // the listening socket has UDP_GRO on
   bool vnet_header = false;  // device reads and writes carry a virtio_net_hdr (TSO/GRO)
+  bool uring_writes = false;  // batch device writes through io_uring where the kernel allows
   uint32_t max_segment_frame = 2048;  // largest wire frame a TSO segment may be (device MTU based)
   int cpu = -1;              // pin the thread to this CPU; -1: let the scheduler place it
   uint32_t busy_poll_us = 0; // keep polling this long after the last packet before sleeping
+};
+
+// A frame on its way to the device, with what its delivery counts as.
+struct DeviceWrite {
+  const uint8_t* frame;
+  uint32_t length;
+  uint32_t slot;
+  uint32_t segments;  // frames it stands for (a coalesced run stands for several)
+  uint64_t bytes;     // the bytes of those frames as they arrived
+  bool merged;
 };
 
 // Room for one UDP_SEGMENT or UDP_GRO control message.
@@ -78,6 +90,10 @@ class Worker {
   void flush_coalesced();
   void write_frame(const uint8_t* frame, uint32_t length, uint32_t slot);
   bool write_device(const uint8_t* frame, uint32_t length, uint32_t slot, uint32_t segments);
+  void deliver(const uint8_t* frame, uint32_t length, uint32_t slot, uint32_t segments, uint64_t bytes, bool merged);
+  void count_delivered(const DeviceWrite& write);
+  void count_write_failure(int error, uint32_t slot, uint32_t segments);
+  void submit_device_writes();
   void device_gone();
 
   // Segments of TSO super-frames waiting to be sent: up to 512, within about 4 MB.
@@ -130,6 +146,9 @@ class Worker {
   std::vector<PacketBuffer*> gro_free_;
   std::vector<PacketBuffer*> gro_used_;
   std::vector<CoalescedFrame> coalesced_;
+  std::unique_ptr<UringWriter> uring_;  // null: one write() per frame
+  std::vector<DeviceWrite> device_writes_;
+  std::vector<bool> write_done_;
 };
 
 }  // namespace ovl

@@ -3,7 +3,7 @@ import { DROP_REASONS, type Counters, type DropReason, type OffloadStats } from 
 
 export function fakeOffloadStats(): OffloadStats {
   return {
-    active: { tso: true, udpGso: true, udpGro: false },
+    active: { tso: true, udpGso: true, udpGro: false, uringWrites: true },
     txGsoSends: 7,
     txGsoSegments: 90,
     rxGroReceives: 5,

@@ -13,7 +13,7 @@
 import { expect } from 'vitest';
 import { OFFLOAD_COUNTERS, type OffloadStats, type OverlayStats } from '../../lib/types';
 
-export type OffloadSettings = { tso: boolean; udpGso: boolean; udpGro: boolean };
+export type OffloadSettings = { tso: boolean; udpGso: boolean; udpGro: boolean; uringWrites: boolean };
 
 export interface OffloadMode {
   label: string;
@@ -22,7 +22,7 @@ export interface OffloadMode {
   on: boolean;
 }
 
-export const OFFLOADS_OFF: OffloadSettings = { tso: false, udpGso: false, udpGro: false };
+export const OFFLOADS_OFF: OffloadSettings = { tso: false, udpGso: false, udpGro: false, uringWrites: false };
 
 export const OFFLOAD_MODES: OffloadMode[] = [
   { label: 'offloads on (default)', offloads: undefined, on: true },
@@ -55,7 +55,7 @@ export function offloadDelta(after: OverlayStats, before: OverlayStats): Offload
 export function expectOffloadShape(stats: OverlayStats): void {
   const o = stats.offloads;
   expect(o, 'stats().offloads').toBeDefined();
-  for (const k of ['tso', 'udpGso', 'udpGro'] as const) expect(typeof o.active[k], `offloads.active.${k}`).toBe('boolean');
+  for (const k of ['tso', 'udpGso', 'udpGro', 'uringWrites'] as const) expect(typeof o.active[k], `offloads.active.${k}`).toBe('boolean');
   for (const k of COUNTERS) {
     expect(Number.isInteger(o[k]) && o[k] >= 0, `offloads.${k} = ${o[k]}`).toBe(true);
   }
@@ -70,7 +70,7 @@ export function expectOffloadShape(stats: OverlayStats): void {
 /** Offloads turned off in the config: none active, every counter still 0. */
 export function expectOffloadsIdle(stats: OverlayStats, where = 'overlay'): void {
   expectOffloadShape(stats);
-  expect(stats.offloads.active, `${where}: offloads.active`).toEqual({ tso: false, udpGso: false, udpGro: false });
+  expect(stats.offloads.active, `${where}: offloads.active`).toEqual({ tso: false, udpGso: false, udpGro: false, uringWrites: false });
   expect(offloadCounters(stats), `${where}: offload counters`).toEqual({
     txGsoSends: 0,
     txGsoSegments: 0,
@@ -86,7 +86,7 @@ export function expectOffloadsIdle(stats: OverlayStats, where = 'overlay'): void
 /** Default config on a kernel that has them all: every offload active, none fell back. */
 export function expectOffloadsActive(stats: OverlayStats, where = 'overlay'): void {
   expectOffloadShape(stats);
-  expect(stats.offloads.active, `${where}: offloads.active`).toEqual({ tso: true, udpGso: true, udpGro: true });
+  expect(stats.offloads.active, `${where}: offloads.active`).toEqual({ tso: true, udpGso: true, udpGro: true, uringWrites: true });
   expect(stats.offloads.fallbacks, `${where}: offloads.fallbacks`).toBe(0);
 }
 

@@ -55,7 +55,7 @@ describe('parseConfig defaults', () => {
       busyPollMicroseconds: BUSY_POLL_DEFAULT_US,
       batchSize: 64,
       fdb: { learning: true, ageingSeconds: 300, maxEntries: 4096 },
-      offloads: { tso: true, udpGso: true, udpGro: true },
+      offloads: { tso: true, udpGso: true, udpGro: true, uringWrites: true },
       limits: { maxPeers: 1024 },
       peers: [],
       control: { socket: '/run/overlayfwd/ovl0.sock' },
