@@ -7,34 +7,18 @@
 #include "../core/ethernet.h"
 #include "../core/offload_segment.h"
 #include "../core/packet_buffer.h"
+#include "reference_checksum.h"
 #include "test.h"
 
 using namespace ovl;
+using ovl_test::ref_fold;
+
+// TCP is the only protocol the coalescer merges.
+static std::vector<uint8_t> ref_pseudo_and_l4(const uint8_t* ip, int version, const uint8_t* l4, size_t l4_length) {
+  return ovl_test::ref_pseudo_and_l4(ip, version, l4, l4_length, 6);
+}
 
 namespace {
-
-// ---- An independent RFC 1071 implementation: one byte at a time, big-endian words. ----
-
-uint16_t ref_fold(const std::vector<uint8_t>& bytes) {
-  uint32_t sum = 0;
-  for (size_t i = 0; i < bytes.size(); i++) sum += (i % 2 == 0) ? uint32_t{bytes[i]} << 8 : bytes[i];
-  while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
-  return static_cast<uint16_t>(sum);
-}
-
-std::vector<uint8_t> ref_pseudo_and_l4(const uint8_t* ip, int version, const uint8_t* l4, size_t l4_length) {
-  std::vector<uint8_t> bytes;
-  if (version == 4) {
-    bytes.insert(bytes.end(), ip + 12, ip + 20);
-    bytes.insert(bytes.end(), {0, 6, static_cast<uint8_t>(l4_length >> 8), static_cast<uint8_t>(l4_length)});
-  } else {
-    bytes.insert(bytes.end(), ip + 8, ip + 40);
-    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<uint8_t>(l4_length >> shift));
-    bytes.insert(bytes.end(), {0, 0, 0, 6});
-  }
-  bytes.insert(bytes.end(), l4, l4 + l4_length);
-  return bytes;
-}
 
 // ---- TCP frame builder with a knob for every field the coalescer compares. ----
 

@@ -9,41 +9,14 @@
 
 #include "../core/ethernet.h"
 #include "../core/packet_buffer.h"
+#include "reference_checksum.h"
 #include "test.h"
 
 using namespace ovl;
+using ovl_test::ref_fold;
+using ovl_test::ref_pseudo_and_l4;
 
 namespace {
-
-// ---- An independent RFC 1071 implementation: one byte at a time, big-endian words. ----
-
-uint16_t ref_fold(const std::vector<uint8_t>& bytes) {
-  uint32_t sum = 0;
-  for (size_t i = 0; i < bytes.size(); i++) sum += (i % 2 == 0) ? uint32_t{bytes[i]} << 8 : bytes[i];
-  while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
-  return static_cast<uint16_t>(sum);
-}
-
-// Pseudo-header bytes followed by the L4 bytes, as the RFCs draw them.
-std::vector<uint8_t> ref_pseudo_and_l4(const uint8_t* ip, int version, const uint8_t* l4, size_t l4_length,
-                                       uint8_t protocol, const uint8_t* final_destination = nullptr) {
-  std::vector<uint8_t> bytes;
-  if (version == 4) {
-    bytes.insert(bytes.end(), ip + 12, ip + 16);
-    const uint8_t* dst = final_destination ? final_destination : ip + 16;
-    bytes.insert(bytes.end(), dst, dst + 4);
-    bytes.push_back(0);
-    bytes.push_back(protocol);
-    bytes.push_back(static_cast<uint8_t>(l4_length >> 8));
-    bytes.push_back(static_cast<uint8_t>(l4_length));
-  } else {
-    bytes.insert(bytes.end(), ip + 8, ip + 40);
-    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<uint8_t>(l4_length >> shift));
-    bytes.insert(bytes.end(), {0, 0, 0, protocol});
-  }
-  bytes.insert(bytes.end(), l4, l4 + l4_length);
-  return bytes;
-}
 
 // True when the L4 checksum of the packet verifies (the sum over everything folds to 0xFFFF).
 bool ref_l4_valid(const uint8_t* ip, int version, const uint8_t* l4, size_t l4_length, uint8_t protocol,
