@@ -39,7 +39,7 @@ export function isConfigError(err: unknown): err is ConfigError {
 export const DEVICE_TYPES = ['tap', 'tun', 'packet'] as const satisfies readonly DeviceType[];
 export const ENCAP_TYPES = ['vxlan', 'geneve', 'gre', 'gre-udp', 'ipip', 'esp'] as const satisfies readonly EncapType[];
 export const SUPPORTED_DEVICE_TYPES: readonly DeviceType[] = ['tap'];
-export const SUPPORTED_ENCAP_TYPES: readonly EncapType[] = ['vxlan', 'geneve'];
+export const SUPPORTED_ENCAP_TYPES: readonly EncapType[] = ['vxlan', 'geneve', 'gre-udp'];
 
 /** Default UDP port per encapsulation; null for the IP-protocol modes (no port). */
 export const DEFAULT_PORTS: Record<EncapType, number | null> = {
@@ -55,6 +55,7 @@ export const DEFAULT_PORTS: Record<EncapType, number | null> = {
 export const BUSY_POLL_DEFAULT_US = 0;
 
 const VNI_MODES: readonly EncapType[] = ['vxlan', 'geneve'];
+const GRE_MODES: readonly EncapType[] = ['gre', 'gre-udp'];
 const MAX_VNI = 0xffffff;
 /** sizeof(sockaddr_un.sun_path) - 1 */
 const MAX_SOCKET_PATH_BYTES = 107;
@@ -271,7 +272,16 @@ const encapSchema = section({
     .default('vxlan'),
   vni: intRange(0, MAX_VNI).optional(),
   port: intRange(1, 65535).optional(),
+  key: z.preprocess(nullToUndefined, intRange(0, 0xffffffff).optional()),
+  checksum: z.boolean(err('must be true or false')).optional(),
 }).superRefine((e, ctx) => {
+  // `checksum: false` is every mode's default, so only a GRE option actually asked for is an error.
+  if (!GRE_MODES.includes(e.type) && e.key !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['key'], message: `not used by ${e.type} (GRE modes only)` });
+  }
+  if (!GRE_MODES.includes(e.type) && e.checksum === true) {
+    ctx.addIssue({ code: 'custom', path: ['checksum'], message: `not used by ${e.type} (GRE modes only)` });
+  }
   if (VNI_MODES.includes(e.type) && e.vni === undefined) {
     ctx.addIssue({ code: 'custom', path: ['vni'], message: `required for ${e.type}` });
   }
@@ -626,7 +636,13 @@ export function parseConfig(input: unknown): ResolvedConfig {
       addresses,
       mac: root.device.mac ?? null,
     },
-    encap: { type: root.encap.type, vni: root.encap.vni ?? 0, port },
+    encap: {
+      type: root.encap.type,
+      vni: root.encap.vni ?? 0,
+      port,
+      key: root.encap.key ?? null,
+      checksum: root.encap.checksum ?? false,
+    },
     underlay: {
       local: root.underlay.local.address,
       sourcePorts: root.underlay.sourcePorts,
@@ -704,6 +720,11 @@ export function loadConfigFile(file: string): ResolvedConfig {
 }
 
 /** Encapsulation overhead in bytes (outer IP + UDP + encapsulation header + inner Ethernet where carried). */
+/** GRE header bytes we send: 4, plus 4 for the checksum and 4 for the key (no sequence numbers). */
+function greHeader(config: ResolvedConfig): number {
+  return 4 + (config.encap.checksum ? 4 : 0) + (config.encap.key !== null ? 4 : 0);
+}
+
 export function overheadFor(config: ResolvedConfig): number {
   const outer = isIP(config.underlay.local) === 6 ? 40 : 20;
   const l2 = config.device.type !== 'tun' ? 14 : 0;
@@ -713,9 +734,9 @@ export function overheadFor(config: ResolvedConfig): number {
     case 'geneve':
       return outer + 8 + 8 + l2;
     case 'gre':
-      return outer + 4 + l2;
+      return outer + greHeader(config) + l2;
     case 'gre-udp':
-      return outer + 8 + 4 + l2;
+      return outer + 8 + greHeader(config) + l2;
     case 'ipip':
       return outer;
     case 'esp':

@@ -18,7 +18,7 @@ export interface NativeForwarderOptions {
     /** '' keeps the kernel's random MAC. */
     mac: string;
   };
-  encap: { type: 'vxlan' | 'geneve'; vni: number; port: number };
+  encap: { type: 'vxlan' | 'geneve' | 'gre-udp'; vni: number; port: number; key: number | null; checksum: boolean };
   underlay: { local: string; sourcePorts: number; udpChecksum: boolean };
   workers: number;
   batchSize: number;

@@ -56,7 +56,7 @@ function splitCidr(cidr: string): { address: string; prefixLength: number } {
 function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
   if (config.device.type !== 'tap') throw new Error(`device.type ${config.device.type} is not supported yet`);
   const encap = config.encap.type;
-  if (encap !== 'vxlan' && encap !== 'geneve') throw new Error(`encap.type ${encap} is not supported yet`);
+  if (encap !== 'vxlan' && encap !== 'geneve' && encap !== 'gre-udp') throw new Error(`encap.type ${encap} is not supported yet`);
   return {
     netns: config.netns ?? '',
     device: {
@@ -66,7 +66,7 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
       addresses: config.device.addresses.map(splitCidr),
       mac: config.device.mac ?? '',
     },
-    encap: { type: encap, vni: config.encap.vni, port: config.encap.port },
+    encap: { type: encap, vni: config.encap.vni, port: config.encap.port, key: config.encap.key, checksum: config.encap.checksum },
     underlay: { local: config.underlay.local, sourcePorts: config.underlay.sourcePorts, udpChecksum: config.underlay.udpChecksum },
     workers: config.workers,
     batchSize: config.batchSize,

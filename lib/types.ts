@@ -20,6 +20,8 @@ export const DROP_REASONS = [
   'spoofed',
   'unknownOption',
   'oam',
+  'wrongKey',
+  'badChecksum',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -51,6 +53,10 @@ export interface ResolvedConfig {
     type: EncapType;
     vni: number;
     port: number;
+    /** GRE modes: the key sent and required (RFC 2890), or null for none. Not a secret. */
+    key: number | null;
+    /** GRE modes: send a checksum, and require one on receipt. */
+    checksum: boolean;
   };
   underlay: {
     local: string;

@@ -7,12 +7,18 @@ import { EXIT_OK, reportError } from './common';
 /** Property names whose values are secrets and never printed. */
 const SECRET_KEYS = new Set(['key', 'keys', 'secret', 'psk', 'privateKey', 'password']);
 
+/** Fields named like a secret that are not one: a GRE key travels in clear in every packet. */
+const PUBLIC_FIELDS = new Set(['encap.key']);
+
 /** A deep copy of `value` with every property named like a secret (`key`, ...) replaced by "<redacted>". */
-export function redact(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(redact);
+export function redact(value: unknown, at = ''): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => redact(v, `${at}[${i}]`));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEYS.has(k) ? '<redacted>' : redact(v);
+    for (const [k, v] of Object.entries(value)) {
+      const path = at ? `${at}.${k}` : k;
+      out[k] = SECRET_KEYS.has(k) && !PUBLIC_FIELDS.has(path) ? '<redacted>' : redact(v, path);
+    }
     return out;
   }
   return value;
@@ -20,8 +26,12 @@ export function redact(value: unknown): unknown {
 
 /** The resolved config in input form (it parses back to the same config): mtu null → "auto", endpoints as text. */
 export function printableConfig(config: ResolvedConfig): Record<string, unknown> {
+  // GRE options mean nothing to the other modes: leave them out rather than print their defaults.
+  const { key, checksum, ...encap } = config.encap;
+  const gre = config.encap.type === 'gre' || config.encap.type === 'gre-udp';
   return {
     ...config,
+    encap: gre ? { ...encap, key, checksum } : encap,
     device: { ...config.device, mtu: config.device.mtu ?? 'auto' },
     peers: config.peers.map((p) => ({ ...p, endpoint: formatEndpoint(p.endpoint) })),
   };

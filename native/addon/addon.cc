@@ -105,8 +105,12 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
     out.encap = ovl::EncapKind::vxlan;
   } else if (encap_type == "geneve") {
     out.encap = ovl::EncapKind::geneve;
+  } else if (encap_type == "gre-udp") {
+    out.encap = ovl::EncapKind::gre_udp;
+    if (encap.Has("key") && !encap.Get("key").IsNull() && !encap.Get("key").IsUndefined()) out.gre.key = uint_at(encap, "key");
+    out.gre.checksum = encap.Has("checksum") && bool_at(encap, "checksum");
   } else {
-    throw Napi::TypeError::New(env, "encap.type must be 'vxlan' or 'geneve'");
+    throw Napi::TypeError::New(env, "encap.type must be 'vxlan', 'geneve' or 'gre-udp'");
   }
   out.vni = uint_at(encap, "vni");
   out.port = static_cast<uint16_t>(uint_at(encap, "port"));

@@ -59,7 +59,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   // unwind it, and a TAP device without queue fds disappears, so nothing is left half-made.
   run_in_netns(options.netns, [&] {
     int mtu = options.mtu;
-    const Encapsulation encap{options.encap, options.vni};
+    const Encapsulation encap{options.encap, options.vni, options.gre};
     if (mtu == 0) mtu = mtu_of_interface_with_address(options.local) - encapsulation_overhead(encap, local->family());
     tap_ = TapDevice::create(options.device_name, static_cast<int>(options.workers), options.tso);
     offloads_.tso = tap_->offloads_enabled();
@@ -97,7 +97,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   for (uint32_t w = 0; w < options.workers; w++) {
     WorkerConfig config;
     config.index = w;
-    config.encap = Encapsulation{options.encap, options.vni};
+    config.encap = Encapsulation{options.encap, options.vni, options.gre};
     config.batch_size = options.batch_size;
     config.learning = options.learning;
     config.device_mac = device_.mac;

@@ -35,6 +35,7 @@ struct ForwarderOptions {
   std::optional<MacKey> mac;
   EncapKind encap = EncapKind::vxlan;
   uint32_t vni = 0;
+  GreOptions gre;  // gre-udp
   uint16_t port = 4789;
   std::string local;
   uint32_t source_ports = 16;

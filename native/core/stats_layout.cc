@@ -20,6 +20,8 @@ const char* counter_name(uint32_t counter) {
     case kDropLoop: return "drop.loop";
     case kDropUnknownOption: return "drop.unknownOption";
     case kDropOam: return "drop.oam";
+    case kDropWrongKey: return "drop.wrongKey";
+    case kDropBadChecksum: return "drop.badChecksum";
     case kTxGsoSends: return "offload.txGsoSends";
     case kTxGsoSegments: return "offload.txGsoSegments";
     case kRxGroReceives: return "offload.rxGroReceives";

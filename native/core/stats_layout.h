@@ -33,6 +33,8 @@ enum Counter : uint32_t {
   kDropLoop,
   kDropUnknownOption,  // Geneve: a critical option we cannot honour
   kDropOam,            // Geneve: a control packet, never forwarded
+  kDropWrongKey,       // GRE: key absent, unexpected or different
+  kDropBadChecksum,    // GRE: checksum wrong, or missing where required
   // Offload use: how many system calls carried several packets.
   kTxGsoSends,        // sendmmsg messages that carried a UDP_SEGMENT train
   kTxGsoSegments,     // datagrams inside those trains

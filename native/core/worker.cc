@@ -279,7 +279,10 @@ void Worker::encapsulate_batch(size_t count) {
 // replication of broadcast, multicast and unknown unicast) when peer is kNone.
 void Worker::send_frames(PacketBuffer** frames, size_t count, uint32_t peer, uint32_t socket) {
   const uint32_t header = config_.encap.header_size();
-  for (size_t k = 0; k < count; k++) config_.encap.encode(frames[k]->push_front(header));
+  for (size_t k = 0; k < count; k++) {
+    const uint32_t frame_length = frames[k]->length;
+    config_.encap.encode(frames[k]->push_front(header), frame_length);
+  }
   if (peer != PeerTable::kNone) {
     for (size_t k = 0; k < count; k++) queue_send(socket, *frames[k], peer, frames[k]->length - header);
     return;

@@ -48,7 +48,7 @@ describe('parseConfig defaults', () => {
       name: 'ovl0',
       netns: null,
       device: { type: 'tap', name: 'ovl0', mtu: null, addresses: [], mac: null },
-      encap: { type: 'vxlan', vni: 42, port: 4789 },
+      encap: { type: 'vxlan', vni: 42, port: 4789, key: null, checksum: false },
       underlay: { local: '198.18.0.1', sourcePorts: 16, udpChecksum: false },
       workers: cpus,
       cpuAffinity: [],
@@ -151,8 +151,9 @@ const broken: Array<[string, (c: Raw) => void, string, RegExp]> = [
   ['device.mac broadcast', (c) => (c.device = { mac: 'ff:ff:ff:ff:ff:ff' }), 'device.mac', /must be unicast/],
   ['device.mac malformed', (c) => (c.device = { mac: '02:00:00:00:00' }), 'device.mac', /not a MAC address/],
   ['encap missing (vni required)', (c) => delete c.encap, 'encap.vni', /required for vxlan/],
-  ['encap.type gre', (c) => (c.encap = { type: 'gre' }), 'encap.type', /^"gre" is not supported yet \(supported: vxlan, geneve\)$/],
-  ['encap.type gre-udp', (c) => (c.encap = { type: 'gre-udp' }), 'encap.type', /"gre-udp" is not supported yet/],
+  ['encap.type gre', (c) => (c.encap = { type: 'gre' }), 'encap.type', /^"gre" is not supported yet \(supported: vxlan, geneve, gre-udp\)$/],
+  ['encap.key on vxlan', (c) => (c.encap.key = 5), 'encap.key', /not used by vxlan/],
+  ['encap.key too large', (c) => (c.encap = { type: 'gre-udp', key: 2 ** 32 }), 'encap.key', /integer/],
   ['encap.type unknown', (c) => (c.encap = { type: 'mpls', vni: 1 }), 'encap.type', /"mpls" is not an encapsulation type/],
   ['encap.vni missing', (c) => delete c.encap.vni, 'encap.vni', /required for vxlan/],
   ['encap.vni too large', (c) => (c.encap.vni = 16777216), 'encap.vni', /^must be an integer from 0 to 16777215$/],
@@ -250,7 +251,7 @@ describe('parseConfig rejects broken configs, naming the field', () => {
     input.encap = { type: 'gre' };
     input.peers[1].endpoint = '198.18.0.999';
     const lines = issuesOf(input).message.split('\n');
-    expect(lines).toContain('encap.type: "gre" is not supported yet (supported: vxlan, geneve)');
+    expect(lines).toContain('encap.type: "gre" is not supported yet (supported: vxlan, geneve, gre-udp)');
     expect(lines).toContain('peers[1].endpoint: "198.18.0.999" is not an IPv4 or IPv6 address');
     input.encap = { vni: 16777216 };
     expect(issuesOf(input).message.split('\n')).toContain('encap.vni: must be an integer from 0 to 16777215');
@@ -408,10 +409,23 @@ describe('cpuAffinity', () => {
 describe('geneve', () => {
   it('defaults the port to 6081 and keeps the VNI', () => {
     const config = parseConfig({ name: 'g0', encap: { type: 'geneve', vni: 7 }, underlay: { local: '198.18.0.1' } });
-    expect(config.encap).toEqual({ type: 'geneve', vni: 7, port: 6081 });
+    expect(config.encap).toEqual({ type: 'geneve', vni: 7, port: 6081, key: null, checksum: false });
     expect(overheadFor(config)).toBe(50);
   });
   it('requires a VNI', () => {
     expect(() => parseConfig({ name: 'g0', encap: { type: 'geneve' }, underlay: { local: '198.18.0.1' } })).toThrow(/encap\.vni/);
+  });
+});
+
+describe('gre-udp', () => {
+  it('defaults the port to 4754, no key, no checksum, and counts the options in the overhead', () => {
+    const plain = parseConfig({ name: 'g0', encap: { type: 'gre-udp' }, underlay: { local: '198.18.0.1' } });
+    expect(plain.encap).toEqual({ type: 'gre-udp', vni: 0, port: 4754, key: null, checksum: false });
+    expect(overheadFor(plain)).toBe(46);
+    const full = parseConfig({ name: 'g0', encap: { type: 'gre-udp', key: 42, checksum: true }, underlay: { local: '198.18.0.1' } });
+    expect(overheadFor(full)).toBe(54);
+  });
+  it('has no VNI', () => {
+    expect(() => parseConfig({ name: 'g0', encap: { type: 'gre-udp', vni: 1 }, underlay: { local: '198.18.0.1' } })).toThrow(/encap\.vni: not used by gre-udp/);
   });
 });
