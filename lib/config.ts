@@ -38,8 +38,8 @@ export function isConfigError(err: unknown): err is ConfigError {
 
 export const DEVICE_TYPES = ['tap', 'tun', 'packet'] as const satisfies readonly DeviceType[];
 export const ENCAP_TYPES = ['vxlan', 'geneve', 'gre', 'gre-udp', 'ipip', 'esp'] as const satisfies readonly EncapType[];
-export const SUPPORTED_DEVICE_TYPES: readonly DeviceType[] = ['tap'];
-export const SUPPORTED_ENCAP_TYPES: readonly EncapType[] = ['vxlan', 'geneve', 'gre-udp'];
+export const SUPPORTED_DEVICE_TYPES: readonly DeviceType[] = ['tap', 'tun'];
+export const SUPPORTED_ENCAP_TYPES: readonly EncapType[] = ['vxlan', 'geneve', 'gre', 'gre-udp', 'ipip'];
 
 /** Default UDP port per encapsulation; null for the IP-protocol modes (no port). */
 export const DEFAULT_PORTS: Record<EncapType, number | null> = {
@@ -122,6 +122,32 @@ export function parseCidr(text: string): Parsed<{ cidr: string; family: 4 | 6 }>
     };
   }
   return { ok: true, value: { cidr: `${ip.value.address}/${Number(lenText)}`, family: ip.value.family } };
+}
+
+/**
+ * The network a prefix names, host bits cleared: "198.19.0.7/24" → "198.19.0.0/24". Two
+ * allowedIps entries with the same network are the same route however they are written.
+ */
+export function networkOf(cidr: string): string {
+  const slash = cidr.indexOf('/');
+  const address = cidr.slice(0, slash);
+  const length = Number(cidr.slice(slash + 1));
+  if (isIP(address) === 4) {
+    const value = address.split('.').reduce((acc, part) => acc * 256 + Number(part), 0);
+    const mask = length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
+    const net = (value & mask) >>> 0;
+    return `${[24, 16, 8, 0].map((shift) => (net >>> shift) & 255).join('.')}/${length}`;
+  }
+  const [head = '', tail = ''] = address.includes('::') ? address.split('::') : [address, ''];
+  const headParts = head ? head.split(':') : [];
+  const tailParts = tail ? tail.split(':') : [];
+  const groups = [...headParts, ...Array(8 - headParts.length - tailParts.length).fill('0'), ...tailParts];
+  let value = groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+  const hostBits = BigInt(128 - length);
+  value = (value >> hostBits) << hostBits;
+  const out: string[] = [];
+  for (let i = 7; i >= 0; i--) out.push(((value >> BigInt(i * 16)) & 0xffffn).toString(16));
+  return `${out.join(':')}/${length}`;
 }
 
 /** A unicast Ethernet address, returned lower-case with colons. */
@@ -490,8 +516,12 @@ function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
 // Stage 2: defaults that depend on other fields, and rules across fields
 
 interface PeerContext {
-  /** Default endpoint port (encap.port). */
+  /** Default endpoint port (encap.port); 0 for the IP-protocol modes. */
   port: number;
+  /** The mode (a port on the endpoint of an IP-protocol mode is an error). */
+  encapType?: EncapType;
+  /** tun routes by allowedIps; tap forwards by MAC. */
+  deviceType?: DeviceType;
   /** underlay.local, canonical; omitted when unknown (invalid). */
   local?: { address: string; family: 4 | 6 };
   deviceMac?: string | null;
@@ -512,8 +542,14 @@ function resolvePeer(p: PeerParsed, ctx: PeerContext, at: string, issues: Config
   if (isUnspecified(ep.address, ep.family) || isMulticast(ep.address, ep.family)) {
     issues.push({ path: `${at}.endpoint`, message: `${ep.address} is not a unicast address` });
   }
+  if (ctx.encapType && DEFAULT_PORTS[ctx.encapType] === null && ep.port !== undefined) {
+    issues.push({ path: `${at}.endpoint`, message: `${ctx.encapType} has no UDP port (an IP protocol); give the address alone` });
+  }
+  if (ctx.deviceType === 'tun' && p.macs.length > 0) {
+    issues.push({ path: `${at}.macs`, message: 'used only with device.type tap (a tun device routes by allowedIps)' });
+  }
   for (const [field, values] of [
-    ['allowedIps', p.allowedIps.map((c) => c.cidr)],
+    ['allowedIps', p.allowedIps.map((c) => networkOf(c.cidr))],
     ['macs', p.macs],
   ] as const) {
     values.forEach((v, i) => {
@@ -545,12 +581,17 @@ function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues: Config
   const names = new Map<string, PlacedPeer>();
   const endpoints = new Map<string, PlacedPeer>();
   const macs = new Map<string, PlacedPeer>();
+  const routes = new Map<string, PlacedPeer>();
   const describe = (p: PlacedPeer) => `peer "${p.peer.name}"${p.at ? ` (${p.at})` : ''}`;
   const remember = (p: PlacedPeer) => {
     if (!names.has(p.peer.name)) names.set(p.peer.name, p);
     const ep = formatEndpoint(p.peer.endpoint);
     if (!endpoints.has(ep)) endpoints.set(ep, p);
     for (const m of p.peer.macs) if (!macs.has(m)) macs.set(m, p);
+    for (const r of p.peer.allowedIps) {
+      const net = networkOf(r);
+      if (!routes.has(net)) routes.set(net, p);
+    }
   };
   existing.forEach(remember);
   for (const p of added) {
@@ -565,6 +606,12 @@ function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues: Config
     p.peer.macs.forEach((m, i) => {
       const owner = macs.get(m);
       if (owner && owner !== p) issues.push({ path: `${p.at}.macs[${i}]`, message: `${m} is already assigned to ${describe(owner)}` });
+    });
+    p.peer.allowedIps.forEach((r, i) => {
+      const owner = routes.get(networkOf(r));
+      if (owner && owner !== p) {
+        issues.push({ path: `${p.at}.allowedIps[${i}]`, message: `${networkOf(r)} is already routed to ${describe(owner)}` });
+      }
     });
     remember(p);
   }
@@ -600,7 +647,7 @@ export function parseConfig(input: unknown): ResolvedConfig {
   const peerInputs = Array.isArray(rawPeers) ? rawPeers : [];
   const encapType = root?.encap.type ?? 'vxlan';
   const port = root?.encap.port ?? DEFAULT_PORTS[encapType] ?? 0;
-  const ctx: PeerContext = { port, deviceMac: root?.device.mac ?? null };
+  const ctx: PeerContext = { port, deviceMac: root?.device.mac ?? null, encapType, deviceType: root?.device.type };
   if (root) ctx.local = root.underlay.local;
   const placed: PlacedPeer[] = [];
   const peerIssues: ConfigIssue[] = [];
@@ -618,6 +665,16 @@ export function parseConfig(input: unknown): ResolvedConfig {
 
   if (peerInputs.length > root.limits.maxPeers) {
     issues.push({ path: 'peers', message: `${peerInputs.length} peers exceed limits.maxPeers (${root.limits.maxPeers})` });
+  }
+  // What the device carries must be what the encapsulation carries.
+  if (root.encap.type === 'vxlan' && root.device.type === 'tun') {
+    issues.push({ path: 'encap.type', message: 'vxlan carries Ethernet frames: it needs device.type tap' });
+  }
+  if (root.encap.type === 'ipip' && root.device.type !== 'tun') {
+    issues.push({ path: 'encap.type', message: 'ipip carries IP packets: it needs device.type tun' });
+  }
+  if (root.device.type === 'tun' && root.device.mac !== undefined) {
+    issues.push({ path: 'device.mac', message: 'a tun device has no MAC address' });
   }
   const addresses = root.device.addresses.map((a) => a.cidr);
   addresses.forEach((a, i) => {
@@ -677,6 +734,8 @@ export function parsePeer(
   if (!parsed) fail(issues);
   const ctx: PeerContext = { port: config?.encap.port ?? DEFAULT_PORTS.vxlan ?? 4789 };
   if (config) {
+    ctx.encapType = config.encap.type;
+    ctx.deviceType = config.device.type;
     const local = parseIp(config.underlay.local);
     if (local.ok) ctx.local = local.value;
     ctx.deviceMac = config.device.mac;

@@ -10,7 +10,7 @@ export interface NativeForwarderOptions {
   /** Named network namespace to create the device and sockets in; '' for the caller's own. */
   netns: string;
   device: {
-    type: 'tap';
+    type: 'tap' | 'tun';
     name: string;
     /** 0: underlay interface MTU minus the encapsulation overhead. */
     mtu: number;
@@ -18,7 +18,7 @@ export interface NativeForwarderOptions {
     /** '' keeps the kernel's random MAC. */
     mac: string;
   };
-  encap: { type: 'vxlan' | 'geneve' | 'gre-udp'; vni: number; port: number; key: number | null; checksum: boolean };
+  encap: { type: 'vxlan' | 'geneve' | 'gre' | 'gre-udp' | 'ipip'; vni: number; port: number; key: number | null; checksum: boolean };
   underlay: { local: string; sourcePorts: number; udpChecksum: boolean };
   workers: number;
   batchSize: number;
@@ -44,6 +44,8 @@ export interface NativePeer {
   address: string;
   port: number;
   macs: string[];
+  /** CIDR prefixes routed to this peer (tun); host bits are ignored. */
+  allowedIps: string[];
 }
 
 export interface NativeDeviceInfo {

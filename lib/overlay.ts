@@ -54,13 +54,14 @@ function splitCidr(cidr: string): { address: string; prefixLength: number } {
 }
 
 function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
-  if (config.device.type !== 'tap') throw new Error(`device.type ${config.device.type} is not supported yet`);
+  const device = config.device.type;
+  if (device !== 'tap' && device !== 'tun') throw new Error(`device.type ${device} is not supported yet`);
   const encap = config.encap.type;
-  if (encap !== 'vxlan' && encap !== 'geneve' && encap !== 'gre-udp') throw new Error(`encap.type ${encap} is not supported yet`);
+  if (encap === 'esp') throw new Error(`encap.type ${encap} is not supported yet`);
   return {
     netns: config.netns ?? '',
     device: {
-      type: 'tap',
+      type: device,
       name: config.device.name,
       mtu: config.device.mtu ?? 0,
       addresses: config.device.addresses.map(splitCidr),

@@ -62,6 +62,7 @@ export class PeerSlots {
       address: peer.endpoint.address,
       port: peer.endpoint.port,
       macs: peer.macs,
+      allowedIps: peer.allowedIps,
     }));
   }
 

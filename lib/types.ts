@@ -22,6 +22,10 @@ export const DROP_REASONS = [
   'oam',
   'wrongKey',
   'badChecksum',
+  'ttlExpired',
+  'ecn',
+  'outOfOrder',
+  'unknownSpi',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

@@ -15,6 +15,7 @@
       'native/core/offload_coalesce.cc',
       'native/core/offload_segment.cc',
       'native/core/peer_table.cc',
+      'native/core/raw_socket.cc',
       'native/core/route_table.cc',
       'native/core/socket_address.cc',
       'native/core/stats_layout.cc',

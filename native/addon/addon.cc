@@ -87,7 +87,14 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
   ovl::ForwarderOptions out;
   out.netns = string_at(options, "netns");
   const Napi::Object device = object_at(options, "device");
-  if (string_at(device, "type") != "tap") throw Napi::TypeError::New(env, "device.type must be 'tap'");
+  const std::string device_type = string_at(device, "type");
+  if (device_type == "tap") {
+    out.layer = ovl::DeviceLayer::ethernet;
+  } else if (device_type == "tun") {
+    out.layer = ovl::DeviceLayer::ip;
+  } else {
+    throw Napi::TypeError::New(env, "device.type must be 'tap' or 'tun'");
+  }
   out.device_name = string_at(device, "name");
   out.mtu = static_cast<int>(uint_at(device, "mtu"));
   const std::string mac = string_at(device, "mac");
@@ -105,13 +112,16 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
     out.encap = ovl::EncapKind::vxlan;
   } else if (encap_type == "geneve") {
     out.encap = ovl::EncapKind::geneve;
-  } else if (encap_type == "gre-udp") {
-    out.encap = ovl::EncapKind::gre_udp;
+  } else if (encap_type == "gre-udp" || encap_type == "gre") {
+    out.encap = encap_type == "gre" ? ovl::EncapKind::gre : ovl::EncapKind::gre_udp;
     if (encap.Has("key") && !encap.Get("key").IsNull() && !encap.Get("key").IsUndefined()) out.gre.key = uint_at(encap, "key");
     out.gre.checksum = encap.Has("checksum") && bool_at(encap, "checksum");
+  } else if (encap_type == "ipip") {
+    out.encap = ovl::EncapKind::ipip;
   } else {
-    throw Napi::TypeError::New(env, "encap.type must be 'vxlan', 'geneve' or 'gre-udp'");
+    throw Napi::TypeError::New(env, "encap.type must be 'vxlan', 'geneve', 'gre', 'gre-udp' or 'ipip'");
   }
+  if (encap.Has("ttl")) out.outer_ttl = static_cast<uint8_t>(uint_at(encap, "ttl"));
   out.vni = uint_at(encap, "vni");
   out.port = static_cast<uint16_t>(uint_at(encap, "port"));
   const Napi::Object underlay = object_at(options, "underlay");
@@ -224,6 +234,18 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
       const auto mac_list = macs.As<Napi::Array>();
       for (uint32_t m = 0; m < mac_list.Length(); m++) {
         spec.macs.push_back(mac_from(env, mac_list.Get(m).As<Napi::String>().Utf8Value()));
+      }
+      const Napi::Value allowed = entry.Get("allowedIps");
+      if (!allowed.IsUndefined()) {
+        if (!allowed.IsArray()) throw Napi::TypeError::New(env, "peer.allowedIps must be an array");
+        const auto prefixes = allowed.As<Napi::Array>();
+        spec.allowed_ips.reserve(prefixes.Length());
+        for (uint32_t p = 0; p < prefixes.Length(); p++) {
+          const std::string text = prefixes.Get(p).As<Napi::String>().Utf8Value();
+          const auto prefix = ovl::parse_route_prefix(text, 0);
+          if (!prefix) throw Napi::TypeError::New(env, "not an IP prefix: " + text);
+          spec.allowed_ips.push_back(*prefix);
+        }
       }
       guarded(env, [&] { peers.push_back(std::move(spec)); });
     }

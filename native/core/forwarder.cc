@@ -9,6 +9,7 @@
 #include "ethernet.h"
 #include "link_config.h"
 #include "netns.h"
+#include "raw_socket.h"
 #include "sys_error.h"
 #include "udp_socket.h"
 #include "uring_writer.h"
@@ -42,7 +43,9 @@ uint32_t monotonic_seconds() {
 
 int encapsulation_overhead(const Encapsulation& encap, int family) {
   const int outer_ip = family == AF_INET6 ? 40 : 20;
-  return outer_ip + 8 /* UDP */ + static_cast<int>(encap.header_size()) + 14 /* inner Ethernet */;
+  const int udp = encap.over_udp() ? 8 : 0;
+  const int inner_link = encap.carries_ip ? 0 : kEthernetHeaderSize;
+  return outer_ip + udp + static_cast<int>(encap.header_size()) + inner_link;
 }
 
 Forwarder::Forwarder(const ForwarderOptions& options)
@@ -53,18 +56,17 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   const auto local = parse_socket_address(options.local, options.port);
   if (!local) throw InvalidArgument("underlay.local is not an IP address: " + options.local);
 
-  std::vector<UniqueFd> listeners;
-  std::vector<std::vector<UniqueFd>> senders;
+  const Encapsulation encap = encapsulation_of(options);
+  std::vector<UnderlaySockets> sockets(options.workers);
   // Everything that touches a namespace happens here; on any failure the RAII members
   // unwind it, and a TAP device without queue fds disappears, so nothing is left half-made.
   run_in_netns(options.netns, [&] {
     int mtu = options.mtu;
-    const Encapsulation encap{options.encap, options.vni, options.gre};
     if (mtu == 0) mtu = mtu_of_interface_with_address(options.local) - encapsulation_overhead(encap, local->family());
-    tap_ = TapDevice::create(options.device_name, static_cast<int>(options.workers), options.tso);
+    tap_ = TapDevice::create(options.device_name, options.layer, static_cast<int>(options.workers), options.tso);
     offloads_.tso = tap_->offloads_enabled();
     const std::string& name = tap_->name();
-    if (options.mac) link_set_mac(name, *options.mac);
+    if (options.mac && options.layer == DeviceLayer::ethernet) link_set_mac(name, *options.mac);
     link_set_mtu(name, mtu);
     link_set_up(name);
     const LinkInfo info = link_info(name);
@@ -72,19 +74,10 @@ Forwarder::Forwarder(const ForwarderOptions& options)
       link_add_address(info.ifindex, address.address, address.prefix_length);
     }
     device_ = DeviceInfo{name, info.ifindex, info.mac, info.mtu};
-
-    // UDP GSO needs the checksum that SO_NO_CHECK would suppress (the kernel refuses GSO on
-    // such a socket), so with GSO the outer UDP checksum is sent, and offloaded.
-    UdpOptions udp;
-    udp.send_checksum = options.udp_checksum || options.udp_gso;
-    listeners = open_listening_sockets(*local, options.workers, udp);
-    for (uint32_t w = 0; w < options.workers; w++) senders.push_back(open_entropy_sockets(*local, options.source_ports, udp));
-    offloads_.udp_gso = options.udp_gso && probe_udp_gso(senders[0][0].get());
-    // All listeners or none: a worker that does not expect coalesced datagrams must not get them.
-    offloads_.udp_gro = options.udp_gro;
-    for (auto& listener : listeners) offloads_.udp_gro = offloads_.udp_gro && set_udp_gro(listener.get(), true);
-    if (!offloads_.udp_gro) {
-      for (auto& listener : listeners) set_udp_gro(listener.get(), false);
+    if (encap.over_udp()) {
+      open_udp_sockets(*local, sockets);
+    } else {
+      open_raw_sockets(*local, encap, sockets);
     }
   });
 
@@ -97,7 +90,10 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   for (uint32_t w = 0; w < options.workers; w++) {
     WorkerConfig config;
     config.index = w;
-    config.encap = Encapsulation{options.encap, options.vni, options.gre};
+    config.encap = encap;
+    config.layer = options.layer;
+    config.local = *local;
+    config.outer_ttl = options.outer_ttl;
     config.batch_size = options.batch_size;
     config.learning = options.learning;
     config.device_mac = device_.mac;
@@ -111,8 +107,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     if (!options.cpu_affinity.empty()) config.cpu = options.cpu_affinity[w % options.cpu_affinity.size()];
     workers_.push_back(std::make_unique<Worker>(config, tables_, fdb_,
                                                 WorkerStats(stats_->worker_base(w), options.peer_slots),
-                                                tap_->queue_fd(w), std::move(listeners[w]), std::move(senders[w]),
-                                                stop_fd_.get()));
+                                                tap_->queue_fd(w), std::move(sockets[w]), stop_fd_.get()));
   }
   for (auto& worker : workers_) worker->report_failure_to(&failed_);
   try {
@@ -121,6 +116,55 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     close();
     throw;
   }
+}
+
+Encapsulation Forwarder::encapsulation_of(const ForwarderOptions& options) {
+  Encapsulation encap;
+  encap.kind = options.encap;
+  encap.vni = options.vni;
+  encap.gre = options.gre;
+  encap.carries_ip = options.layer == DeviceLayer::ip;
+  return encap;
+}
+
+void Forwarder::open_udp_sockets(const SocketAddress& local, std::vector<UnderlaySockets>& sockets) {
+  // UDP GSO needs the checksum that SO_NO_CHECK would suppress (the kernel refuses GSO on
+  // such a socket), so with GSO the outer UDP checksum is sent, and offloaded.
+  UdpOptions udp;
+  udp.send_checksum = options_.udp_checksum || options_.udp_gso;
+  std::vector<UniqueFd> listeners = open_listening_sockets(local, options_.workers, udp);
+  for (uint32_t w = 0; w < options_.workers; w++) {
+    sockets[w].receivers.push_back(std::move(listeners[w]));
+    sockets[w].receiver_protocols.push_back(0);
+    sockets[w].senders = open_entropy_sockets(local, options_.source_ports, udp);
+  }
+  offloads_.udp_gso = options_.udp_gso && probe_udp_gso(sockets[0].senders[0].get());
+  // All listeners or none: a worker that does not expect coalesced datagrams must not get them.
+  offloads_.udp_gro = options_.udp_gro;
+  for (auto& worker : sockets) offloads_.udp_gro = offloads_.udp_gro && set_udp_gro(worker.receivers[0].get(), true);
+  if (!offloads_.udp_gro) {
+    for (auto& worker : sockets) set_udp_gro(worker.receivers[0].get(), false);
+  }
+}
+
+void Forwarder::open_raw_sockets(const SocketAddress& local, const Encapsulation& encap,
+                                 std::vector<UnderlaySockets>& sockets) {
+  constexpr int kReceiveBuffer = 8 << 20, kSendBuffer = 4 << 20;
+  // Every raw socket of a protocol gets every packet of it: one worker receives (raw_socket.h).
+  std::vector<uint8_t> protocols;
+  if (encap.kind == EncapKind::gre) {
+    protocols = {kIpProtocolGre};
+  } else {
+    protocols = {kIpProtocolIpip, kIpProtocolIpv6};
+  }
+  for (uint8_t protocol : protocols) {
+    sockets[0].receivers.push_back(open_raw_receiver(local, protocol, kReceiveBuffer));
+    sockets[0].receiver_protocols.push_back(protocol);
+  }
+  for (auto& worker : sockets) worker.senders.push_back(open_raw_sender(local, kSendBuffer));
+  // Neither UDP offload applies; segmentation offload of the device still does (we segment).
+  offloads_.udp_gso = false;
+  offloads_.udp_gro = false;
 }
 
 Forwarder::~Forwarder() { close(); }

@@ -33,9 +33,11 @@ struct ForwarderOptions {
   int mtu = 0;  // 0: underlay interface MTU minus the overhead
   std::vector<InterfaceAddress> addresses;
   std::optional<MacKey> mac;
+  DeviceLayer layer = DeviceLayer::ethernet;  // tap or tun
   EncapKind encap = EncapKind::vxlan;
   uint32_t vni = 0;
-  GreOptions gre;  // gre-udp
+  GreOptions gre;  // gre, gre-udp
+  uint8_t outer_ttl = 64;  // raw-IP modes
   uint16_t port = 4789;
   std::string local;
   uint32_t source_ports = 16;
@@ -71,6 +73,8 @@ struct DeviceInfo {
 };
 
 class Worker;
+struct UnderlaySockets;
+struct SocketAddress;
 
 class Forwarder {
  public:
@@ -92,6 +96,10 @@ class Forwarder {
   void close();
 
  private:
+  static Encapsulation encapsulation_of(const ForwarderOptions& options);
+  void open_udp_sockets(const SocketAddress& local, std::vector<UnderlaySockets>& sockets);
+  void open_raw_sockets(const SocketAddress& local, const Encapsulation& encap, std::vector<UnderlaySockets>& sockets);
+
   ForwarderOptions options_;
   DeviceInfo device_;
   OffloadState offloads_;
@@ -109,7 +117,8 @@ class Forwarder {
   std::atomic<bool> failed_{false};
 };
 
-// Encapsulation overhead over an underlay of `family`, inner Ethernet header included.
+// Encapsulation overhead over an underlay of `family`: outer IP, UDP where used, the overlay
+// header, and the inner Ethernet header when the payload is Ethernet.
 int encapsulation_overhead(const Encapsulation& encap, int family);
 
 }  // namespace ovl

@@ -4,7 +4,26 @@
 
 namespace ovl {
 
-PeerTable::PeerTable(const std::vector<PeerSpec>& specs) {
+namespace {
+
+// Every peer's prefixes, labelled with the peer's index in the table.
+std::vector<RoutePrefix> routes_of(const std::vector<PeerSpec>& specs) {
+  size_t count = 0;
+  for (const PeerSpec& spec : specs) count += spec.allowed_ips.size();
+  std::vector<RoutePrefix> routes;
+  routes.reserve(count);
+  for (size_t index = 0; index < specs.size(); index++) {
+    for (RoutePrefix prefix : specs[index].allowed_ips) {
+      prefix.peer = static_cast<uint32_t>(index);
+      routes.push_back(prefix);
+    }
+  }
+  return routes;
+}
+
+}  // namespace
+
+PeerTable::PeerTable(const std::vector<PeerSpec>& specs) : routes_(routes_of(specs)) {
   peers_.reserve(specs.size());
   for (const PeerSpec& spec : specs) {
     const auto index = static_cast<uint32_t>(peers_.size());

@@ -1,5 +1,5 @@
-// The immutable table a worker forwards with: peers, their underlay endpoints, and the
-// static MAC entries from config. TypeScript compiles it; the Forwarder publishes it and
+// The immutable table a worker forwards with: peers, their underlay endpoints, the static MAC
+// entries from config (TAP) and the allowedIps routes (TUN). TypeScript compiles it; the Forwarder publishes it and
 // workers pick the new one up at their next batch, so an update never stops traffic.
 #pragma once
 
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ethernet.h"
+#include "route_table.h"
 #include "socket_address.h"
 
 namespace ovl {
@@ -22,13 +23,15 @@ struct PeerSpec {
   uint32_t slot;
   SocketAddress endpoint;
   std::vector<MacKey> macs;
+  std::vector<RoutePrefix> allowed_ips;  // `peer` of each is ignored: the table sets it
 };
 
 class PeerTable {
  public:
   static constexpr uint32_t kNone = UINT32_MAX;
+  static_assert(kNone == RouteTable::kNoRoute, "a route miss reads as no peer");
 
-  // Throws InvalidArgument on duplicate slots, endpoints or MACs.
+  // Throws InvalidArgument on duplicate slots, endpoints, MACs or prefixes.
   explicit PeerTable(const std::vector<PeerSpec>& specs);
 
   const std::vector<Peer>& peers() const { return peers_; }
@@ -46,12 +49,20 @@ class PeerTable {
     return it == by_slot_.end() ? kNone : it->second;
   }
   size_t static_mac_count() const { return static_macs_.size(); }
+  // Index into peers() of the longest allowedIps prefix holding `address`, or kNone.
+  uint32_t by_route_v4(const uint8_t* address) const { return routes_.lookup_v4(address); }
+  uint32_t by_route_v6(const uint8_t* address) const { return routes_.lookup_v6(address); }
+  const RouteTable& routes() const { return routes_; }
+  // Whether `address` (an AddressKey) is a peer's underlay endpoint: an inner packet to it
+  // would be encapsulated toward the very tunnel it travels in.
+  bool is_endpoint(const AddressKey& address) const { return by_address_.count(address) != 0; }
 
  private:
   std::vector<Peer> peers_;
   std::unordered_map<AddressKey, uint32_t, AddressKeyHash> by_address_;
   std::unordered_map<MacKey, uint32_t> static_macs_;
   std::unordered_map<uint32_t, uint32_t> by_slot_;
+  RouteTable routes_;
 };
 
 }  // namespace ovl

@@ -22,6 +22,13 @@ const char* counter_name(uint32_t counter) {
     case kDropOam: return "drop.oam";
     case kDropWrongKey: return "drop.wrongKey";
     case kDropBadChecksum: return "drop.badChecksum";
+    case kDropSpoofed: return "drop.spoofed";
+    case kDropTtlExpired: return "drop.ttlExpired";
+    case kDropEcn: return "drop.ecn";
+    case kDropOutOfOrder: return "drop.outOfOrder";
+    case kDropAuthFailed: return "drop.authFailed";
+    case kDropReplay: return "drop.replay";
+    case kDropUnknownSpi: return "drop.unknownSpi";
     case kTxGsoSends: return "offload.txGsoSends";
     case kTxGsoSegments: return "offload.txGsoSegments";
     case kRxGroReceives: return "offload.rxGroReceives";
@@ -30,6 +37,8 @@ const char* counter_name(uint32_t counter) {
     case kRxCoalescedWrites: return "offload.rxCoalescedWrites";
     case kRxCoalescedSegments: return "offload.rxCoalescedSegments";
     case kOffloadFallbacks: return "offload.fallbacks";
+    case kIcmpTooBigSent: return "icmpTooBigSent";
+    case kMssClamped: return "mssClamped";
     default: return nullptr;
   }
 }

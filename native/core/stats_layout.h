@@ -6,7 +6,7 @@
 //
 // Each worker writes only its own part, so a counter has one writer and needs no atomic
 // read-modify-write: a relaxed load and store keep the reader from seeing torn values.
-// Sections are 256 bytes, so two workers never share a cache line.
+// Sections are 512 bytes, so two workers never share a cache line.
 #pragma once
 
 #include <cstddef>
@@ -35,6 +35,13 @@ enum Counter : uint32_t {
   kDropOam,            // Geneve: a control packet, never forwarded
   kDropWrongKey,       // GRE: key absent, unexpected or different
   kDropBadChecksum,    // GRE: checksum wrong, or missing where required
+  kDropSpoofed,        // TUN: inner source outside the sending peer's allowedIps
+  kDropTtlExpired,     // TUN: inner TTL / hop limit 0
+  kDropEcn,            // RFC 6040: outer CE over an inner packet that is not ECN-capable
+  kDropOutOfOrder,     // GRE with sequence numbers: older than the last one accepted (RFC 2890)
+  kDropAuthFailed,     // ESP: ICV did not verify
+  kDropReplay,         // ESP: seen before, or older than the replay window
+  kDropUnknownSpi,     // ESP: no inbound SA with this SPI
   // Offload use: how many system calls carried several packets.
   kTxGsoSends,        // sendmmsg messages that carried a UDP_SEGMENT train
   kTxGsoSegments,     // datagrams inside those trains
@@ -44,10 +51,13 @@ enum Counter : uint32_t {
   kRxCoalescedWrites, // device writes that carried a coalesced super-frame
   kRxCoalescedSegments,
   kOffloadFallbacks,  // an offload the kernel refused at run time and that was turned off
+  // Control traffic we generate or header rewrites we make.
+  kIcmpTooBigSent,    // ICMP Fragmentation Needed / ICMPv6 Packet Too Big written to the device
+  kMssClamped,        // TCP SYNs whose MSS option was lowered
   kCounterCount,
 };
 
-constexpr uint32_t kSectionSize = 32;
+constexpr uint32_t kSectionSize = 64;
 static_assert(kCounterCount <= kSectionSize, "section too small");
 
 // Name as TypeScript sees it: "txPackets", ..., "drop.malformed", ...

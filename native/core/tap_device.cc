@@ -29,7 +29,7 @@ bool set_offloads(int fd, bool* uso) {
 
 }  // namespace
 
-TapDevice TapDevice::create(const std::string& name, int queues, bool offloads) {
+TapDevice TapDevice::create(const std::string& name, DeviceLayer layer, int queues, bool offloads) {
   if (name.empty() || name.size() >= IFNAMSIZ) throw InvalidArgument("device name must be 1-15 characters");
   if (if_nametoindex(name.c_str()) != 0) {
     errno = EEXIST;
@@ -40,7 +40,7 @@ TapDevice TapDevice::create(const std::string& name, int queues, bool offloads) 
     UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
     if (!fd.valid()) throw_errno("open", "/dev/net/tun");
     ifreq request{};
-    request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | (offloads ? IFF_VNET_HDR : 0);
+    request.ifr_flags = (layer == DeviceLayer::ip ? IFF_TUN : IFF_TAP) | IFF_NO_PI | IFF_MULTI_QUEUE | (offloads ? IFF_VNET_HDR : 0);
     std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
     if (::ioctl(fd.get(), TUNSETIFF, &request) < 0) throw_errno("ioctl(TUNSETIFF)", name);
     device.name_ = request.ifr_name;

@@ -1,4 +1,5 @@
-// A TAP device with one file descriptor per queue (IFF_MULTI_QUEUE). The device is not
+// A TAP (Ethernet frames) or TUN (IP packets) device with one file descriptor per queue
+// (IFF_MULTI_QUEUE). The device is not
 // persistent: it disappears when the last queue fd closes, so a crash leaves nothing behind.
 #pragma once
 
@@ -9,6 +10,8 @@
 
 namespace ovl {
 
+enum class DeviceLayer { ethernet, ip };  // TAP, TUN
+
 class TapDevice {
  public:
   // Creates device `name` with `queues` queues, non-blocking. Fails with EEXIST if an
@@ -16,7 +19,7 @@ class TapDevice {
   // With `offloads`, every read and write carries a virtio_net_hdr and the kernel may hand
   // us TSO/USO super-frames with partial checksums; where the kernel cannot, the device is
   // made without (see offloads_enabled()).
-  static TapDevice create(const std::string& name, int queues, bool offloads);
+  static TapDevice create(const std::string& name, DeviceLayer layer, int queues, bool offloads);
 
   const std::string& name() const { return name_; }
   bool offloads_enabled() const { return offloads_; }

@@ -47,23 +47,27 @@ uint64_t monotonic_microseconds() {
 }  // namespace
 
 Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, LearnedFdb& fdb, WorkerStats stats,
-               int device_fd, UniqueFd listen_socket, std::vector<UniqueFd> send_sockets, int stop_fd)
+               int device_fd, UnderlaySockets sockets, int stop_fd)
     : config_(config),
       tables_(tables),
       fdb_(fdb),
       stats_(stats),
       device_fd_(device_fd),
-      listen_socket_(std::move(listen_socket)),
-      send_sockets_(std::move(send_sockets)),
+      receivers_(std::move(sockets.receivers)),
+      receiver_protocols_(std::move(sockets.receiver_protocols)),
+      send_sockets_(std::move(sockets.senders)),
+      link_header_(config.layer == DeviceLayer::ip ? 0 : kEthernetHeaderSize),
+      local_key_(address_key(config.local.get())),
       stop_fd_(stop_fd),
       device_buffers_(config.batch_size, kMaxPacket),
       pending_(send_sockets_.size()),
       send_messages_(kMaxPending),
-      send_iovecs_(kMaxPending),
+      send_iovecs_(2 * kMaxPending),
       message_first_(kMaxPending),
       message_count_(kMaxPending),
       send_controls_(kMaxPending),
-      udp_gso_(config.udp_gso),
+      outer_headers_(config.encap.over_udp() ? 0 : kMaxPending),
+      udp_gso_(config.udp_gso && config.encap.over_udp()),
       segment_buffers_(config.vnet_header ? segment_buffer_count(config.max_segment_frame) : 0, config.max_segment_frame),
       device_vnet_(config.batch_size),
       frame_list_(segment_buffer_count(config.max_segment_frame)),
@@ -72,7 +76,7 @@ Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, Le
       receive_iovecs_(config.batch_size),
       receive_sources_(config.batch_size),
       receive_controls_(config.batch_size),
-      coalescer_(kEthernetHeaderSize),
+      coalescer_(config.layer == DeviceLayer::ip ? 0 : kEthernetHeaderSize),
       gro_buffers_(config.vnet_header ? kGroBuffers : 0, kMaxPacket) {
   for (size_t i = 0; i < gro_buffers_.size(); i++) gro_free_.push_back(&gro_buffers_[i]);
   coalesced_.reserve(kGroBuffers + config.batch_size);
@@ -105,23 +109,29 @@ void Worker::run() {
     return;
   }
   epoll_fd_ = epoll.get();
-  const int watched[] = {device_fd_, listen_socket_.get(), stop_fd_};
-  for (int fd : watched) {
+  // Event tags: the stop eventfd, the device, then each receiving socket.
+  constexpr uint32_t kStopTag = 0, kDeviceTag = 1, kFirstReceiverTag = 2;
+  std::vector<std::pair<int, uint32_t>> watched = {{stop_fd_, kStopTag}, {device_fd_, kDeviceTag}};
+  for (size_t r = 0; r < receivers_.size(); r++) {
+    watched.emplace_back(receivers_[r].get(), kFirstReceiverTag + static_cast<uint32_t>(r));
+  }
+  for (const auto& [fd, tag] : watched) {
     epoll_event event{};
     event.events = EPOLLIN;
-    event.data.fd = fd;
+    event.data.u32 = tag;
     if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &event) < 0) {
       if (lost_flag_) lost_flag_->store(true, std::memory_order_relaxed);
       return;
     }
   }
+  std::vector<bool> receiver_ready(receivers_.size());
 
   uint32_t last_expiry = monotonic_seconds();
-  epoll_event events[3];
+  std::vector<epoll_event> events(watched.size());
   uint64_t poll_until = 0;  // busy-poll (timeout 0) until then, after the last work done
   for (;;) {
     const bool polling = config_.busy_poll_us > 0 && monotonic_microseconds() < poll_until;
-    const int ready = ::epoll_wait(epoll.get(), events, 3, polling ? 0 : 1000);
+    const int ready = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), polling ? 0 : 1000);
     if (ready < 0 && errno != EINTR) {
       if (lost_flag_) lost_flag_->store(true, std::memory_order_relaxed);
       return;
@@ -133,20 +143,25 @@ void Worker::run() {
     if (ready == 0 && polling) continue;
     now_ = monotonic_seconds();
     refresh_table();
-    bool device_ready = false, underlay_ready = false;
+    bool device_ready = false;
+    std::fill(receiver_ready.begin(), receiver_ready.end(), false);
     for (int i = 0; i < ready; i++) {
-      if (events[i].data.fd == stop_fd_) return;
-      if (events[i].data.fd == device_fd_) {
+      const uint32_t tag = events[i].data.u32;
+      if (tag == kStopTag) return;
+      if (tag == kDeviceTag) {
         // A deleted device reports an error on every wait: stop watching it, or we would spin.
         if (events[i].events & (EPOLLERR | EPOLLHUP)) {
           device_gone();
         } else {
           device_ready = true;
         }
+      } else {
+        receiver_ready[tag - kFirstReceiverTag] = true;
       }
-      if (events[i].data.fd == listen_socket_.get()) underlay_ready = true;
     }
-    if (underlay_ready) handle_underlay();
+    for (size_t r = 0; r < receivers_.size(); r++) {
+      if (receiver_ready[r]) handle_underlay(r);
+    }
     if (device_ready && !device_lost_) handle_device();
     // One worker ages the shared table; a few seconds of slack is what bridges allow too.
     if (config_.index == 0 && now_ - last_expiry >= 5) {
@@ -211,32 +226,11 @@ size_t Worker::read_device_batch() {
 }
 
 void Worker::encapsulate_batch(size_t count) {
-  const PeerTable& table = *table_;
   for (size_t i = 0; i < count; i++) {
     PacketBuffer& buffer = device_buffers_[i];
-    if (buffer.length < kEthernetHeaderSize) {
-      stats_.add(WorkerStats::kNoPeer, kDropMalformed);
-      continue;
-    }
     // Every segment of a super-frame shares its headers: one lookup, one hash, one peer.
-    const uint8_t* frame = buffer.data();
-    uint32_t peer = PeerTable::kNone;
-    const uint8_t* destination = eth_destination(frame);
-    if (!mac_is_multicast(destination)) {
-      const MacKey key = mac_key(destination);
-      peer = table.by_static_mac(key);
-      if (peer == PeerTable::kNone && config_.learning) {
-        const uint32_t slot = fdb_.lookup(key, now_);
-        if (slot != LearnedFdb::kNone) peer = table.by_slot(slot);
-      }
-    }
-    if (peer == PeerTable::kNone && table.peers().empty()) {
-      stats_.add(WorkerStats::kNoPeer, kDropNoRoute);
-      continue;
-    }
-    // The same flow always leaves through the same source port.
-    const uint32_t hash = ethernet_flow_hash(frame, buffer.length);
-    const auto socket = static_cast<uint32_t>((uint64_t{hash} * send_sockets_.size()) >> 32);
+    Route route;
+    if (!route_frame(buffer.data(), buffer.length, &route)) continue;
 
     const VirtioNetHeader* vnet = config_.vnet_header ? &device_vnet_[i] : nullptr;
     if (!vnet || vnet->gso_type == kVirtioNetHdrGsoNone) {
@@ -246,7 +240,7 @@ void Worker::encapsulate_batch(size_t count) {
         continue;
       }
       PacketBuffer* single = &buffer;
-      send_frames(&single, 1, peer, socket);
+      send_frames(&single, 1, route);
       continue;
     }
 
@@ -258,7 +252,7 @@ void Worker::encapsulate_batch(size_t count) {
         flush_sends();
         segments_used_ = 0;
       }
-      const int n = segment_super_frame_range(*vnet, buffer.data(), buffer.length, kEthernetHeaderSize, first,
+      const int n = segment_super_frame_range(*vnet, buffer.data(), buffer.length, link_header_, first,
                                               &segment_buffers_[segments_used_],
                                               segment_buffers_.size() - segments_used_, &total);
       if (n <= 0) {
@@ -267,7 +261,7 @@ void Worker::encapsulate_batch(size_t count) {
       }
       for (int k = 0; k < n; k++) frame_list_[k] = &segment_buffers_[segments_used_ + k];
       segments_used_ += static_cast<size_t>(n);
-      send_frames(frame_list_.data(), static_cast<size_t>(n), peer, socket);
+      send_frames(frame_list_.data(), static_cast<size_t>(n), route);
       first += static_cast<size_t>(n);
     }
   }
@@ -275,16 +269,107 @@ void Worker::encapsulate_batch(size_t count) {
   segments_used_ = 0;
 }
 
-// Encapsulates wire frames of one flow and queues them to `peer`, or to every peer (head-end
-// replication of broadcast, multicast and unknown unicast) when peer is kNone.
-void Worker::send_frames(PacketBuffer** frames, size_t count, uint32_t peer, uint32_t socket) {
+bool Worker::route_frame(const uint8_t* frame, uint32_t length, Route* route) {
+  const bool routed = config_.layer == DeviceLayer::ip ? route_ip(frame, length, route)
+                                                        : route_ethernet(frame, length, route);
+  if (!routed) return false;
+  // The same flow always leaves through the same source port (UDP) or socket.
+  if (config_.encap.over_udp()) {
+    const uint32_t hash = config_.layer == DeviceLayer::ip ? ip_flow_hash(frame, length)
+                                                           : ethernet_flow_hash(frame, length);
+    route->socket = static_cast<uint32_t>((uint64_t{hash} * send_sockets_.size()) >> 32);
+  }
+  return true;
+}
+
+// Outer TOS and DF from an inner IP packet, per RFC 2003 §3.1 and RFC 6040 §4.1: the DSCP and
+// the ECN field are copied (RFC 6040 normal mode, CE included); DF is copied from an inner IPv4
+// packet, and set for IPv6 (which routers never fragment).
+static OuterFields outer_fields_of_ip(const uint8_t* packet, uint32_t length) {
+  OuterFields outer;
+  if (length < 1) return outer;
+  const uint8_t version = packet[0] >> 4;
+  if (version == 4 && length >= 20) {
+    outer.tos = packet[1];
+    outer.dont_fragment = (packet[6] & 0x40) != 0;
+  } else if (version == 6 && length >= 40) {
+    outer.tos = static_cast<uint8_t>((packet[0] << 4) | (packet[1] >> 4));
+  }
+  return outer;
+}
+
+bool Worker::route_ethernet(const uint8_t* frame, uint32_t length, Route* route) {
+  const PeerTable& table = *table_;
+  if (length < kEthernetHeaderSize) {
+    stats_.add(WorkerStats::kNoPeer, kDropMalformed);
+    return false;
+  }
+  const uint8_t* destination = eth_destination(frame);
+  if (!mac_is_multicast(destination)) {
+    const MacKey key = mac_key(destination);
+    route->peer = table.by_static_mac(key);
+    if (route->peer == PeerTable::kNone && config_.learning) {
+      const uint32_t slot = fdb_.lookup(key, now_);
+      if (slot != LearnedFdb::kNone) route->peer = table.by_slot(slot);
+    }
+  }
+  if (route->peer == PeerTable::kNone && table.peers().empty()) {
+    stats_.add(WorkerStats::kNoPeer, kDropNoRoute);
+    return false;
+  }
+  route->ethertype = kGreProtocolEthernet;
+  if (!config_.encap.over_udp()) {
+    const uint16_t type = load_be16(frame + 12);
+    if (type == kEtherTypeIpv4 || type == kEtherTypeIpv6) {
+      route->outer = outer_fields_of_ip(frame + kEthernetHeaderSize, length - kEthernetHeaderSize);
+    }
+  }
+  return true;
+}
+
+bool Worker::route_ip(const uint8_t* packet, uint32_t length, Route* route) {
+  const PeerTable& table = *table_;
+  const uint8_t version = length > 0 ? packet[0] >> 4 : 0;
+  AddressKey destination{};
+  if (version == 4 && length >= 20) {
+    route->peer = table.by_route_v4(packet + 16);
+    route->ethertype = kEtherTypeIpv4;
+    destination[10] = destination[11] = 0xff;
+    std::memcpy(destination.data() + 12, packet + 16, 4);
+  } else if (version == 6 && length >= 40) {
+    route->peer = table.by_route_v6(packet + 24);
+    route->ethertype = kEtherTypeIpv6;
+    std::memcpy(destination.data(), packet + 24, 16);
+  } else {
+    stats_.add(WorkerStats::kNoPeer, kDropMalformed);
+    return false;
+  }
+  if (route->peer == PeerTable::kNone) {
+    stats_.add(WorkerStats::kNoPeer, kDropNoRoute);
+    return false;
+  }
+  // A packet to a tunnel endpoint routed into the tunnel would be encapsulated toward the very
+  // endpoint its own outer packets go to: a routing loop (Linux tunnels refuse it too).
+  if (table.is_endpoint(destination) || destination == local_key_) {
+    stats_.add(table.peers()[route->peer].slot, kDropLoop);
+    return false;
+  }
+  if (!config_.encap.over_udp()) route->outer = outer_fields_of_ip(packet, length);
+  return true;
+}
+
+// Encapsulates wire frames of one flow and queues them to route.peer, or to every peer
+// (head-end replication of broadcast, multicast and unknown unicast) when that is kNone.
+void Worker::send_frames(PacketBuffer** frames, size_t count, const Route& route) {
   const uint32_t header = config_.encap.header_size();
   for (size_t k = 0; k < count; k++) {
     const uint32_t frame_length = frames[k]->length;
-    config_.encap.encode(frames[k]->push_front(header), frame_length);
+    config_.encap.encode(frames[k]->push_front(header), frame_length, route.ethertype);
   }
-  if (peer != PeerTable::kNone) {
-    for (size_t k = 0; k < count; k++) queue_send(socket, *frames[k], peer, frames[k]->length - header);
+  if (route.peer != PeerTable::kNone) {
+    for (size_t k = 0; k < count; k++) {
+      queue_send(route.socket, *frames[k], route.peer, frames[k]->length - header, route.outer);
+    }
     return;
   }
   // All copies share the encapsulated buffers. Peer by peer, so that each peer's segments stay
@@ -292,12 +377,13 @@ void Worker::send_frames(PacketBuffer** frames, size_t count, uint32_t peer, uin
   stats_.add(WorkerStats::kNoPeer, kFloodPackets, count);
   const auto peers = static_cast<uint32_t>(table_->peers().size());
   for (uint32_t p = 0; p < peers; p++) {
-    for (size_t k = 0; k < count; k++) queue_send(socket, *frames[k], p, frames[k]->length - header);
+    for (size_t k = 0; k < count; k++) queue_send(route.socket, *frames[k], p, frames[k]->length - header, route.outer);
   }
 }
 
-void Worker::queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length) {
-  pending_[socket].push_back(Pending{&buffer, peer, inner_length});
+void Worker::queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length,
+                        OuterFields outer) {
+  pending_[socket].push_back(Pending{&buffer, peer, inner_length, outer});
   if (++pending_count_ == kMaxPending) flush_sends();
 }
 
@@ -354,10 +440,79 @@ size_t Worker::build_messages(const std::vector<Pending>& run, bool use_gso) {
   return messages;
 }
 
+// Temporary outer header writers (the kernel fills the IPv4 identification and checksum).
+static void ipv4_outer_encode(uint8_t* h, const in_addr* source, const in_addr* destination, uint8_t protocol,
+                              uint16_t total_length, uint8_t tos, uint8_t ttl, bool dont_fragment) {
+  h[0] = 0x45;
+  h[1] = tos;
+  store_be16(h + 2, total_length);
+  store_be16(h + 4, 0);
+  store_be16(h + 6, dont_fragment ? 0x4000 : 0);
+  h[8] = ttl;
+  h[9] = protocol;
+  store_be16(h + 10, 0);
+  std::memcpy(h + 12, source, 4);
+  std::memcpy(h + 16, destination, 4);
+}
+
+static void ipv6_outer_encode(uint8_t* h, const in6_addr* source, const in6_addr* destination, uint8_t protocol,
+                              uint16_t payload_length, uint8_t traffic_class, uint8_t hop_limit) {
+  h[0] = static_cast<uint8_t>(0x60 | (traffic_class >> 4));
+  h[1] = static_cast<uint8_t>(traffic_class << 4);
+  h[2] = h[3] = 0;
+  store_be16(h + 4, payload_length);
+  h[6] = protocol;
+  h[7] = hop_limit;
+  std::memcpy(h + 8, source, 16);
+  std::memcpy(h + 24, destination, 16);
+}
+
+// Raw-IP modes: each message is the outer IP header we write (the socket includes headers)
+// followed by the encapsulated buffer, which head-end replication shares between peers.
+size_t Worker::build_raw_messages(const std::vector<Pending>& run) {
+  const auto& peers = table_->peers();
+  const bool ipv6 = config_.local.family() == AF_INET6;
+  for (size_t i = 0; i < run.size(); i++) {
+    const Pending& pending = run[i];
+    const Peer& peer = peers[pending.peer];
+    const uint8_t* payload = pending.buffer->data();
+    const uint32_t length = pending.buffer->length;
+    uint8_t protocol = kIpProtocolGre;
+    if (config_.encap.kind == EncapKind::ipip) {
+      protocol = length > 0 && (payload[0] >> 4) == 6 ? kIpProtocolIpv6 : kIpProtocolIpip;
+    }
+    uint8_t* header = outer_headers_[i].data();
+    uint32_t header_length;
+    if (ipv6) {
+      header_length = 40;
+      ipv6_outer_encode(header, &reinterpret_cast<const sockaddr_in6*>(config_.local.get())->sin6_addr,
+                        &reinterpret_cast<const sockaddr_in6*>(peer.endpoint.get())->sin6_addr, protocol,
+                        static_cast<uint16_t>(length), pending.outer.tos, config_.outer_ttl);
+    } else {
+      header_length = 20;
+      ipv4_outer_encode(header, &reinterpret_cast<const sockaddr_in*>(config_.local.get())->sin_addr,
+                        &reinterpret_cast<const sockaddr_in*>(peer.endpoint.get())->sin_addr, protocol,
+                        static_cast<uint16_t>(20 + length), pending.outer.tos, config_.outer_ttl,
+                        pending.outer.dont_fragment);
+    }
+    send_iovecs_[2 * i] = iovec{header, header_length};
+    send_iovecs_[2 * i + 1] = iovec{pending.buffer->data(), length};
+    msghdr& message = send_messages_[i].msg_hdr;
+    message = msghdr{};
+    message.msg_name = const_cast<sockaddr*>(peer.endpoint.get());
+    message.msg_namelen = peer.endpoint.length;
+    message.msg_iov = &send_iovecs_[2 * i];
+    message.msg_iovlen = 2;
+    message_first_[i] = static_cast<uint32_t>(i);
+    message_count_[i] = 1;
+  }
+  return run.size();
+}
+
 void Worker::send_run(uint32_t socket, std::vector<Pending>& run) {
   const auto& peers = table_->peers();
   const int fd = send_sockets_[socket].get();
-  size_t messages = build_messages(run, udp_gso_);
+  size_t messages = config_.encap.over_udp() ? build_messages(run, udp_gso_) : build_raw_messages(run);
 
   size_t done = 0;
   while (done < messages) {
@@ -417,8 +572,11 @@ bool Worker::wait_writable(int fd) {
 
 // ---- underlay → device -------------------------------------------------------------------
 
-void Worker::handle_underlay() {
-  const int fd = listen_socket_.get();
+void Worker::handle_underlay(size_t receiver) {
+  const int fd = receivers_[receiver].get();
+  const uint8_t protocol = receiver_protocols_[receiver];
+  // UDP_GRO on UDP listeners; IPV6_TCLASS (the outer ECN) on IPv6 raw sockets.
+  const bool control = protocol == 0 ? config_.udp_gro : config_.local.family() == AF_INET6;
   for (int round = 0; round < kRoundsPerWakeup; round++) {
     for (uint32_t i = 0; i < config_.batch_size; i++) {
       PacketBuffer& buffer = underlay_buffers_[i];
@@ -430,7 +588,7 @@ void Worker::handle_underlay() {
       header.msg_namelen = sizeof(sockaddr_storage);
       header.msg_iov = &receive_iovecs_[i];
       header.msg_iovlen = 1;
-      if (config_.udp_gro) {
+      if (control) {
         header.msg_control = receive_controls_[i].bytes;
         header.msg_controllen = sizeof receive_controls_[i].bytes;
       }
@@ -440,7 +598,7 @@ void Worker::handle_underlay() {
       if (errno != EAGAIN && errno != EINTR) stats_.add(WorkerStats::kNoPeer, kDropSocketError);
       return;
     }
-    for (int i = 0; i < received; i++) receive_datagram(underlay_buffers_[i], receive_messages_[i]);
+    for (int i = 0; i < received; i++) receive_datagram(underlay_buffers_[i], receive_messages_[i], protocol);
     // The next round reuses these buffers: write everything out first.
     if (config_.vnet_header) flush_coalesced();
     submit_device_writes();
@@ -448,14 +606,44 @@ void Worker::handle_underlay() {
   }
 }
 
+// What an IPv4 raw socket delivers starts with the outer IP header: checked and stripped here.
+// (The kernel validated its checksum and reassembled fragments; a raw socket sees whole
+// packets.) IPv6 raw sockets deliver the payload alone, with the traffic class as a control
+// message.
+bool Worker::strip_outer_header(PacketBuffer& buffer, const mmsghdr& message, uint32_t slot, OuterInfo* outer) {
+  if (config_.local.family() == AF_INET6) {
+    for (cmsghdr* control = CMSG_FIRSTHDR(&message.msg_hdr); control;
+         control = CMSG_NXTHDR(const_cast<msghdr*>(&message.msg_hdr), control)) {
+      if (control->cmsg_level == IPPROTO_IPV6 && control->cmsg_type == IPV6_TCLASS) {
+        int traffic_class;
+        std::memcpy(&traffic_class, CMSG_DATA(control), sizeof traffic_class);
+        outer->ecn = static_cast<uint8_t>(traffic_class & 3);
+        outer->ecn_known = true;
+      }
+    }
+    return true;
+  }
+  const uint8_t* packet = buffer.data();
+  const uint32_t header = buffer.length >= 20 ? (packet[0] & 0x0fu) * 4 : 0;
+  if (header < 20 || (packet[0] >> 4) != 4 || buffer.length < header || load_be16(packet + 2) != buffer.length ||
+      packet[9] != outer->protocol) {
+    stats_.add(slot, kDropMalformed);
+    return false;
+  }
+  outer->ecn = packet[1] & 3;
+  outer->ecn_known = true;
+  buffer.pull_front(header);
+  return true;
+}
+
 // One received datagram; with UDP_GRO it may hold several of the peer's datagrams back to
 // back, each `segment` bytes long but the last.
-void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message) {
+void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message, uint8_t protocol) {
   const PeerTable& table = *table_;
   buffer.length = message.msg_len;
   const uint32_t peer = table.by_source(static_cast<const sockaddr*>(message.msg_hdr.msg_name));
   uint32_t segment = buffer.length;
-  if (config_.udp_gro) {
+  if (config_.udp_gro && protocol == 0) {
     for (cmsghdr* control = CMSG_FIRSTHDR(&message.msg_hdr); control;
          control = CMSG_NXTHDR(const_cast<msghdr*>(&message.msg_hdr), control)) {
       if (control->cmsg_level == SOL_UDP && control->cmsg_type == UDP_GRO) {
@@ -475,8 +663,14 @@ void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message) {
     stats_.add(slot, kDropTooBig, datagrams);
     return;
   }
+  OuterInfo outer;
+  outer.protocol = protocol;
+  if (protocol != 0) {
+    if (!strip_outer_header(buffer, message, slot, &outer)) return;
+    segment = buffer.length;
+  }
   if (buffer.length == 0) {
-    // An empty datagram has no VXLAN header at all (and no segments to loop over).
+    // An empty datagram has no overlay header at all (and no segments to loop over).
     stats_.add(slot, kDropMalformed);
     return;
   }
@@ -492,8 +686,8 @@ void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message) {
   for (uint32_t offset = 0; offset < buffer.length; offset += segment) {
     const uint32_t length = std::min(segment, buffer.length - offset);
     uint8_t* packet = buffer.data() + offset;
-    const uint32_t inner = decapsulate_one(packet, length, slot);
-    if (inner == 0) continue;
+    uint32_t inner = 0;
+    if (!decapsulate_one(packet, length, peer, slot, outer, &inner)) continue;
     uint8_t* frame = packet + inner;
     const uint32_t frame_length = length - inner;
     if (!config_.vnet_header) {
@@ -623,31 +817,83 @@ void Worker::write_frame(const uint8_t* frame, uint32_t length, uint32_t slot) {
   deliver(frame, length, slot, 1, length, false);
 }
 
-// Validates one datagram from peer `slot` and learns its inner source; returns the inner
-// frame's offset, or 0 when it was dropped (and counted).
-uint32_t Worker::decapsulate_one(const uint8_t* packet, uint32_t length, uint32_t slot) {
-  const PeerTable& table = *table_;
+// Validates one datagram from peer `peer` (stats slot `slot`) and checks its inner frame. On
+// success *inner is where the inner frame starts (0 for IP-in-IP); a drop is counted.
+bool Worker::decapsulate_one(uint8_t* packet, uint32_t length, uint32_t peer, uint32_t slot, const OuterInfo& outer,
+                             uint32_t* inner_offset) {
   uint32_t inner = 0;
-  const Counter verdict = config_.encap.decode(packet, length, &inner);
+  uint16_t ethertype = 0;
+  GreDecoded gre;
+  const Counter verdict = config_.encap.decode(packet, length, &inner, &ethertype, &gre);
   if (verdict != kCounterCount) {
     stats_.add(slot, verdict);
-    return 0;
+    return false;
   }
-  const uint8_t* source = eth_source(packet + inner);
+  if (config_.encap.kind == EncapKind::ipip) {
+    ethertype = outer.protocol == kIpProtocolIpv6 ? kEtherTypeIpv6 : kEtherTypeIpv4;
+  }
+  const bool accepted = config_.layer == DeviceLayer::ip
+                            ? accept_ip(packet + inner, length - inner, ethertype, peer, slot, outer)
+                            : accept_ethernet(packet + inner, length - inner, slot);
+  *inner_offset = inner;
+  return accepted;
+}
+
+// An Ethernet frame from peer `slot`: its source must be a unicast MAC that is not ours; learn it.
+bool Worker::accept_ethernet(const uint8_t* frame, uint32_t length, uint32_t slot) {
+  if (length < kEthernetHeaderSize) {
+    stats_.add(slot, kDropMalformed);
+    return false;
+  }
+  const uint8_t* source = eth_source(frame);
   if (!mac_is_valid_source(source)) {
     stats_.add(slot, kDropMalformed);
-    return 0;
+    return false;
   }
   const MacKey source_key = mac_key(source);
   // Our own frames coming back mean a forwarding loop somewhere in the underlay.
   if (source_key == config_.device_mac) {
     stats_.add(slot, kDropLoop);
-    return 0;
+    return false;
   }
-  if (config_.learning && table.by_static_mac(source_key) == PeerTable::kNone) {
+  if (config_.learning && table_->by_static_mac(source_key) == PeerTable::kNone) {
     fdb_.learn(source_key, slot, now_);
   }
-  return inner;
+  return true;
+}
+
+// An IP packet from peer index `peer` for the TUN device: its version must match what the
+// encapsulation said it is, its header must hold together, its TTL must not be spent, and its
+// source must be one the peer may use (allowedIps, longest match: anti-spoofing).
+bool Worker::accept_ip(uint8_t* packet, uint32_t length, uint16_t ethertype, uint32_t peer, uint32_t slot,
+                       const OuterInfo& outer) {
+  const PeerTable& table = *table_;
+  const uint8_t version = length > 0 ? packet[0] >> 4 : 0;
+  uint32_t source_peer;
+  uint8_t ttl;
+  if (ethertype == kEtherTypeIpv4 && version == 4 && length >= 20 && (packet[0] & 0x0f) >= 5 &&
+      (packet[0] & 0x0fu) * 4 <= length && load_be16(packet + 2) <= length &&
+      load_be16(packet + 2) >= (packet[0] & 0x0fu) * 4) {
+    ttl = packet[8];
+    source_peer = table.by_route_v4(packet + 12);
+  } else if (ethertype == kEtherTypeIpv6 && version == 6 && length >= 40 &&
+             uint32_t{load_be16(packet + 4)} + 40 <= length) {
+    ttl = packet[7];
+    source_peer = table.by_route_v6(packet + 8);
+  } else {
+    stats_.add(slot, kDropMalformed);
+    return false;
+  }
+  if (ttl == 0) {
+    stats_.add(slot, kDropTtlExpired);
+    return false;
+  }
+  if (source_peer != peer) {
+    stats_.add(slot, kDropSpoofed);
+    return false;
+  }
+  (void)outer;
+  return true;
 }
 
 }  // namespace ovl

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -16,7 +17,9 @@
 #include "offload_segment.h"
 #include "packet_buffer.h"
 #include "peer_table.h"
+#include "socket_address.h"
 #include "stats_layout.h"
+#include "tap_device.h"
 #include "table_publisher.h"
 #include "unique_fd.h"
 #include "uring_writer.h"
@@ -26,6 +29,9 @@ namespace ovl {
 struct WorkerConfig {
   uint32_t index = 0;
   Encapsulation encap;
+  DeviceLayer layer = DeviceLayer::ethernet;  // what the device reads and writes
+  SocketAddress local;       // underlay address: the outer source of raw-IP modes
+  uint8_t outer_ttl = 64;    // raw-IP modes (RFC 2003 §3.1: a sensible default, not the inner's)
   uint32_t batch_size = 64;
   bool learning = true;
   MacKey device_mac = 0;
@@ -48,15 +54,31 @@ struct DeviceWrite {
   bool merged;
 };
 
-// Room for one UDP_SEGMENT or UDP_GRO control message.
+// Room for one UDP_SEGMENT, UDP_GRO or IPV6_TCLASS control message.
 struct alignas(cmsghdr) ControlBuffer {
   uint8_t bytes[CMSG_SPACE(sizeof(int))];
+};
+
+// The underlay sockets a worker owns.
+struct UnderlaySockets {
+  // UDP modes: the worker's listener (one of an SO_REUSEPORT group). Raw-IP modes: one socket
+  // per IP protocol received, on worker 0 only (see raw_socket.h).
+  std::vector<UniqueFd> receivers;
+  std::vector<uint8_t> receiver_protocols;  // per receiver: 0 for UDP, else the IP protocol
+  // UDP modes: the entropy-port senders. Raw-IP modes: one header-including socket.
+  std::vector<UniqueFd> senders;
+};
+
+// Outer header fields that follow the inner packet (raw-IP modes build the outer header).
+struct OuterFields {
+  uint8_t tos = 0;  // DSCP and ECN
+  bool dont_fragment = true;
 };
 
 class Worker {
  public:
   Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, LearnedFdb& fdb, WorkerStats stats,
-         int device_fd, UniqueFd listen_socket, std::vector<UniqueFd> send_sockets, int stop_fd);
+         int device_fd, UnderlaySockets sockets, int stop_fd);
 
   // Thread body: returns once stop_fd becomes readable.
   void run();
@@ -69,23 +91,48 @@ class Worker {
     PacketBuffer* buffer;
     uint32_t peer;          // index into the current table
     uint32_t inner_length;  // bytes of the inner frame, for the counters
+    OuterFields outer;      // raw-IP modes
   };
+
+  // Where an inner frame goes: its peer (kNone: every peer), the send socket of its flow, what
+  // it is, and what its outer header copies from it. Returns false if it was dropped (counted).
+  struct Route {
+    uint32_t peer = PeerTable::kNone;
+    uint32_t socket = 0;
+    uint16_t ethertype = 0;
+    OuterFields outer;
+  };
+  bool route_frame(const uint8_t* frame, uint32_t length, Route* route);
+  bool route_ethernet(const uint8_t* frame, uint32_t length, Route* route);
+  bool route_ip(const uint8_t* packet, uint32_t length, Route* route);
 
   void refresh_table();
   void handle_device();
   size_t read_device_batch();
   void encapsulate_batch(size_t count);
-  void send_frames(PacketBuffer** frames, size_t count, uint32_t peer, uint32_t socket);
-  void queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length);
+  void send_frames(PacketBuffer** frames, size_t count, const Route& route);
+  void queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length, OuterFields outer);
   void flush_sends();
   void send_run(uint32_t socket, std::vector<Pending>& run);
   size_t build_messages(const std::vector<Pending>& run, bool use_gso);
+  size_t build_raw_messages(const std::vector<Pending>& run);
   bool wait_writable(int fd);
 
-  void handle_underlay();
-  void receive_datagram(PacketBuffer& buffer, const mmsghdr& message);
-  // Validates one datagram from peer `slot`; returns the inner frame's offset, or 0 if dropped.
-  uint32_t decapsulate_one(const uint8_t* packet, uint32_t length, uint32_t slot);
+  void handle_underlay(size_t receiver);
+  void receive_datagram(PacketBuffer& buffer, const mmsghdr& message, uint8_t protocol);
+  // What the outer header of a raw-IP packet said, for decapsulation.
+  struct OuterInfo {
+    uint8_t protocol = 0;  // 0: UDP
+    uint8_t ecn = 0;
+    bool ecn_known = false;
+  };
+  // Strips the outer IPv4 header a raw socket delivers; returns false if dropped (counted).
+  bool strip_outer_header(PacketBuffer& buffer, const mmsghdr& message, uint32_t slot, OuterInfo* outer);
+  bool decapsulate_one(uint8_t* packet, uint32_t length, uint32_t peer, uint32_t slot, const OuterInfo& outer,
+                       uint32_t* inner_offset);
+  bool accept_ethernet(const uint8_t* frame, uint32_t length, uint32_t slot);
+  bool accept_ip(uint8_t* packet, uint32_t length, uint16_t ethertype, uint32_t peer, uint32_t slot,
+                 const OuterInfo& outer);
   void coalesce(PacketBuffer* frame, uint32_t slot);
   void flush_coalesced();
   void write_frame(const uint8_t* frame, uint32_t length, uint32_t slot);
@@ -108,8 +155,11 @@ class Worker {
   LearnedFdb& fdb_;
   WorkerStats stats_;
   int device_fd_;
-  UniqueFd listen_socket_;
+  std::vector<UniqueFd> receivers_;
+  std::vector<uint8_t> receiver_protocols_;
   std::vector<UniqueFd> send_sockets_;
+  uint32_t link_header_;  // 14 on TAP, 0 on TUN
+  AddressKey local_key_;
   int stop_fd_;
   int epoll_fd_ = -1;
   bool device_lost_ = false;
@@ -128,6 +178,7 @@ class Worker {
   std::vector<uint32_t> message_first_;  // first Pending entry of each message
   std::vector<uint32_t> message_count_;  // Pending entries (datagrams) in each message
   std::vector<ControlBuffer> send_controls_;
+  std::vector<std::array<uint8_t, 40>> outer_headers_;  // raw-IP modes: one per message
   bool udp_gso_;
   BufferPool segment_buffers_;
   size_t segments_used_ = 0;

@@ -103,7 +103,7 @@ describe('overlayfwd check', () => {
 
   it.each([
     ['bad vni', GOOD.replace('vni: 42', 'vni: 16777216'), 'encap.vni: must be an integer from 0 to 16777215'],
-    ['gre', GOOD.replace('vni: 42', 'type: gre'), 'encap.type: "gre" is not supported yet (supported: vxlan, geneve, gre-udp)'],
+    ['esp', GOOD.replace('vni: 42', 'type: esp'), 'encap.type: "esp" is not supported yet (supported: vxlan, geneve, gre, gre-udp, ipip)'],
     ['bad endpoint', GOOD.replace('198.18.0.3:4790', '198.18.0.999'), 'peers[1].endpoint: "198.18.0.999" is not an IPv4 or IPv6 address'],
     ['unknown key', `${GOOD}extra: 1\n`, 'extra: unknown key'],
     ['syntax error', 'name: [ovl0\n', '(file): '],

@@ -133,8 +133,15 @@ const broken: Array<[string, (c: Raw) => void, string, RegExp]> = [
   ['unknown nested key', (c) => (c.underlay.localAddress = 'x'), 'underlay.localAddress', /unknown key/],
   ['netns with a slash', (c) => (c.netns = 'a/b'), 'netns', /network namespace name/],
   ['device not a mapping', (c) => (c.device = 'tap'), 'device', /mapping/],
-  ['device.type tun', (c) => (c.device = { type: 'tun' }), 'device.type', /"tun" is not supported yet \(supported: tap\)/],
   ['device.type packet', (c) => (c.device = { type: 'packet' }), 'device.type', /"packet" is not supported yet/],
+  ['vxlan on a tun device', (c) => ((c.device = { type: 'tun' }), (c.peers = [])), 'encap.type', /^vxlan carries Ethernet frames: it needs device.type tap$/],
+  ['ipip on a tap device', (c) => ((c.encap = { type: 'ipip' }), (c.peers = [])), 'encap.type', /^ipip carries IP packets: it needs device.type tun$/],
+  ['device.mac on a tun device', (c) => ((c.device = { type: 'tun', mac: '02:00:00:00:00:09' }), (c.encap = { type: 'gre' }), (c.peers = [])), 'device.mac', /tun device has no MAC/],
+  ['macs on a tun device', (c) => ((c.device = { type: 'tun' }), (c.encap = { type: 'gre' }), (c.peers[1].endpoint = '198.18.0.3')), 'peers[0].macs', /only with device.type tap/],
+  ['a port on a gre endpoint', (c) => ((c.encap = { type: 'gre' }), (c.peers[1].endpoint = '198.18.0.3:4789')), 'peers[1].endpoint', /gre has no UDP port/],
+  ['one prefix routed to two peers', (c) => (c.peers[0].allowedIps = ['198.19.0.9/32', '198.19.0.3/32']), 'peers[1].allowedIps[0]', /198.19.0.3\/32 is already routed to peer "b"/],
+  ['the same network written twice', (c) => (c.peers[1].allowedIps = ['198.19.1.0/24', '198.19.1.7/24']), 'peers[1].allowedIps[1]', /198.19.1.0\/24 is listed twice/],
+  ['the same IPv6 network written twice', (c) => (c.peers[1].allowedIps = ['fd00:1::/48', 'fd00:1:0:ff::1/48']), 'peers[1].allowedIps[1]', /fd00:1:0:0:0:0:0:0\/48 is listed twice/],
   ['device.type unknown', (c) => (c.device = { type: 'tup' }), 'device.type', /"tup" is not a device type/],
   ['device.name too long', (c) => (c.device = { name: 'x'.repeat(16) }), 'device.name', /1 to 15/],
   ['device.mtu too small', (c) => (c.device = { mtu: 575 }), 'device.mtu', /integer from 576 to 65535/],
@@ -151,7 +158,7 @@ const broken: Array<[string, (c: Raw) => void, string, RegExp]> = [
   ['device.mac broadcast', (c) => (c.device = { mac: 'ff:ff:ff:ff:ff:ff' }), 'device.mac', /must be unicast/],
   ['device.mac malformed', (c) => (c.device = { mac: '02:00:00:00:00' }), 'device.mac', /not a MAC address/],
   ['encap missing (vni required)', (c) => delete c.encap, 'encap.vni', /required for vxlan/],
-  ['encap.type gre', (c) => (c.encap = { type: 'gre' }), 'encap.type', /^"gre" is not supported yet \(supported: vxlan, geneve, gre-udp\)$/],
+  ['encap.type esp', (c) => (c.encap = { type: 'esp' }), 'encap.type', /^"esp" is not supported yet \(supported: vxlan, geneve, gre, gre-udp, ipip\)$/],
   ['encap.key on vxlan', (c) => (c.encap.key = 5), 'encap.key', /not used by vxlan/],
   ['encap.key too large', (c) => (c.encap = { type: 'gre-udp', key: 2 ** 32 }), 'encap.key', /integer/],
   ['encap.type unknown', (c) => (c.encap = { type: 'mpls', vni: 1 }), 'encap.type', /"mpls" is not an encapsulation type/],
@@ -248,10 +255,10 @@ describe('parseConfig rejects broken configs, naming the field', () => {
 
   it('reports the example messages exactly', () => {
     const input = base();
-    input.encap = { type: 'gre' };
+    input.encap = { type: 'esp' };
     input.peers[1].endpoint = '198.18.0.999';
     const lines = issuesOf(input).message.split('\n');
-    expect(lines).toContain('encap.type: "gre" is not supported yet (supported: vxlan, geneve, gre-udp)');
+    expect(lines).toContain('encap.type: "esp" is not supported yet (supported: vxlan, geneve, gre, gre-udp, ipip)');
     expect(lines).toContain('peers[1].endpoint: "198.18.0.999" is not an IPv4 or IPv6 address');
     input.encap = { vni: 16777216 };
     expect(issuesOf(input).message.split('\n')).toContain('encap.vni: must be an integer from 0 to 16777215');
