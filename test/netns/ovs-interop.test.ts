@@ -13,10 +13,9 @@
 // through the tunnel: overlayfwd's per-peer counters (encapsulated toward and decapsulated from OVS,
 // no drops) and OVS's tunnel port counters and datapath drop counters.
 //
-// Adding a mode is one line in CASES once overlayfwd supports it, e.g. Ethernet over GRE on TAP:
-//   { label: 'gre, key 42', tunnel: { type: 'gre', key: 42 } },
-//   { label: 'gre, no key', tunnel: { type: 'gre' } },
-// (encapFor() turns the OVS tunnel into overlayfwd's `encap` section, tunnelOverhead() gives the MTU.)
+// Adding a mode is one line in CASES (encapFor() turns the OVS tunnel into overlayfwd's `encap`
+// section, tunnelOverhead() gives the MTU). GRE here is Ethernet over GRE (protocol 0x6558) on
+// raw IP protocol 47, with and without a key.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lib/lab';
 import type { Host } from '../../lib/lab';
@@ -37,6 +36,8 @@ interface Case {
 const CASES: Case[] = [
   { label: 'vxlan, VNI 42', tunnel: { type: 'vxlan', key: 42 } },
   { label: 'geneve, VNI 4242', tunnel: { type: 'geneve', key: 4242 } },
+  { label: 'gre, key 42', tunnel: { type: 'gre', key: 42 } },
+  { label: 'gre, no key', tunnel: { type: 'gre' } },
 ];
 
 const MB = 50;
