@@ -1,0 +1,249 @@
+// The raw-IP modes on the wire and under hostile input: GRE (IP protocol 47) and IP-in-IP
+// (protocols 4 and 41) between two overlayfwd hosts with TUN devices.
+//
+// 1. tshark dissects what A sends: the outer protocol, GRE flags/version/key/protocol type, the
+//    inner addresses, and the outer header rules of RFC 2003/6040: the DSCP and ECN copied from
+//    the inner packet, DF copied from it, TTL 64.
+// 2. Crafted packets from B's namespace (a raw socket: the kernel writes a genuine outer header)
+//    to A: each bad kind is dropped under its reason with exact counts and never delivered, valid
+//    ones are delivered; and an inner packet addressed to the peer's own underlay address is a
+//    routing loop, refused on the way out.
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Lab, overlayAddress } from '../../lib/lab';
+import type { Host } from '../../lib/lab';
+import type { Overlay } from '../../lib/overlay';
+import type { Counters, DropReason } from '../../lib/types';
+import { DROP_REASONS } from '../../lib/types';
+import { describeNetns, sleep, waitFor } from '../helpers/env';
+import { delta, startForwarder } from '../helpers/overlay';
+import { gre, ipv4Echo, ipv6Echo, sendRawPackets } from '../helpers/raw-ip';
+
+const KEY = 5;
+const INNER6 = ['fd00:198:19::1', 'fd00:198:19::2'] as const;
+const STRANGER = '198.18.0.99';
+
+interface Pair {
+  a: Host;
+  b: Host;
+  A: Overlay;
+  B: Overlay;
+}
+
+async function tunPair(lab: Lab, encap: Record<string, unknown>, extraRoutesToB: string[] = []): Promise<Pair> {
+  const [a, b] = await lab.pair('a', 'b');
+  const start = (host: Host, self: 1 | 2, peer: Host, peerIndex: 1 | 2, extra: string[]) =>
+    startForwarder(lab, {
+      host,
+      address: `${overlayAddress(self)}/24`,
+      peers: [],
+      extra: {
+        device: { type: 'tun', name: 'ovl0', addresses: [`${overlayAddress(self)}/24`] },
+        encap: { ...encap },
+        peers: [{ name: peer.label, endpoint: peer.underlay, allowedIps: [`${overlayAddress(peerIndex)}/32`, `${INNER6[peerIndex - 1]}/128`, ...extra] }],
+      },
+    });
+  const A = await start(a, 1, b, 2, extraRoutesToB);
+  const B = await start(b, 2, a, 1, []);
+  for (const [host, address] of [
+    [a, INNER6[0]],
+    [b, INNER6[1]],
+  ] as const) {
+    await lab.exec(host, 'sysctl', ['-q', '-w', 'net.ipv6.conf.ovl0.router_solicitations=0']);
+    await lab.exec(host, 'sysctl', ['-q', '-w', 'net.ipv6.conf.ovl0.disable_ipv6=0']);
+    await lab.ip(host, ['addr', 'add', `${address}/64`, 'dev', 'ovl0', 'nodad']);
+  }
+  await sleep(300);
+  return { a, b, A, B };
+}
+
+/** tshark prints flags as True/False or 1/0 depending on its version. */
+function bit(field: string | undefined): number {
+  return field === 'True' || field === '1' ? 1 : 0;
+}
+
+function movedDrops(c: Counters): Partial<Record<DropReason, number>> {
+  return Object.fromEntries(DROP_REASONS.filter((r) => c.drops[r] !== 0).map((r) => [r, c.drops[r]]));
+}
+
+/** Captures A's outgoing packets matching `filter` while `traffic` runs; returns tshark's fields per packet. */
+async function captureFields(lab: Lab, host: Host, filter: string, fields: string[], traffic: () => Promise<void>): Promise<string[][][]> {
+  const file = path.join(lab.tmpdir(), `capture-${Date.now()}.pcapng`);
+  const capture = lab.spawn(host, 'tshark', ['-n', '-l', '-P', '-i', host.underlayDev, '-w', file, '-f', filter]);
+  await capture.waitForOutput(/Capturing on/, 30_000);
+  await sleep(300);
+  await traffic();
+  await sleep(300);
+  await capture.stop(10_000, 'SIGINT');
+  const { stdout } = await lab.exec(host, 'tshark', ['-n', '-r', file, '-T', 'fields', '-E', 'separator=/t', '-E', 'aggregator=|', ...fields.flatMap((f) => ['-e', f])]);
+  return stdout
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => l.split('\t').map((f) => f.split('|')));
+}
+
+interface Case {
+  what: string;
+  payload: Buffer;
+  protocol?: number;
+  src?: string;
+  reason: DropReason | null;
+}
+
+/** Sends each case from B, one at a time, and checks A's counters move exactly as the case says. */
+async function expectVerdicts(lab: Lab, p: Pair, cases: Case[], protocol: number): Promise<void> {
+  const results: unknown[] = [];
+  const wanted: unknown[] = [];
+  for (const c of cases) {
+    const before = p.A.stats().totals;
+    await sendRawPackets(lab, p.b, p.a.underlay, [{ src: c.src ?? p.b.underlay, protocol: c.protocol ?? protocol, payload: c.payload }]);
+    const done = (d: Counters) => (c.reason === null ? d.rxPackets >= 1 : (d.drops[c.reason] ?? 0) >= 1);
+    await waitFor(() => done(delta(p.A.stats().totals, before)), c.what, 3000).catch(() => undefined);
+    await sleep(100);
+    const d = delta(p.A.stats().totals, before);
+    results.push({ what: c.what, delivered: d.rxPackets, drops: movedDrops(d) });
+    wanted.push({ what: c.what, delivered: c.reason === null ? 1 : 0, drops: c.reason === null ? {} : { [c.reason]: 1 } });
+  }
+  expect(results).toEqual(wanted);
+}
+
+describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tshark', 'ping', 'python3'] }, () => {
+  describe('gre with key 5', () => {
+    let lab: Lab;
+    let p: Pair;
+
+    beforeAll(async () => {
+      lab = await Lab.create();
+      // 198.18.0.2/32 (B's own underlay address) is routed into the tunnel: the loop case.
+      p = await tunPair(lab, { type: 'gre', key: KEY }, ['198.18.0.2/32']);
+      await lab.ip(p.b, ['addr', 'add', `${STRANGER}/24`, 'dev', p.b.underlayDev]);
+    });
+    afterAll(async () => {
+      await lab?.destroy();
+    });
+
+    it('sends GRE version 0 with K only, key 5, protocol 0x0800/0x86DD, outer DSCP/ECN and DF from the inner packet', async () => {
+      const fields = ['ip.proto', 'ip.src', 'ip.dst', 'ip.dsfield', 'ip.flags.df', 'ip.ttl', 'gre.flags.checksum', 'gre.flags.key', 'gre.flags.sequence_number', 'gre.flags.version', 'gre.proto', 'gre.key', 'ipv6.src'];
+      const rows = await captureFields(lab, p.a, `ip proto 47 and src host ${p.a.underlay}`, fields, async () => {
+        // DSCP EF (46) with ECT(0): tos 0xba; DF set by -M do.
+        expect((await lab.exec(p.a, 'ping', ['-n', '-q', '-c', '2', '-i', '0.1', '-Q', '0xba', '-M', 'do', overlayAddress(2)])).code).toBe(0);
+        expect((await lab.exec(p.a, 'ping', ['-n', '-q', '-c', '2', '-i', '0.1', '-M', 'dont', overlayAddress(2)])).code).toBe(0);
+        expect((await lab.ping(p.a, INNER6[1], { count: 2, intervalSec: 0.1 })).received).toBe(2);
+      });
+      const v4 = rows.filter((r) => r[10]?.[0] === '0x0800');
+      const v6 = rows.filter((r) => r[10]?.[0] === '0x86dd');
+      expect(v4.length).toBe(4);
+      expect(v6.length).toBeGreaterThanOrEqual(2);
+      for (const r of [...v4, ...v6]) {
+        expect(r[0]?.[0]).toBe('47');
+        expect(r[1]?.[0]).toBe(p.a.underlay);
+        expect(r[2]?.[0]).toBe(p.b.underlay);
+        expect(r[5]?.[0]).toBe('64');
+        // C, K, S and the version: K only, version 0.
+        expect([bit(r[6]?.[0]), bit(r[7]?.[0]), bit(r[8]?.[0]), r[9]?.[0]]).toEqual([0, 1, 0, '0']);
+        expect(Number(r[11]?.[0])).toBe(KEY);
+      }
+      // Inner addresses: the second ip.src is the inner one.
+      for (const r of v4) expect(r[1]?.[1]).toBe(overlayAddress(1));
+      for (const r of v6) expect(r[12]?.[0]).toBe(INNER6[0]);
+      // The first two pings: tos 0xba and DF copied; the next two: tos 0, DF clear.
+      expect(v4.map((r) => [r[3]?.[0], bit(r[4]?.[0])])).toEqual([
+        ['0xba', 1],
+        ['0xba', 1],
+        ['0x00', 0],
+        ['0x00', 0],
+      ]);
+    });
+
+    it('drops each kind of bad packet under its reason and delivers the good ones', async () => {
+      const from = overlayAddress(2);
+      const to = overlayAddress(1);
+      let seq = 0;
+      const echo = (o: Parameters<typeof ipv4Echo>[2] = {}) => ipv4Echo(from, to, { seq: ++seq, ...o });
+      const cases: Case[] = [
+        { what: 'valid, IPv4 inside', payload: gre({ protocol: 0x0800, key: KEY }, echo()), reason: null },
+        { what: 'valid, IPv6 inside', payload: gre({ protocol: 0x86dd, key: KEY }, ipv6Echo(INNER6[1], INNER6[0], { seq: ++seq })), reason: null },
+        { what: 'valid, with a correct checksum', payload: gre({ protocol: 0x0800, key: KEY, checksum: 'good' }, echo()), reason: null },
+        { what: 'valid, reserved bits 6-12 set (ignored)', payload: gre({ protocol: 0x0800, key: KEY, flags: 0x0200 }, echo()), reason: null },
+        { what: 'a wrong checksum', payload: gre({ protocol: 0x0800, key: KEY, checksum: 'bad' }, echo()), reason: 'badChecksum' },
+        { what: 'no key', payload: gre({ protocol: 0x0800 }, echo()), reason: 'wrongKey' },
+        { what: 'another key', payload: gre({ protocol: 0x0800, key: 6 }, echo()), reason: 'wrongKey' },
+        { what: 'version 1', payload: gre({ protocol: 0x0800, key: KEY, version: 1 }, echo()), reason: 'malformed' },
+        { what: 'reserved bit 1 (routing) set', payload: gre({ protocol: 0x0800, key: KEY, flags: 0x4000 }, echo()), reason: 'malformed' },
+        { what: 'truncated GRE header', payload: Buffer.from([0x20, 0x00]), reason: 'malformed' },
+        { what: 'Ethernet (0x6558) on a TUN device', payload: gre({ protocol: 0x6558, key: KEY }, Buffer.concat([Buffer.alloc(14), echo()])), reason: 'malformed' },
+        { what: 'protocol 0x0800 with IPv6 inside', payload: gre({ protocol: 0x0800, key: KEY }, ipv6Echo(INNER6[1], INNER6[0])), reason: 'malformed' },
+        { what: 'inner IPv4 header cut short', payload: gre({ protocol: 0x0800, key: KEY }, echo().subarray(0, 12)), reason: 'malformed' },
+        { what: 'inner total length beyond the packet', payload: gre({ protocol: 0x0800, key: KEY }, echo({ totalLength: 200 })), reason: 'malformed' },
+        { what: 'inner TTL 0', payload: gre({ protocol: 0x0800, key: KEY }, echo({ ttl: 0 })), reason: 'ttlExpired' },
+        { what: 'inner hop limit 0', payload: gre({ protocol: 0x86dd, key: KEY }, ipv6Echo(INNER6[1], INNER6[0], { ttl: 0 })), reason: 'ttlExpired' },
+        { what: 'spoofed inner source', payload: gre({ protocol: 0x0800, key: KEY }, ipv4Echo('198.19.0.99', to)), reason: 'spoofed' },
+        { what: "inner source = A's own address", payload: gre({ protocol: 0x0800, key: KEY }, ipv4Echo(to, to)), reason: 'spoofed' },
+        { what: 'spoofed inner IPv6 source', payload: gre({ protocol: 0x86dd, key: KEY }, ipv6Echo('fd00:198:19::99', INNER6[0])), reason: 'spoofed' },
+        { what: 'from an underlay address that is no peer', payload: gre({ protocol: 0x0800, key: KEY }, echo()), src: STRANGER, reason: 'unknownPeer' },
+      ];
+      await expectVerdicts(lab, p, cases, 47);
+      // Pings still work afterwards.
+      expect((await lab.ping(p.a, overlayAddress(2), { count: 2, intervalSec: 0.05 })).received).toBe(2);
+    });
+
+    it("refuses to encapsulate a packet for the peer's own underlay address (a routing loop)", async () => {
+      const before = p.A.stats().totals;
+      const r = await lab.exec(p.a, 'ping', ['-n', '-c', '2', '-i', '0.1', '-W', '1', '-I', 'ovl0', p.b.underlay], { allowFailure: true });
+      expect(r.code).not.toBe(0);
+      await sleep(100);
+      const d = delta(p.A.stats().totals, before);
+      expect(movedDrops(d)).toEqual({ loop: 2 });
+      expect(d.txPackets).toBe(0);
+    });
+  });
+
+  describe('ipip', () => {
+    let lab: Lab;
+    let p: Pair;
+
+    beforeAll(async () => {
+      lab = await Lab.create();
+      p = await tunPair(lab, { type: 'ipip' });
+    });
+    afterAll(async () => {
+      await lab?.destroy();
+    });
+
+    it('sends IPv4 in protocol 4 and IPv6 in protocol 41, with the inner packet right behind the outer header', async () => {
+      const rows = await captureFields(lab, p.a, `(ip proto 4 or ip proto 41) and src host ${p.a.underlay}`, ['ip.proto', 'ip.src', 'ip.ttl', 'ipv6.src', 'ipv6.dst', 'frame.protocols'], async () => {
+        expect((await lab.ping(p.a, overlayAddress(2), { count: 2, intervalSec: 0.1 })).received).toBe(2);
+        expect((await lab.ping(p.a, INNER6[1], { count: 2, intervalSec: 0.1 })).received).toBe(2);
+      });
+      const v4 = rows.filter((r) => r[0]?.[0] === '4');
+      const v6 = rows.filter((r) => r[0]?.[0] === '41');
+      expect(v4.length).toBe(2);
+      expect(v6.length).toBeGreaterThanOrEqual(2);
+      for (const r of v4) {
+        expect(r[1]).toEqual([p.a.underlay, overlayAddress(1)]);
+        expect(r[5]?.[0]).toMatch(/ip:ip:icmp/);
+      }
+      for (const r of v6) {
+        expect(r[1]?.[0]).toBe(p.a.underlay);
+        expect(r[3]?.[0]).toBe(INNER6[0]);
+        expect(r[4]?.[0]).toBe(INNER6[1]);
+      }
+    });
+
+    it('drops each kind of bad packet under its reason and delivers the good ones', async () => {
+      const from = overlayAddress(2);
+      const to = overlayAddress(1);
+      const cases: Case[] = [
+        { what: 'valid IPv4 in protocol 4', payload: ipv4Echo(from, to, { seq: 1 }), protocol: 4, reason: null },
+        { what: 'valid IPv6 in protocol 41', payload: ipv6Echo(INNER6[1], INNER6[0], { seq: 2 }), protocol: 41, reason: null },
+        { what: 'IPv6 in protocol 4', payload: ipv6Echo(INNER6[1], INNER6[0]), protocol: 4, reason: 'malformed' },
+        { what: 'IPv4 in protocol 41', payload: ipv4Echo(from, to), protocol: 41, reason: 'malformed' },
+        { what: 'an empty payload', payload: Buffer.alloc(0), protocol: 4, reason: 'malformed' },
+        { what: 'inner TTL 0', payload: ipv4Echo(from, to, { ttl: 0 }), protocol: 4, reason: 'ttlExpired' },
+        { what: 'spoofed inner source', payload: ipv4Echo('198.19.0.77', to), protocol: 4, reason: 'spoofed' },
+        { what: 'spoofed inner IPv6 source', payload: ipv6Echo('fd00:198:19::77', INNER6[0]), protocol: 41, reason: 'spoofed' },
+      ];
+      await expectVerdicts(lab, p, cases, 4);
+    });
+  });
+});
