@@ -132,22 +132,27 @@ export function networkOf(cidr: string): string {
   const slash = cidr.indexOf('/');
   const address = cidr.slice(0, slash);
   const length = Number(cidr.slice(slash + 1));
-  if (isIP(address) === 4) {
+  const ipv6 = address.includes(':');
+  // A host route has no host bits to clear (the common case, at 100,000 routes).
+  if (length === (ipv6 ? 128 : 32)) return cidr;
+  if (!ipv6) {
     const value = address.split('.').reduce((acc, part) => acc * 256 + Number(part), 0);
     const mask = length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
     const net = (value & mask) >>> 0;
     return `${[24, 16, 8, 0].map((shift) => (net >>> shift) & 255).join('.')}/${length}`;
   }
+  // IPv6 (canonical form from parseIp: hex groups, at most one "::", no embedded IPv4).
   const [head = '', tail = ''] = address.includes('::') ? address.split('::') : [address, ''];
   const headParts = head ? head.split(':') : [];
   const tailParts = tail ? tail.split(':') : [];
-  const groups = [...headParts, ...Array(8 - headParts.length - tailParts.length).fill('0'), ...tailParts];
-  let value = groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
-  const hostBits = BigInt(128 - length);
-  value = (value >> hostBits) << hostBits;
-  const out: string[] = [];
-  for (let i = 7; i >= 0; i--) out.push(((value >> BigInt(i * 16)) & 0xffffn).toString(16));
-  return `${out.join(':')}/${length}`;
+  const groups = [...headParts, ...Array<string>(8 - headParts.length - tailParts.length).fill('0'), ...tailParts];
+  return `${groups
+    .map((g, i) => {
+      const keep = Math.max(0, Math.min(16, length - i * 16));
+      const mask = keep === 0 ? 0 : (0xffff << (16 - keep)) & 0xffff;
+      return (parseInt(g, 16) & mask).toString(16);
+    })
+    .join(':')}/${length}`;
 }
 
 /** A unicast Ethernet address, returned lower-case with colons. */
@@ -576,7 +581,19 @@ interface PlacedPeer {
   at: string;
 }
 
-/** Uniqueness of names, endpoints and MACs of `added` against `existing` and each other. */
+const placedNetworks = new WeakMap<PlacedPeer, string[]>();
+
+/** The networks of a peer's allowedIps, computed once per placed peer. */
+function networksOf(p: PlacedPeer): string[] {
+  let nets = placedNetworks.get(p);
+  if (!nets) {
+    nets = p.peer.allowedIps.map(networkOf);
+    placedNetworks.set(p, nets);
+  }
+  return nets;
+}
+
+/** Uniqueness of names, endpoints, MACs and routes of `added` against `existing` and each other. */
 function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues: ConfigIssue[]): void {
   const names = new Map<string, PlacedPeer>();
   const endpoints = new Map<string, PlacedPeer>();
@@ -588,10 +605,7 @@ function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues: Config
     const ep = formatEndpoint(p.peer.endpoint);
     if (!endpoints.has(ep)) endpoints.set(ep, p);
     for (const m of p.peer.macs) if (!macs.has(m)) macs.set(m, p);
-    for (const r of p.peer.allowedIps) {
-      const net = networkOf(r);
-      if (!routes.has(net)) routes.set(net, p);
-    }
+    for (const net of networksOf(p)) if (!routes.has(net)) routes.set(net, p);
   };
   existing.forEach(remember);
   for (const p of added) {
@@ -607,11 +621,9 @@ function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues: Config
       const owner = macs.get(m);
       if (owner && owner !== p) issues.push({ path: `${p.at}.macs[${i}]`, message: `${m} is already assigned to ${describe(owner)}` });
     });
-    p.peer.allowedIps.forEach((r, i) => {
-      const owner = routes.get(networkOf(r));
-      if (owner && owner !== p) {
-        issues.push({ path: `${p.at}.allowedIps[${i}]`, message: `${networkOf(r)} is already routed to ${describe(owner)}` });
-      }
+    networksOf(p).forEach((net, i) => {
+      const owner = routes.get(net);
+      if (owner && owner !== p) issues.push({ path: `${p.at}.allowedIps[${i}]`, message: `${net} is already routed to ${describe(owner)}` });
     });
     remember(p);
   }

@@ -1,6 +1,6 @@
 // The public Overlay: one forwarder instance. It validates the config, starts the native data
 // path, keeps the peer table and reads the shared counters. Nothing here runs per packet.
-import { parseConfig } from './config';
+import { DEFAULT_PORTS, parseConfig } from './config';
 import {
   loadNative,
   type NativeDeviceInfo,
@@ -17,6 +17,12 @@ export interface PeerTable {
   add(peer: unknown): ResolvedPeer;
   /** Removes a peer by name; returns false when there was none. */
   remove(name: string): boolean;
+  /**
+   * Replaces the whole peer set (entries shaped like `peers:` in the config) in one validated
+   * step: the workers switch from the old table to the new one between two batches, so traffic
+   * on routes that stay never sees a gap. Peers that stay (same name) keep their counters.
+   */
+  replace(peers: unknown[]): ResolvedPeer[];
   list(): PeerInfo[];
 }
 
@@ -28,7 +34,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
   const input: Record<string, unknown> = {
     name: config.name,
     device,
-    encap: { ...config.encap },
+    encap: encapToInput(config.encap),
     underlay: { ...config.underlay },
     workers: config.workers,
     cpuAffinity: [...config.cpuAffinity],
@@ -41,6 +47,18 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
     control: { ...config.control },
   };
   if (config.netns !== null) input['netns'] = config.netns;
+  return input;
+}
+
+/** The encap section with only what its mode takes (the resolved one fills every field). */
+function encapToInput(encap: ResolvedConfig['encap']): Record<string, unknown> {
+  const input: Record<string, unknown> = { type: encap.type };
+  if (encap.type === 'vxlan' || encap.type === 'geneve') input['vni'] = encap.vni;
+  if (DEFAULT_PORTS[encap.type] !== null) input['port'] = encap.port;
+  if (encap.type === 'gre' || encap.type === 'gre-udp') {
+    if (encap.key !== null) input['key'] = encap.key;
+    input['checksum'] = encap.checksum;
+  }
   return input;
 }
 
@@ -114,6 +132,10 @@ export class Overlay {
     this.peers = {
       add: (peer) => this.addPeer(peer),
       remove: (name) => this.removePeer(name),
+      replace: (peers) => {
+        this.live();
+        return this.reconfigure(peers).peers;
+      },
       list: () => this.listPeers(),
     };
   }

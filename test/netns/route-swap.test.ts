@@ -1,0 +1,133 @@
+// The L3 routing table at scale: 100,000 allowedIps prefixes (IPv4 /32s and IPv6 /64s) across
+// 10,000 peers on a TUN overlay, and four full replacements of all of them while a UDP stream
+// flows over a route that stays. Each new table moves every other prefix to another peer; the
+// stream's route (B's 198.19.0.2/32) is in all of them. iperf3 counts every datagram, and not one
+// may be lost while the tables switch; neither host may count a drop of any kind.
+//
+// Only peer "b" exists; the other 9,999 endpoints are unused addresses in 198.18.0.0/15 that no
+// packet is ever sent to (the transfer's packets all go to b).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Lab, overlayAddress } from '../../lib/lab';
+import type { Host } from '../../lib/lab';
+import type { Overlay } from '../../lib/overlay';
+import type { Counters } from '../../lib/types';
+import { DROP_REASONS } from '../../lib/types';
+import { describeNetns, sleep } from '../helpers/env';
+import { delta, startForwarder } from '../helpers/overlay';
+
+const PEERS = 10_000;
+const ROUTES_PER_PEER = 10;
+
+/** The k-th synthetic prefix: even k an IPv4 /32 in 198.19.1.0–198.19.196.255, odd k an IPv6 /64. */
+function prefix(k: number): string {
+  const half = k >> 1;
+  if (k % 2 === 0) return `198.19.${1 + (half >> 8)}.${half & 255}/32`;
+  return `fd00:1:${(half >> 16).toString(16)}:${(half & 0xffff).toString(16)}::/64`;
+}
+
+/** Peer i's endpoint: 198.18.1.1 onwards for the synthetic peers; b's real address for i = 0. */
+function endpoint(i: number, b: Host): string {
+  if (i === 0) return b.underlay;
+  return `198.18.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
+}
+
+/**
+ * 10 routes per peer; `rotation` shifts which peer owns which prefix, so two rotations share no
+ * (prefix, peer) pair. b's transfer route is always b's.
+ */
+function peerSet(b: Host, rotation: number): Record<string, unknown>[] {
+  const peers: Record<string, unknown>[] = [];
+  for (let i = 0; i < PEERS; i++) {
+    const owner = (i + rotation) % PEERS;
+    const allowedIps: string[] = [];
+    for (let j = 0; j < ROUTES_PER_PEER; j++) allowedIps.push(prefix(owner * ROUTES_PER_PEER + j));
+    if (i === 0) allowedIps[0] = `${overlayAddress(2)}/32`;
+    peers.push({ name: i === 0 ? 'b' : `p${i}`, endpoint: endpoint(i, b), allowedIps });
+  }
+  return peers;
+}
+
+function movedDrops(c: Counters): Record<string, number> {
+  return Object.fromEntries(DROP_REASONS.filter((r) => c.drops[r] !== 0).map((r) => [r, c.drops[r]]));
+}
+
+describeNetns('100,000 routes over 10,000 peers, replaced under traffic', { tools: ['iperf3'] }, () => {
+  let lab: Lab;
+  let a: Host;
+  let b: Host;
+  let A: Overlay;
+  let B: Overlay;
+
+  beforeAll(async () => {
+    lab = await Lab.create();
+    [a, b] = await lab.pair('a', 'b');
+    const t0 = Date.now();
+    A = await startForwarder(lab, {
+      host: a,
+      address: `${overlayAddress(1)}/24`,
+      peers: [],
+      extra: {
+        device: { type: 'tun', name: 'ovl0', addresses: [`${overlayAddress(1)}/24`] },
+        encap: { type: 'gre-udp' },
+        limits: { maxPeers: PEERS + 16 },
+        peers: peerSet(b, 0),
+      },
+    });
+    console.log(`[route-swap] started with ${PEERS} peers / ${PEERS * ROUTES_PER_PEER} routes in ${Date.now() - t0} ms`);
+    B = await startForwarder(lab, {
+      host: b,
+      address: `${overlayAddress(2)}/24`,
+      peers: [],
+      extra: {
+        device: { type: 'tun', name: 'ovl0', addresses: [`${overlayAddress(2)}/24`] },
+        encap: { type: 'gre-udp' },
+        peers: [{ name: 'a', endpoint: a.underlay, allowedIps: [`${overlayAddress(1)}/32`] }],
+      },
+    });
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it('holds all 100,000 routes and forwards over the one that leads to b', async () => {
+    expect(A.config.peers.length).toBe(PEERS);
+    expect(A.config.peers.reduce((n, p) => n + p.allowedIps.length, 0)).toBe(PEERS * ROUTES_PER_PEER);
+    expect((await lab.ping(a, overlayAddress(2), { count: 3, intervalSec: 0.05 })).received).toBe(3);
+  });
+
+  it('replaces every route while a UDP stream flows over a route that stays: not one datagram lost', async () => {
+    const before = A.stats();
+    const beforeB = B.stats();
+    const server = lab.spawn(b, 'iperf3', ['-s', '-1', '-B', overlayAddress(2), '-p', '5301']);
+    await lab.waitForListen(b, 5301);
+    // A steady UDP stream for longer than the swaps take: iperf3 counts every datagram lost.
+    const udp = lab.exec(a, 'iperf3', ['-c', overlayAddress(2), '-p', '5301', '-u', '-b', '20M', '-l', '1000', '-t', '12', '-J'], { timeoutMs: 60_000 });
+    await sleep(500);
+    const swaps: number[] = [];
+    const t0 = Date.now();
+    for (let round = 1; round <= 4; round++) {
+      const t = Date.now();
+      A.peers.replace(peerSet(b, round * 7));
+      swaps.push(Date.now() - t);
+      await sleep(20);
+    }
+    const swapsDone = Date.now() - t0;
+    const report = JSON.parse((await udp).stdout) as { end: { sum: { packets: number; lost_packets: number; seconds: number } } };
+    await server.wait(10_000);
+    await sleep(100);
+    const d = delta(A.stats().totals, before.totals);
+    const dB = delta(B.stats().totals, beforeB.totals);
+    console.log(
+      `[route-swap] 4 full replacements (${swaps.join(', ')} ms each: validation + table build) within a ${report.end.sum.seconds.toFixed(1)} s UDP stream: ${report.end.sum.lost_packets}/${report.end.sum.packets} datagrams lost`,
+    );
+    // The swaps all happened while the stream ran (it started 0.5 s before them).
+    expect(swapsDone + 500).toBeLessThan(report.end.sum.seconds * 1000);
+    expect(report.end.sum.packets).toBeGreaterThan(10_000);
+    expect(movedDrops(d)).toEqual({});
+    expect(movedDrops(dB)).toEqual({});
+    expect(report.end.sum.lost_packets).toBe(0);
+    // The last table is the one in force: a prefix that moved is now routed to its new owner.
+    const owner = A.config.peers.find((p) => p.allowedIps.includes(prefix(5 * ROUTES_PER_PEER)));
+    expect(owner?.name).toBe(`p${(5 - 28 + PEERS) % PEERS}`);
+  });
+});
