@@ -38,7 +38,7 @@ export function isConfigError(err: unknown): err is ConfigError {
 
 export const DEVICE_TYPES = ['tap', 'tun', 'packet'] as const satisfies readonly DeviceType[];
 export const ENCAP_TYPES = ['vxlan', 'geneve', 'gre', 'gre-udp', 'ipip', 'esp'] as const satisfies readonly EncapType[];
-export const SUPPORTED_DEVICE_TYPES: readonly DeviceType[] = ['tap', 'tun'];
+export const SUPPORTED_DEVICE_TYPES: readonly DeviceType[] = ['tap', 'tun', 'packet'];
 export const SUPPORTED_ENCAP_TYPES: readonly EncapType[] = ['vxlan', 'geneve', 'gre', 'gre-udp', 'ipip'];
 
 /** Default UDP port per encapsulation; null for the IP-protocol modes (no port). */
@@ -243,6 +243,12 @@ const peerName = z
   .regex(PEER_NAME_RE, PEER_NAME_TEXT)
   .refine((s) => s !== '__proto__', `"__proto__" is reserved`);
 
+const INTERFACE_TEXT = 'must be the name of an existing network interface (1 to 15 characters from a-z A-Z 0-9 _ . -)';
+const interfaceName = z
+  .string(err(INTERFACE_TEXT))
+  .regex(NAME_RE, INTERFACE_TEXT)
+  .refine((s) => s !== '.' && s !== '..', INTERFACE_TEXT);
+
 const NETNS_TEXT = 'must be a network namespace name (1 to 64 characters from a-z A-Z 0-9 _ . -)';
 const netnsName = z
   .string(err(NETNS_TEXT))
@@ -288,6 +294,8 @@ const deviceSchema = section({
   ),
   addresses: list(cidr, 'CIDR prefixes').default([]),
   mac: z.preprocess(nullToUndefined, mac.optional()),
+  /** packet: the existing Ethernet interface to put on the overlay (a NIC or a veth port). */
+  interface: interfaceName.optional(),
 });
 
 const encapSchema = section({
@@ -418,6 +426,11 @@ const rootSchema = section({
   workers: intRange(1, 64).optional(),
   cpuAffinity: list(intRange(0, 4095), 'CPU numbers').default([]),
   busyPollMicroseconds: intRange(0, 10000).default(BUSY_POLL_DEFAULT_US),
+  // TCP MSS clamp on SYNs both ways: off (default), auto (from the MTU) or a value.
+  mssClamp: z.preprocess(
+    (v) => (v === null || v === 'off' || v === false ? undefined : v),
+    z.union([z.literal('auto'), intRange(88, 65495)], err("must be 'off', 'auto' or an integer from 88 to 65495")).optional(),
+  ),
   batchSize: intRange(1, 1024).default(64),
   fdb: fdbSchema.prefault({}),
   offloads: offloadsSchema.prefault({}),
@@ -682,9 +695,10 @@ export function parseConfig(input: unknown): ResolvedConfig {
   if (root.encap.type === 'vxlan' && root.device.type === 'tun') {
     issues.push({ path: 'encap.type', message: 'vxlan carries Ethernet frames: it needs device.type tap' });
   }
-  if (root.encap.type === 'ipip' && root.device.type !== 'tun') {
+  if (root.encap.type === 'ipip' && root.device.type === 'tap') {
     issues.push({ path: 'encap.type', message: 'ipip carries IP packets: it needs device.type tun' });
   }
+  checkPacketDevice(root, issues);
   if (root.device.type === 'tun' && root.device.mac !== undefined) {
     issues.push({ path: 'device.mac', message: 'a tun device has no MAC address' });
   }
@@ -700,10 +714,11 @@ export function parseConfig(input: unknown): ResolvedConfig {
     netns: root.netns ?? null,
     device: {
       type: root.device.type,
-      name: root.device.name ?? root.name,
+      name: root.device.name ?? root.device.interface ?? root.name,
       mtu: root.device.mtu ?? null,
       addresses,
       mac: root.device.mac ?? null,
+      ...(root.device.type === 'packet' ? { interface: root.device.interface } : {}),
     },
     encap: {
       type: root.encap.type,
@@ -720,6 +735,7 @@ export function parseConfig(input: unknown): ResolvedConfig {
     workers: root.workers ?? defaultWorkers(),
     cpuAffinity: [...root.cpuAffinity],
     busyPollMicroseconds: root.busyPollMicroseconds,
+    mssClamp: root.mssClamp ?? 'off',
     batchSize: root.batchSize,
     fdb: { ...root.fdb },
     offloads: { ...root.offloads },
@@ -727,6 +743,41 @@ export function parseConfig(input: unknown): ResolvedConfig {
     peers: placed.map((p) => p.peer),
     control: { socket: root.control.socket ?? defaultSocketPath(root.name) },
   };
+}
+
+/**
+ * device.type packet attaches an existing interface as it is: it needs device.interface, and
+ * nothing that would change the interface (name, mtu, addresses, mac) may be given; it bridges
+ * Ethernet frames, so the mode must carry them. device.interface means nothing to tap and tun.
+ */
+function checkPacketDevice(root: RootParsed, issues: ConfigIssue[]): void {
+  const device = root.device;
+  if (device.type !== 'packet') {
+    if (device.interface !== undefined) {
+      issues.push({ path: 'device.interface', message: `used only with device.type packet (a ${device.type} device is created by overlayfwd)` });
+    }
+    return;
+  }
+  if (device.interface === undefined) {
+    issues.push({ path: 'device.interface', message: 'required for device.type packet (the existing interface to attach, e.g. eth1)' });
+  }
+  const untouched = 'overlayfwd attaches the interface as it is and never changes it';
+  // The resolved config names the device after the interface: that much is allowed back in.
+  if (device.name !== undefined && device.name !== device.interface) {
+    issues.push({ path: 'device.name', message: `not used by device.type packet: the device is device.interface itself (${untouched})` });
+  }
+  if (device.mtu !== undefined) {
+    issues.push({ path: 'device.mtu', message: `not used by device.type packet: the interface keeps its own MTU (${untouched})` });
+  }
+  if (device.addresses.length > 0) {
+    issues.push({ path: 'device.addresses', message: `not used by device.type packet: no addresses are assigned (${untouched})` });
+  }
+  if (device.mac !== undefined) {
+    issues.push({ path: 'device.mac', message: `not used by device.type packet: the interface keeps its own MAC (${untouched})` });
+  }
+  if (root.encap.type === 'ipip') {
+    issues.push({ path: 'encap.type', message: 'ipip carries IP packets: device.type packet bridges Ethernet frames (use vxlan, geneve, gre or gre-udp)' });
+  }
 }
 
 /**

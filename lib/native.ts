@@ -10,7 +10,9 @@ export interface NativeForwarderOptions {
   /** Named network namespace to create the device and sockets in; '' for the caller's own. */
   netns: string;
   device: {
-    type: 'tap' | 'tun';
+    type: 'tap' | 'tun' | 'packet';
+    /** packet: the existing interface to attach ('' for tap and tun). */
+    interface: string;
     name: string;
     /** 0: underlay interface MTU minus the encapsulation overhead. */
     mtu: number;
@@ -29,6 +31,7 @@ export interface NativeForwarderOptions {
   /** Worker i is pinned to cpuAffinity[i % length]; empty: no pinning. */
   cpuAffinity: number[];
   busyPollMicroseconds: number;
+  mssClamp: 'auto' | number | null;
 }
 
 export interface NativeOffloadState {

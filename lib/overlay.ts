@@ -31,6 +31,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
   const device: Record<string, unknown> = { type: config.device.type, name: config.device.name, addresses: config.device.addresses };
   if (config.device.mtu !== null) device['mtu'] = config.device.mtu;
   if (config.device.mac !== null) device['mac'] = config.device.mac;
+  if (config.device.interface !== undefined) device['interface'] = config.device.interface;
   const input: Record<string, unknown> = {
     name: config.name,
     device,
@@ -39,6 +40,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
     workers: config.workers,
     cpuAffinity: [...config.cpuAffinity],
     busyPollMicroseconds: config.busyPollMicroseconds,
+    mssClamp: config.mssClamp,
     batchSize: config.batchSize,
     fdb: { ...config.fdb },
     offloads: { ...config.offloads },
@@ -73,13 +75,13 @@ function splitCidr(cidr: string): { address: string; prefixLength: number } {
 
 function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
   const device = config.device.type;
-  if (device !== 'tap' && device !== 'tun') throw new Error(`device.type ${device} is not supported yet`);
   const encap = config.encap.type;
   if (encap === 'esp') throw new Error(`encap.type ${encap} is not supported yet`);
   return {
     netns: config.netns ?? '',
     device: {
       type: device,
+      interface: config.device.interface ?? '',
       name: config.device.name,
       mtu: config.device.mtu ?? 0,
       addresses: config.device.addresses.map(splitCidr),
@@ -94,6 +96,7 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
     offloads: { ...config.offloads },
     cpuAffinity: [...config.cpuAffinity],
     busyPollMicroseconds: config.busyPollMicroseconds,
+    mssClamp: config.mssClamp === 'off' ? null : config.mssClamp,
   };
 }
 
@@ -170,6 +173,7 @@ export class Overlay {
       peers,
       fdb: { learned, static: staticEntries },
       offloads: { active: { ...this.offloadState }, ...this.reader.offloadCounters(this.reader.totals()) },
+      generated: this.reader.generated(this.reader.totals()),
     };
   }
 

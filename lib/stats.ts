@@ -61,6 +61,15 @@ export class CountersReader {
     return this.section(1 + slot);
   }
 
+  /** Packets the data path generated or rewrote (totals only). */
+  generated(raw: RawSection): { icmpTooBig: number; mssClamped: number } {
+    const at = (name: string): number => {
+      const i = this.index.layout.counters.indexOf(name);
+      return i < 0 ? 0 : raw[i]!;
+    };
+    return { icmpTooBig: at('icmpTooBigSent'), mssClamped: at('mssClamped') };
+  }
+
   offloadCounters(raw: RawSection): Omit<OffloadStats, 'active'> {
     return readOffloadCounters(this.index, raw);
   }

@@ -52,6 +52,11 @@ export interface ResolvedConfig {
     mtu: number | null;
     addresses: string[]; // CIDR, e.g. 198.19.0.1/24 or fd00::1/64
     mac: string | null;
+    /**
+     * packet devices only: the existing Ethernet interface attached to the overlay (`name` is the
+     * same; mtu, addresses and mac stay unset: overlayfwd does not change that interface).
+     */
+    interface?: string;
   };
   encap: {
     type: EncapType;
@@ -74,6 +79,8 @@ export interface ResolvedConfig {
   cpuAffinity: number[];
   /** After its last packet a worker keeps polling this long before it sleeps: lower latency, some CPU. */
   busyPollMicroseconds: number;
+  /** Lower the MSS option of TCP SYNs crossing the overlay: 'off', 'auto' (MTU − 40 / − 60) or a value. */
+  mssClamp: 'off' | 'auto' | number;
   batchSize: number;
   fdb: {
     learning: boolean;
@@ -146,6 +153,8 @@ export interface OverlayStats {
   peers: Record<string, Counters>;
   fdb: { learned: number; static: number };
   offloads: OffloadStats;
+  /** Packets the data path made or rewrote itself: ICMP Fragmentation Needed / Packet Too Big sent to the device, TCP SYNs whose MSS was clamped. */
+  generated: { icmpTooBig: number; mssClamped: number };
 }
 
 export interface PeerInfo extends ResolvedPeer {

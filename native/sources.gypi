@@ -18,6 +18,7 @@
       'native/core/offload_coalesce.cc',
       'native/core/offload_segment.cc',
       'native/core/outer_ip.cc',
+      'native/core/packet_device.cc',
       'native/core/peer_table.cc',
       'native/core/raw_socket.cc',
       'native/core/route_table.cc',

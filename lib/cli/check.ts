@@ -32,7 +32,11 @@ export function printableConfig(config: ResolvedConfig): Record<string, unknown>
   return {
     ...config,
     encap: gre ? { ...encap, key, checksum } : encap,
-    device: { ...config.device, mtu: config.device.mtu ?? 'auto' },
+    // A packet device is somebody else's interface: it has no MTU, addresses or MAC of ours.
+    device:
+      config.device.type === 'packet'
+        ? { type: config.device.type, interface: config.device.interface }
+        : { ...config.device, mtu: config.device.mtu ?? 'auto' },
     peers: config.peers.map((p) => ({ ...p, endpoint: formatEndpoint(p.endpoint) })),
   };
 }

@@ -92,8 +92,13 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
     out.layer = ovl::DeviceLayer::ethernet;
   } else if (device_type == "tun") {
     out.layer = ovl::DeviceLayer::ip;
+    out.device_kind = ovl::DeviceKind::tun;
+  } else if (device_type == "packet") {
+    out.layer = ovl::DeviceLayer::ethernet;
+    out.device_kind = ovl::DeviceKind::packet;
+    out.packet_interface = string_at(device, "interface");
   } else {
-    throw Napi::TypeError::New(env, "device.type must be 'tap' or 'tun'");
+    throw Napi::TypeError::New(env, "device.type must be 'tap', 'tun' or 'packet'");
   }
   out.device_name = string_at(device, "name");
   out.mtu = static_cast<int>(uint_at(device, "mtu"));
@@ -122,6 +127,16 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
     throw Napi::TypeError::New(env, "encap.type must be 'vxlan', 'geneve', 'gre', 'gre-udp' or 'ipip'");
   }
   if (encap.Has("ttl")) out.outer_ttl = static_cast<uint8_t>(uint_at(encap, "ttl"));
+  if (options.Has("mssClamp")) {
+    const Napi::Value clamp = options.Get("mssClamp");
+    if (clamp.IsString() && clamp.As<Napi::String>().Utf8Value() == "auto") {
+      out.mss_clamp = -1;
+    } else if (clamp.IsNumber()) {
+      out.mss_clamp = static_cast<int>(clamp.As<Napi::Number>().Uint32Value());
+    } else if (!clamp.IsNull() && !clamp.IsUndefined()) {
+      throw Napi::TypeError::New(env, "mssClamp must be 'auto', a number or null");
+    }
+  }
   out.vni = uint_at(encap, "vni");
   out.port = static_cast<uint16_t>(uint_at(encap, "port"));
   const Napi::Object underlay = object_at(options, "underlay");

@@ -3,6 +3,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <ctime>
 #include <unordered_map>
 
@@ -30,6 +32,10 @@ const ForwarderOptions& validated(const ForwarderOptions& options) {
   if (options.ageing_seconds < 1) throw InvalidArgument("ageingSeconds must be positive");
   if (options.peer_slots > (1u << 20)) throw InvalidArgument("peerSlots must be at most 1048576");
   if (options.mtu < 0 || options.mtu > 65535) throw InvalidArgument("mtu must be 0-65535");
+  if (options.device_kind == DeviceKind::packet &&
+      (options.packet_interface.empty() || options.layer != DeviceLayer::ethernet)) {
+    throw InvalidArgument("a packet device needs device.interface and carries Ethernet frames");
+  }
   return options;
 }
 
@@ -58,22 +64,33 @@ Forwarder::Forwarder(const ForwarderOptions& options)
 
   const Encapsulation encap = encapsulation_of(options);
   std::vector<UnderlaySockets> sockets(options.workers);
+  int underlay_mtu = 0;
   // Everything that touches a namespace happens here; on any failure the RAII members
   // unwind it, and a TAP device without queue fds disappears, so nothing is left half-made.
   run_in_netns(options.netns, [&] {
-    int mtu = options.mtu;
-    if (mtu == 0) mtu = mtu_of_interface_with_address(options.local) - encapsulation_overhead(encap, local->family());
-    tap_ = TapDevice::create(options.device_name, options.layer, static_cast<int>(options.workers), options.tso);
-    offloads_.tso = tap_->offloads_enabled();
-    const std::string& name = tap_->name();
-    if (options.mac && options.layer == DeviceLayer::ethernet) link_set_mac(name, *options.mac);
-    link_set_mtu(name, mtu);
-    link_set_up(name);
-    const LinkInfo info = link_info(name);
-    for (const InterfaceAddress& address : options.addresses) {
-      link_add_address(info.ifindex, address.address, address.prefix_length);
+    underlay_mtu = mtu_of_interface_with_address(options.local);
+    if (options.device_kind == DeviceKind::packet) {
+      // Somebody else's interface: attached as it is (MTU, MAC, addresses and state untouched).
+      // Tagged frames are filtered out until the workers read with PacketReceiver (vlan_tags).
+      packet_ = PacketDevice::open(options.packet_interface, static_cast<int>(options.workers), options.tso,
+                                   /*vlan_tags=*/false, options.local);
+      offloads_.tso = packet_->vnet_header();
+      device_ = DeviceInfo{packet_->name(), packet_->ifindex(), packet_->mac(), packet_->mtu(), underlay_mtu};
+    } else {
+      int mtu = options.mtu;
+      if (mtu == 0) mtu = underlay_mtu - encapsulation_overhead(encap, local->family());
+      tap_ = TapDevice::create(options.device_name, options.layer, static_cast<int>(options.workers), options.tso);
+      offloads_.tso = tap_->offloads_enabled();
+      const std::string& name = tap_->name();
+      if (options.mac && options.layer == DeviceLayer::ethernet) link_set_mac(name, *options.mac);
+      link_set_mtu(name, mtu);
+      link_set_up(name);
+      const LinkInfo info = link_info(name);
+      for (const InterfaceAddress& address : options.addresses) {
+        link_add_address(info.ifindex, address.address, address.prefix_length);
+      }
+      device_ = DeviceInfo{name, info.ifindex, info.mac, info.mtu, underlay_mtu};
     }
-    device_ = DeviceInfo{name, info.ifindex, info.mac, info.mtu};
     if (encap.over_udp()) {
       open_udp_sockets(*local, sockets);
     } else {
@@ -94,12 +111,23 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     config.layer = options.layer;
     config.local = *local;
     config.outer_ttl = options.outer_ttl;
+    // The largest inner IP packet that fits the underlay whole.
+    const int inner_link = encap.carries_ip ? 0 : static_cast<int>(kEthernetHeaderSize);
+    const int max_inner = underlay_mtu - (encapsulation_overhead(encap, local->family()) - inner_link);
+    config.max_inner_packet = max_inner > 0 ? static_cast<uint32_t>(max_inner) : 0;
+    if (options.mss_clamp != 0) {
+      const int mtu = std::min(device_.mtu, max_inner);
+      const int v4 = options.mss_clamp > 0 ? options.mss_clamp : mtu - 40;
+      const int v6 = options.mss_clamp > 0 ? options.mss_clamp : mtu - 60;
+      config.mss_clamp_v4 = static_cast<uint16_t>(std::clamp(v4, 88, 65495));
+      config.mss_clamp_v6 = static_cast<uint16_t>(std::clamp(v6, 88, 65495));
+    }
     config.batch_size = options.batch_size;
     config.learning = options.learning;
     config.device_mac = device_.mac;
     config.udp_gso = offloads_.udp_gso;
     config.udp_gro = offloads_.udp_gro;
-    config.vnet_header = tap_->vnet_header();
+    config.vnet_header = packet_ ? packet_->vnet_header() : tap_->vnet_header();
     // Segments of a super-frame are at most one device MTU plus the link header and tags.
     config.max_segment_frame = static_cast<uint32_t>(device_.mtu) + kEthernetHeaderSize + 8 + 64;
     config.busy_poll_us = options.busy_poll_us;
@@ -107,7 +135,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     if (!options.cpu_affinity.empty()) config.cpu = options.cpu_affinity[w % options.cpu_affinity.size()];
     workers_.push_back(std::make_unique<Worker>(config, tables_, fdb_,
                                                 WorkerStats(stats_->worker_base(w), options.peer_slots),
-                                                tap_->queue_fd(w), std::move(sockets[w]), stop_fd_.get()));
+                                                packet_ ? packet_->queue_fd(w) : tap_->queue_fd(w), std::move(sockets[w]), stop_fd_.get()));
   }
   for (auto& worker : workers_) worker->report_failure_to(&failed_);
   try {
@@ -208,6 +236,7 @@ void Forwarder::close() {
   threads_.clear();
   workers_.clear();  // closes the sockets
   tap_.reset();      // closes the queues: the device goes away
+  packet_.reset();   // closes the sockets: promiscuous mode ends with them
   stop_fd_.reset();
 }
 

@@ -14,6 +14,7 @@
 
 #include "encapsulation.h"
 #include "learned_fdb.h"
+#include "packet_device.h"
 #include "peer_table.h"
 #include "stats_layout.h"
 #include "table_publisher.h"
@@ -27,6 +28,10 @@ struct InterfaceAddress {
   int prefix_length;
 };
 
+// tap and tun make a device of their own (`layer` says which); packet attaches an existing
+// Ethernet interface as it is (see packet_device.h).
+enum class DeviceKind { tap, tun, packet };
+
 struct ForwarderOptions {
   std::string netns;
   std::string device_name;
@@ -34,10 +39,15 @@ struct ForwarderOptions {
   std::vector<InterfaceAddress> addresses;
   std::optional<MacKey> mac;
   DeviceLayer layer = DeviceLayer::ethernet;  // tap or tun
+  DeviceKind device_kind = DeviceKind::tap;
+  // packet: the interface to attach (device_name, mtu, addresses and mac are not used: it is
+  // somebody else's interface, and nothing about it is changed).
+  std::string packet_interface;
   EncapKind encap = EncapKind::vxlan;
   uint32_t vni = 0;
   GreOptions gre;  // gre, gre-udp
   uint8_t outer_ttl = 64;  // raw-IP modes
+  int mss_clamp = 0;       // TCP MSS clamp: 0 off, -1 from the MTU (MTU - 40 / - 60), else this value
   uint16_t port = 4789;
   std::string local;
   uint32_t source_ports = 16;
@@ -70,6 +80,7 @@ struct DeviceInfo {
   int ifindex = 0;
   MacKey mac = 0;
   int mtu = 0;
+  int underlay_mtu = 0;  // of the interface holding underlay.local, at start
 };
 
 class Worker;
@@ -110,6 +121,7 @@ class Forwarder {
   std::shared_ptr<const PeerTable> current_;
 
   std::optional<TapDevice> tap_;
+  std::optional<PacketDevice> packet_;
   UniqueFd stop_fd_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;

@@ -14,6 +14,9 @@
 #include <string>
 
 #include "checksum.h"
+#include "ecn.h"
+#include "ip_packet.h"
+#include "mss_clamp.h"
 #include "ethernet.h"
 #include "flow_hash.h"
 
@@ -225,6 +228,12 @@ size_t Worker::read_device_batch() {
   return count;
 }
 
+// Whether an Ethernet frame carries IPv4 or IPv6 right after its header.
+static bool is_ip_frame(const uint8_t* frame) {
+  const uint16_t type = load_be16(frame + 12);
+  return type == kEtherTypeIpv4 || type == kEtherTypeIpv6;
+}
+
 void Worker::encapsulate_batch(size_t count) {
   for (size_t i = 0; i < count; i++) {
     PacketBuffer& buffer = device_buffers_[i];
@@ -234,8 +243,12 @@ void Worker::encapsulate_batch(size_t count) {
 
     const VirtioNetHeader* vnet = config_.vnet_header ? &device_vnet_[i] : nullptr;
     if (!vnet || vnet->gso_type == kVirtioNetHdrGsoNone) {
-      if (vnet && (vnet->flags & kVirtioNetHdrFNeedsCsum) &&
-          !complete_partial_checksum(*vnet, buffer.data(), buffer.length)) {
+      if (route.peer != PeerTable::kNone && refuse_too_big(buffer.data(), buffer.length, route.peer)) continue;
+      const bool partial = vnet && (vnet->flags & kVirtioNetHdrFNeedsCsum);
+      if (config_.mss_clamp_v4 != 0 && (link_header_ == 0 || is_ip_frame(buffer.data()))) {
+        clamp_mss(buffer.data() + link_header_, buffer.length - link_header_, partial);
+      }
+      if (partial && !complete_partial_checksum(*vnet, buffer.data(), buffer.length)) {
         stats_.add(WorkerStats::kNoPeer, kDropMalformed);
         continue;
       }
@@ -282,20 +295,16 @@ bool Worker::route_frame(const uint8_t* frame, uint32_t length, Route* route) {
   return true;
 }
 
-// Outer TOS and DF from an inner IP packet, per RFC 2003 §3.1 and RFC 6040 §4.1: the DSCP and
-// the ECN field are copied (RFC 6040 normal mode, CE included); DF is copied from an inner IPv4
-// packet, and set for IPv6 (which routers never fragment).
-static OuterFields outer_fields_of_ip(const uint8_t* packet, uint32_t length) {
-  OuterFields outer;
-  if (length < 1) return outer;
-  const uint8_t version = packet[0] >> 4;
-  if (version == 4 && length >= 20) {
-    outer.tos = packet[1];
-    outer.dont_fragment = (packet[6] & 0x40) != 0;
-  } else if (version == 6 && length >= 40) {
-    outer.tos = static_cast<uint8_t>((packet[0] << 4) | (packet[1] >> 4));
+// Outer TOS, TTL and DF from an inner IP packet (outer_ip.h: RFC 2003 §3.1, RFC 6040 normal
+// mode). What is not an IP packet leaves with the defaults: TOS 0, DF set.
+static OuterFields outer_fields_of(const uint8_t* packet, uint32_t length, uint8_t ttl) {
+  InnerIp inner;
+  if (parse_ip_packet(packet, length, &inner) != IpParse::ok) {
+    OuterFields defaults;
+    defaults.ttl = ttl;
+    return defaults;
   }
-  return outer;
+  return outer_fields_for(inner, ttl);
 }
 
 bool Worker::route_ethernet(const uint8_t* frame, uint32_t length, Route* route) {
@@ -321,7 +330,7 @@ bool Worker::route_ethernet(const uint8_t* frame, uint32_t length, Route* route)
   if (!config_.encap.over_udp()) {
     const uint16_t type = load_be16(frame + 12);
     if (type == kEtherTypeIpv4 || type == kEtherTypeIpv6) {
-      route->outer = outer_fields_of_ip(frame + kEthernetHeaderSize, length - kEthernetHeaderSize);
+      route->outer = outer_fields_of(frame + kEthernetHeaderSize, length - kEthernetHeaderSize, config_.outer_ttl);
     }
   }
   return true;
@@ -354,7 +363,10 @@ bool Worker::route_ip(const uint8_t* packet, uint32_t length, Route* route) {
     stats_.add(table.peers()[route->peer].slot, kDropLoop);
     return false;
   }
-  if (!config_.encap.over_udp()) route->outer = outer_fields_of_ip(packet, length);
+  if (!config_.encap.over_udp()) {
+    route->outer = outer_fields_of(packet, length, config_.outer_ttl);
+    route->flow_label = ip_flow_hash(packet, length) & 0xFFFFF;
+  }
   return true;
 }
 
@@ -368,7 +380,7 @@ void Worker::send_frames(PacketBuffer** frames, size_t count, const Route& route
   }
   if (route.peer != PeerTable::kNone) {
     for (size_t k = 0; k < count; k++) {
-      queue_send(route.socket, *frames[k], route.peer, frames[k]->length - header, route.outer);
+      queue_send(route.socket, *frames[k], route.peer, frames[k]->length - header, route);
     }
     return;
   }
@@ -377,13 +389,13 @@ void Worker::send_frames(PacketBuffer** frames, size_t count, const Route& route
   stats_.add(WorkerStats::kNoPeer, kFloodPackets, count);
   const auto peers = static_cast<uint32_t>(table_->peers().size());
   for (uint32_t p = 0; p < peers; p++) {
-    for (size_t k = 0; k < count; k++) queue_send(route.socket, *frames[k], p, frames[k]->length - header, route.outer);
+    for (size_t k = 0; k < count; k++) queue_send(route.socket, *frames[k], p, frames[k]->length - header, route);
   }
 }
 
 void Worker::queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length,
-                        OuterFields outer) {
-  pending_[socket].push_back(Pending{&buffer, peer, inner_length, outer});
+                        const Route& route) {
+  pending_[socket].push_back(Pending{&buffer, peer, inner_length, route.outer, route.flow_label});
   if (++pending_count_ == kMaxPending) flush_sends();
 }
 
@@ -440,33 +452,6 @@ size_t Worker::build_messages(const std::vector<Pending>& run, bool use_gso) {
   return messages;
 }
 
-// Temporary outer header writers (the kernel fills the IPv4 identification and checksum).
-static void ipv4_outer_encode(uint8_t* h, const in_addr* source, const in_addr* destination, uint8_t protocol,
-                              uint16_t total_length, uint8_t tos, uint8_t ttl, bool dont_fragment) {
-  h[0] = 0x45;
-  h[1] = tos;
-  store_be16(h + 2, total_length);
-  store_be16(h + 4, 0);
-  store_be16(h + 6, dont_fragment ? 0x4000 : 0);
-  h[8] = ttl;
-  h[9] = protocol;
-  store_be16(h + 10, 0);
-  std::memcpy(h + 12, source, 4);
-  std::memcpy(h + 16, destination, 4);
-}
-
-static void ipv6_outer_encode(uint8_t* h, const in6_addr* source, const in6_addr* destination, uint8_t protocol,
-                              uint16_t payload_length, uint8_t traffic_class, uint8_t hop_limit) {
-  h[0] = static_cast<uint8_t>(0x60 | (traffic_class >> 4));
-  h[1] = static_cast<uint8_t>(traffic_class << 4);
-  h[2] = h[3] = 0;
-  store_be16(h + 4, payload_length);
-  h[6] = protocol;
-  h[7] = hop_limit;
-  std::memcpy(h + 8, source, 16);
-  std::memcpy(h + 24, destination, 16);
-}
-
 // Raw-IP modes: each message is the outer IP header we write (the socket includes headers)
 // followed by the encapsulated buffer, which head-end replication shares between peers.
 size_t Worker::build_raw_messages(const std::vector<Pending>& run) {
@@ -484,16 +469,17 @@ size_t Worker::build_raw_messages(const std::vector<Pending>& run) {
     uint8_t* header = outer_headers_[i].data();
     uint32_t header_length;
     if (ipv6) {
-      header_length = 40;
-      ipv6_outer_encode(header, &reinterpret_cast<const sockaddr_in6*>(config_.local.get())->sin6_addr,
-                        &reinterpret_cast<const sockaddr_in6*>(peer.endpoint.get())->sin6_addr, protocol,
-                        static_cast<uint16_t>(length), pending.outer.tos, config_.outer_ttl);
+      header_length = kOuterIpv6HeaderSize;
+      ipv6_outer_encode(header, reinterpret_cast<const sockaddr_in6*>(config_.local.get())->sin6_addr.s6_addr,
+                        reinterpret_cast<const sockaddr_in6*>(peer.endpoint.get())->sin6_addr.s6_addr, protocol,
+                        static_cast<uint16_t>(length), pending.outer.tos, pending.outer.ttl, pending.flow_label);
     } else {
-      header_length = 20;
-      ipv4_outer_encode(header, &reinterpret_cast<const sockaddr_in*>(config_.local.get())->sin_addr,
-                        &reinterpret_cast<const sockaddr_in*>(peer.endpoint.get())->sin_addr, protocol,
-                        static_cast<uint16_t>(20 + length), pending.outer.tos, config_.outer_ttl,
-                        pending.outer.dont_fragment);
+      header_length = kOuterIpv4HeaderSize;
+      // Identification 0: the kernel picks one for a header-including socket.
+      ipv4_outer_encode(header, reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in*>(config_.local.get())->sin_addr),
+                        reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in*>(peer.endpoint.get())->sin_addr),
+                        protocol, static_cast<uint16_t>(kOuterIpv4HeaderSize + length), pending.outer.tos,
+                        pending.outer.ttl, pending.outer.dont_fragment, 0);
     }
     send_iovecs_[2 * i] = iovec{header, header_length};
     send_iovecs_[2 * i + 1] = iovec{pending.buffer->data(), length};
@@ -623,16 +609,15 @@ bool Worker::strip_outer_header(PacketBuffer& buffer, const mmsghdr& message, ui
     }
     return true;
   }
-  const uint8_t* packet = buffer.data();
-  const uint32_t header = buffer.length >= 20 ? (packet[0] & 0x0fu) * 4 : 0;
-  if (header < 20 || (packet[0] >> 4) != 4 || buffer.length < header || load_be16(packet + 2) != buffer.length ||
-      packet[9] != outer->protocol) {
+  OuterIpv4 decoded;
+  if (ipv4_outer_decode(buffer.data(), buffer.length, outer->protocol, &decoded) != OuterStatus::ok) {
     stats_.add(slot, kDropMalformed);
     return false;
   }
-  outer->ecn = packet[1] & 3;
+  outer->ecn = decoded.ecn;
   outer->ecn_known = true;
-  buffer.pull_front(header);
+  buffer.pull_front(decoded.payload_offset);
+  buffer.length = decoded.payload_length;
   return true;
 }
 
@@ -834,13 +819,13 @@ bool Worker::decapsulate_one(uint8_t* packet, uint32_t length, uint32_t peer, ui
   }
   const bool accepted = config_.layer == DeviceLayer::ip
                             ? accept_ip(packet + inner, length - inner, ethertype, peer, slot, outer)
-                            : accept_ethernet(packet + inner, length - inner, slot);
+                            : accept_ethernet(packet + inner, length - inner, slot, outer);
   *inner_offset = inner;
   return accepted;
 }
 
 // An Ethernet frame from peer `slot`: its source must be a unicast MAC that is not ours; learn it.
-bool Worker::accept_ethernet(const uint8_t* frame, uint32_t length, uint32_t slot) {
+bool Worker::accept_ethernet(uint8_t* frame, uint32_t length, uint32_t slot, const OuterInfo& outer) {
   if (length < kEthernetHeaderSize) {
     stats_.add(slot, kDropMalformed);
     return false;
@@ -856,6 +841,14 @@ bool Worker::accept_ethernet(const uint8_t* frame, uint32_t length, uint32_t slo
     stats_.add(slot, kDropLoop);
     return false;
   }
+  if (outer.ecn_known) {
+    if (is_ip_frame(frame) &&
+        !apply_outer_ecn(frame + kEthernetHeaderSize, length - kEthernetHeaderSize, outer)) {
+      stats_.add(slot, kDropEcn);
+      return false;
+    }
+  }
+  if (is_ip_frame(frame)) clamp_mss(frame + kEthernetHeaderSize, length - kEthernetHeaderSize, false);
   if (config_.learning && table_->by_static_mac(source_key) == PeerTable::kNone) {
     fdb_.learn(source_key, slot, now_);
   }
@@ -892,7 +885,71 @@ bool Worker::accept_ip(uint8_t* packet, uint32_t length, uint16_t ethertype, uin
     stats_.add(slot, kDropSpoofed);
     return false;
   }
-  (void)outer;
+  if (!apply_outer_ecn(packet, length, outer)) {
+    stats_.add(slot, kDropEcn);
+    return false;
+  }
+  clamp_mss(packet, length, false);
+  return true;
+}
+
+bool Worker::apply_outer_ecn(uint8_t* packet, uint32_t length, const OuterInfo& outer) {
+  if (!outer.ecn_known) return true;
+  InnerIp inner;
+  if (parse_ip_packet(packet, length, &inner) != IpParse::ok) return true;
+  const EcnDecap result = ecn_decapsulate(inner.ecn, outer.ecn);
+  if (result.drop) return false;
+  if (result.inner_result != inner.ecn) ip_set_ecn(packet, result.inner_result);
+  return true;
+}
+
+// The TCP MSS clamp (off unless configured): only SYNs are touched; the cost for everything
+// else is the protocol and flag test inside clamp_tcp_mss.
+void Worker::clamp_mss(uint8_t* packet, uint32_t length, bool checksum_partial) {
+  if (config_.mss_clamp_v4 == 0 || length < 1) return;
+  const uint16_t limit = (packet[0] >> 4) == 6 ? config_.mss_clamp_v6 : config_.mss_clamp_v4;
+  if (clamp_tcp_mss(packet, length, limit, checksum_partial)) stats_.add(WorkerStats::kNoPeer, kMssClamped);
+}
+
+// An inner packet larger than the underlay can carry whole. With DF (or IPv6, which routers never
+// fragment) its sender must learn the path MTU: an ICMP Fragmentation Needed / Packet Too Big goes
+// back through the device, rate-limited, as Linux tunnels do (icmp_ndo_send). Without DF it is
+// sent anyway and the underlay fragments the outer packet (UDP modes; a raw-IP send of it fails
+// with EMSGSIZE and is counted as tooBig there).
+bool Worker::refuse_too_big(const uint8_t* frame, uint32_t length, uint32_t peer) {
+  const uint8_t* packet = frame + link_header_;
+  const uint32_t packet_length = length - link_header_;
+  if (config_.max_inner_packet == 0 || packet_length <= config_.max_inner_packet) return false;
+  if (link_header_ != 0) {
+    const uint16_t type = load_be16(frame + 12);
+    if (type != kEtherTypeIpv4 && type != kEtherTypeIpv6) return false;
+  }
+  InnerIp inner;
+  if (parse_ip_packet(packet, packet_length, &inner) != IpParse::ok || !inner.dont_fragment) return false;
+  stats_.add(table_->peers()[peer].slot, kDropTooBig);
+  if (!icmp_budget_.take(monotonic_microseconds())) return true;
+  // The error comes from the packet's destination: it enters the host through the device, and
+  // the host drops a packet arriving with one of its own addresses as source (a martian), so
+  // the device's address cannot be used; the PMTU logic does not care who reports.
+  const uint8_t* source = inner.destination;
+  const uint32_t vnet = config_.vnet_header ? kVirtioNetHeaderSize : 0;
+  if (icmp_buffer_.empty()) icmp_buffer_.resize(kVirtioNetHeaderSize + kEthernetHeaderSize + kIcmpv6ErrorMaxSize);
+  uint8_t* out = icmp_buffer_.data() + vnet;
+  const size_t capacity = icmp_buffer_.size() - vnet;
+  size_t built;
+  if (link_header_ != 0) {
+    built = build_too_big_frame(out, capacity, frame, length, config_.max_inner_packet, source, ++icmp_id_);
+  } else if (inner.version == 4) {
+    built = build_ipv4_frag_needed(out, capacity, packet, packet_length,
+                                   static_cast<uint16_t>(std::min<uint32_t>(config_.max_inner_packet, 65535)), source,
+                                   ++icmp_id_);
+  } else {
+    built = build_ipv6_packet_too_big(out, capacity, packet, packet_length, config_.max_inner_packet, source);
+  }
+  if (built == 0) return true;
+  // A virtio header of zeros: a plain packet, checksums complete.
+  std::memset(icmp_buffer_.data(), 0, vnet);
+  if (::write(device_fd_, icmp_buffer_.data(), vnet + built) >= 0) stats_.add(WorkerStats::kNoPeer, kIcmpTooBigSent);
   return true;
 }
 

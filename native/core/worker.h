@@ -9,12 +9,15 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "encapsulation.h"
 #include "learned_fdb.h"
 #include "offload_coalesce.h"
+#include "icmp_too_big.h"
 #include "offload_segment.h"
+#include "outer_ip.h"
 #include "packet_buffer.h"
 #include "peer_table.h"
 #include "socket_address.h"
@@ -32,6 +35,11 @@ struct WorkerConfig {
   DeviceLayer layer = DeviceLayer::ethernet;  // what the device reads and writes
   SocketAddress local;       // underlay address: the outer source of raw-IP modes
   uint8_t outer_ttl = 64;    // raw-IP modes (RFC 2003 §3.1: a sensible default, not the inner's)
+  // The largest inner IP packet the underlay carries in one piece (underlay MTU minus overhead);
+  // a bigger one with DF gets ICMP Fragmentation Needed / Packet Too Big back. 0: no check.
+  uint32_t max_inner_packet = 0;
+  uint16_t mss_clamp_v4 = 0;  // clamp TCP SYN MSS options to this (0: off)
+  uint16_t mss_clamp_v6 = 0;
   uint32_t batch_size = 64;
   bool learning = true;
   MacKey device_mac = 0;
@@ -69,12 +77,6 @@ struct UnderlaySockets {
   std::vector<UniqueFd> senders;
 };
 
-// Outer header fields that follow the inner packet (raw-IP modes build the outer header).
-struct OuterFields {
-  uint8_t tos = 0;  // DSCP and ECN
-  bool dont_fragment = true;
-};
-
 class Worker {
  public:
   Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, LearnedFdb& fdb, WorkerStats stats,
@@ -92,6 +94,7 @@ class Worker {
     uint32_t peer;          // index into the current table
     uint32_t inner_length;  // bytes of the inner frame, for the counters
     OuterFields outer;      // raw-IP modes
+    uint32_t flow_label;    // raw-IP modes over IPv6: the inner flow's hash (RFC 6438)
   };
 
   // Where an inner frame goes: its peer (kNone: every peer), the send socket of its flow, what
@@ -101,17 +104,21 @@ class Worker {
     uint32_t socket = 0;
     uint16_t ethertype = 0;
     OuterFields outer;
+    uint32_t flow_label = 0;
   };
   bool route_frame(const uint8_t* frame, uint32_t length, Route* route);
   bool route_ethernet(const uint8_t* frame, uint32_t length, Route* route);
   bool route_ip(const uint8_t* packet, uint32_t length, Route* route);
+  // An inner packet too big for the underlay: answered (DF) or counted; true if it was.
+  bool refuse_too_big(const uint8_t* frame, uint32_t length, uint32_t peer);
+  void clamp_mss(uint8_t* frame, uint32_t length, bool checksum_partial);
 
   void refresh_table();
   void handle_device();
   size_t read_device_batch();
   void encapsulate_batch(size_t count);
   void send_frames(PacketBuffer** frames, size_t count, const Route& route);
-  void queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length, OuterFields outer);
+  void queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length, const Route& route);
   void flush_sends();
   void send_run(uint32_t socket, std::vector<Pending>& run);
   size_t build_messages(const std::vector<Pending>& run, bool use_gso);
@@ -126,11 +133,13 @@ class Worker {
     uint8_t ecn = 0;
     bool ecn_known = false;
   };
+  // RFC 6040 decapsulation of the outer ECN onto an inner IP packet; false: drop it.
+  bool apply_outer_ecn(uint8_t* packet, uint32_t length, const OuterInfo& outer);
   // Strips the outer IPv4 header a raw socket delivers; returns false if dropped (counted).
   bool strip_outer_header(PacketBuffer& buffer, const mmsghdr& message, uint32_t slot, OuterInfo* outer);
   bool decapsulate_one(uint8_t* packet, uint32_t length, uint32_t peer, uint32_t slot, const OuterInfo& outer,
                        uint32_t* inner_offset);
-  bool accept_ethernet(const uint8_t* frame, uint32_t length, uint32_t slot);
+  bool accept_ethernet(uint8_t* frame, uint32_t length, uint32_t slot, const OuterInfo& outer);
   bool accept_ip(uint8_t* packet, uint32_t length, uint16_t ethertype, uint32_t peer, uint32_t slot,
                  const OuterInfo& outer);
   void coalesce(PacketBuffer* frame, uint32_t slot);
@@ -179,6 +188,9 @@ class Worker {
   std::vector<uint32_t> message_count_;  // Pending entries (datagrams) in each message
   std::vector<ControlBuffer> send_controls_;
   std::vector<std::array<uint8_t, 40>> outer_headers_;  // raw-IP modes: one per message
+  TokenBucket icmp_budget_{kIcmpTooBigPerSecond, kIcmpTooBigBurst};
+  uint16_t icmp_id_ = 0;
+  std::vector<uint8_t> icmp_buffer_;
   bool udp_gso_;
   BufferPool segment_buffers_;
   size_t segments_used_ = 0;

@@ -189,6 +189,7 @@ function fakeOverlay(name: string): OverlayLike {
       fdb: { learned: 0, static: 1 },
       healthy: true,
       offloads: fakeOffloadStats(),
+      generated: { icmpTooBig: 0, mssClamped: 0 },
     }),
     peers: {
       add: (input: unknown) => {

@@ -53,6 +53,7 @@ describe('parseConfig defaults', () => {
       workers: cpus,
       cpuAffinity: [],
       busyPollMicroseconds: BUSY_POLL_DEFAULT_US,
+      mssClamp: 'off',
       batchSize: 64,
       fdb: { learning: true, ageingSeconds: 300, maxEntries: 4096 },
       offloads: { tso: true, udpGso: true, udpGro: true, uringWrites: true },
@@ -133,7 +134,7 @@ const broken: Array<[string, (c: Raw) => void, string, RegExp]> = [
   ['unknown nested key', (c) => (c.underlay.localAddress = 'x'), 'underlay.localAddress', /unknown key/],
   ['netns with a slash', (c) => (c.netns = 'a/b'), 'netns', /network namespace name/],
   ['device not a mapping', (c) => (c.device = 'tap'), 'device', /mapping/],
-  ['device.type packet', (c) => (c.device = { type: 'packet' }), 'device.type', /"packet" is not supported yet/],
+  ['device.type packet without an interface', (c) => (c.device = { type: 'packet' }), 'device.interface', /^required for device.type packet/],
   ['vxlan on a tun device', (c) => ((c.device = { type: 'tun' }), (c.peers = [])), 'encap.type', /^vxlan carries Ethernet frames: it needs device.type tap$/],
   ['ipip on a tap device', (c) => ((c.encap = { type: 'ipip' }), (c.peers = [])), 'encap.type', /^ipip carries IP packets: it needs device.type tun$/],
   ['device.mac on a tun device', (c) => ((c.device = { type: 'tun', mac: '02:00:00:00:00:09' }), (c.encap = { type: 'gre' }), (c.peers = [])), 'device.mac', /tun device has no MAC/],
@@ -219,6 +220,15 @@ const broken: Array<[string, (c: Raw) => void, string, RegExp]> = [
   ['control.socket empty', (c) => (c.control = { socket: '' }), 'control.socket', /must not be empty/],
   ['control.socket too long', (c) => (c.control = { socket: `/tmp/${'x'.repeat(120)}.sock` }), 'control.socket', /too long/],
   ['control unknown key', (c) => (c.control = { path: '/tmp/x.sock' }), 'control.path', /unknown key/],
+  ['device.interface on a tap device', (c) => (c.device = { interface: 'eth1' }), 'device.interface', /used only with device.type packet/],
+  ['device.interface on a tun device', (c) => ((c.device = { type: 'tun', interface: 'eth1' }), (c.encap = { type: 'gre' }), (c.peers = [])), 'device.interface', /used only with device.type packet/],
+  ['device.interface not a name', (c) => (c.device = { type: 'packet', interface: 'eth 1' }), 'device.interface', /name of an existing network interface/],
+  ['device.interface too long', (c) => (c.device = { type: 'packet', interface: 'e'.repeat(16) }), 'device.interface', /1 to 15 characters/],
+  ['device.name on a packet device', (c) => (c.device = { type: 'packet', interface: 'eth1', name: 'ovl0' }), 'device.name', /not used by device.type packet/],
+  ['device.mtu on a packet device', (c) => (c.device = { type: 'packet', interface: 'eth1', mtu: 1400 }), 'device.mtu', /not used by device.type packet: the interface keeps its own MTU/],
+  ['device.addresses on a packet device', (c) => (c.device = { type: 'packet', interface: 'eth1', addresses: ['198.19.0.1/24'] }), 'device.addresses', /not used by device.type packet/],
+  ['device.mac on a packet device', (c) => (c.device = { type: 'packet', interface: 'eth1', mac: '02:00:00:00:00:09' }), 'device.mac', /not used by device.type packet: the interface keeps its own MAC/],
+  ['ipip on a packet device', (c) => ((c.device = { type: 'packet', interface: 'eth1' }), (c.encap = { type: 'ipip' }), (c.peers = [])), 'encap.type', /^ipip carries IP packets: device.type packet bridges Ethernet frames/],
 ];
 
 describe('parseConfig rejects broken configs, naming the field', () => {
@@ -434,5 +444,37 @@ describe('gre-udp', () => {
   });
   it('has no VNI', () => {
     expect(() => parseConfig({ name: 'g0', encap: { type: 'gre-udp', vni: 1 }, underlay: { local: '198.18.0.1' } })).toThrow(/encap\.vni: not used by gre-udp/);
+  });
+});
+
+describe('device.type packet', () => {
+  const packet = (encap: Raw, device: Raw = {}) =>
+    parseConfig({ name: 'gw', device: { type: 'packet', interface: 'eth1', ...device }, encap, underlay: { local: '198.18.0.1' } });
+
+  it('names the device after the interface and leaves the interface alone', () => {
+    const config = packet({ type: 'vxlan', vni: 5 });
+    expect(config.device).toEqual({ type: 'packet', name: 'eth1', mtu: null, addresses: [], mac: null, interface: 'eth1' });
+    expect(overheadFor(config)).toBe(50);
+  });
+  it('accepts every mode that carries Ethernet frames', () => {
+    for (const encap of [{ type: 'vxlan', vni: 1 }, { type: 'geneve', vni: 2 }, { type: 'gre', key: 3 }, { type: 'gre-udp' }]) {
+      expect(packet(encap).device.type).toBe('packet');
+    }
+  });
+  it('takes "auto" and null for the fields it does not use', () => {
+    expect(packet({ type: 'vxlan', vni: 5 }, { mtu: 'auto', mac: null, addresses: [], name: 'eth1' }).device.interface).toBe('eth1');
+  });
+  it('accepts its own output again', () => {
+    const config = packet({ type: 'geneve', vni: 9 });
+    expect(parseConfig(JSON.parse(JSON.stringify(config)))).toEqual(config);
+  });
+  it('reports every field that would change the interface at once', () => {
+    const err = issuesOf({
+      name: 'gw',
+      device: { type: 'packet', interface: 'eth1', name: 'ovl0', mtu: 1400, addresses: ['198.19.0.1/24'], mac: '02:00:00:00:00:09' },
+      encap: { type: 'vxlan', vni: 5 },
+      underlay: { local: '198.18.0.1' },
+    });
+    expect(err.issues.map((i) => i.path)).toEqual(['device.name', 'device.mtu', 'device.addresses', 'device.mac']);
   });
 });

@@ -28,6 +28,7 @@ function fakeOverlay(): OverlayLike & { table: ResolvedPeer[] } {
       fdb: { learned: 1, static: 2 },
       healthy: true,
       offloads: fakeOffloadStats(),
+      generated: { icmpTooBig: 0, mssClamped: 0 },
     }),
     peers: {
       add: (input: unknown) => {
