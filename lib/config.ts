@@ -313,6 +313,7 @@ const encapSchema = section({
   port: intRange(1, 65535).optional(),
   key: z.preprocess(nullToUndefined, intRange(0, 0xffffffff).optional()),
   checksum: z.boolean(err('must be true or false')).optional(),
+  sequence: z.boolean(err('must be true or false')).optional(),
 }).superRefine((e, ctx) => {
   // `checksum: false` is every mode's default, so only a GRE option actually asked for is an error.
   if (!GRE_MODES.includes(e.type) && e.key !== undefined) {
@@ -320,6 +321,9 @@ const encapSchema = section({
   }
   if (!GRE_MODES.includes(e.type) && e.checksum === true) {
     ctx.addIssue({ code: 'custom', path: ['checksum'], message: `not used by ${e.type} (GRE modes only)` });
+  }
+  if (!GRE_MODES.includes(e.type) && e.sequence === true) {
+    ctx.addIssue({ code: 'custom', path: ['sequence'], message: `not used by ${e.type} (GRE modes only)` });
   }
   if (VNI_MODES.includes(e.type) && e.vni === undefined) {
     ctx.addIssue({ code: 'custom', path: ['vni'], message: `required for ${e.type}` });
@@ -429,7 +433,11 @@ const rootSchema = section({
   // TCP MSS clamp on SYNs both ways: off (default), auto (from the MTU) or a value.
   mssClamp: z.preprocess(
     (v) => (v === null || v === 'off' || v === false ? undefined : v),
-    z.union([z.literal('auto'), intRange(88, 65495)], err("must be 'off', 'auto' or an integer from 88 to 65495")).optional(),
+    z
+      .custom<'auto' | number>((v) => v === 'auto' || (Number.isInteger(v) && (v as number) >= 88 && (v as number) <= 65495), {
+        message: "must be 'off', 'auto' or an integer from 88 to 65495",
+      })
+      .optional(),
   ),
   batchSize: intRange(1, 1024).default(64),
   fdb: fdbSchema.prefault({}),
@@ -699,6 +707,11 @@ export function parseConfig(input: unknown): ResolvedConfig {
     issues.push({ path: 'encap.type', message: 'ipip carries IP packets: it needs device.type tun' });
   }
   checkPacketDevice(root, issues);
+  // RFC 2890 receivers drop a packet older than the last one seen: every packet of the tunnel must
+  // leave in sequence order, which several workers sending at once cannot promise.
+  if (root.encap.sequence === true && (root.workers ?? defaultWorkers()) > 1) {
+    issues.push({ path: 'encap.sequence', message: 'needs workers: 1 (several workers would send sequence numbers out of order)' });
+  }
   if (root.device.type === 'tun' && root.device.mac !== undefined) {
     issues.push({ path: 'device.mac', message: 'a tun device has no MAC address' });
   }
@@ -726,6 +739,7 @@ export function parseConfig(input: unknown): ResolvedConfig {
       port,
       key: root.encap.key ?? null,
       checksum: root.encap.checksum ?? false,
+      sequence: root.encap.sequence ?? false,
     },
     underlay: {
       local: root.underlay.local.address,
@@ -817,6 +831,19 @@ export function parsePeer(
   return peer;
 }
 
+/** The encap section with only what its mode takes (the resolved one fills every field). */
+export function encapInput(encap: ResolvedConfig['encap']): Record<string, unknown> {
+  const input: Record<string, unknown> = { type: encap.type };
+  if (encap.type === 'vxlan' || encap.type === 'geneve') input['vni'] = encap.vni;
+  if (DEFAULT_PORTS[encap.type] !== null) input['port'] = encap.port;
+  if (encap.type === 'gre' || encap.type === 'gre-udp') {
+    if (encap.key !== null) input['key'] = encap.key;
+    input['checksum'] = encap.checksum;
+    input['sequence'] = encap.sequence;
+  }
+  return input;
+}
+
 /** Reads a YAML (or JSON, a subset of YAML) file and parses it. Throws ConfigError. */
 export function loadConfigFile(file: string): ResolvedConfig {
   let text: string;
@@ -842,9 +869,9 @@ export function loadConfigFile(file: string): ResolvedConfig {
 }
 
 /** Encapsulation overhead in bytes (outer IP + UDP + encapsulation header + inner Ethernet where carried). */
-/** GRE header bytes we send: 4, plus 4 for the checksum and 4 for the key (no sequence numbers). */
+/** GRE header bytes we send: 4, plus 4 each for the checksum, the key and the sequence number. */
 function greHeader(config: ResolvedConfig): number {
-  return 4 + (config.encap.checksum ? 4 : 0) + (config.encap.key !== null ? 4 : 0);
+  return 4 + (config.encap.checksum ? 4 : 0) + (config.encap.key !== null ? 4 : 0) + (config.encap.sequence ? 4 : 0);
 }
 
 export function overheadFor(config: ResolvedConfig): number {

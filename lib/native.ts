@@ -20,7 +20,7 @@ export interface NativeForwarderOptions {
     /** '' keeps the kernel's random MAC. */
     mac: string;
   };
-  encap: { type: 'vxlan' | 'geneve' | 'gre' | 'gre-udp' | 'ipip'; vni: number; port: number; key: number | null; checksum: boolean };
+  encap: { type: 'vxlan' | 'geneve' | 'gre' | 'gre-udp' | 'ipip'; vni: number; port: number; key: number | null; checksum: boolean; sequence: boolean };
   underlay: { local: string; sourcePorts: number; udpChecksum: boolean };
   workers: number;
   batchSize: number;

@@ -1,6 +1,6 @@
 // The public Overlay: one forwarder instance. It validates the config, starts the native data
 // path, keeps the peer table and reads the shared counters. Nothing here runs per packet.
-import { DEFAULT_PORTS, parseConfig } from './config';
+import { encapInput, parseConfig } from './config';
 import {
   loadNative,
   type NativeDeviceInfo,
@@ -35,7 +35,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
   const input: Record<string, unknown> = {
     name: config.name,
     device,
-    encap: encapToInput(config.encap),
+    encap: encapInput(config.encap),
     underlay: { ...config.underlay },
     workers: config.workers,
     cpuAffinity: [...config.cpuAffinity],
@@ -49,18 +49,6 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
     control: { ...config.control },
   };
   if (config.netns !== null) input['netns'] = config.netns;
-  return input;
-}
-
-/** The encap section with only what its mode takes (the resolved one fills every field). */
-function encapToInput(encap: ResolvedConfig['encap']): Record<string, unknown> {
-  const input: Record<string, unknown> = { type: encap.type };
-  if (encap.type === 'vxlan' || encap.type === 'geneve') input['vni'] = encap.vni;
-  if (DEFAULT_PORTS[encap.type] !== null) input['port'] = encap.port;
-  if (encap.type === 'gre' || encap.type === 'gre-udp') {
-    if (encap.key !== null) input['key'] = encap.key;
-    input['checksum'] = encap.checksum;
-  }
   return input;
 }
 
@@ -87,7 +75,7 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
       addresses: config.device.addresses.map(splitCidr),
       mac: config.device.mac ?? '',
     },
-    encap: { type: encap, vni: config.encap.vni, port: config.encap.port, key: config.encap.key, checksum: config.encap.checksum },
+    encap: { type: encap, vni: config.encap.vni, port: config.encap.port, key: config.encap.key, checksum: config.encap.checksum, sequence: config.encap.sequence },
     underlay: { local: config.underlay.local, sourcePorts: config.underlay.sourcePorts, udpChecksum: config.underlay.udpChecksum },
     workers: config.workers,
     batchSize: config.batchSize,

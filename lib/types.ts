@@ -66,6 +66,8 @@ export interface ResolvedConfig {
     key: number | null;
     /** GRE modes: send a checksum, and require one on receipt. */
     checksum: boolean;
+    /** GRE modes: send sequence numbers, require them, and drop packets older than the last accepted (RFC 2890). */
+    sequence: boolean;
   };
   underlay: {
     local: string;

@@ -1,6 +1,6 @@
 // overlayfwd check -c FILE [--json]: validate, and print the effective config with defaults filled in.
 import YAML from 'yaml';
-import { formatEndpoint, loadConfigFile, overheadFor } from '../config';
+import { encapInput, formatEndpoint, loadConfigFile, overheadFor } from '../config';
 import type { ResolvedConfig } from '../types';
 import { EXIT_OK, reportError } from './common';
 
@@ -26,12 +26,10 @@ export function redact(value: unknown, at = ''): unknown {
 
 /** The resolved config in input form (it parses back to the same config): mtu null → "auto", endpoints as text. */
 export function printableConfig(config: ResolvedConfig): Record<string, unknown> {
-  // GRE options mean nothing to the other modes: leave them out rather than print their defaults.
-  const { key, checksum, ...encap } = config.encap;
-  const gre = config.encap.type === 'gre' || config.encap.type === 'gre-udp';
   return {
     ...config,
-    encap: gre ? { ...encap, key, checksum } : encap,
+    // Only what the mode takes (a VNI, a port, GRE options), so that it parses back.
+    encap: encapInput(config.encap),
     // A packet device is somebody else's interface: it has no MTU, addresses or MAC of ours.
     device:
       config.device.type === 'packet'

@@ -121,6 +121,7 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
     out.encap = encap_type == "gre" ? ovl::EncapKind::gre : ovl::EncapKind::gre_udp;
     if (encap.Has("key") && !encap.Get("key").IsNull() && !encap.Get("key").IsUndefined()) out.gre.key = uint_at(encap, "key");
     out.gre.checksum = encap.Has("checksum") && bool_at(encap, "checksum");
+    out.gre.sequence = encap.Has("sequence") && bool_at(encap, "sequence");
   } else if (encap_type == "ipip") {
     out.encap = ovl::EncapKind::ipip;
   } else {

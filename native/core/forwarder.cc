@@ -111,6 +111,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     config.layer = options.layer;
     config.local = *local;
     config.outer_ttl = options.outer_ttl;
+    config.peer_slots = options.peer_slots;
     // The largest inner IP packet that fits the underlay whole.
     const int inner_link = encap.carries_ip ? 0 : static_cast<int>(kEthernetHeaderSize);
     const int max_inner = underlay_mtu - (encapsulation_overhead(encap, local->family()) - inner_link);

@@ -376,7 +376,7 @@ void Worker::send_frames(PacketBuffer** frames, size_t count, const Route& route
   const uint32_t header = config_.encap.header_size();
   for (size_t k = 0; k < count; k++) {
     const uint32_t frame_length = frames[k]->length;
-    config_.encap.encode(frames[k]->push_front(header), frame_length, route.ethertype);
+    config_.encap.encode(frames[k]->push_front(header), frame_length, route.ethertype, gre_sequence_++);
   }
   if (route.peer != PeerTable::kNone) {
     for (size_t k = 0; k < count; k++) {
@@ -817,11 +817,37 @@ bool Worker::decapsulate_one(uint8_t* packet, uint32_t length, uint32_t peer, ui
   if (config_.encap.kind == EncapKind::ipip) {
     ethertype = outer.protocol == kIpProtocolIpv6 ? kEtherTypeIpv6 : kEtherTypeIpv4;
   }
+  const bool gre_mode = config_.encap.kind == EncapKind::gre || config_.encap.kind == EncapKind::gre_udp;
+  if (gre_mode && config_.encap.gre.sequence && !accept_sequence(gre, slot)) {
+    return false;
+  }
   const bool accepted = config_.layer == DeviceLayer::ip
                             ? accept_ip(packet + inner, length - inner, ethertype, peer, slot, outer)
                             : accept_ethernet(packet + inner, length - inner, slot, outer);
   *inner_offset = inner;
   return accepted;
+}
+
+// RFC 2890 §2.2: a receiver that expects sequence numbers drops a packet without one, and one
+// that is not newer than the last accepted (serial number arithmetic, so the counter may wrap).
+bool Worker::accept_sequence(const GreDecoded& gre, uint32_t slot) {
+  if (!gre.sequence) {
+    stats_.add(slot, kDropMalformed);
+    return false;
+  }
+  if (gre_expected_.empty()) {
+    gre_expected_.assign(config_.peer_slots, 0);
+    gre_seen_.assign(config_.peer_slots, false);
+  }
+  if (slot >= gre_expected_.size()) return true;
+  const uint32_t sequence = *gre.sequence;
+  if (gre_seen_[slot] && static_cast<int32_t>(sequence - gre_expected_[slot]) < 0) {
+    stats_.add(slot, kDropOutOfOrder);
+    return false;
+  }
+  gre_seen_[slot] = true;
+  gre_expected_[slot] = sequence + 1;
+  return true;
 }
 
 // An Ethernet frame from peer `slot`: its source must be a unicast MAC that is not ours; learn it.

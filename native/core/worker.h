@@ -38,6 +38,7 @@ struct WorkerConfig {
   // The largest inner IP packet the underlay carries in one piece (underlay MTU minus overhead);
   // a bigger one with DF gets ICMP Fragmentation Needed / Packet Too Big back. 0: no check.
   uint32_t max_inner_packet = 0;
+  uint32_t peer_slots = 0;    // GRE sequence numbers: per-slot receive state
   uint16_t mss_clamp_v4 = 0;  // clamp TCP SYN MSS options to this (0: off)
   uint16_t mss_clamp_v6 = 0;
   uint32_t batch_size = 64;
@@ -189,6 +190,12 @@ class Worker {
   std::vector<ControlBuffer> send_controls_;
   std::vector<std::array<uint8_t, 40>> outer_headers_;  // raw-IP modes: one per message
   TokenBucket icmp_budget_{kIcmpTooBigPerSecond, kIcmpTooBigBurst};
+  // GRE sequence numbers (RFC 2890): the next one we send, and per peer slot the next one we
+  // accept (with whether that peer has sent any yet).
+  uint32_t gre_sequence_ = 0;
+  std::vector<uint32_t> gre_expected_;
+  std::vector<bool> gre_seen_;
+  bool accept_sequence(const GreDecoded& gre, uint32_t slot);
   uint16_t icmp_id_ = 0;
   std::vector<uint8_t> icmp_buffer_;
   bool udp_gso_;

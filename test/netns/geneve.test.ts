@@ -146,7 +146,7 @@ describeNetns('Geneve between two overlayfwd hosts', { tools: ['tshark', 'ethtoo
         [p.a, p.A],
         [p.b, p.B],
       ] as const) {
-        expect(ov.config.encap).toEqual({ type: 'geneve', vni: VNI, port: GENEVE_PORT, key: null, checksum: false });
+        expect(ov.config.encap).toEqual({ type: 'geneve', vni: VNI, port: GENEVE_PORT, key: null, checksum: false, sequence: false });
         expect(ov.config.device.mtu).toBeNull(); // not configured: derived
         const { stdout } = await lab.ip(host, ['-j', 'link', 'show', 'dev', host.underlayDev]);
         expect((JSON.parse(stdout) as { mtu: number }[])[0]?.mtu).toBe(UNDERLAY_MTU);

@@ -198,6 +198,46 @@ describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tsha
     });
   });
 
+  describe('gre with sequence numbers (RFC 2890)', () => {
+    let lab: Lab;
+    let p: Pair;
+
+    beforeAll(async () => {
+      lab = await Lab.create();
+      p = await tunPair(lab, { type: 'gre', sequence: true });
+    });
+    afterAll(async () => {
+      await lab?.destroy();
+    });
+
+    it('sends S with a sequence number that grows by one per packet', async () => {
+      const rows = await captureFields(lab, p.a, `ip proto 47 and src host ${p.a.underlay}`, ['gre.flags.sequence_number', 'gre.sequence_number', 'gre.flags.key'], async () => {
+        expect((await lab.ping(p.a, overlayAddress(2), { count: 4, intervalSec: 0.05 })).received).toBe(4);
+      });
+      expect(rows.length).toBeGreaterThanOrEqual(4);
+      const sequences = rows.map((r) => Number(r[1]?.[0]));
+      for (const r of rows) expect([bit(r[0]?.[0]), bit(r[2]?.[0])]).toEqual([1, 0]);
+      for (let i = 1; i < sequences.length; i++) expect(sequences[i]).toBe(sequences[i - 1]! + 1);
+    });
+
+    it('delivers newer sequence numbers and drops missing, repeated and older ones', async () => {
+      const from = overlayAddress(2);
+      const to = overlayAddress(1);
+      let seq = 100;
+      const echo = () => ipv4Echo(from, to, { seq: ++seq });
+      const cases: Case[] = [
+        { what: 'sequence 1000', payload: gre({ protocol: 0x0800, sequence: 1000 }, echo()), reason: null },
+        { what: 'sequence 1000 again', payload: gre({ protocol: 0x0800, sequence: 1000 }, echo()), reason: 'outOfOrder' },
+        { what: 'sequence 999 (older)', payload: gre({ protocol: 0x0800, sequence: 999 }, echo()), reason: 'outOfOrder' },
+        { what: 'no sequence number', payload: gre({ protocol: 0x0800 }, echo()), reason: 'malformed' },
+        { what: 'sequence 1001', payload: gre({ protocol: 0x0800, sequence: 1001 }, echo()), reason: null },
+        { what: 'sequence 5000 (a gap is fine)', payload: gre({ protocol: 0x0800, sequence: 5000 }, echo()), reason: null },
+        { what: 'sequence 4999 after it', payload: gre({ protocol: 0x0800, sequence: 4999 }, echo()), reason: 'outOfOrder' },
+      ];
+      await expectVerdicts(lab, p, cases, 47);
+    });
+  });
+
   describe('ipip', () => {
     let lab: Lab;
     let p: Pair;

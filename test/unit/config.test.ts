@@ -48,7 +48,7 @@ describe('parseConfig defaults', () => {
       name: 'ovl0',
       netns: null,
       device: { type: 'tap', name: 'ovl0', mtu: null, addresses: [], mac: null },
-      encap: { type: 'vxlan', vni: 42, port: 4789, key: null, checksum: false },
+      encap: { type: 'vxlan', vni: 42, port: 4789, key: null, checksum: false, sequence: false },
       underlay: { local: '198.18.0.1', sourcePorts: 16, udpChecksum: false },
       workers: cpus,
       cpuAffinity: [],
@@ -139,6 +139,10 @@ const broken: Array<[string, (c: Raw) => void, string, RegExp]> = [
   ['ipip on a tap device', (c) => ((c.encap = { type: 'ipip' }), (c.peers = [])), 'encap.type', /^ipip carries IP packets: it needs device.type tun$/],
   ['device.mac on a tun device', (c) => ((c.device = { type: 'tun', mac: '02:00:00:00:00:09' }), (c.encap = { type: 'gre' }), (c.peers = [])), 'device.mac', /tun device has no MAC/],
   ['macs on a tun device', (c) => ((c.device = { type: 'tun' }), (c.encap = { type: 'gre' }), (c.peers[1].endpoint = '198.18.0.3')), 'peers[0].macs', /only with device.type tap/],
+  ['GRE sequence numbers with two workers', (c) => ((c.encap = { type: 'gre-udp', sequence: true }), (c.workers = 2), (c.peers[1].endpoint = '198.18.0.3')), 'encap.sequence', /needs workers: 1/],
+  ['GRE sequence numbers on vxlan', (c) => (c.encap.sequence = true), 'encap.sequence', /not used by vxlan \(GRE modes only\)/],
+  ['mssClamp too small', (c) => (c.mssClamp = 40), 'mssClamp', /'off', 'auto' or an integer from 88 to 65495/],
+  ['mssClamp a word', (c) => (c.mssClamp = 'on'), 'mssClamp', /'off', 'auto' or an integer from 88 to 65495/],
   ['a port on a gre endpoint', (c) => ((c.encap = { type: 'gre' }), (c.peers[1].endpoint = '198.18.0.3:4789')), 'peers[1].endpoint', /gre has no UDP port/],
   ['one prefix routed to two peers', (c) => (c.peers[0].allowedIps = ['198.19.0.9/32', '198.19.0.3/32']), 'peers[1].allowedIps[0]', /198.19.0.3\/32 is already routed to peer "b"/],
   ['the same network written twice', (c) => (c.peers[1].allowedIps = ['198.19.1.0/24', '198.19.1.7/24']), 'peers[1].allowedIps[1]', /198.19.1.0\/24 is listed twice/],
@@ -426,7 +430,7 @@ describe('cpuAffinity', () => {
 describe('geneve', () => {
   it('defaults the port to 6081 and keeps the VNI', () => {
     const config = parseConfig({ name: 'g0', encap: { type: 'geneve', vni: 7 }, underlay: { local: '198.18.0.1' } });
-    expect(config.encap).toEqual({ type: 'geneve', vni: 7, port: 6081, key: null, checksum: false });
+    expect(config.encap).toEqual({ type: 'geneve', vni: 7, port: 6081, key: null, checksum: false, sequence: false });
     expect(overheadFor(config)).toBe(50);
   });
   it('requires a VNI', () => {
@@ -437,7 +441,7 @@ describe('geneve', () => {
 describe('gre-udp', () => {
   it('defaults the port to 4754, no key, no checksum, and counts the options in the overhead', () => {
     const plain = parseConfig({ name: 'g0', encap: { type: 'gre-udp' }, underlay: { local: '198.18.0.1' } });
-    expect(plain.encap).toEqual({ type: 'gre-udp', vni: 0, port: 4754, key: null, checksum: false });
+    expect(plain.encap).toEqual({ type: 'gre-udp', vni: 0, port: 4754, key: null, checksum: false, sequence: false });
     expect(overheadFor(plain)).toBe(46);
     const full = parseConfig({ name: 'g0', encap: { type: 'gre-udp', key: 42, checksum: true }, underlay: { local: '198.18.0.1' } });
     expect(overheadFor(full)).toBe(54);
