@@ -4,6 +4,8 @@
   'variables': {
     'overlayfwd_core_sources': [
       'native/core/checksum.cc',
+      'native/core/esp_aead.cc',
+      'native/core/esp_codec.cc',
       'native/core/ethernet.cc',
       'native/core/flow_hash.cc',
       'native/core/forwarder.cc',
@@ -21,6 +23,7 @@
       'native/core/packet_device.cc',
       'native/core/peer_table.cc',
       'native/core/raw_socket.cc',
+      'native/core/replay_window.cc',
       'native/core/route_table.cc',
       'native/core/socket_address.cc',
       'native/core/stats_layout.cc',
