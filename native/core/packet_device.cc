@@ -247,6 +247,16 @@ PacketDevice PacketDevice::open(const std::string& interface, int queues, bool v
   return device;
 }
 
+bool packet_socket_interface_gone(int fd) {
+  int pending = 0;
+  socklen_t length = sizeof pending;
+  (void)::getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &length);  // reading it clears it
+  sockaddr_ll bound{};
+  socklen_t bound_length = sizeof bound;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_length) < 0) return true;
+  return bound.sll_ifindex <= 0;
+}
+
 // ---- batched reads ---------------------------------------------------------------------------
 
 PacketReceiver::PacketReceiver(size_t batch_size, bool vnet_header, uint32_t max_frame)

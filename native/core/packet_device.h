@@ -73,6 +73,14 @@ class PacketDevice {
   bool kernel_ignores_outgoing_ = false;
 };
 
+// For a worker whose packet socket reported an error (EPOLLERR): clears it and tells whether the
+// interface is gone for good. Measured: when the interface goes down the socket gets ENETDOWN and
+// stays bound (the kernel re-attaches it when the interface comes back up, so keep going); when
+// it is deleted the socket also gets ENETDOWN, is unbound (getsockname: ifindex -1) and every
+// write fails with ENXIO. The unbinding can follow the error by a moment, so a worker should also
+// treat ENXIO from a write as the interface gone.
+bool packet_socket_interface_gone(int fd);
+
 // What a PacketReceiver dropped or repaired, added to by each receive().
 struct PacketReceiveCounts {
   uint64_t truncated = 0;      // larger than the buffer (MSG_TRUNC)
