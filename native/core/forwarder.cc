@@ -73,7 +73,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
       // Somebody else's interface: attached as it is (MTU, MAC, addresses and state untouched).
       // Tagged frames are filtered out until the workers read with PacketReceiver (vlan_tags).
       packet_ = PacketDevice::open(options.packet_interface, static_cast<int>(options.workers), options.tso,
-                                   /*vlan_tags=*/false, options.local);
+                                   /*vlan_tags=*/true, options.local);
       offloads_.tso = packet_->vnet_header();
       device_ = DeviceInfo{packet_->name(), packet_->ifindex(), packet_->mac(), packet_->mtu(), underlay_mtu};
     } else {
@@ -129,6 +129,9 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     config.udp_gso = offloads_.udp_gso;
     config.udp_gro = offloads_.udp_gro;
     config.vnet_header = packet_ ? packet_->vnet_header() : tap_->vnet_header();
+    config.packet_socket = packet_.has_value();
+    // Without vnet headers: one MTU plus the link header and up to two tags.
+    config.packet_max_frame = packet_ ? static_cast<uint32_t>(device_.mtu) + kEthernetHeaderSize + 8 : 0;
     // Segments of a super-frame are at most one device MTU plus the link header and tags.
     config.max_segment_frame = static_cast<uint32_t>(device_.mtu) + kEthernetHeaderSize + 8 + 64;
     config.busy_poll_us = options.busy_poll_us;

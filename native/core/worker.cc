@@ -81,6 +81,9 @@ Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, Le
       receive_controls_(config.batch_size),
       coalescer_(config.layer == DeviceLayer::ip ? 0 : kEthernetHeaderSize),
       gro_buffers_(config.vnet_header ? kGroBuffers : 0, kMaxPacket) {
+  if (config.packet_socket) {
+    packet_receiver_ = std::make_unique<PacketReceiver>(config.batch_size, config.vnet_header, config.packet_max_frame);
+  }
   for (size_t i = 0; i < gro_buffers_.size(); i++) gro_free_.push_back(&gro_buffers_[i]);
   coalesced_.reserve(kGroBuffers + config.batch_size);
   for (auto& run : pending_) run.reserve(kMaxPending);
@@ -154,7 +157,8 @@ void Worker::run() {
       if (tag == kDeviceTag) {
         // A deleted device reports an error on every wait: stop watching it, or we would spin.
         if (events[i].events & (EPOLLERR | EPOLLHUP)) {
-          device_gone();
+          // A packet socket reports its interface going down too; only a deleted one is lost.
+          if (!config_.packet_socket || packet_socket_interface_gone(device_fd_)) device_gone();
         } else {
           device_ready = true;
         }
@@ -197,7 +201,26 @@ void Worker::handle_device() {
   }
 }
 
+size_t Worker::read_packet_batch() {
+  PacketReceiveCounts counts;
+  const int n = packet_receiver_->receive(device_fd_, &device_buffers_[0], config_.batch_size, &counts);
+  if (counts.truncated + counts.too_big > 0) stats_.add(WorkerStats::kNoPeer, kDropTooBig, counts.truncated + counts.too_big);
+  if (counts.malformed > 0) stats_.add(WorkerStats::kNoPeer, kDropMalformed, counts.malformed);
+  if (n < 0) {
+    if (errno != ENETDOWN) stats_.add(WorkerStats::kNoPeer, kDropDeviceError);
+    return 0;
+  }
+  // Every frame kept is at least vnet + 14 bytes: the header always parses.
+  for (int i = 0; config_.vnet_header && i < n; i++) {
+    PacketBuffer& buffer = device_buffers_[static_cast<size_t>(i)];
+    parse_virtio_net_header(buffer.data(), buffer.length, &device_vnet_[static_cast<size_t>(i)]);
+    buffer.pull_front(kVirtioNetHeaderSize);
+  }
+  return static_cast<size_t>(n);
+}
+
 size_t Worker::read_device_batch() {
+  if (packet_receiver_) return read_packet_batch();
   // With vnet headers the 10-byte header is read into the headroom, so the frame still
   // starts at kHeadroom with all the headroom an encapsulation needs once the header is parsed.
   const uint32_t vnet = config_.vnet_header ? kVirtioNetHeaderSize : 0;
@@ -784,7 +807,7 @@ void Worker::count_delivered(const DeviceWrite& write) {
 void Worker::count_write_failure(int error, uint32_t slot, uint32_t segments) {
   const bool full = error == EAGAIN || error == ENOBUFS;
   stats_.add(slot, full ? kDropQueueFull : kDropDeviceError, segments);
-  if (error == EBADFD || error == ENODEV) device_gone();
+  if (error == EBADFD || error == ENODEV || (config_.packet_socket && error == ENXIO)) device_gone();
 }
 
 // Writes one frame (or coalesced run of `segments`) to the device now; a failure is counted

@@ -26,6 +26,7 @@
 #include "table_publisher.h"
 #include "unique_fd.h"
 #include "uring_writer.h"
+#include "packet_device.h"
 
 namespace ovl {
 
@@ -48,6 +49,8 @@ struct WorkerConfig {
   bool udp_gro = false;  // the listening socket has UDP_GRO on
   bool vnet_header = false;  // device reads and writes carry a virtio_net_hdr (TSO/GRO)
   bool uring_writes = false;  // batch device writes through io_uring where the kernel allows
+  bool packet_socket = false;  // the device fd is an AF_PACKET socket: read it with PacketReceiver
+  uint32_t packet_max_frame = 0;  // packet socket without vnet headers: larger frames are super-frames, dropped
   uint32_t max_segment_frame = 2048;  // largest wire frame a TSO segment may be (device MTU based)
   int cpu = -1;              // pin the thread to this CPU; -1: let the scheduler place it
   uint32_t busy_poll_us = 0; // keep polling this long after the last packet before sleeping
@@ -117,6 +120,7 @@ class Worker {
   void refresh_table();
   void handle_device();
   size_t read_device_batch();
+  size_t read_packet_batch();
   void encapsulate_batch(size_t count);
   void send_frames(PacketBuffer** frames, size_t count, const Route& route);
   void queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length, const Route& route);
@@ -217,6 +221,7 @@ class Worker {
   std::vector<PacketBuffer*> gro_used_;
   std::vector<CoalescedFrame> coalesced_;
   std::unique_ptr<UringWriter> uring_;  // null: one write() per frame
+  std::unique_ptr<PacketReceiver> packet_receiver_;  // packet sockets: recvmmsg with PACKET_AUXDATA
   std::vector<DeviceWrite> device_writes_;
   std::vector<bool> write_done_;
 };
