@@ -82,6 +82,23 @@ ovl::MacKey mac_from(Napi::Env env, const std::string& text) {
   return *mac;
 }
 
+// An SA from { spi, key: hex }. The message of a bad key never shows the key.
+ovl::EspSaSpec sa_from(Napi::Env env, const Napi::Object& object) {
+  ovl::EspSaSpec spec;
+  spec.spi = uint_at(object, "spi");
+  const std::string hex = string_at(object, "key");
+  if (hex.size() % 2 != 0) throw Napi::TypeError::New(env, "SA key must be an even number of hex digits");
+  auto digit = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    throw Napi::TypeError::New(env, "SA key must be hex digits");
+  };
+  spec.key.reserve(hex.size() / 2);
+  for (size_t i = 0; i < hex.size(); i += 2) spec.key.push_back(static_cast<uint8_t>(digit(hex[i]) << 4 | digit(hex[i + 1])));
+  return spec;
+}
+
 ovl::ForwarderOptions parse_options(const Napi::Object& options) {
   Napi::Env env = options.Env();
   ovl::ForwarderOptions out;
@@ -124,8 +141,14 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
     out.gre.sequence = encap.Has("sequence") && bool_at(encap, "sequence");
   } else if (encap_type == "ipip") {
     out.encap = ovl::EncapKind::ipip;
+  } else if (encap_type == "esp") {
+    out.encap = ovl::EncapKind::esp;
+    const auto cipher = ovl::parse_esp_cipher(string_at(encap, "cipher"));
+    if (!cipher) throw Napi::TypeError::New(env, "encap.cipher must be 'aes-128-gcm', 'aes-256-gcm' or 'chacha20-poly1305'");
+    out.esp_cipher = *cipher;
+    out.esp_udp = bool_at(encap, "udp");
   } else {
-    throw Napi::TypeError::New(env, "encap.type must be 'vxlan', 'geneve', 'gre', 'gre-udp' or 'ipip'");
+    throw Napi::TypeError::New(env, "encap.type must be 'vxlan', 'geneve', 'gre', 'gre-udp', 'ipip' or 'esp'");
   }
   if (encap.Has("ttl")) out.outer_ttl = static_cast<uint8_t>(uint_at(encap, "ttl"));
   if (options.Has("mssClamp")) {
@@ -261,6 +284,19 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
           const auto prefix = ovl::parse_route_prefix(text, 0);
           if (!prefix) throw Napi::TypeError::New(env, "not an IP prefix: " + text);
           spec.allowed_ips.push_back(*prefix);
+        }
+      }
+      const Napi::Value sa = entry.Get("sa");
+      if (!sa.IsUndefined() && !sa.IsNull()) {
+        if (!sa.IsObject()) throw Napi::TypeError::New(env, "peer.sa must be an object");
+        const Napi::Object sa_object = sa.As<Napi::Object>();
+        spec.sa_out_spec = sa_from(env, object_at(sa_object, "out"));
+        const Napi::Value inbound = sa_object.Get("in");
+        if (!inbound.IsArray()) throw Napi::TypeError::New(env, "peer.sa.in must be an array");
+        const auto list_in = inbound.As<Napi::Array>();
+        for (uint32_t k = 0; k < list_in.Length(); k++) {
+          if (!list_in.Get(k).IsObject()) throw Napi::TypeError::New(env, "peer.sa.in entries must be objects");
+          spec.sa_in_specs.push_back(sa_from(env, list_in.Get(k).As<Napi::Object>()));
         }
       }
       guarded(env, [&] { peers.push_back(std::move(spec)); });

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "esp_aead.h"
+#include "esp_codec.h"
 #include "ethernet.h"
 #include "geneve_codec.h"
 #include "gre_codec.h"
@@ -14,21 +16,28 @@
 
 namespace ovl {
 
-enum class EncapKind { vxlan, geneve, gre_udp, gre, ipip };
+enum class EncapKind { vxlan, geneve, gre_udp, gre, ipip, esp };
 
 // IP protocol numbers of the raw-IP modes.
 constexpr uint8_t kIpProtocolIpip = 4;   // IPv4 inside
 constexpr uint8_t kIpProtocolIpv6 = 41;  // IPv6 inside
 constexpr uint8_t kIpProtocolGre = 47;
+constexpr uint8_t kIpProtocolEsp = 50;
 
 struct Encapsulation {
   EncapKind kind = EncapKind::vxlan;
   uint32_t vni = 0;         // vxlan, geneve
   GreOptions gre;           // gre, gre_udp: key and checksum we send, and require on receipt
   bool carries_ip = false;  // the device is a TUN: payloads are IP packets, not Ethernet frames
+  EspCipher cipher = EspCipher::aes256_gcm;  // esp
+  bool esp_udp = true;                        // esp: in UDP 4500 (RFC 3948), else IP protocol 50
 
-  // GRE and IP-in-IP ride directly on IP (raw sockets); the others on UDP.
-  bool over_udp() const { return kind != EncapKind::gre && kind != EncapKind::ipip; }
+  // GRE, IP-in-IP and plain ESP ride directly on IP (raw sockets); the others on UDP.
+  bool over_udp() const {
+    return kind != EncapKind::gre && kind != EncapKind::ipip && !(kind == EncapKind::esp && !esp_udp);
+  }
+  // Bytes appended on transmit at most (ESP padding, pad length, next header, ICV).
+  uint32_t trailer_size() const { return kind == EncapKind::esp ? kEspMaxTrailerSize : 0; }
 
   // Bytes prepended on transmit, outer IP/UDP not included (we send no Geneve options).
   uint32_t header_size() const {
@@ -38,6 +47,7 @@ struct Encapsulation {
       case EncapKind::gre_udp:
       case EncapKind::gre: return gre_header_size(gre);
       case EncapKind::ipip: return 0;
+      case EncapKind::esp: return kEspPrefixSize;
     }
     return 0;
   }
@@ -52,7 +62,8 @@ struct Encapsulation {
       case EncapKind::gre:
         gre_encode(header, gre, ethertype, sequence, header + header_size(), payload_length);
         return;
-      case EncapKind::ipip: return;
+      case EncapKind::ipip:
+      case EncapKind::esp: return;  // per peer SA: the worker seals each packet itself
     }
   }
 
@@ -65,6 +76,7 @@ struct Encapsulation {
       case EncapKind::gre_udp:
       case EncapKind::gre: return decode_gre(packet, length, inner_offset, ethertype, gre_out);
       case EncapKind::ipip: *inner_offset = 0; return kCounterCount;
+      case EncapKind::esp: return kDropMalformed;  // decrypted by the worker, never decoded here
       case EncapKind::vxlan:
         switch (vxlan_decode(packet, length, vni)) {
           case VxlanStatus::ok:

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <ctime>
+#include <map>
 #include <unordered_map>
 
 #include "ethernet.h"
@@ -51,7 +52,7 @@ int encapsulation_overhead(const Encapsulation& encap, int family) {
   const int outer_ip = family == AF_INET6 ? 40 : 20;
   const int udp = encap.over_udp() ? 8 : 0;
   const int inner_link = encap.carries_ip ? 0 : kEthernetHeaderSize;
-  return outer_ip + udp + static_cast<int>(encap.header_size()) + inner_link;
+  return outer_ip + udp + static_cast<int>(encap.header_size() + encap.trailer_size()) + inner_link;
 }
 
 Forwarder::Forwarder(const ForwarderOptions& options)
@@ -156,6 +157,8 @@ Encapsulation Forwarder::encapsulation_of(const ForwarderOptions& options) {
   encap.vni = options.vni;
   encap.gre = options.gre;
   encap.carries_ip = options.layer == DeviceLayer::ip;
+  encap.cipher = options.esp_cipher;
+  encap.esp_udp = options.esp_udp;
   return encap;
 }
 
@@ -186,6 +189,8 @@ void Forwarder::open_raw_sockets(const SocketAddress& local, const Encapsulation
   std::vector<uint8_t> protocols;
   if (encap.kind == EncapKind::gre) {
     protocols = {kIpProtocolGre};
+  } else if (encap.kind == EncapKind::esp) {
+    protocols = {kIpProtocolEsp};
   } else {
     protocols = {kIpProtocolIpip, kIpProtocolIpv6};
   }
@@ -201,13 +206,45 @@ void Forwarder::open_raw_sockets(const SocketAddress& local, const Encapsulation
 
 Forwarder::~Forwarder() { close(); }
 
-void Forwarder::set_peers(const std::vector<PeerSpec>& peers) {
-  for (const PeerSpec& spec : peers) {
+// An SA keeps its state (sequence counter, replay window) across updates while its SPI and key
+// stay; a new SPI or a new key is a new SA. Outbound and inbound SPIs are separate spaces.
+std::shared_ptr<EspSaState> Forwarder::sa_state(bool outbound, const EspSaSpec& spec,
+                                                std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>>& next) {
+  if (spec.key.size() != esp_key_material_size(options_.esp_cipher)) {
+    throw InvalidArgument("SA " + std::to_string(spec.spi) + ": key material must be " +
+                          std::to_string(esp_key_material_size(options_.esp_cipher)) + " bytes for " +
+                          esp_cipher_name(options_.esp_cipher));
+  }
+  if (spec.spi == 0) throw InvalidArgument("SPI 0 is reserved");
+  const auto id = std::make_pair(outbound, spec.spi);
+  auto it = sa_states_.find(id);
+  std::shared_ptr<EspSaState> state;
+  if (it != sa_states_.end() && it->second->key == spec.key) {
+    state = it->second;
+  } else {
+    state = std::make_shared<EspSaState>(spec.spi, options_.esp_cipher, spec.key);
+  }
+  next[id] = state;
+  return state;
+}
+
+void Forwarder::set_peers(const std::vector<PeerSpec>& specs) {
+  for (const PeerSpec& spec : specs) {
     if (spec.slot >= options_.peer_slots) throw InvalidArgument("peer slot out of range");
   }
-  auto table = std::make_shared<const PeerTable>(peers);
   std::lock_guard<std::mutex> lock(control_mutex_);
   if (closed_) throw InvalidArgument("forwarder is closed");
+  std::vector<PeerSpec> peers = specs;
+  std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>> states;
+  if (options_.encap == EncapKind::esp) {
+    for (PeerSpec& spec : peers) {
+      if (!spec.sa_out_spec || spec.sa_in_specs.empty()) throw InvalidArgument("esp: every peer needs an outbound and an inbound SA");
+      spec.sa_out = sa_state(true, *spec.sa_out_spec, states);
+      spec.sa_in.clear();
+      for (const EspSaSpec& in : spec.sa_in_specs) spec.sa_in.push_back(sa_state(false, in, states));
+    }
+  }
+  auto table = std::make_shared<const PeerTable>(peers);
   // A learned MAC points at a slot; when the slot's peer left or now has another endpoint,
   // the entry would steer traffic to the wrong host.
   std::unordered_map<uint32_t, AddressKey> endpoints;
@@ -221,6 +258,7 @@ void Forwarder::set_peers(const std::vector<PeerSpec>& peers) {
     return index != PeerTable::kNone && address_key(previous->peers()[index].endpoint.get()) == now->second;
   });
   current_ = table;
+  sa_states_ = std::move(states);
   tables_.publish(std::move(table));
 }
 

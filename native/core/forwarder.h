@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,6 +48,8 @@ struct ForwarderOptions {
   uint32_t vni = 0;
   GreOptions gre;  // gre, gre-udp
   uint8_t outer_ttl = 64;  // raw-IP modes
+  EspCipher esp_cipher = EspCipher::aes256_gcm;
+  bool esp_udp = true;
   int mss_clamp = 0;       // TCP MSS clamp: 0 off, -1 from the MTU (MTU - 40 / - 60), else this value
   uint16_t port = 4789;
   std::string local;
@@ -108,6 +111,8 @@ class Forwarder {
 
  private:
   static Encapsulation encapsulation_of(const ForwarderOptions& options);
+  std::shared_ptr<EspSaState> sa_state(bool outbound, const EspSaSpec& spec,
+                                       std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>>& next);
   void open_udp_sockets(const SocketAddress& local, std::vector<UnderlaySockets>& sockets);
   void open_raw_sockets(const SocketAddress& local, const Encapsulation& encap, std::vector<UnderlaySockets>& sockets);
 
@@ -119,6 +124,8 @@ class Forwarder {
   TablePublisher<PeerTable> tables_;
   std::mutex control_mutex_;  // serializes set_peers and close
   std::shared_ptr<const PeerTable> current_;
+  // The SA states the current table holds, by (outbound, SPI): reused while SPI and key stay.
+  std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>> sa_states_;
 
   std::optional<TapDevice> tap_;
   std::optional<PacketDevice> packet_;

@@ -38,7 +38,13 @@ PeerTable::PeerTable(const std::vector<PeerSpec>& specs) : routes_(routes_of(spe
         throw InvalidArgument("MAC " + format_mac(mac) + " is given to two peers");
       }
     }
-    peers_.push_back(Peer{spec.slot, spec.endpoint});
+    for (const auto& sa : spec.sa_in) {
+      if (!by_spi_.emplace(sa->spi, InboundSa{index, sa.get()}).second) {
+        throw InvalidArgument("inbound SPI " + std::to_string(sa->spi) + " is given twice");
+      }
+      sa_in_.push_back(sa);
+    }
+    peers_.push_back(Peer{spec.slot, spec.endpoint, spec.sa_out});
   }
 }
 

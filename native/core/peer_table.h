@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
 #include "ethernet.h"
+#include "esp_sa.h"
 #include "route_table.h"
 #include "socket_address.h"
 
@@ -17,6 +19,7 @@ namespace ovl {
 struct Peer {
   uint32_t slot;  // stats section and identity in learned FDB entries
   SocketAddress endpoint;
+  std::shared_ptr<EspSaState> sa_out;  // esp: what we send with (null in other modes)
 };
 
 struct PeerSpec {
@@ -24,6 +27,19 @@ struct PeerSpec {
   SocketAddress endpoint;
   std::vector<MacKey> macs;
   std::vector<RoutePrefix> allowed_ips;  // `peer` of each is ignored: the table sets it
+  // esp: as configured (the forwarder turns them into states, reusing those whose SPI and key
+  // it already has) ...
+  std::optional<EspSaSpec> sa_out_spec;
+  std::vector<EspSaSpec> sa_in_specs;
+  // ... and resolved: what the table holds.
+  std::shared_ptr<EspSaState> sa_out;
+  std::vector<std::shared_ptr<EspSaState>> sa_in;  // the current one, and any in their grace period
+};
+
+// An inbound SA and the peer (index into peers()) it belongs to.
+struct InboundSa {
+  uint32_t peer;
+  EspSaState* state;
 };
 
 class PeerTable {
@@ -53,6 +69,11 @@ class PeerTable {
   uint32_t by_route_v4(const uint8_t* address) const { return routes_.lookup_v4(address); }
   uint32_t by_route_v6(const uint8_t* address) const { return routes_.lookup_v6(address); }
   const RouteTable& routes() const { return routes_; }
+  // The inbound SA with this SPI, or null.
+  const InboundSa* by_spi(uint32_t spi) const {
+    auto it = by_spi_.find(spi);
+    return it == by_spi_.end() ? nullptr : &it->second;
+  }
   // Whether `address` (an AddressKey) is a peer's underlay endpoint: an inner packet to it
   // would be encapsulated toward the very tunnel it travels in.
   bool is_endpoint(const AddressKey& address) const { return by_address_.count(address) != 0; }
@@ -63,6 +84,8 @@ class PeerTable {
   std::unordered_map<MacKey, uint32_t> static_macs_;
   std::unordered_map<uint32_t, uint32_t> by_slot_;
   RouteTable routes_;
+  std::unordered_map<uint32_t, InboundSa> by_spi_;
+  std::vector<std::shared_ptr<EspSaState>> sa_in_;  // keeps the inbound states alive
 };
 
 }  // namespace ovl

@@ -29,6 +29,7 @@ const char* counter_name(uint32_t counter) {
     case kDropAuthFailed: return "drop.authFailed";
     case kDropReplay: return "drop.replay";
     case kDropUnknownSpi: return "drop.unknownSpi";
+    case kDropSaExpired: return "drop.saExpired";
     case kTxGsoSends: return "offload.txGsoSends";
     case kTxGsoSegments: return "offload.txGsoSegments";
     case kRxGroReceives: return "offload.rxGroReceives";

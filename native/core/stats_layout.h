@@ -41,7 +41,8 @@ enum Counter : uint32_t {
   kDropOutOfOrder,     // GRE with sequence numbers: older than the last one accepted (RFC 2890)
   kDropAuthFailed,     // ESP: ICV did not verify
   kDropReplay,         // ESP: seen before, or older than the replay window
-  kDropUnknownSpi,     // ESP: no inbound SA with this SPI
+  kDropUnknownSpi,     // ESP: no inbound SA with this SPI (SPI 0 included)
+  kDropSaExpired,      // ESP: the outbound SA used up its sequence numbers; it must be rekeyed
   // Offload use: how many system calls carried several packets.
   kTxGsoSends,        // sendmmsg messages that carried a UDP_SEGMENT train
   kTxGsoSegments,     // datagrams inside those trains

@@ -80,7 +80,9 @@ Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, Le
       receive_sources_(config.batch_size),
       receive_controls_(config.batch_size),
       coalescer_(config.layer == DeviceLayer::ip ? 0 : kEthernetHeaderSize),
-      gro_buffers_(config.vnet_header ? kGroBuffers : 0, kMaxPacket) {
+      gro_buffers_(config.vnet_header ? kGroBuffers : 0, kMaxPacket),
+      esp_flood_buffers_(config.encap.kind == EncapKind::esp && config.layer == DeviceLayer::ethernet ? 64 : 0,
+                         config.max_segment_frame) {
   if (config.packet_socket) {
     packet_receiver_ = std::make_unique<PacketReceiver>(config.batch_size, config.vnet_header, config.packet_max_frame);
   }
@@ -188,7 +190,10 @@ void Worker::device_gone() {
 }
 
 void Worker::refresh_table() {
-  if (tables_.generation() != table_generation_) table_ = tables_.current(&table_generation_);
+  if (tables_.generation() == table_generation_) return;
+  table_ = tables_.current(&table_generation_);
+  // SA states of the old table may be gone (and their addresses reused): key afresh.
+  aeads_.clear();
 }
 
 // ---- device → underlay -------------------------------------------------------------------
@@ -396,6 +401,10 @@ bool Worker::route_ip(const uint8_t* packet, uint32_t length, Route* route) {
 // Encapsulates wire frames of one flow and queues them to route.peer, or to every peer
 // (head-end replication of broadcast, multicast and unknown unicast) when that is kNone.
 void Worker::send_frames(PacketBuffer** frames, size_t count, const Route& route) {
+  if (config_.encap.kind == EncapKind::esp) {
+    send_esp_frames(frames, count, route);
+    return;
+  }
   const uint32_t header = config_.encap.header_size();
   for (size_t k = 0; k < count; k++) {
     const uint32_t frame_length = frames[k]->length;
@@ -414,6 +423,75 @@ void Worker::send_frames(PacketBuffer** frames, size_t count, const Route& route
   for (uint32_t p = 0; p < peers; p++) {
     for (size_t k = 0; k < count; k++) queue_send(route.socket, *frames[k], p, frames[k]->length - header, route);
   }
+}
+
+EspAead& Worker::aead_for(const EspSaState& sa) {
+  auto it = aeads_.find(&sa);
+  if (it != aeads_.end()) return it->second;
+  EspAead& aead = aeads_[&sa];
+  aead.set_key(sa.cipher, sa.key.data(), sa.key.size());
+  return aead;
+}
+
+// ESP (RFC 4303 tunnel mode): each frame is sealed for its peer's outbound SA. A flooded frame
+// (TAP: broadcast, multicast, unknown unicast) is copied once per peer, each copy under that
+// peer's key.
+void Worker::send_esp_frames(PacketBuffer** frames, size_t count, const Route& route) {
+  const uint8_t next_header = config_.layer == DeviceLayer::ethernet ? kEspNextHeaderEthernet
+                              : route.ethertype == kEtherTypeIpv6     ? kEspNextHeaderIpv6
+                                                                      : kEspNextHeaderIpv4;
+  if (route.peer != PeerTable::kNone) {
+    for (size_t k = 0; k < count; k++) seal_and_queue(*frames[k], route.peer, next_header, route);
+    return;
+  }
+  stats_.add(WorkerStats::kNoPeer, kFloodPackets, count);
+  const auto peers = static_cast<uint32_t>(table_->peers().size());
+  for (uint32_t p = 0; p < peers; p++) {
+    for (size_t k = 0; k < count; k++) {
+      if (esp_flood_used_ == esp_flood_buffers_.size()) {
+        flush_sends();
+        esp_flood_used_ = 0;
+      }
+      PacketBuffer& copy = esp_flood_buffers_[esp_flood_used_++];
+      copy.reset();
+      if (frames[k]->length + kEspMaxTrailerSize > copy.tailroom()) {
+        stats_.add(table_->peers()[p].slot, kDropTooBig);
+        continue;
+      }
+      std::memcpy(copy.data(), frames[k]->data(), frames[k]->length);
+      copy.length = frames[k]->length;
+      seal_and_queue(copy, p, next_header, route);
+    }
+  }
+}
+
+void Worker::seal_and_queue(PacketBuffer& buffer, uint32_t peer, uint8_t next_header, const Route& route) {
+  const Peer& target = table_->peers()[peer];
+  const EspSaState* sa = target.sa_out.get();
+  if (sa == nullptr) {
+    stats_.add(target.slot, kDropNoRoute);
+    return;
+  }
+  uint64_t sequence;
+  // A counter that reached its limit never wraps: nothing more is sent under this key.
+  if (!const_cast<EspSaState*>(sa)->sequence.next(&sequence)) {
+    stats_.add(target.slot, kDropSaExpired);
+    return;
+  }
+  const uint32_t inner_length = buffer.length;
+  if (buffer.tailroom() < kEspPrefixSize + inner_length + kEspMaxTrailerSize) {
+    stats_.add(target.slot, kDropTooBig);
+    return;
+  }
+  uint8_t* packet = buffer.push_front(kEspPrefixSize);
+  const size_t sealed = esp_encode(aead_for(*sa), sa->spi, sequence, true, next_header, packet, inner_length);
+  if (sealed == 0) {
+    buffer.pull_front(kEspPrefixSize);
+    stats_.add(target.slot, kDropMalformed);
+    return;
+  }
+  buffer.length = static_cast<uint32_t>(sealed);
+  queue_send(route.socket, buffer, peer, inner_length, route);
 }
 
 void Worker::queue_send(uint32_t socket, PacketBuffer& buffer, uint32_t peer, uint32_t inner_length,
@@ -485,7 +563,7 @@ size_t Worker::build_raw_messages(const std::vector<Pending>& run) {
     const Peer& peer = peers[pending.peer];
     const uint8_t* payload = pending.buffer->data();
     const uint32_t length = pending.buffer->length;
-    uint8_t protocol = kIpProtocolGre;
+    uint8_t protocol = config_.encap.kind == EncapKind::esp ? kIpProtocolEsp : kIpProtocolGre;
     if (config_.encap.kind == EncapKind::ipip) {
       protocol = length > 0 && (payload[0] >> 4) == 6 ? kIpProtocolIpv6 : kIpProtocolIpip;
     }
@@ -694,15 +772,15 @@ void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message, uint
   for (uint32_t offset = 0; offset < buffer.length; offset += segment) {
     const uint32_t length = std::min(segment, buffer.length - offset);
     uint8_t* packet = buffer.data() + offset;
-    uint32_t inner = 0;
-    if (!decapsulate_one(packet, length, peer, slot, outer, &inner)) continue;
+    uint32_t inner = 0, frame_length = 0;
+    if (!decapsulate_one(packet, length, peer, slot, outer, &inner, &frame_length)) continue;
     uint8_t* frame = packet + inner;
-    const uint32_t frame_length = length - inner;
     if (!config_.vnet_header) {
       write_frame(frame, frame_length, slot);
     } else if (datagrams == 1) {
       // The datagram's buffer has a whole 64 KB of tailroom for a run to grow into.
       buffer.pull_front(inner);
+      buffer.length = frame_length;  // without an ESP trailer
       coalesce(&buffer, slot);
     } else {
       // Datagrams of a GRO batch sit back to back: a run growing in place would overwrite the
@@ -828,7 +906,10 @@ void Worker::write_frame(const uint8_t* frame, uint32_t length, uint32_t slot) {
 // Validates one datagram from peer `peer` (stats slot `slot`) and checks its inner frame. On
 // success *inner is where the inner frame starts (0 for IP-in-IP); a drop is counted.
 bool Worker::decapsulate_one(uint8_t* packet, uint32_t length, uint32_t peer, uint32_t slot, const OuterInfo& outer,
-                             uint32_t* inner_offset) {
+                             uint32_t* inner_offset, uint32_t* inner_length) {
+  if (config_.encap.kind == EncapKind::esp) {
+    return decapsulate_esp(packet, length, peer, slot, outer, inner_offset, inner_length);
+  }
   uint32_t inner = 0;
   uint16_t ethertype = 0;
   GreDecoded gre;
@@ -848,6 +929,75 @@ bool Worker::decapsulate_one(uint8_t* packet, uint32_t length, uint32_t peer, ui
                             ? accept_ip(packet + inner, length - inner, ethertype, peer, slot, outer)
                             : accept_ethernet(packet + inner, length - inner, slot, outer);
   *inner_offset = inner;
+  *inner_length = length - inner;
+  return accepted;
+}
+
+// RFC 4303 §3.4 in the order that keeps forgeries cheap and harmless: the SA by SPI (SPI 0 is
+// the RFC 3948 non-ESP marker, never an SA), the replay window checked before anything is
+// decrypted, the ICV, and only then the window moved; the trailer and next header last.
+bool Worker::decapsulate_esp(uint8_t* packet, uint32_t length, uint32_t peer, uint32_t slot, const OuterInfo& outer,
+                             uint32_t* inner_offset, uint32_t* inner_length) {
+  uint32_t spi = 0, wire_sequence = 0;
+  const EspStatus header = esp_parse_header(packet, length, &spi, &wire_sequence);
+  if (header == EspStatus::spi_zero) {
+    stats_.add(slot, kDropUnknownSpi);
+    return false;
+  }
+  if (header != EspStatus::ok) {
+    stats_.add(slot, kDropMalformed);
+    return false;
+  }
+  const InboundSa* inbound = table_->by_spi(spi);
+  // An SA belongs to one peer: another peer's SPI from this address is as unknown as any.
+  if (inbound == nullptr || inbound->peer != peer) {
+    stats_.add(slot, kDropUnknownSpi);
+    return false;
+  }
+  EspSaState& sa = *inbound->state;
+  uint64_t sequence = 0;
+  ReplayCheck fresh;
+  {
+    std::lock_guard<std::mutex> lock(sa.replay_lock);
+    fresh = sa.window.check(wire_sequence, &sequence);
+  }
+  if (fresh != ReplayCheck::fresh) {
+    stats_.add(slot, kDropReplay);
+    return false;
+  }
+  const EspStatus opened = esp_open(aead_for(sa), true, static_cast<uint32_t>(sequence >> 32), packet, length);
+  if (opened != EspStatus::ok) {
+    stats_.add(slot, opened == EspStatus::auth_failed ? kDropAuthFailed : kDropMalformed);
+    return false;
+  }
+  bool updated;
+  {
+    std::lock_guard<std::mutex> lock(sa.replay_lock);
+    updated = sa.window.update(sequence);
+  }
+  if (!updated) {  // another worker accepted the same number meanwhile
+    stats_.add(slot, kDropReplay);
+    return false;
+  }
+  EspDecoded decoded;
+  if (esp_parse_trailer(packet, length, &decoded) != EspStatus::ok) {
+    stats_.add(slot, kDropMalformed);
+    return false;
+  }
+  const EspPayload payload = config_.layer == DeviceLayer::ethernet ? EspPayload::ethernet : EspPayload::ip;
+  // Next header 59 (a dummy packet) and anything this device does not carry are dropped.
+  if (!esp_next_header_accepted(payload, decoded.next_header)) {
+    stats_.add(slot, kDropMalformed);
+    return false;
+  }
+  uint8_t* inner = packet + decoded.payload_offset;
+  const bool accepted =
+      payload == EspPayload::ip
+          ? accept_ip(inner, decoded.payload_length,
+                      decoded.next_header == kEspNextHeaderIpv6 ? kEtherTypeIpv6 : kEtherTypeIpv4, peer, slot, outer)
+          : accept_ethernet(inner, decoded.payload_length, slot, outer);
+  *inner_offset = decoded.payload_offset;
+  *inner_length = decoded.payload_length;
   return accepted;
 }
 

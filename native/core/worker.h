@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "encapsulation.h"
@@ -143,7 +144,13 @@ class Worker {
   // Strips the outer IPv4 header a raw socket delivers; returns false if dropped (counted).
   bool strip_outer_header(PacketBuffer& buffer, const mmsghdr& message, uint32_t slot, OuterInfo* outer);
   bool decapsulate_one(uint8_t* packet, uint32_t length, uint32_t peer, uint32_t slot, const OuterInfo& outer,
-                       uint32_t* inner_offset);
+                       uint32_t* inner_offset, uint32_t* inner_length);
+  // ESP: SA by SPI, replay check, ICV and decryption, trailer; then the inner checks.
+  bool decapsulate_esp(uint8_t* packet, uint32_t length, uint32_t peer, uint32_t slot, const OuterInfo& outer,
+                       uint32_t* inner_offset, uint32_t* inner_length);
+  EspAead& aead_for(const EspSaState& sa);
+  void send_esp_frames(PacketBuffer** frames, size_t count, const Route& route);
+  void seal_and_queue(PacketBuffer& buffer, uint32_t peer, uint8_t next_header, const Route& route);
   bool accept_ethernet(uint8_t* frame, uint32_t length, uint32_t slot, const OuterInfo& outer);
   bool accept_ip(uint8_t* packet, uint32_t length, uint16_t ethertype, uint32_t peer, uint32_t slot,
                  const OuterInfo& outer);
@@ -224,6 +231,12 @@ class Worker {
   std::unique_ptr<PacketReceiver> packet_receiver_;  // packet sockets: recvmmsg with PACKET_AUXDATA
   std::vector<DeviceWrite> device_writes_;
   std::vector<bool> write_done_;
+  // ESP: one keyed cipher context per SA this worker used since the last table swap (keying
+  // once per SA, not per packet, saves ~20%); and copies of flooded frames, one per peer, since
+  // each peer's copy is sealed with its own key.
+  std::unordered_map<const EspSaState*, EspAead> aeads_;
+  BufferPool esp_flood_buffers_;
+  size_t esp_flood_used_ = 0;
 };
 
 }  // namespace ovl
