@@ -14,10 +14,22 @@
 // overlayfwd test also records the change of overlay.stats().offloads (GSO trains, GRO receives,
 // TSO super-frames, coalesced TAP writes) on both ends.
 //
-// All traffic is between the two lab namespaces (198.18.0.0/24 and 198.19.0.0/24 exist only
-// there); the lab is destroyed in `finally`, and abortNetns() does the same from a signal handler.
+// Then every other mode, one phase each on the same underlay, single-stream TCP against the kernel
+// VXLAN device of the same run: vxlan over an IPv6 underlay (TAP; next to the kernel VXLAN device
+// over IPv6), geneve, gre-udp, gre and ipip (TUN, routed by allowedIps). The raw-IP modes (gre,
+// ipip) are also compared, in outer packets per second, with a bare sendmmsg/recvmmsg of
+// full-size raw IP packets of the same protocol across the same veth pair (raw-baseline/raw_blast.c,
+// compiled on demand). Then gre-udp with 10 routes and with 100,000 routes (10,000 peers x 10
+// prefixes) alternately on the same two forwarders (peers.replace()), optionally profiled with
+// `perf record -e cpu-clock`. A last kernel VXLAN single-stream run brackets the mode phases.
+//
+// All traffic is between the two lab namespaces (198.18.0.0/24, fd00:198:18::/64 and
+// 198.19.0.0/24 exist only there; the 10,000 synthetic peers' endpoints and prefixes are never
+// sent to); the lab is destroyed in `finally`, and abortNetns() does the same from a signal handler.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Lab, commandExists, labUnavailableReason, type Host } from '../lib/lab';
 import { Overlay } from '../lib/overlay';
@@ -32,6 +44,55 @@ export const OVERLAY_B = '198.19.0.2';
 const OVERLAY_PREFIX = 24;
 const IPERF_PORT = 5201;
 const UDP_PAYLOAD = 64;
+/** The IPv6 underlay (ULA), added to the same veth pair when a mode needs it. */
+export const UNDERLAY6_A = 'fd00:198:18::1';
+export const UNDERLAY6_B = 'fd00:198:18::2';
+/** The veth MTU: a full-size outer packet of the raw-IP modes. */
+export const UNDERLAY_MTU = 1500;
+
+/** The overlay modes the bench can run; `vxlan` is the IPv4/TAP overlayfwd phases above. */
+export const BENCH_MODES = ['vxlan', 'vxlan6', 'geneve', 'gre-udp', 'gre', 'ipip'] as const;
+export type BenchMode = (typeof BENCH_MODES)[number];
+
+export interface ModeSpec {
+  mode: BenchMode;
+  /** How the tables name it. */
+  label: string;
+  encap: Record<string, unknown>;
+  device: 'tap' | 'tun';
+  family: 4 | 6;
+  /** UDP-based (target: >= 0.9x kernel VXLAN) or raw IP (>= 0.1x, and >= 0.8x the bare raw blast). */
+  transport: 'udp' | 'raw';
+  /** IP protocol of the outer packets of a raw-IP mode (the bare baseline uses the same). */
+  rawProtocol: number | null;
+  /** Outer bytes added to what the device delivers (rxBytes): outer IP + encapsulation headers. */
+  outerOverhead: number;
+}
+
+export const MODE_SPECS: Record<BenchMode, ModeSpec> = {
+  vxlan: { mode: 'vxlan', outerOverhead: 50, label: 'vxlan (TAP, IPv4 underlay)', encap: { type: 'vxlan', vni: VNI }, device: 'tap', family: 4, transport: 'udp', rawProtocol: null },
+  vxlan6: { mode: 'vxlan6', outerOverhead: 70, label: 'vxlan (TAP, IPv6 underlay)', encap: { type: 'vxlan', vni: VNI }, device: 'tap', family: 6, transport: 'udp', rawProtocol: null },
+  geneve: { mode: 'geneve', outerOverhead: 36, label: 'geneve (TUN)', encap: { type: 'geneve', vni: VNI }, device: 'tun', family: 4, transport: 'udp', rawProtocol: null },
+  'gre-udp': { mode: 'gre-udp', outerOverhead: 32, label: 'gre-udp (TUN)', encap: { type: 'gre-udp' }, device: 'tun', family: 4, transport: 'udp', rawProtocol: null },
+  gre: { mode: 'gre', outerOverhead: 24, label: 'gre (TUN, IP proto 47)', encap: { type: 'gre' }, device: 'tun', family: 4, transport: 'raw', rawProtocol: 47 },
+  ipip: { mode: 'ipip', outerOverhead: 20, label: 'ipip (TUN, IP proto 4)', encap: { type: 'ipip' }, device: 'tun', family: 4, transport: 'raw', rawProtocol: 4 },
+};
+
+/** Parses "gre,ipip" / "all"; throws on an unknown name. */
+export function parseModes(text: string): BenchMode[] {
+  const names = text
+    .split(/[\s,]+/)
+    .map((m) => m.trim())
+    .filter(Boolean);
+  if (names.length === 1 && names[0] === 'all') return [...BENCH_MODES];
+  const out: BenchMode[] = [];
+  for (const n of names) {
+    if (n === 'none') continue;
+    if (!(BENCH_MODES as readonly string[]).includes(n)) throw new Error(`unknown mode ${n} (modes: ${BENCH_MODES.join(', ')}, all, none)`);
+    if (!out.includes(n as BenchMode)) out.push(n as BenchMode);
+  }
+  return out;
+}
 
 export interface NetnsOptions {
   /** Seconds per iperf3 test. */
@@ -44,6 +105,24 @@ export interface NetnsOptions {
   parallel: number;
   /** Also run overlayfwd's single-stream TCP test with every offload off. */
   offloadsOff: boolean;
+  /**
+   * Which overlay modes to measure (default: all). `vxlan` is the IPv4/TAP phases (w=1, w=2,
+   * offloads off) and the kernel phase's ping, parallel and UDP tests; the kernel's single-stream
+   * TCP always runs (every ratio needs it).
+   */
+  modes: BenchMode[];
+  /** Measure the bare raw-IP blast next to gre / ipip (when selected). */
+  rawBaseline: boolean;
+  /** The 10 vs 100,000 routes test on gre-udp. */
+  routes: boolean;
+  /** Rounds of the routes test: each is one 10-route and one 100,000-route TCP run (ABBA order). */
+  routeRounds: number;
+  /** Profile one extra 100,000-route run with `perf record -e cpu-clock` (skipped without perf). */
+  profile: boolean;
+  /** A second kernel VXLAN single-stream run after the mode phases (one more sample of the reference). */
+  kernelEnd: boolean;
+  /** A kernel VXLAN single-stream run right before each mode (paired ratio, and more samples of the reference). */
+  kernelEach: boolean;
   log?: (line: string) => void;
 }
 
@@ -148,6 +227,12 @@ export interface UdpResult {
 
 export interface PhaseResult {
   label: string;
+  /** The overlay mode (null for the kernel phases). */
+  mode: BenchMode | null;
+  /** Underlay address family. */
+  family: 4 | 6;
+  /** Overlay device type (the kernel's vx0 is an Ethernet device: 'tap'). */
+  deviceType: 'tap' | 'tun';
   /** overlayfwd workers; null for the kernel. */
   workers: number | null;
   /** overlayfwd's offloads config ({ tso, udpGso, udpGro }) and what each end had in use after probing; null for the kernel. */
@@ -160,6 +245,8 @@ export interface PhaseResult {
   addedRttMs: number | null;
   /** Single-stream TCP. */
   tcp: TcpResult | null;
+  /** Kernel VXLAN (IPv4) single-stream TCP measured right before this overlayfwd phase, when it was. */
+  pairedKernel: TcpResult | null;
   /** TCP with NetnsOptions.parallel streams (iperf3 -P). */
   tcpParallel: TcpResult | null;
   udp: UdpResult | null;
@@ -185,12 +272,118 @@ export interface NetnsResult {
   overlayfwdWorkers2: PhaseResult | null;
   /** workers: 1, offloads { tso: false, udpGso: false, udpGro: false, uringWrites: false }: TCP 1 stream. */
   overlayfwdNoOffloads: PhaseResult | null;
+  /** The modes selected for this run. */
+  modes: BenchMode[];
+  /** Kernel VXLAN over the IPv6 underlay (TCP 1 stream), when vxlan6 is selected. */
+  kernel6: PhaseResult | null;
+  /** Kernel VXLAN over IPv4 again after the mode phases (TCP 1 stream). */
+  kernelEnd: PhaseResult | null;
+  /** One phase per selected mode other than vxlan (TCP 1 stream, workers: 1, offloads on). */
+  modePhases: PhaseResult[];
+  /** The bare raw-IP blast, one per raw-IP mode selected. */
+  rawBaselines: RawBaselineResult[];
+  routes: RoutesResult | null;
+  errors: string[];
+}
+
+/** raw_blast's JSON lines. */
+export interface RawBlastSend {
+  proto: number;
+  batch: number;
+  size: number;
+  packets: number;
+  calls: number;
+  errors: number;
+  seconds: number;
+  pps: number;
+  gbps: number;
+}
+
+export interface RawBlastRecv {
+  proto: number;
+  batch: number;
+  packets: number;
+  bytes: number;
+  batches: number;
+  seconds: number;
+  pps: number;
+  gbps: number;
+  meanBytes: number;
+  socketDrops: number;
+}
+
+/**
+ * A bare sendmmsg (a) / recvmmsg (b) of full-size raw IP packets of one protocol across the veth
+ * pair, no overlay: the ceiling of a raw-IP mode's outer packet rate on this machine.
+ */
+export interface RawBaselineResult {
+  protocol: number;
+  /** Outer packet size, IPv4 header included (= the veth MTU: a full-MTU GRE / IP-in-IP packet). */
+  packetBytes: number;
+  batch: number;
+  send: RawBlastSend | null;
+  recv: RawBlastRecv | null;
+  errors: string[];
+}
+
+export interface RoutesRun {
+  routes: number;
+  peers: number;
+  tcp: TcpResult | null;
+}
+
+export interface ProfileSymbol {
+  percent: number;
+  samples: number;
+  dso: string;
+  symbol: string;
+}
+
+/** `perf record -e cpu-clock -p <this process>` over one 100,000-route run (not one of the measured ones). */
+export interface ProfileResult {
+  command: string;
+  /** Samples in this process (all threads: both forwarders' workers, the event loop, libuv). */
+  samples: number;
+  /** Samples in symbols of the route table (ovl::RouteTable::*, ovl::route_detail::*, PeerTable::by_route*). */
+  routeSamples: number;
+  /** routeSamples / samples. */
+  routeShare: number | null;
+  /** Samples in the overlayfwd addon (overlayfwd.node), and the route share of those. */
+  addonSamples: number;
+  routeShareOfAddon: number | null;
+  routeSymbols: ProfileSymbol[];
+  top: ProfileSymbol[];
+  /** The TCP run it was taken over. */
+  tcp: TcpResult | null;
+  error: string | null;
+}
+
+/** gre-udp (TUN) with 10 routes and with 100,000, alternately on the same two forwarders. */
+export interface RoutesResult {
+  mode: BenchMode;
+  smallRoutes: number;
+  smallPeers: number;
+  largeRoutes: number;
+  largePeers: number;
+  /** Prefix lengths of the synthetic IPv4 routes (one of each per peer). */
+  prefixLengths: number[];
+  /** Both ends hold the table (a routes the data by destination, b checks the source, and the other way for the ACKs). */
+  bothEnds: boolean;
+  runs: RoutesRun[];
+  /** ms each peers.replace() took (both ends, one entry per switch). */
+  replaceMs: number[];
+  /** Mean bits/s of the runs of each size. */
+  smallBitsPerSecond: number | null;
+  largeBitsPerSecond: number | null;
+  /** large / small. */
+  ratio: number | null;
+  profile: ProfileResult | null;
   errors: string[];
 }
 
 /** The phases that ran, in order. */
 export function netnsPhases(r: NetnsResult): PhaseResult[] {
-  return [r.kernel, r.overlayfwd, r.overlayfwdWorkers2, r.overlayfwdNoOffloads].filter((p): p is PhaseResult => p !== null);
+  return [r.kernel, r.overlayfwd, r.overlayfwdWorkers2, r.overlayfwdNoOffloads, r.kernel6, ...r.modePhases, r.kernelEnd].filter((p): p is PhaseResult => p !== null);
 }
 
 // ---- interruption ------------------------------------------------------------------------------
@@ -454,7 +647,7 @@ async function iperf(lab: Lab, a: Host, b: Host, durationSec: number, extra: str
   }
 }
 
-async function measureTcp(lab: Lab, a: Host, b: Host, durationSec: number, streams: number, inProcess: boolean): Promise<TcpResult> {
+async function measureTcp(lab: Lab, a: Host, b: Host, durationSec: number, streams: number, inProcess: boolean, onStart?: () => void): Promise<TcpResult> {
   let cpu0 = process.cpuUsage();
   let elu0 = performance.eventLoopUtilization();
   let host0 = hostBusySeconds();
@@ -463,6 +656,7 @@ async function measureTcp(lab: Lab, a: Host, b: Host, durationSec: number, strea
   let hostCpu = 0;
   const run = await iperf(lab, a, b, durationSec, streams > 1 ? ['-P', String(streams)] : [], {
     before() {
+      onStart?.();
       cpu0 = process.cpuUsage();
       elu0 = performance.eventLoopUtilization();
       host0 = hostBusySeconds();
@@ -531,9 +725,19 @@ async function measureUdp(lab: Lab, a: Host, b: Host, durationSec: number): Prom
   };
 }
 
-function emptyPhase(label: string, workers: number | null, offloadsConfig: PhaseResult['offloadsConfig']): PhaseResult {
+function emptyPhase(
+  label: string,
+  workers: number | null,
+  offloadsConfig: PhaseResult['offloadsConfig'],
+  mode: BenchMode | null = null,
+  family: 4 | 6 = 4,
+  deviceType: 'tap' | 'tun' = 'tap',
+): PhaseResult {
   return {
     label,
+    mode,
+    family,
+    deviceType,
     workers,
     offloadsConfig,
     offloadsActive: null,
@@ -542,6 +746,7 @@ function emptyPhase(label: string, workers: number | null, offloadsConfig: Phase
     overlayPing: null,
     addedRttMs: null,
     tcp: null,
+    pairedKernel: null,
     tcpParallel: null,
     udp: null,
     overlayStats: null,
@@ -597,13 +802,15 @@ async function measurePhase(lab: Lab, a: Host, b: Host, phase: PhaseResult, opts
   }
 }
 
-async function kernelPhase(lab: Lab, a: Host, b: Host, opts: NetnsOptions): Promise<PhaseResult> {
-  const phase = emptyPhase('kernel', null, null);
+/** Kernel VXLAN (vx0, the kernel's default offloads) over the IPv4 or the IPv6 underlay. */
+async function kernelPhase(lab: Lab, a: Host, b: Host, opts: NetnsOptions, label: string, family: 4 | 6, what: MeasureWhat): Promise<PhaseResult> {
+  const phase = emptyPhase(label, null, null, null, family, 'tap');
   try {
-    await lab.kernelVxlan(a, { vni: VNI, remotes: [UNDERLAY_B], addresses: [`${OVERLAY_A}/${OVERLAY_PREFIX}`], checksumOffload: true });
-    await lab.kernelVxlan(b, { vni: VNI, remotes: [UNDERLAY_A], addresses: [`${OVERLAY_B}/${OVERLAY_PREFIX}`], checksumOffload: true });
+    const [la, lb] = family === 6 ? [UNDERLAY6_A, UNDERLAY6_B] : [UNDERLAY_A, UNDERLAY_B];
+    await lab.kernelVxlan(a, { vni: VNI, local: la, remotes: [lb], addresses: [`${OVERLAY_A}/${OVERLAY_PREFIX}`], checksumOffload: true });
+    await lab.kernelVxlan(b, { vni: VNI, local: lb, remotes: [la], addresses: [`${OVERLAY_B}/${OVERLAY_PREFIX}`], checksumOffload: true });
     phase.devices = { a: { name: 'vx0', mtu: await deviceMtu(lab, a, 'vx0') }, b: { name: 'vx0', mtu: await deviceMtu(lab, b, 'vx0') } };
-    await measurePhase(lab, a, b, phase, opts, { ping: true, tcp: true, tcpParallel: true, udp: true }, { dev: 'vx0', overlays: null });
+    await measurePhase(lab, a, b, phase, opts, what, { dev: 'vx0', overlays: null });
   } catch (err) {
     if (aborted) throw err;
     phase.errors.push(`setup: ${errorText(err)}`);
@@ -620,50 +827,82 @@ type OffloadsConfig = NonNullable<PhaseResult['offloadsConfig']>;
 const OFFLOADS_ON: OffloadsConfig = { tso: true, udpGso: true, udpGro: true, uringWrites: true };
 const OFFLOADS_OFF: OffloadsConfig = { tso: false, udpGso: false, udpGro: false, uringWrites: false };
 
-function overlayConfig(lab: Lab, host: Host, address: string, peer: string, workers: number, offloads: OffloadsConfig): Record<string, unknown> {
+interface OverlaySetup {
+  spec: ModeSpec;
+  workers: number;
+  offloads: OffloadsConfig;
+  /** Peers of each end (default: the other end, routed by its /32 on a TUN device). */
+  peers?: (host: Host) => Record<string, unknown>[];
+  /** Extra top-level config (e.g. limits). */
+  extra?: Record<string, unknown>;
+}
+
+/** The other end of `host` as its only peer: underlay endpoint of the spec's family, its overlay /32 on TUN. */
+function defaultPeer(host: Host, spec: ModeSpec): Record<string, unknown> {
+  const isA = host.label === 'a';
+  const endpoint = spec.family === 6 ? (isA ? UNDERLAY6_B : UNDERLAY6_A) : isA ? UNDERLAY_B : UNDERLAY_A;
+  const peer: Record<string, unknown> = { name: isA ? 'b' : 'a', endpoint };
+  if (spec.device === 'tun') peer['allowedIps'] = [`${isA ? OVERLAY_B : OVERLAY_A}/32`];
+  return peer;
+}
+
+function overlayConfig(lab: Lab, host: Host, setup: OverlaySetup): Record<string, unknown> {
+  const { spec } = setup;
+  const isA = host.label === 'a';
+  const address = isA ? OVERLAY_A : OVERLAY_B;
   return {
     name: 'ovl0',
     netns: host.ns,
-    device: { type: 'tap', name: 'ovl0', addresses: [`${address}/${OVERLAY_PREFIX}`] },
-    encap: { type: 'vxlan', vni: VNI },
-    underlay: { local: host.underlay },
-    workers,
-    offloads: { ...offloads },
-    peers: [{ name: host.label === 'a' ? 'b' : 'a', endpoint: peer }],
+    device: { type: spec.device, name: 'ovl0', addresses: [`${address}/${OVERLAY_PREFIX}`] },
+    encap: { ...spec.encap },
+    underlay: { local: spec.family === 6 ? (isA ? UNDERLAY6_A : UNDERLAY6_B) : host.underlay },
+    workers: setup.workers,
+    offloads: { ...setup.offloads },
+    peers: setup.peers ? setup.peers(host) : [defaultPeer(host, spec)],
     control: { socket: `${lab.tmpdir()}/${host.label}-ovl0.sock` },
+    ...(setup.extra ?? {}),
   };
 }
 
-async function overlayPhase(lab: Lab, a: Host, b: Host, opts: NetnsOptions, workers: number, offloads: OffloadsConfig, what: MeasureWhat): Promise<PhaseResult> {
-  const allOff = !offloads.tso && !offloads.udpGso && !offloads.udpGro;
-  const phase = emptyPhase(`overlayfwd w=${workers}${allOff ? ' offloads off' : ''}`, workers, { ...offloads });
-  const log = opts.log ?? (() => undefined);
+/** Starts one overlayfwd per namespace; the caller closes them. */
+async function startOverlays(lab: Lab, a: Host, b: Host, setup: OverlaySetup): Promise<[Overlay, Overlay]> {
   const overlays: Overlay[] = [];
   try {
-    for (const [host, address, peer] of [
-      [a, OVERLAY_A, UNDERLAY_B],
-      [b, OVERLAY_B, UNDERLAY_A],
-    ] as const) {
-      const ov = await Overlay.create(overlayConfig(lab, host, address, peer, workers, offloads));
+    for (const host of [a, b]) {
+      const ov = await Overlay.create(overlayConfig(lab, host, setup));
       overlays.push(ov);
       lab.onDestroy(() => ov.close());
     }
-    const [oa, ob] = overlays as [Overlay, Overlay];
+  } catch (err) {
+    for (const ov of overlays) await ov.close();
+    throw err;
+  }
+  return overlays as [Overlay, Overlay];
+}
+
+async function overlayPhase(lab: Lab, a: Host, b: Host, opts: NetnsOptions, setup: OverlaySetup, what: MeasureWhat, label: string): Promise<PhaseResult> {
+  const { spec, workers, offloads } = setup;
+  const phase = emptyPhase(label, workers, { ...offloads }, spec.mode, spec.family, spec.device);
+  const log = opts.log ?? (() => undefined);
+  let overlays: [Overlay, Overlay] | null = null;
+  try {
+    overlays = await startOverlays(lab, a, b, setup);
+    const [oa, ob] = overlays;
     phase.devices = { a: { name: oa.device.name, mtu: oa.device.mtu }, b: { name: ob.device.name, mtu: ob.device.mtu } };
     phase.offloadsActive = { a: { ...oa.stats().offloads.active }, b: { ...ob.stats().offloads.active } };
-    log(`netns: ${phase.label}: offloads in use: a ${activeText(phase.offloadsActive.a)}, b ${activeText(phase.offloadsActive.b)}`);
+    log(`netns: ${phase.label}: MTU ${oa.device.mtu}, offloads in use: a ${activeText(phase.offloadsActive.a)}, b ${activeText(phase.offloadsActive.b)}`);
     await measurePhase(lab, a, b, phase, opts, what, { dev: oa.device.name, overlays: [oa, ob] });
     recordFinalStats(phase, oa, ob);
   } catch (err) {
     if (aborted) throw err;
     phase.errors.push(`setup: ${errorText(err)}`);
     try {
-      if (overlays.length === 2) recordFinalStats(phase, overlays[0]!, overlays[1]!);
+      if (overlays) recordFinalStats(phase, overlays[0], overlays[1]);
     } catch {
       /* ignore */
     }
   } finally {
-    for (const ov of overlays) await ov.close();
+    for (const ov of overlays ?? []) await ov.close();
   }
   return phase;
 }
@@ -679,6 +918,288 @@ export function activeText(active: OffloadStats['active'] | null | undefined): s
   if (!active) return 'n/a';
   const on = (['tso', 'udpGso', 'udpGro'] as const).filter((k) => active[k]);
   return on.length ? on.join(' ') : 'none';
+}
+
+/** Switches IPv6 on for the underlay veth of `host` and gives it `address`/64 without DAD. */
+async function addIpv6Underlay(lab: Lab, host: Host, address: string): Promise<void> {
+  await lab.exec(host, 'sysctl', ['-q', '-w', `net.ipv6.conf.${host.underlayDev}.disable_ipv6=0`]);
+  await lab.ip(host, ['addr', 'add', `${address}/64`, 'dev', host.underlayDev, 'nodad']);
+}
+
+// ---- the bare raw-IP baseline ------------------------------------------------------------------
+
+const RAW_BLAST_BATCH = 64;
+
+/** bench/raw-baseline/raw_blast.c, from dist/bench/ (compiled) or bench/ (ts-node). */
+function rawBlastSource(): string {
+  for (const p of [path.resolve(__dirname, '../../bench/raw-baseline/raw_blast.c'), path.resolve(__dirname, 'raw-baseline/raw_blast.c')]) {
+    if (fs.existsSync(p)) return p;
+  }
+  throw new Error('bench/raw-baseline/raw_blast.c not found');
+}
+
+/** Compiles raw_blast into `dir` with the system C compiler. */
+function buildRawBlast(dir: string): string {
+  const out = path.join(dir, 'raw_blast');
+  const cc = commandExists('cc') ? 'cc' : commandExists('gcc') ? 'gcc' : null;
+  if (!cc) throw new Error('no C compiler (cc) to build raw_blast');
+  execFileSync(cc, ['-O2', '-Wall', '-o', out, rawBlastSource()], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return out;
+}
+
+function lastJsonLine<T>(text: string, who: string): T {
+  const line = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('{'))
+    .pop();
+  if (!line) throw new Error(`${who}: no JSON line in output: ${text.slice(-500)}`);
+  return JSON.parse(line) as T;
+}
+
+/** raw_blast recv in b, raw_blast send in a, for durationSec. */
+async function rawBaseline(lab: Lab, a: Host, b: Host, binary: string, protocol: number, durationSec: number, log: (l: string) => void): Promise<RawBaselineResult> {
+  const result: RawBaselineResult = { protocol, packetBytes: UNDERLAY_MTU, batch: RAW_BLAST_BATCH, send: null, recv: null, errors: [] };
+  checkAborted();
+  log(`netns: bare raw blast: IP proto ${protocol}, ${UNDERLAY_MTU} B packets, sendmmsg/recvmmsg x${RAW_BLAST_BATCH}, ${durationSec} s`);
+  const recv = lab.spawn(b, binary, ['recv', '--proto', String(protocol), '--local', UNDERLAY_B, '--batch', String(RAW_BLAST_BATCH), '--idle-ms', '1000', '--max-seconds', String(durationSec + 30)]);
+  try {
+    await recv.waitForOutput('ready', 10_000);
+    const send = await lab.exec(
+      a,
+      binary,
+      ['send', '--proto', String(protocol), '--local', UNDERLAY_A, '--remote', UNDERLAY_B, '--size', String(UNDERLAY_MTU), '--seconds', String(durationSec), '--batch', String(RAW_BLAST_BATCH)],
+      { timeoutMs: (durationSec + 30) * 1000 },
+    );
+    result.send = lastJsonLine<RawBlastSend>(send.stdout, 'raw_blast send');
+    await recv.wait(15_000);
+    result.recv = lastJsonLine<RawBlastRecv>(recv.stdout, 'raw_blast recv');
+    log(
+      `netns: bare raw blast proto ${protocol}: sent ${(result.send.pps / 1e3).toFixed(1)} kpps, received ${(result.recv.pps / 1e3).toFixed(1)} kpps ` +
+        `(${result.recv.gbps.toFixed(3)} Gbit/s), socket drops ${result.recv.socketDrops}`,
+    );
+  } catch (err) {
+    if (aborted) throw err;
+    result.errors.push(errorText(err));
+    log(`netns: bare raw blast proto ${protocol}: FAILED ${errorText(err)}`);
+  } finally {
+    await recv.stop(1000).catch(() => undefined);
+  }
+  return result;
+}
+
+// ---- 10 vs 100,000 routes ----------------------------------------------------------------------
+
+export const ROUTES_SMALL = 10;
+export const ROUTE_PEERS = 10_000;
+export const ROUTES_PER_PEER = 10;
+/** One synthetic IPv4 prefix of each of these lengths per peer: ten tables for the length search. */
+export const ROUTE_PREFIX_LENGTHS = [32, 28, 26, 24, 22, 20, 19, 18, 17, 16];
+
+/** Peer i's prefix of length index j: in 40.0.0.0-79.255.255.255 (never sent to), unique per (i, j). */
+function syntheticPrefix(i: number, j: number): string {
+  const len = ROUTE_PREFIX_LENGTHS[j]!;
+  const n = (40 * 2 ** 24 + (i + 1) * 2 ** (32 - len)) >>> 0;
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}/${len}`;
+}
+
+/** Synthetic peer i's endpoint (i >= 1): unused addresses in 198.18.1.1 onwards, never sent to. */
+function syntheticEndpoint(i: number): string {
+  return `198.18.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
+}
+
+/**
+ * `host`'s peer set: the other end with its overlay /32 and nine synthetic prefixes (10 routes),
+ * plus, for `large`, 9,999 synthetic peers with ten prefixes each (100,000 routes in all).
+ */
+function routePeers(host: Host, large: boolean): Record<string, unknown>[] {
+  const real = defaultPeer(host, MODE_SPECS['gre-udp']);
+  const realRoutes = [...(real['allowedIps'] as string[])];
+  for (let j = 1; j < ROUTES_PER_PEER; j++) realRoutes.push(syntheticPrefix(0, j));
+  const peers: Record<string, unknown>[] = [{ ...real, allowedIps: realRoutes }];
+  if (!large) return peers;
+  for (let i = 1; i < ROUTE_PEERS; i++) {
+    const allowedIps: string[] = [];
+    for (let j = 0; j < ROUTES_PER_PEER; j++) allowedIps.push(syntheticPrefix(i, j));
+    peers.push({ name: `p${i}`, endpoint: syntheticEndpoint(i), allowedIps });
+  }
+  return peers;
+}
+
+function routeCount(peers: Record<string, unknown>[]): number {
+  return peers.reduce((n, p) => n + ((p['allowedIps'] as string[] | undefined)?.length ?? 0), 0);
+}
+
+function mean(xs: number[]): number | null {
+  return xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : null;
+}
+
+const ROUTE_SYMBOL = /RouteTable|route_detail|by_route/;
+
+/** Parses `perf report --stdio --no-children --sort dso,sym -n`. */
+function parsePerfReport(text: string): ProfileSymbol[] {
+  const out: ProfileSymbol[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*([\d.]+)%\s+(\d+)\s+(\S+)\s+\[[^\]]+\]\s+(.*?)\s*$/.exec(line);
+    if (m) out.push({ percent: Number(m[1]), samples: Number(m[2]), dso: m[3]!, symbol: m[4]! });
+  }
+  return out;
+}
+
+/** Runs one TCP test under `perf record -e cpu-clock -p <this process>` and splits the samples. */
+async function profiledRun(lab: Lab, a: Host, b: Host, ctx: PhaseContext, durationSec: number, dir: string): Promise<ProfileResult> {
+  const file = path.join(dir, 'routes-100k.perf.data');
+  const seconds = Math.max(1, durationSec - 1);
+  const args = ['record', '-e', 'cpu-clock', '-F', '999', '-p', String(process.pid), '-o', file, '--', 'sleep', String(seconds)];
+  const result: ProfileResult = {
+    command: `perf ${args.join(' ')}`,
+    samples: 0,
+    routeSamples: 0,
+    routeShare: null,
+    addonSamples: 0,
+    routeShareOfAddon: null,
+    routeSymbols: [],
+    top: [],
+    tcp: null,
+    error: null,
+  };
+  let perf: ReturnType<Lab['spawn']> | null = null;
+  try {
+    // Started as the client starts, ends a second before it does: only full-rate traffic.
+    result.tcp = await withCounters(lab, a, b, ctx, () =>
+      measureTcp(lab, a, b, durationSec, 1, true, () => {
+        perf = lab.spawn(null, 'perf', args);
+      }),
+    );
+    const p = perf as ReturnType<Lab['spawn']> | null;
+    if (!p) throw new Error('perf did not start');
+    const st = await p.wait(30_000);
+    if (st.code !== 0) throw new Error(`perf record failed (${p.describeStatus()}): ${p.stderr.slice(-500)}`);
+    const report = execFileSync('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', 'dso,sym', '-n'], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const symbols = parsePerfReport(report);
+    result.samples = symbols.reduce((n, s) => n + s.samples, 0);
+    result.routeSymbols = symbols.filter((s) => ROUTE_SYMBOL.test(s.symbol));
+    result.routeSamples = result.routeSymbols.reduce((n, s) => n + s.samples, 0);
+    result.addonSamples = symbols.filter((s) => s.dso.includes('overlayfwd')).reduce((n, s) => n + s.samples, 0);
+    result.routeShare = result.samples ? result.routeSamples / result.samples : null;
+    result.routeShareOfAddon = result.addonSamples ? result.routeSamples / result.addonSamples : null;
+    result.top = symbols.slice(0, 12);
+  } catch (err) {
+    if (aborted) throw err;
+    result.error = errorText(err);
+  } finally {
+    const p = perf as ReturnType<Lab['spawn']> | null;
+    if (p) await p.stop(2000, 'SIGINT').catch(() => undefined);
+    fs.rmSync(file, { force: true });
+    fs.rmSync(`${file}.old`, { force: true });
+  }
+  return result;
+}
+
+/**
+ * gre-udp on TUN, single-stream TCP with 10 routes and with 100,000 routes on both ends,
+ * alternating (10, 100k, 100k, 10, ...) on the same two forwarders; peers.replace() switches.
+ */
+async function routesTest(lab: Lab, a: Host, b: Host, opts: NetnsOptions, tmp: string): Promise<RoutesResult> {
+  const log = opts.log ?? (() => undefined);
+  const spec = MODE_SPECS['gre-udp'];
+  const result: RoutesResult = {
+    mode: spec.mode,
+    smallRoutes: ROUTES_SMALL,
+    smallPeers: 1,
+    largeRoutes: ROUTE_PEERS * ROUTES_PER_PEER,
+    largePeers: ROUTE_PEERS,
+    prefixLengths: [...ROUTE_PREFIX_LENGTHS],
+    bothEnds: true,
+    runs: [],
+    replaceMs: [],
+    smallBitsPerSecond: null,
+    largeBitsPerSecond: null,
+    ratio: null,
+    profile: null,
+    errors: [],
+  };
+  const sets = {
+    small: { a: routePeers(a, false), b: routePeers(b, false) },
+    large: { a: routePeers(a, true), b: routePeers(b, true) },
+  };
+  if (routeCount(sets.small.a) !== ROUTES_SMALL || routeCount(sets.large.a) !== ROUTE_PEERS * ROUTES_PER_PEER) throw new Error('route sets miscounted');
+  let overlays: [Overlay, Overlay] | null = null;
+  try {
+    overlays = await startOverlays(lab, a, b, {
+      spec,
+      workers: 1,
+      offloads: OFFLOADS_ON,
+      peers: (h) => (h.label === 'a' ? sets.small.a : sets.small.b),
+      extra: { limits: { maxPeers: ROUTE_PEERS + 16 } },
+    });
+    const [oa, ob] = overlays;
+    const ctx: PhaseContext = { dev: oa.device.name, overlays: [oa, ob] };
+    let current: 'small' | 'large' = 'small';
+    const use = async (which: 'small' | 'large') => {
+      if (which === current) return;
+      const t = Date.now();
+      oa.peers.replace(sets[which].a);
+      ob.peers.replace(sets[which].b);
+      result.replaceMs.push(Date.now() - t);
+      current = which;
+      log(`netns: routes: ${which === 'large' ? `${result.largeRoutes} routes / ${result.largePeers} peers` : `${ROUTES_SMALL} routes / 1 peer`} on both ends (replace ${Date.now() - t} ms)`);
+      await waitReachable(lab, a, OVERLAY_B);
+    };
+    await waitReachable(lab, a, OVERLAY_B);
+    const order: ('small' | 'large')[] = [];
+    for (let r = 0; r < opts.routeRounds; r++) order.push(...(r % 2 === 0 ? (['small', 'large'] as const) : (['large', 'small'] as const)));
+    for (const which of order) {
+      checkAborted();
+      await use(which);
+      const routes = which === 'large' ? result.largeRoutes : ROUTES_SMALL;
+      const peers = which === 'large' ? result.largePeers : 1;
+      log(`netns: routes: gre-udp, ${routes} routes: TCP 1 stream ${opts.durationSec} s`);
+      let tcp: TcpResult | null = null;
+      try {
+        tcp = await withCounters(lab, a, b, ctx, () => measureTcp(lab, a, b, opts.durationSec, 1, true));
+        log(`netns: routes: ${routes} routes: ${(tcp.bitsPerSecond / 1e9).toFixed(3)} Gbit/s`);
+      } catch (err) {
+        if (aborted) throw err;
+        result.errors.push(`${routes} routes: ${errorText(err)}`);
+        log(`netns: routes: ${routes} routes: FAILED ${errorText(err)}`);
+      }
+      result.runs.push({ routes, peers, tcp });
+    }
+    const bps = (n: number) => result.runs.filter((r) => r.routes === n && r.tcp).map((r) => r.tcp!.bitsPerSecond);
+    result.smallBitsPerSecond = mean(bps(ROUTES_SMALL));
+    result.largeBitsPerSecond = mean(bps(result.largeRoutes));
+    if (result.smallBitsPerSecond && result.largeBitsPerSecond !== null) result.ratio = result.largeBitsPerSecond / result.smallBitsPerSecond;
+    if (opts.profile) {
+      if (!commandExists('perf')) {
+        result.profile = { ...emptyProfile(), error: 'perf is not installed (apt-get install linux-perf)' };
+      } else {
+        await use('large');
+        log(`netns: routes: profiling one more ${result.largeRoutes}-route run (perf record -e cpu-clock, not counted above)`);
+        result.profile = await profiledRun(lab, a, b, ctx, opts.durationSec, tmp);
+        const pr = result.profile;
+        log(
+          pr.error
+            ? `netns: routes: profile FAILED ${pr.error}`
+            : `netns: routes: profile: ${pr.routeSamples} of ${pr.samples} samples in route lookup (${((pr.routeShare ?? 0) * 100).toFixed(2)} %)`,
+        );
+      }
+    }
+  } catch (err) {
+    if (aborted) throw err;
+    result.errors.push(`setup: ${errorText(err)}`);
+  } finally {
+    for (const ov of overlays ?? []) await ov.close();
+  }
+  return result;
+}
+
+function emptyProfile(): ProfileResult {
+  return { command: '', samples: 0, routeSamples: 0, routeShare: null, addonSamples: 0, routeShareOfAddon: null, routeSymbols: [], top: [], tcp: null, error: null };
 }
 
 /** Why the netns bench cannot run here, or null. */
@@ -702,6 +1223,7 @@ export async function runNetns(opts: NetnsOptions): Promise<NetnsResult> {
   const reason = netnsUnavailableReason();
   if (reason) throw new Error(`netns bench unavailable: ${reason}`);
   aborted = false;
+  const has = (m: BenchMode) => opts.modes.includes(m);
   const result: NetnsResult = {
     durationSec: opts.durationSec,
     pingCount: opts.pingCount,
@@ -713,23 +1235,77 @@ export async function runNetns(opts: NetnsOptions): Promise<NetnsResult> {
     overlayfwd: null,
     overlayfwdWorkers2: null,
     overlayfwdNoOffloads: null,
+    modes: [...opts.modes],
+    kernel6: null,
+    kernelEnd: null,
+    modePhases: [],
+    rawBaselines: [],
+    routes: null,
     errors: [],
   };
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ovbench-'));
   const lab = await Lab.create({ prefix: 'ovbench' });
   activeLab = lab;
   try {
     const [a, b] = await lab.pair('a', 'b');
     if (a.underlay !== UNDERLAY_A || b.underlay !== UNDERLAY_B) throw new Error(`unexpected underlay addresses ${a.underlay} / ${b.underlay}`);
-    log(`netns: namespaces ${a.ns} (${a.underlay}) and ${b.ns} (${b.underlay})`);
+    log(`netns: namespaces ${a.ns} (${a.underlay}) and ${b.ns} (${b.underlay}); modes: ${opts.modes.join(', ') || 'none'}`);
     await waitReachable(lab, a, UNDERLAY_B);
-
-    result.kernel = await kernelPhase(lab, a, b, opts);
-    result.overlayfwd = await overlayPhase(lab, a, b, opts, 1, OFFLOADS_ON, { ping: true, tcp: true, tcpParallel: true, udp: true });
-    if (opts.workers2) {
-      result.overlayfwdWorkers2 = await overlayPhase(lab, a, b, opts, 2, OFFLOADS_ON, { ping: false, tcp: true, tcpParallel: true, udp: false });
+    if (has('vxlan6')) {
+      await addIpv6Underlay(lab, a, UNDERLAY6_A);
+      await addIpv6Underlay(lab, b, UNDERLAY6_B);
+      await waitReachable(lab, a, UNDERLAY6_B);
     }
-    if (opts.offloadsOff) {
-      result.overlayfwdNoOffloads = await overlayPhase(lab, a, b, opts, 1, OFFLOADS_OFF, { ping: false, tcp: true, tcpParallel: false, udp: false });
+
+    // The kernel's single-stream TCP is every ratio's denominator; its other tests only face vxlan's.
+    const vx = has('vxlan');
+    result.kernel = await kernelPhase(lab, a, b, opts, 'kernel', 4, { ping: vx, tcp: true, tcpParallel: vx, udp: vx });
+    if (vx) {
+      const setup = (workers: number, offloads: OffloadsConfig): OverlaySetup => ({ spec: MODE_SPECS.vxlan, workers, offloads });
+      result.overlayfwd = await overlayPhase(lab, a, b, opts, setup(1, OFFLOADS_ON), { ping: true, tcp: true, tcpParallel: true, udp: true }, 'overlayfwd w=1');
+      result.overlayfwd.pairedKernel = result.kernel.tcp;
+      if (opts.workers2) {
+        result.overlayfwdWorkers2 = await overlayPhase(lab, a, b, opts, setup(2, OFFLOADS_ON), { ping: false, tcp: true, tcpParallel: true, udp: false }, 'overlayfwd w=2');
+      }
+      if (opts.offloadsOff) {
+        result.overlayfwdNoOffloads = await overlayPhase(lab, a, b, opts, setup(1, OFFLOADS_OFF), { ping: false, tcp: true, tcpParallel: false, udp: false }, 'overlayfwd w=1 offloads off');
+      }
+    }
+
+    let rawBlast: string | null = null;
+    let rawBlastError: string | null = null;
+    const tcpOnly: MeasureWhat = { ping: false, tcp: true, tcpParallel: false, udp: false };
+    for (const mode of opts.modes) {
+      if (mode === 'vxlan') continue;
+      const spec = MODE_SPECS[mode];
+      if (mode === 'vxlan6') result.kernel6 = await kernelPhase(lab, a, b, opts, 'kernel IPv6', 6, tcpOnly);
+      if (spec.rawProtocol !== null && opts.rawBaseline) {
+        // Right before the mode it is compared with, with no forwarder holding a raw socket.
+        if (!rawBlast && !rawBlastError) {
+          try {
+            rawBlast = buildRawBlast(tmp);
+          } catch (err) {
+            rawBlastError = `building raw_blast: ${errorText(err)}`;
+            log(`netns: ${rawBlastError}`);
+          }
+        }
+        if (rawBlast) result.rawBaselines.push(await rawBaseline(lab, a, b, rawBlast, spec.rawProtocol, opts.durationSec, log));
+        else result.rawBaselines.push({ protocol: spec.rawProtocol, packetBytes: UNDERLAY_MTU, batch: RAW_BLAST_BATCH, send: null, recv: null, errors: [rawBlastError!] });
+      }
+      // The kernel again right before the mode: a paired ratio that a drift of the machine's load cannot skew.
+      const paired = opts.kernelEach ? await kernelPhase(lab, a, b, opts, `kernel (before ${mode})`, 4, tcpOnly) : null;
+      const phase = await overlayPhase(lab, a, b, opts, { spec, workers: 1, offloads: OFFLOADS_ON }, tcpOnly, `overlayfwd ${mode}`);
+      if (paired) {
+        phase.pairedKernel = paired.tcp;
+        phase.errors.push(...paired.errors.map((e) => `paired kernel run: ${e}`));
+      }
+      result.modePhases.push(phase);
+    }
+    if (opts.routes) {
+      result.routes = await routesTest(lab, a, b, opts, tmp);
+    }
+    if (opts.kernelEnd && (result.modePhases.length > 0 || result.routes)) {
+      result.kernelEnd = await kernelPhase(lab, a, b, opts, 'kernel (end)', 4, tcpOnly);
     }
   } catch (err) {
     result.errors.push(errorText(err));
@@ -742,6 +1318,7 @@ export async function runNetns(opts: NetnsOptions): Promise<NetnsResult> {
       result.errors.push(`teardown: ${errorText(err)}`);
     }
     activeLab = null;
+    fs.rmSync(tmp, { recursive: true, force: true });
   }
   return result;
 }
@@ -868,6 +1445,7 @@ export function offloadRows(r: NetnsResult): OffloadRow[] {
     ['TCP 1 stream, w=2', r.overlayfwdWorkers2, (p) => p.tcp],
     [`TCP ${r.parallel} streams, w=2`, r.overlayfwdWorkers2, (p) => p.tcpParallel],
     ['TCP 1 stream, w=1, offloads off', r.overlayfwdNoOffloads, (p) => p.tcp],
+    ...r.modePhases.map((p): [string, PhaseResult | null, (p: PhaseResult) => { counters: TestCounters | null } | null] => [`TCP 1 stream, ${p.mode ? MODE_SPECS[p.mode].label : p.label}`, p, (q) => q.tcp]),
   ];
   for (const [test, phase, pick] of tests) {
     if (!phase) continue;
@@ -889,6 +1467,275 @@ export function offloadRows(r: NetnsResult): OffloadRow[] {
       coalesced: perOpCell(s.segmentsPerCoalescedWrite, s.coalescedShareOfRx, s.rxCoalescedWrites),
       fallbacks: String(s.fallbacks),
     });
+  }
+  return rows;
+}
+
+// ---- every mode, the raw-IP baseline, routes, targets ------------------------------------------
+
+/** Target thresholds (issue 4). */
+export const TARGET_UDP_MODES = 0.9;
+export const TARGET_RAW_MODES = 0.1;
+export const TARGET_RAW_VS_BARE = 0.8;
+export const TARGET_ROUTES = 0.9;
+/** "Not visible in a profile": below this share of the forwarding process's samples. */
+export const TARGET_ROUTE_PROFILE_SHARE = 0.01;
+
+function median(xs: number[]): number | null {
+  if (!xs.length) return null;
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * The kernel VXLAN (IPv4) single-stream figure every mode is divided by: the median of all the
+ * run's kernel IPv4 single-stream measurements (the first, the one before each mode, the last),
+ * so that one run taken while the machine was busy does not set the scale.
+ */
+export function kernelReference(r: NetnsResult): { bitsPerSecond: number | null; runs: number[] } {
+  const runs = [r.kernel?.tcp?.bitsPerSecond, ...r.modePhases.map((p) => p.pairedKernel?.bitsPerSecond), r.kernelEnd?.tcp?.bitsPerSecond].filter(
+    (x): x is number => typeof x === 'number' && x > 0,
+  );
+  return { bitsPerSecond: median(runs), runs };
+}
+
+/** Outer packets per second a → b of a TCP test: b's decapsulated packets over the test's seconds. */
+export function outerPacketsPerSecond(t: TcpResult | null | undefined): number | null {
+  const b = t?.counters?.overlayfwd?.b;
+  if (!t || !b || !(t.seconds > 0)) return null;
+  return b.rxPackets / t.seconds;
+}
+
+/** Mean outer packet size a → b: b's delivered bytes per packet plus the mode's outer headers. */
+export function outerPacketBytes(t: TcpResult | null | undefined, spec: ModeSpec): number | null {
+  const b = t?.counters?.overlayfwd?.b;
+  if (!b || !(b.rxPackets > 0)) return null;
+  return b.rxBytes / b.rxPackets + spec.outerOverhead;
+}
+
+export interface ModeRow {
+  mode: string;
+  mtu: string;
+  gbps: string;
+  /** ÷ kernel VXLAN IPv4 (the reference). */
+  ratio: string;
+  /** ÷ kernel VXLAN over the same underlay family (IPv6 rows only). */
+  ratioSameFamily: string;
+  /** ÷ the kernel VXLAN IPv4 run right before this one. */
+  ratioPaired: string;
+  hostCpuPerGB: string;
+  retransmits: string;
+  target: string;
+  met: string;
+}
+
+function ratioValue(x: number | null | undefined, ref: number | null | undefined): number | null {
+  return x === null || x === undefined || ref === null || ref === undefined || !(ref > 0) || !Number.isFinite(x) ? null : x / ref;
+}
+
+function metCell(v: number | null, threshold: number): string {
+  return v === null ? 'n/a' : v >= threshold ? 'yes' : 'no';
+}
+
+/** One row per kernel run and per overlayfwd mode: single-stream TCP and its ratio to the kernel VXLAN device. */
+export function modeRows(r: NetnsResult): ModeRow[] {
+  const ref = kernelReference(r).bitsPerSecond;
+  const k6 = r.kernel6?.tcp?.bitsPerSecond ?? null;
+  const gb = (bps: number | null | undefined) => (bps === null || bps === undefined ? null : bps / 1e9);
+  const rows: ModeRow[] = [];
+  const mtuOf = (p: PhaseResult | null) => (p?.devices ? String(p.devices.a.mtu ?? '?') : 'n/a');
+  const retr = (t: TcpResult | null | undefined) => (t && t.retransmits !== null ? String(t.retransmits) : 'n/a');
+  const kr = kernelReference(r);
+  if (kr.runs.length) {
+    const lo = Math.min(...kr.runs) / 1e9;
+    const hi = Math.max(...kr.runs) / 1e9;
+    rows.push({
+      mode: `kernel VXLAN, IPv4 underlay (vx0): median of ${kr.runs.length} run${kr.runs.length > 1 ? 's' : ''}${kr.runs.length > 1 ? ` (${lo.toFixed(2)}-${hi.toFixed(2)})` : ''}`,
+      mtu: mtuOf(r.kernel),
+      gbps: fmt(gb(ref), 3),
+      ratio: '1',
+      ratioSameFamily: '',
+      ratioPaired: '',
+      hostCpuPerGB: fmt(r.kernel?.tcp?.hostCpuSecondsPerGB, 2),
+      retransmits: retr(r.kernel?.tcp),
+      target: 'reference',
+      met: '',
+    });
+  }
+  if (r.kernel6) {
+    const p = r.kernel6;
+    rows.push({
+      mode: 'kernel VXLAN, IPv6 underlay',
+      mtu: mtuOf(p),
+      gbps: fmt(gb(p.tcp?.bitsPerSecond), 3),
+      ratio: ratio(p.tcp?.bitsPerSecond, ref),
+      ratioSameFamily: ratio(p.tcp?.bitsPerSecond, k6),
+      ratioPaired: '',
+      hostCpuPerGB: fmt(p.tcp?.hostCpuSecondsPerGB, 2),
+      retransmits: retr(p.tcp),
+      target: 'reference (IPv6)',
+      met: '',
+    });
+  }
+  const phases: PhaseResult[] = [...(r.overlayfwd ? [r.overlayfwd] : []), ...r.modePhases];
+  for (const p of phases) {
+    const spec = MODE_SPECS[p.mode ?? 'vxlan'];
+    const bps = p.tcp?.bitsPerSecond;
+    const rv = ratioValue(bps, ref);
+    let target = '';
+    let met = '';
+    if (spec.transport === 'udp' && spec.mode !== 'vxlan') {
+      target = `>= ${TARGET_UDP_MODES}x`;
+      met = metCell(rv, TARGET_UDP_MODES);
+    } else if (spec.transport === 'raw') {
+      target = `>= ${TARGET_RAW_MODES}x`;
+      met = metCell(rv, TARGET_RAW_MODES);
+    }
+    rows.push({
+      mode: `overlayfwd ${spec.label}`,
+      mtu: mtuOf(p),
+      gbps: fmt(gb(bps), 3),
+      ratio: ratio(bps, ref),
+      ratioSameFamily: spec.family === 6 ? ratio(bps, k6) : '',
+      ratioPaired: ratio(bps, p.pairedKernel?.bitsPerSecond),
+      hostCpuPerGB: fmt(p.tcp?.hostCpuSecondsPerGB, 2),
+      retransmits: retr(p.tcp),
+      target,
+      met,
+    });
+  }
+  return rows;
+}
+
+export interface RawRow {
+  what: string;
+  packetBytes: string;
+  kpps: string;
+  gbps: string;
+  ratio: string;
+  met: string;
+}
+
+/** The bare raw blast of each protocol, then the mode's outer packets a → b during its TCP test. */
+export function rawRows(r: NetnsResult): RawRow[] {
+  const rows: RawRow[] = [];
+  for (const p of r.modePhases) {
+    const spec = p.mode ? MODE_SPECS[p.mode] : null;
+    if (!spec || spec.rawProtocol === null) continue;
+    const base = r.rawBaselines.find((x) => x.protocol === spec.rawProtocol) ?? null;
+    if (base) {
+      const rv = base.recv;
+      rows.push({
+        what: `bare sendmmsg/recvmmsg, IP proto ${base.protocol} (raw_blast, batches of ${base.batch})`,
+        packetBytes: rv ? rv.meanBytes.toFixed(0) : String(base.packetBytes),
+        kpps: fmt(rv ? rv.pps / 1e3 : null, 1),
+        gbps: fmt(rv?.gbps, 3),
+        ratio: '1',
+        met: '',
+      });
+    }
+    const pps = outerPacketsPerSecond(p.tcp);
+    const size = outerPacketBytes(p.tcp, spec);
+    const basePps = base?.recv?.pps ?? null;
+    rows.push({
+      what: `overlayfwd ${spec.label}, outer packets a -> b during TCP 1 stream`,
+      packetBytes: fmt(size, 0),
+      kpps: fmt(pps === null ? null : pps / 1e3, 1),
+      gbps: fmt(pps !== null && size !== null ? (pps * size * 8) / 1e9 : null, 3),
+      ratio: ratio(pps, basePps),
+      met: base ? `${metCell(ratioValue(pps, basePps), TARGET_RAW_VS_BARE)} (>= ${TARGET_RAW_VS_BARE}x)` : 'n/a (no baseline)',
+    });
+  }
+  return rows;
+}
+
+export interface RoutesRow {
+  what: string;
+  value: string;
+}
+
+export function routesRows(r: NetnsResult): RoutesRow[] {
+  const rt = r.routes;
+  if (!rt) return [];
+  const rows: RoutesRow[] = [];
+  const gb = (bps: number | null | undefined) => fmt(bps === null || bps === undefined ? null : bps / 1e9, 3);
+  const runs = (n: number) =>
+    rt.runs
+      .filter((x) => x.routes === n)
+      .map((x) => gb(x.tcp?.bitsPerSecond))
+      .join(', ');
+  rows.push({ what: `TCP 1 stream, ${rt.smallRoutes} routes (1 peer), Gbit/s per run`, value: runs(rt.smallRoutes) || 'n/a' });
+  rows.push({ what: `TCP 1 stream, ${rt.largeRoutes.toLocaleString('en-US')} routes (${rt.largePeers.toLocaleString('en-US')} peers), Gbit/s per run`, value: runs(rt.largeRoutes) || 'n/a' });
+  rows.push({ what: `mean, ${rt.smallRoutes} routes, Gbit/s`, value: gb(rt.smallBitsPerSecond) });
+  rows.push({ what: `mean, ${rt.largeRoutes.toLocaleString('en-US')} routes, Gbit/s`, value: gb(rt.largeBitsPerSecond) });
+  rows.push({
+    what: `ratio ${rt.largeRoutes.toLocaleString('en-US')} / ${rt.smallRoutes} (target >= ${TARGET_ROUTES})`,
+    value: rt.ratio === null ? 'n/a' : `${rt.ratio.toFixed(3)} (${metCell(rt.ratio, TARGET_ROUTES) === 'yes' ? 'met' : 'not met'})`,
+  });
+  if (rt.replaceMs.length) rows.push({ what: 'peers.replace() both ends, ms per switch', value: rt.replaceMs.join(', ') });
+  const pr = rt.profile;
+  if (pr) {
+    if (pr.error) rows.push({ what: 'profile (perf record -e cpu-clock)', value: `not taken: ${pr.error}` });
+    else {
+      const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(2)} %`);
+      rows.push({
+        what: `profile of one more ${rt.largeRoutes.toLocaleString('en-US')}-route run: route lookup samples / this process's samples`,
+        value: `${pr.routeSamples} / ${pr.samples} = ${pct(pr.routeShare)} (of the addon's ${pr.addonSamples}: ${pct(pr.routeShareOfAddon)})`,
+      });
+      rows.push({
+        what: 'route symbols seen',
+        value: pr.routeSymbols.length ? pr.routeSymbols.map((s) => `${s.symbol.replace(/\(.*$/, '')} ${s.percent.toFixed(2)} %`).join('; ') : 'none',
+      });
+      rows.push({
+        what: 'top symbols of the process',
+        value: pr.top
+          .slice(0, 6)
+          .map((s) => `${s.symbol.replace(/\(.*$/, '')} ${s.percent.toFixed(1)} %`)
+          .join('; '),
+      });
+      rows.push({ what: 'profiled run throughput, Gbit/s (perf running; not in the means)', value: gb(pr.tcp?.bitsPerSecond) });
+    }
+  }
+  return rows;
+}
+
+export interface TargetRow {
+  target: string;
+  figure: string;
+  met: string;
+}
+
+/** Issue 4's targets, each with this run's figure. */
+export function targetRows(r: NetnsResult): TargetRow[] {
+  const rows: TargetRow[] = [];
+  const ref = kernelReference(r).bitsPerSecond;
+  for (const p of r.modePhases) {
+    const spec = p.mode ? MODE_SPECS[p.mode] : null;
+    if (!spec) continue;
+    const rv = ratioValue(p.tcp?.bitsPerSecond, ref);
+    const x = (v: number | null) => (v === null ? 'n/a' : `${v.toFixed(3)}x`);
+    if (spec.transport === 'udp') {
+      rows.push({ target: `${spec.label}: TCP 1 stream >= ${TARGET_UDP_MODES}x kernel VXLAN`, figure: x(rv), met: metCell(rv, TARGET_UDP_MODES) });
+    } else {
+      rows.push({ target: `${spec.label}: TCP 1 stream >= ${TARGET_RAW_MODES}x kernel VXLAN`, figure: x(rv), met: metCell(rv, TARGET_RAW_MODES) });
+      const base = r.rawBaselines.find((b) => b.protocol === spec.rawProtocol)?.recv?.pps ?? null;
+      const rb = ratioValue(outerPacketsPerSecond(p.tcp), base);
+      rows.push({ target: `${spec.label}: outer packets/s >= ${TARGET_RAW_VS_BARE}x bare sendmmsg/recvmmsg`, figure: x(rb), met: metCell(rb, TARGET_RAW_VS_BARE) });
+    }
+  }
+  const rt = r.routes;
+  if (rt) {
+    rows.push({ target: `${rt.largeRoutes.toLocaleString('en-US')} routes >= ${TARGET_ROUTES}x the throughput with ${rt.smallRoutes}`, figure: rt.ratio === null ? 'n/a' : `${rt.ratio.toFixed(3)}x`, met: metCell(rt.ratio, TARGET_ROUTES) });
+    const pr = rt.profile;
+    if (pr) {
+      const share = pr.error ? null : pr.routeShare;
+      rows.push({
+        target: `route lookup not visible in a profile (< ${TARGET_ROUTE_PROFILE_SHARE * 100} % of samples)`,
+        figure: share === null ? `n/a${pr.error ? ` (${pr.error})` : ''}` : `${(share * 100).toFixed(2)} %`,
+        met: share === null ? 'n/a' : share < TARGET_ROUTE_PROFILE_SHARE ? 'yes' : 'no',
+      });
+    }
   }
   return rows;
 }

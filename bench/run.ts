@@ -1,14 +1,34 @@
-// `npm run bench`: the codec micro bench, then the netns bench (kernel VXLAN vs overlayfwd),
-// tables on stdout (progress on stderr), the JSON in bench/results/ and the netns tables as
-// Markdown in bench/results/latest.md.
+// `npm run bench`: the codec micro bench, then the netns bench (kernel VXLAN vs overlayfwd in
+// every mode), tables on stdout (progress on stderr), the JSON in bench/results/ and the netns
+// tables as Markdown in bench/results/latest.md.
 //
 //   node dist/bench/run.js [--quick] [--only micro|netns] [--duration S] [--parallel N]
-//                          [--no-workers2] [--no-offloads-off]
+//                          [--no-workers2] [--no-offloads-off] [--modes LIST] [--no-routes]
+//                          [--route-rounds N] [--no-raw-baseline] [--no-profile] [--no-kernel-end]
+//                          [--no-kernel-each]
+//
+// OVERLAYFWD_BENCH_MODES=LIST is the same as --modes LIST (the flag wins).
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MICRO_PACKETS, runMicro, type MicroResult } from './micro';
-import { abortNetns, netnsPhases, netnsRows, offloadRows, runNetns, type NetnsResult } from './netns';
+import {
+  abortNetns,
+  BENCH_MODES,
+  kernelReference,
+  modeRows,
+  netnsPhases,
+  netnsRows,
+  offloadRows,
+  parseModes,
+  rawRows,
+  routesRows,
+  runNetns,
+  targetRows,
+  type BenchMode,
+  type NetnsResult,
+} from './netns';
 
 interface Args {
   quick: boolean;
@@ -17,19 +37,52 @@ interface Args {
   workers2: boolean;
   parallel: number;
   offloadsOff: boolean;
+  modes: BenchMode[];
+  routes: boolean;
+  routeRounds: number;
+  rawBaseline: boolean;
+  profile: boolean;
+  kernelEnd: boolean;
+  kernelEach: boolean;
 }
 
 const USAGE =
-  'usage: node dist/bench/run.js [--quick] [--only micro|netns] [--duration S] [--parallel N] [--no-workers2] [--no-offloads-off]';
+  'usage: node dist/bench/run.js [--quick] [--only micro|netns] [--duration S] [--parallel N] [--no-workers2] [--no-offloads-off]\n' +
+  `       [--modes all|none|${BENCH_MODES.join(',')}] [--no-routes] [--route-rounds N] [--no-raw-baseline] [--no-profile] [--no-kernel-end] [--no-kernel-each]\n` +
+  '       (OVERLAYFWD_BENCH_MODES=LIST = --modes LIST)';
 
 /** Seconds per iperf3 test: default, and with --quick. */
 const DEFAULT_DURATION = 8;
 const QUICK_DURATION = 2;
 const DEFAULT_PARALLEL = 4;
+/** Rounds of the routes test (each: one 10-route and one 100,000-route run, ABBA order). */
+const DEFAULT_ROUTE_ROUNDS = 3;
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, only: null, durationSec: 0, workers2: true, parallel: DEFAULT_PARALLEL, offloadsOff: true };
+  const args: Args = {
+    quick: false,
+    only: null,
+    durationSec: 0,
+    workers2: true,
+    parallel: DEFAULT_PARALLEL,
+    offloadsOff: true,
+    modes: [...BENCH_MODES],
+    routes: true,
+    routeRounds: DEFAULT_ROUTE_ROUNDS,
+    rawBaseline: true,
+    profile: true,
+    kernelEnd: true,
+    kernelEach: true,
+  };
   let duration: number | null = null;
+  const envModes = process.env['OVERLAYFWD_BENCH_MODES'];
+  if (envModes !== undefined && envModes.trim() !== '') {
+    try {
+      args.modes = parseModes(envModes);
+    } catch (err) {
+      throw new Error(`OVERLAYFWD_BENCH_MODES: ${(err as Error).message}\n${USAGE}`);
+    }
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
@@ -42,6 +95,22 @@ function parseArgs(argv: string[]): Args {
     if (a === '--quick') args.quick = true;
     else if (a === '--no-workers2') args.workers2 = false;
     else if (a === '--no-offloads-off') args.offloadsOff = false;
+    else if (a === '--no-routes') args.routes = false;
+    else if (a === '--no-raw-baseline') args.rawBaseline = false;
+    else if (a === '--no-profile') args.profile = false;
+    else if (a === '--no-kernel-end') args.kernelEnd = false;
+    else if (a === '--no-kernel-each') args.kernelEach = false;
+    else if (a === '--modes' || a.startsWith('--modes=')) {
+      try {
+        args.modes = parseModes(value());
+      } catch (err) {
+        throw new Error(`--modes: ${(err as Error).message}\n${USAGE}`);
+      }
+    } else if (a === '--route-rounds' || a.startsWith('--route-rounds=')) {
+      const v = Number(value());
+      if (!Number.isInteger(v) || v < 1 || v > 20) throw new Error(`--route-rounds wants 1..20\n${USAGE}`);
+      args.routeRounds = v;
+    }
     else if (a === '--parallel' || a.startsWith('--parallel=')) {
       const v = Number(value());
       if (!Number.isInteger(v) || v < 0 || v === 1 || v > 64) throw new Error(`--parallel wants 2..64 streams, or 0 to skip\n${USAGE}`);
@@ -102,16 +171,82 @@ function netnsMarkdown(netns: NetnsResult, started: Date): string {
   const cpus = os.cpus().length;
   const intro =
     `netns, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC: kernel VXLAN (vx0, kernel's default offloads) vs overlayfwd ` +
-    `(ovl0, in-process, TAP), VNI ${netns.overlay.vni}, one veth underlay ${netns.underlay.a} <-> ${netns.underlay.b}; ` +
-    `iperf3 ${netns.durationSec} s per test, ping -c ${netns.pingCount} -i 0.01; ${cpus} CPUs, Linux ${os.release()}, node ${process.version}. ` +
+    `(ovl0, in-process; modes: ${netns.modes.join(', ') || 'none'}), VNI ${netns.overlay.vni}, one veth underlay ${netns.underlay.a} <-> ${netns.underlay.b}; ` +
+    `iperf3 ${netns.durationSec} s per test${netns.overlayfwd ? `, ping -c ${netns.pingCount} -i 0.01` : ''}; ${cpus} CPUs, Linux ${os.release()}, node ${process.version}` +
+    `, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} at the end. ` +
     `w = overlayfwd workers; ratio = overlayfwd / kernel (same stream count; the offloads-off row is against the kernel with its offloads). ` +
     `Shared machine: compare ratios, not absolutes.`;
-  const main = markdownTable(
-    ['metric', 'kernel', 'overlayfwd', 'ratio'],
-    netnsRows(netns).map((r) => [r.metric, r.kernel, r.overlayfwd, r.ratio]),
-    [false, true, true, true],
-  );
-  const parts = [intro, '', main];
+  const parts = [intro];
+  if (netns.overlayfwd) {
+    parts.push(
+      '',
+      markdownTable(
+        ['metric', 'kernel', 'overlayfwd', 'ratio'],
+        netnsRows(netns).map((r) => [r.metric, r.kernel, r.overlayfwd, r.ratio]),
+        [false, true, true, true],
+      ),
+    );
+  }
+  const modes = modeRows(netns);
+  if (modes.length > 1) {
+    const ref = kernelReference(netns);
+    parts.push(
+      '',
+      `Every mode, TCP 1 stream (iperf3 ${netns.durationSec} s, workers 1, offloads on), against the kernel VXLAN device over IPv4 ` +
+        `(the reference: median of the run's ${ref.runs.length} kernel VXLAN IPv4 single-stream runs, the first one, one right before each mode and one at the end, ` +
+        `${ref.bitsPerSecond === null ? 'n/a' : (ref.bitsPerSecond / 1e9).toFixed(3)} Gbit/s). "paired" = against the kernel run just before that mode; ` +
+        `the IPv6 rows also against the kernel VXLAN device over IPv6 (measured just before them):`,
+      '',
+      markdownTable(
+        ['mode', 'MTU', 'Gbit/s', 'x kernel VXLAN IPv4', 'x kernel, paired', 'x kernel VXLAN IPv6', 'host CPU s/GB', 'retransmits', 'target', 'met'],
+        modes.map((r) => [r.mode, r.mtu, r.gbps, r.ratio, r.ratioPaired, r.ratioSameFamily, r.hostCpuPerGB, r.retransmits, r.target, r.met]),
+        [false, true, true, true, true, true, true, true, false, false],
+      ),
+    );
+  }
+  const raw = rawRows(netns);
+  if (raw.length) {
+    parts.push(
+      '',
+      'Raw-IP modes against a bare `sendmmsg`/`recvmmsg` of full-size raw IP packets of the same protocol across the same veth pair ' +
+        '(bench/raw-baseline/raw_blast.c; outer packets per second received in b; for overlayfwd: b\'s decapsulated packets during the TCP test):',
+      '',
+      markdownTable(
+        ['what', 'outer bytes', 'kpps', 'outer Gbit/s', 'ratio to bare', 'target met'],
+        raw.map((r) => [r.what, r.packetBytes, r.kpps, r.gbps, r.ratio, r.met]),
+        [false, true, true, true, true, false],
+      ),
+    );
+  }
+  const routes = routesRows(netns);
+  if (routes.length && netns.routes) {
+    const rt = netns.routes;
+    parts.push(
+      '',
+      `Routes: ${rt.mode} on TUN, TCP 1 stream, with ${rt.smallRoutes} routes and with ${rt.largeRoutes.toLocaleString('en-US')} ` +
+        `(${rt.largePeers.toLocaleString('en-US')} peers x ${rt.largeRoutes / rt.largePeers} IPv4 prefixes of lengths ${rt.prefixLengths.join('/')}) on both ends, ` +
+        `alternating on the same forwarders (peers.replace()):`,
+      '',
+      markdownTable(
+        ['what', 'value'],
+        routes.map((r) => [r.what, r.value]),
+        [false, false],
+      ),
+    );
+  }
+  const targets = targetRows(netns);
+  if (targets.length) {
+    parts.push(
+      '',
+      'Targets (issue 4):',
+      '',
+      markdownTable(
+        ['target', 'this run', 'met'],
+        targets.map((r) => [r.target, r.figure, r.met]),
+        [false, true, false],
+      ),
+    );
+  }
   const off = offloadRows(netns);
   if (off.length) {
     parts.push(
@@ -157,6 +292,18 @@ function writeJsonAtomic(file: string, data: unknown): void {
   fs.renameSync(tmp, file);
 }
 
+/** The commit being measured (with "-dirty" when the work tree has changes), or null outside a git checkout. */
+function gitCommit(): string | null {
+  try {
+    const opts = { cwd: repoRoot(), encoding: 'utf8' as const, stdio: ['ignore', 'pipe', 'ignore'] as ['ignore', 'pipe', 'ignore'] };
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], opts).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], opts).trim() !== '';
+    return `${head}${dirty ? '-dirty' : ''}`;
+  } catch {
+    return null;
+  }
+}
+
 function hostInfo(): Record<string, unknown> {
   let loadavg: number[] = [];
   try {
@@ -172,6 +319,7 @@ function hostInfo(): Record<string, unknown> {
     memoryBytes: os.totalmem(),
     loadavgAtStart: loadavg,
     node: process.version,
+    commit: gitCommit(),
   };
 }
 
@@ -239,6 +387,13 @@ async function main(): Promise<number> {
         workers2: args.workers2,
         parallel: args.parallel,
         offloadsOff: args.offloadsOff,
+        modes: args.modes,
+        routes: args.routes,
+        routeRounds: args.routeRounds,
+        rawBaseline: args.rawBaseline,
+        profile: args.profile,
+        kernelEnd: args.kernelEnd,
+        kernelEach: args.kernelEach,
         log,
       });
       output['netns'] = netns;
@@ -254,6 +409,7 @@ async function main(): Promise<number> {
   if (interrupted) return 130;
 
   output['finishedAt'] = new Date().toISOString();
+  (output['host'] as Record<string, unknown>)['loadavgAtEnd'] = os.loadavg();
   if (errors.length) {
     print('\nerrors:');
     for (const e of errors) print(`  ${e}`);
