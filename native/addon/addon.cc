@@ -199,6 +199,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
                            InstanceAccessor<&ForwarderWrap::Failed>("failed"),
                            InstanceMethod<&ForwarderWrap::SetPeers>("setPeers"),
                            InstanceMethod<&ForwarderWrap::LearnedFdb>("learnedFdb"),
+                           InstanceMethod<&ForwarderWrap::EspStatus>("espStatus"),
                            InstanceMethod<&ForwarderWrap::Close>("close"),
                        });
   }
@@ -303,6 +304,23 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
     }
     guarded(env, [&] { forwarder_->set_peers(peers); });
     return env.Undefined();
+  }
+
+  // [{ slot, spi, sequence (bigint), nearingLimit, exhausted }] for every peer's outbound SA.
+  Napi::Value EspStatus(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto entries = guarded(env, [&] { return forwarder_->esp_outbound_status(); });
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    for (uint32_t i = 0; i < entries.size(); i++) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("slot", entries[i].slot);
+      entry.Set("spi", entries[i].spi);
+      entry.Set("sequence", Napi::BigInt::New(env, entries[i].sequence));
+      entry.Set("nearingLimit", entries[i].nearing_limit);
+      entry.Set("exhausted", entries[i].exhausted);
+      out.Set(i, entry);
+    }
+    return out;
   }
 
   Napi::Value LearnedFdb(const Napi::CallbackInfo& info) {

@@ -262,6 +262,18 @@ void Forwarder::set_peers(const std::vector<PeerSpec>& specs) {
   tables_.publish(std::move(table));
 }
 
+std::vector<EspOutboundStatus> Forwarder::esp_outbound_status() {
+  std::lock_guard<std::mutex> lock(control_mutex_);
+  std::vector<EspOutboundStatus> out;
+  if (!current_) return out;
+  for (const Peer& peer : current_->peers()) {
+    if (!peer.sa_out) continue;
+    const EspSequence& sequence = peer.sa_out->sequence;
+    out.push_back({peer.slot, peer.sa_out->spi, sequence.last(), sequence.nearing_limit(), sequence.exhausted()});
+  }
+  return out;
+}
+
 std::vector<LearnedEntry> Forwarder::learned_fdb() const { return fdb_.snapshot(monotonic_seconds()); }
 
 void Forwarder::close() {

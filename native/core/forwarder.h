@@ -86,6 +86,16 @@ struct DeviceInfo {
   int underlay_mtu = 0;  // of the interface holding underlay.local, at start
 };
 
+// Where an outbound SA's sequence counter stands (esp): TypeScript polls it to raise the
+// "rekey soon" event before the counter runs out.
+struct EspOutboundStatus {
+  uint32_t slot;
+  uint32_t spi;
+  uint64_t sequence;  // the last number handed out
+  bool nearing_limit;
+  bool exhausted;     // nothing more is sent with this SA
+};
+
 class Worker;
 struct UnderlaySockets;
 struct SocketAddress;
@@ -106,6 +116,7 @@ class Forwarder {
   // Publishes a new peer table. Learned entries behind peers that left or moved are forgotten.
   void set_peers(const std::vector<PeerSpec>& peers);
   std::vector<LearnedEntry> learned_fdb() const;
+  std::vector<EspOutboundStatus> esp_outbound_status();
 
   void close();
 
