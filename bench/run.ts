@@ -12,6 +12,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { espMicroTable, runEspMicro } from './esp-micro';
 import { MICRO_PACKETS, runMicro, type MicroResult } from './micro';
 import {
   abortNetns,
@@ -372,6 +373,10 @@ async function main(): Promise<number> {
       output['micro'] = micro;
       print(`\nmicro: native VXLAN codec, one core, ${MICRO_PACKETS}-buffer batches (ns and Mpps from the native timer)\n`);
       print(microTable(micro));
+      const esp = runEspMicro({ quick: args.quick, log });
+      output['espMicro'] = esp;
+      print(`\nmicro: ESP AEAD per core vs openssl speed (same machine, same run)\n`);
+      print(espMicroTable(esp));
     } catch (err) {
       errors.push(`micro: ${(err as Error).message}`);
       log(`micro FAILED: ${(err as Error).stack ?? String(err)}`);

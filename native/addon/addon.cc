@@ -4,9 +4,11 @@
 #include <uv.h>
 
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <random>
 
+#include "../core/esp_codec.h"
 #include "../core/ethernet.h"
 #include "../core/flow_hash.h"
 #include "../core/forwarder.h"
@@ -382,7 +384,8 @@ Napi::Value CodecBench(const Napi::CallbackInfo& info) {
   const uint32_t rounds = info[3].As<Napi::Number>().Uint32Value();
   if (size < 64 || size > 9000 || packets == 0 || rounds == 0) throw Napi::RangeError::New(env, "bad codecBench arguments");
   if (packets > 65536 || rounds > 100000000) throw Napi::RangeError::New(env, "codecBench: at most 65536 packets and 1e8 rounds");
-  ovl::BufferPool pool = guarded(env, [&] { return ovl::BufferPool(packets, size + ovl::kVxlanHeaderSize); });
+  // Room for the largest header and trailer any op adds (ESP: 16 in front, up to 21 behind).
+  ovl::BufferPool pool = guarded(env, [&] { return ovl::BufferPool(packets, size + 64); });
   fill_frames(pool, size);
   uint64_t sink = 0;
   std::chrono::steady_clock::time_point start;
@@ -409,6 +412,45 @@ Napi::Value CodecBench(const Napi::CallbackInfo& info) {
         if (ovl::vxlan_decode(buffer.data(), buffer.length, 42) != ovl::VxlanStatus::ok) continue;
         buffer.pull_front(ovl::kVxlanHeaderSize);
         sink += ovl::mac_is_valid_source(ovl::eth_source(buffer.data())) + ovl::mac_key(ovl::eth_source(buffer.data()));
+      }
+    }
+  } else if (op.rfind("esp-seal:", 0) == 0 || op.rfind("esp-open:", 0) == 0) {
+    // ESP with one keyed context, as a worker holds it per SA: "esp-seal:aes-256-gcm", ...
+    const auto cipher = ovl::parse_esp_cipher(op.substr(9));
+    if (!cipher) throw Napi::TypeError::New(env, "unknown cipher in " + op);
+    std::vector<uint8_t> key(ovl::esp_key_material_size(*cipher));
+    for (size_t i = 0; i < key.size(); i++) key[i] = static_cast<uint8_t>(i * 7 + 1);
+    ovl::EspAead aead;
+    guarded(env, [&] { aead.set_key(*cipher, key.data(), key.size()); });
+    const bool seal = op[4] == 's';
+    uint64_t sequence = 0;
+    std::vector<std::vector<uint8_t>> sealed;
+    if (!seal) {
+      // Every packet sealed once up front; each round opens copies of them.
+      for (size_t i = 0; i < pool.size(); i++) {
+        ovl::PacketBuffer& buffer = pool[i];
+        buffer.offset = ovl::kHeadroom;
+        buffer.length = size;
+        const size_t n = ovl::esp_encode(aead, 0x1001, ++sequence, true, ovl::kEspNextHeaderIpv4,
+                                         buffer.push_front(ovl::kEspPrefixSize), size);
+        sealed.emplace_back(buffer.data(), buffer.data() + n);
+      }
+    }
+    start = std::chrono::steady_clock::now();
+    for (uint32_t r = 0; r < rounds; r++) {
+      for (size_t i = 0; i < pool.size(); i++) {
+        ovl::PacketBuffer& buffer = pool[i];
+        buffer.offset = ovl::kHeadroom;
+        if (seal) {
+          buffer.length = size;
+          sink += ovl::esp_encode(aead, 0x1001, ++sequence, true, ovl::kEspNextHeaderIpv4,
+                                  buffer.push_front(ovl::kEspPrefixSize), size);
+        } else {
+          std::memcpy(buffer.data(), sealed[i].data(), sealed[i].size());
+          const uint64_t number = i + 1;
+          sink += ovl::esp_open(aead, true, static_cast<uint32_t>(number >> 32), buffer.data(), sealed[i].size()) ==
+                  ovl::EspStatus::ok;
+        }
       }
     }
   } else {
