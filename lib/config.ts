@@ -7,7 +7,17 @@ import path from 'node:path';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import YAML from 'yaml';
-import type { DeviceType, EncapType, ResolvedConfig, ResolvedEndpoint, ResolvedPeer } from './types';
+import type {
+  DeviceType,
+  EncapType,
+  EspCipher,
+  PeerSecurityAssociations,
+  PublicPeer,
+  ResolvedConfig,
+  ResolvedEndpoint,
+  ResolvedPeer,
+  SecurityAssociation,
+} from './types';
 
 export interface ConfigIssue {
   /** Field path with dots and [i], e.g. `peers[1].endpoint`; `(file)` / `(config)` for the whole input. */
@@ -39,7 +49,31 @@ export function isConfigError(err: unknown): err is ConfigError {
 export const DEVICE_TYPES = ['tap', 'tun', 'packet'] as const satisfies readonly DeviceType[];
 export const ENCAP_TYPES = ['vxlan', 'geneve', 'gre', 'gre-udp', 'ipip', 'esp'] as const satisfies readonly EncapType[];
 export const SUPPORTED_DEVICE_TYPES: readonly DeviceType[] = ['tap', 'tun', 'packet'];
-export const SUPPORTED_ENCAP_TYPES: readonly EncapType[] = ['vxlan', 'geneve', 'gre', 'gre-udp', 'ipip'];
+export const SUPPORTED_ENCAP_TYPES: readonly EncapType[] = ['vxlan', 'geneve', 'gre', 'gre-udp', 'ipip', 'esp'];
+export const ESP_CIPHERS = ['aes-128-gcm', 'aes-256-gcm', 'chacha20-poly1305'] as const satisfies readonly EspCipher[];
+/** Bytes of the cipher key proper; an SA's key is this followed by a 4-byte salt (RFC 4106 §8.1, RFC 7634 §2). */
+export const ESP_CIPHER_KEY_BYTES: Record<EspCipher, number> = { 'aes-128-gcm': 16, 'aes-256-gcm': 32, 'chacha20-poly1305': 32 };
+export const ESP_SALT_BYTES = 4;
+/** Default grace period of a replaced inbound SA after a rekey (esp.rekeyGraceSeconds). */
+export const ESP_REKEY_GRACE_DEFAULT_SECONDS = 30;
+/** Inbound SAs a peer may hold at once: the newest and those still in a rekey's grace period. */
+export const ESP_MAX_INBOUND_SAS = 4;
+
+/** Bytes of an SA key (cipher key + salt) for `cipher`. */
+export function espKeyBytes(cipher: EspCipher): number {
+  return ESP_CIPHER_KEY_BYTES[cipher] + ESP_SALT_BYTES;
+}
+
+/** True when the mode rides UDP (has a port); false for the IP-protocol modes and ESP with udp: false. */
+export function usesUdp(encap: { type: EncapType; udp?: boolean | undefined }): boolean {
+  if (encap.type === 'esp') return encap.udp !== false;
+  return DEFAULT_PORTS[encap.type] !== null;
+}
+
+/** How a mode without a port is described in messages. */
+function ipProtocolName(encap: { type: EncapType; udp?: boolean | undefined }): string {
+  return encap.type === 'esp' ? 'esp with udp: false has no UDP port (IP protocol 50)' : `${encap.type} has no UDP port (an IP protocol)`;
+}
 
 /** Default UDP port per encapsulation; null for the IP-protocol modes (no port). */
 export const DEFAULT_PORTS: Record<EncapType, number | null> = {
@@ -56,6 +90,7 @@ export const BUSY_POLL_DEFAULT_US = 0;
 
 const VNI_MODES: readonly EncapType[] = ['vxlan', 'geneve'];
 const GRE_MODES: readonly EncapType[] = ['gre', 'gre-udp'];
+const CIPHER_TEXT = `one of: ${ESP_CIPHERS.join(', ')}`;
 const MAX_VNI = 0xffffff;
 /** sizeof(sockaddr_un.sun_path) - 1 */
 const MAX_SOCKET_PATH_BYTES = 107;
@@ -314,6 +349,13 @@ const encapSchema = section({
   key: z.preprocess(nullToUndefined, intRange(0, 0xffffffff).optional()),
   checksum: z.boolean(err('must be true or false')).optional(),
   sequence: z.boolean(err('must be true or false')).optional(),
+  cipher: z
+    .enum(ESP_CIPHERS, {
+      error: (iss: IssueLike) =>
+        iss.input === undefined ? 'required' : `${JSON.stringify(iss.input)} is not an ESP cipher (${CIPHER_TEXT})`,
+    })
+    .optional(),
+  udp: z.boolean(err('must be true or false')).optional(),
 }).superRefine((e, ctx) => {
   // `checksum: false` is every mode's default, so only a GRE option actually asked for is an error.
   if (!GRE_MODES.includes(e.type) && e.key !== undefined) {
@@ -334,6 +376,19 @@ const encapSchema = section({
   if (DEFAULT_PORTS[e.type] === null && e.port !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['port'], message: `not used by ${e.type} (an IP protocol, no UDP port)` });
   }
+  if (e.type === 'esp') {
+    if (e.cipher === undefined) ctx.addIssue({ code: 'custom', path: ['cipher'], message: `required for esp (${CIPHER_TEXT})` });
+    if (e.udp === false && e.port !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['port'], message: 'not used by esp with udp: false (IP protocol 50, no UDP port)' });
+    }
+  } else {
+    if (e.cipher !== undefined) ctx.addIssue({ code: 'custom', path: ['cipher'], message: `not used by ${e.type} (esp only)` });
+    if (e.udp !== undefined) ctx.addIssue({ code: 'custom', path: ['udp'], message: `not used by ${e.type} (esp only)` });
+  }
+});
+
+const espSchema = section({
+  rekeyGraceSeconds: intRange(1, 3600).default(ESP_REKEY_GRACE_DEFAULT_SECONDS),
 });
 
 const underlaySchema = section({
@@ -414,11 +469,156 @@ const endpointSchema = z.unknown().transform((v, ctx): EndpointInput => {
   return { address: ip.address, family: ip.family, port };
 });
 
+// ---- ESP security associations. A key is a secret: no message here ever quotes one, nor any
+// value given where a key or an SPI belongs (a key pasted into the wrong field stays unprinted).
+
+const SPI_TEXT = 'must be an integer from 1 to 4294967295, or a hex string such as "0x1001"';
+
+/** An SPI: an integer from 1 to 0xFFFFFFFF, or the same as a hex ("0x1001") or decimal string. */
+export function parseSpi(v: unknown): Parsed<number> {
+  let n: number | undefined;
+  if (typeof v === 'number') n = v;
+  else if (typeof v === 'string' && /^0[xX][0-9a-fA-F]{1,8}$/.test(v)) n = parseInt(v.slice(2), 16);
+  else if (typeof v === 'string' && /^[0-9]{1,10}$/.test(v)) n = Number(v);
+  if (n === 0) return { ok: false, message: `SPI 0 is reserved (RFC 4303 §2.1): ${SPI_TEXT}` };
+  if (n === undefined || !Number.isInteger(n) || n < 1 || n > 0xffffffff) return { ok: false, message: SPI_TEXT };
+  return { ok: true, value: n };
+}
+
+/** An SPI as shown in messages and listings: 0x00001001. */
+export function formatSpi(spi: number): string {
+  return `0x${spi.toString(16).padStart(8, '0')}`;
+}
+
+/** What an SA key must be, for messages: "a hex string of 20 bytes (40 hex digits: ...)". */
+function keyShape(cipher: EspCipher | undefined): string {
+  if (!cipher) return 'a hex string (the cipher key followed by a 4-byte salt)';
+  const bytes = espKeyBytes(cipher);
+  return `a hex string of ${bytes} bytes (${bytes * 2} hex digits: the ${ESP_CIPHER_KEY_BYTES[cipher]}-byte ${cipher} key followed by a ${ESP_SALT_BYTES}-byte salt)`;
+}
+
+/**
+ * An SA key for `cipher` (undefined: any whole number of bytes), in canonical form: lower-case
+ * hex without "0x". The messages say what is expected and never include the value.
+ */
+export function parseSaKey(v: unknown, cipher: EspCipher | undefined): Parsed<string> {
+  const shape = keyShape(cipher);
+  if (typeof v !== 'string') return { ok: false, message: `must be ${shape}, quoted in YAML` };
+  const hex = /^0[xX]/.test(v) ? v.slice(2) : v;
+  if (!/^[0-9a-fA-F]*$/.test(hex)) return { ok: false, message: `must be ${shape}; it holds characters that are not hex digits` };
+  if (cipher && hex.length !== 2 * espKeyBytes(cipher)) return { ok: false, message: `must be ${shape}; got ${hex.length} hex digits` };
+  if (hex.length === 0 || hex.length % 2 !== 0) return { ok: false, message: `must be ${shape}; got ${hex.length} hex digits` };
+  if (/^0*$/.test(hex)) return { ok: false, message: 'must not be all zeros' };
+  return { ok: true, value: hex.toLowerCase() };
+}
+
+/** An SA as read in stage 1: the SPI checked, the key still as given (its length depends on encap.cipher). */
+interface SaInput {
+  spi: number;
+  key: unknown;
+}
+
+interface PeerSaInput {
+  out: SaInput;
+  in: SaInput[];
+  /** `in` was written as a list (paths then say sa.in[i]). */
+  inIsList: boolean;
+}
+
+type Report = (message: string, path: PropertyKey[]) => void;
+
+function saMapping(x: unknown, path: PropertyKey[], known: readonly string[], report: Report): Record<string, unknown> | undefined {
+  if (x === undefined || x === null) {
+    report('required', path);
+    return undefined;
+  }
+  if (typeof x !== 'object' || Array.isArray(x)) {
+    report(`must be a mapping with ${known.join(' and ')}`, path);
+    return undefined;
+  }
+  // Unknown keys are reported; the known ones are still read, so that their problems show too.
+  for (const k of Object.keys(x)) {
+    if (!known.includes(k)) report(unknownKeyMessage(k, known), [...path, k]);
+  }
+  return x as Record<string, unknown>;
+}
+
+/** One SA `{ spi, key }`; with `cipher`, the key is checked (and canonicalised) too. */
+function readSa(x: unknown, path: PropertyKey[], report: Report, cipher?: EspCipher | null): SaInput | undefined {
+  const m = saMapping(x, path, ['spi', 'key'], report);
+  if (!m) return undefined;
+  let ok = true;
+  let spi = 0;
+  if (m.spi === undefined) {
+    report('required', [...path, 'spi']);
+    ok = false;
+  } else {
+    const r = parseSpi(m.spi);
+    if (r.ok) spi = r.value;
+    else {
+      report(r.message, [...path, 'spi']);
+      ok = false;
+    }
+  }
+  let key: unknown = m.key;
+  if (m.key === undefined) {
+    report('required', [...path, 'key']);
+    ok = false;
+  } else if (cipher !== null) {
+    const r = parseSaKey(m.key, cipher);
+    if (r.ok) key = r.value;
+    else {
+      report(r.message, [...path, 'key']);
+      ok = false;
+    }
+  } else if (typeof m.key !== 'string') {
+    report(`must be ${keyShape(undefined)}, quoted in YAML`, [...path, 'key']);
+    ok = false;
+  }
+  return ok ? { spi, key } : undefined;
+}
+
+/** `sa: { out: {spi, key}, in: {spi, key} | [{spi, key}, ...] }`, keys checked in stage 2. */
+function readPeerSa(v: unknown, report: Report): PeerSaInput | undefined {
+  const top = saMapping(v, [], ['out', 'in'], report);
+  if (!top) return undefined;
+  const out = readSa(top.out, ['out'], report, null);
+  const inIsList = Array.isArray(top.in);
+  let ins: Array<SaInput | undefined>;
+  if (Array.isArray(top.in)) {
+    ins = top.in.map((x, i) => readSa(x, ['in', i], report, null));
+    if (top.in.length === 0) {
+      report('must not be empty (one SA, or a list of them, newest first)', ['in']);
+      return undefined;
+    }
+    if (top.in.length > ESP_MAX_INBOUND_SAS) {
+      report(`at most ${ESP_MAX_INBOUND_SAS} inbound SAs (the newest first, then those still in a rekey's grace period)`, ['in']);
+      return undefined;
+    }
+  } else {
+    ins = [readSa(top.in, ['in'], report, null)];
+  }
+  if (!out || ins.some((x) => x === undefined)) return undefined;
+  return { out, in: ins as SaInput[], inIsList };
+}
+
+const saSchema = z.unknown().transform((v, ctx): PeerSaInput => {
+  let failed = false;
+  const sa = readPeerSa(v, (message, path) => {
+    failed = true;
+    // `input` is never shown; keep the secret out of the issue altogether.
+    ctx.issues.push({ code: 'custom', message, input: null, path });
+  });
+  return failed || !sa ? z.NEVER : sa;
+});
+
 const peerSchema = section({
   name: peerName,
   endpoint: endpointSchema,
   allowedIps: list(cidr, 'CIDR prefixes').default([]),
   macs: list(mac, 'MAC addresses').default([]),
+  /** esp: the peer's security associations. */
+  sa: z.preprocess(nullToUndefined, saSchema.optional()),
 });
 
 const rootSchema = section({
@@ -443,6 +643,7 @@ const rootSchema = section({
   fdb: fdbSchema.prefault({}),
   offloads: offloadsSchema.prefault({}),
   limits: limitsSchema.prefault({}),
+  esp: z.preprocess(nullToUndefined, espSchema.optional()),
   // Entries are validated one by one (below) so that one bad peer doesn't hide the others' problems.
   peers: z.preprocess(nullToUndefined, list(z.unknown(), 'peers').optional()),
   control: controlSchema.prefault({}),
@@ -456,6 +657,7 @@ const KNOWN_KEYS: Record<string, string[]> = {
   fdb: Object.keys(fdbSchema.shape),
   offloads: Object.keys(offloadsSchema.shape),
   limits: Object.keys(limitsSchema.shape),
+  esp: Object.keys(espSchema.shape),
   control: Object.keys(controlSchema.shape),
   peer: Object.keys(peerSchema.shape),
 };
@@ -544,8 +746,12 @@ function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
 interface PeerContext {
   /** Default endpoint port (encap.port); 0 for the IP-protocol modes. */
   port: number;
-  /** The mode (a port on the endpoint of an IP-protocol mode is an error). */
+  /** The mode (a port on the endpoint of an IP-protocol mode is an error); undefined when unknown. */
   encapType?: EncapType;
+  /** esp: the cipher (SA keys are checked against its key length); undefined when unknown. */
+  cipher?: EspCipher;
+  /** esp: encap.udp (false: IP protocol 50, endpoints without a port). */
+  udp?: boolean;
   /** tun routes by allowedIps; tap forwards by MAC. */
   deviceType?: DeviceType;
   /** underlay.local, canonical; omitted when unknown (invalid). */
@@ -568,8 +774,19 @@ function resolvePeer(p: PeerParsed, ctx: PeerContext, at: string, issues: Config
   if (isUnspecified(ep.address, ep.family) || isMulticast(ep.address, ep.family)) {
     issues.push({ path: `${at}.endpoint`, message: `${ep.address} is not a unicast address` });
   }
-  if (ctx.encapType && DEFAULT_PORTS[ctx.encapType] === null && ep.port !== undefined) {
-    issues.push({ path: `${at}.endpoint`, message: `${ctx.encapType} has no UDP port (an IP protocol); give the address alone` });
+  if (ctx.encapType && !usesUdp({ type: ctx.encapType, udp: ctx.udp }) && ep.port !== undefined) {
+    issues.push({ path: `${at}.endpoint`, message: `${ipProtocolName({ type: ctx.encapType, udp: ctx.udp })}; give the address alone` });
+  }
+  let sa: PeerSecurityAssociations | undefined;
+  if (ctx.encapType === 'esp' && p.sa === undefined) {
+    issues.push({
+      path: `${at}.sa`,
+      message: 'required for esp: { out: { spi, key }, in: { spi, key } } (the SA we send with, and the one the peer sends with)',
+    });
+  } else if (ctx.encapType !== undefined && ctx.encapType !== 'esp' && p.sa !== undefined) {
+    issues.push({ path: `${at}.sa`, message: `used only with encap.type esp (${ctx.encapType} is not encrypted)` });
+  } else if (p.sa !== undefined) {
+    sa = resolveSa(p.sa, ctx.cipher, at, issues);
   }
   if (ctx.deviceType === 'tun' && p.macs.length > 0) {
     issues.push({ path: `${at}.macs`, message: 'used only with device.type tap (a tun device routes by allowedIps)' });
@@ -593,7 +810,44 @@ function resolvePeer(p: PeerParsed, ctx: PeerContext, at: string, issues: Config
     endpoint: { address: ep.address, port: ep.port ?? ctx.port },
     allowedIps: p.allowedIps.map((c) => c.cidr),
     macs: [...p.macs],
+    ...(sa ? { sa } : {}),
   };
+}
+
+/** Whether a resolved peer's `in` was written as a list: error paths then say sa.in[i]. */
+const inWrittenAsList = new WeakMap<PeerSecurityAssociations, boolean>();
+
+/** Path of an SA under `prefix` (`peers[0].sa`): `.out`, `.in`, or `.in[i]` when `in` is a list. */
+function saPath(prefix: string, sa: PeerSecurityAssociations, which: 'out' | number): string {
+  if (which === 'out') return `${prefix}.out`;
+  const list = inWrittenAsList.get(sa) ?? sa.in.length > 1;
+  return list ? `${prefix}.in[${which}]` : `${prefix}.in`;
+}
+
+/** Stage 2 of `sa`: keys checked against the cipher; no inbound SPI twice within the peer. */
+function resolveSa(input: PeerSaInput, cipher: EspCipher | undefined, at: string, issues: ConfigIssue[]): PeerSecurityAssociations | undefined {
+  let ok = true;
+  const key = (sa: SaInput, path: string): string => {
+    const r = parseSaKey(sa.key, cipher);
+    if (r.ok) return r.value;
+    issues.push({ path: `${path}.key`, message: r.message });
+    ok = false;
+    return '';
+  };
+  const inPath = (i: number) => (input.inIsList ? `${at}.sa.in[${i}]` : `${at}.sa.in`);
+  const out = { spi: input.out.spi, key: key(input.out, `${at}.sa.out`) };
+  const ins = input.in.map((sa, i) => ({ spi: sa.spi, key: key(sa, inPath(i)) }));
+  ins.forEach((sa, i) => {
+    const first = ins.findIndex((o) => o.spi === sa.spi);
+    if (first !== i) {
+      issues.push({ path: `${inPath(i)}.spi`, message: `SPI ${formatSpi(sa.spi)} is listed twice (also sa.in[${first}])` });
+      ok = false;
+    }
+  });
+  if (!ok) return undefined;
+  const sa: PeerSecurityAssociations = { out, in: ins };
+  inWrittenAsList.set(sa, input.inIsList);
+  return sa;
 }
 
 interface PlacedPeer {
@@ -620,7 +874,26 @@ function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues: Config
   const endpoints = new Map<string, PlacedPeer>();
   const macs = new Map<string, PlacedPeer>();
   const routes = new Map<string, PlacedPeer>();
+  // ESP: inbound SPIs pick the SA (and so the peer) of a received packet; a cipher key used by
+  // two SAs would repeat nonces (both count sequence numbers, the IVs, from 1).
+  const inboundSpis = new Map<number, PlacedPeer>();
+  const keys = new Map<string, { p: PlacedPeer; path: string }>();
   const describe = (p: PlacedPeer) => `peer "${p.peer.name}"${p.at ? ` (${p.at})` : ''}`;
+  const saEntries = (p: PlacedPeer): Array<{ sa: { spi: number; key: string }; path: string; inbound: boolean }> => {
+    const sa = p.peer.sa;
+    if (!sa) return [];
+    const prefix = p.at ? `${p.at}.sa` : `peer "${p.peer.name}" sa`;
+    return [
+      { sa: sa.out, path: saPath(prefix, sa, 'out'), inbound: false },
+      ...sa.in.map((x, i) => ({ sa: x, path: saPath(prefix, sa, i), inbound: true })),
+    ];
+  };
+  /** The cipher key proper (the salt cut off): what must never serve two SAs. */
+  const cipherKey = (key: string) => key.slice(0, -2 * ESP_SALT_BYTES);
+  const rememberSa = (p: PlacedPeer, e: ReturnType<typeof saEntries>[number]) => {
+    if (e.inbound && !inboundSpis.has(e.sa.spi)) inboundSpis.set(e.sa.spi, p);
+    if (!keys.has(cipherKey(e.sa.key))) keys.set(cipherKey(e.sa.key), { p, path: e.path });
+  };
   const remember = (p: PlacedPeer) => {
     if (!names.has(p.peer.name)) names.set(p.peer.name, p);
     const ep = formatEndpoint(p.peer.endpoint);
@@ -628,7 +901,10 @@ function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues: Config
     for (const m of p.peer.macs) if (!macs.has(m)) macs.set(m, p);
     for (const net of networksOf(p)) if (!routes.has(net)) routes.set(net, p);
   };
-  existing.forEach(remember);
+  existing.forEach((p) => {
+    remember(p);
+    for (const e of saEntries(p)) rememberSa(p, e);
+  });
   for (const p of added) {
     const sameName = names.get(p.peer.name);
     if (sameName) {
@@ -646,6 +922,23 @@ function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues: Config
       const owner = routes.get(net);
       if (owner && owner !== p) issues.push({ path: `${p.at}.allowedIps[${i}]`, message: `${net} is already routed to ${describe(owner)}` });
     });
+    for (const e of saEntries(p)) {
+      const spiOwner = e.inbound ? inboundSpis.get(e.sa.spi) : undefined;
+      if (spiOwner && spiOwner !== p) {
+        issues.push({
+          path: `${e.path}.spi`,
+          message: `SPI ${formatSpi(e.sa.spi)} is already an inbound SPI of ${describe(spiOwner)} (inbound SPIs must be unique: the SPI tells whose packet it is)`,
+        });
+      }
+      const keyOwner = keys.get(cipherKey(e.sa.key));
+      if (keyOwner) {
+        issues.push({
+          path: `${e.path}.key`,
+          message: `the same key as ${keyOwner.path}.key: every SA needs a key of its own (a shared key would repeat nonces)`,
+        });
+      }
+      rememberSa(p, e);
+    }
     remember(p);
   }
 }
@@ -678,9 +971,22 @@ export function parseConfig(input: unknown): ResolvedConfig {
   // Peers: validated even when other sections are broken, against whatever is known.
   const rawPeers = (input as { peers?: unknown }).peers;
   const peerInputs = Array.isArray(rawPeers) ? rawPeers : [];
-  const encapType = root?.encap.type ?? 'vxlan';
-  const port = root?.encap.port ?? DEFAULT_PORTS[encapType] ?? 0;
-  const ctx: PeerContext = { port, deviceMac: root?.device.mac ?? null, encapType, deviceType: root?.device.type };
+  // When the root is broken, peers are still checked against the mode and cipher as written.
+  const rawEncap = (input as { encap?: unknown }).encap;
+  const rawField = (k: string): unknown => (rawEncap !== null && typeof rawEncap === 'object' ? (rawEncap as Record<string, unknown>)[k] : undefined);
+  const rawType = rawField('type');
+  const encapType: EncapType | undefined =
+    root?.encap.type ?? (rawType === undefined ? 'vxlan' : ENCAP_TYPES.find((t) => t === rawType));
+  const rawCipher = rawField('cipher');
+  const cipher: EspCipher | undefined = root?.encap.cipher ?? ESP_CIPHERS.find((c) => c === rawCipher);
+  const rawUdp = rawField('udp');
+  const udp: boolean | undefined = root?.encap.udp ?? (typeof rawUdp === 'boolean' ? rawUdp : undefined);
+  const port =
+    root?.encap.port ?? (encapType !== undefined && usesUdp({ type: encapType, udp }) ? DEFAULT_PORTS[encapType] : null) ?? 0;
+  const ctx: PeerContext = { port, deviceMac: root?.device.mac ?? null, deviceType: root?.device.type };
+  if (encapType !== undefined) ctx.encapType = encapType;
+  if (cipher !== undefined) ctx.cipher = cipher;
+  if (udp !== undefined) ctx.udp = udp;
   if (root) ctx.local = root.underlay.local;
   const placed: PlacedPeer[] = [];
   const peerIssues: ConfigIssue[] = [];
@@ -707,6 +1013,9 @@ export function parseConfig(input: unknown): ResolvedConfig {
     issues.push({ path: 'encap.type', message: 'ipip carries IP packets: it needs device.type tun' });
   }
   checkPacketDevice(root, issues);
+  if (root.esp !== undefined && root.encap.type !== 'esp') {
+    issues.push({ path: 'esp', message: `used only with encap.type esp (this config runs ${root.encap.type})` });
+  }
   // RFC 2890 receivers drop a packet older than the last one seen: every packet of the tunnel must
   // leave in sequence order, which several workers sending at once cannot promise.
   if (root.encap.sequence === true && (root.workers ?? defaultWorkers()) > 1) {
@@ -740,7 +1049,9 @@ export function parseConfig(input: unknown): ResolvedConfig {
       key: root.encap.key ?? null,
       checksum: root.encap.checksum ?? false,
       sequence: root.encap.sequence ?? false,
+      ...(root.encap.type === 'esp' ? { cipher: root.encap.cipher!, udp: root.encap.udp ?? true } : {}),
     },
+    ...(root.encap.type === 'esp' ? { esp: { rekeyGraceSeconds: root.esp?.rekeyGraceSeconds ?? ESP_REKEY_GRACE_DEFAULT_SECONDS } } : {}),
     underlay: {
       local: root.underlay.local.address,
       sourcePorts: root.underlay.sourcePorts,
@@ -792,6 +1103,9 @@ function checkPacketDevice(root: RootParsed, issues: ConfigIssue[]): void {
   if (root.encap.type === 'ipip') {
     issues.push({ path: 'encap.type', message: 'ipip carries IP packets: device.type packet bridges Ethernet frames (use vxlan, geneve, gre or gre-udp)' });
   }
+  if (root.encap.type === 'esp') {
+    issues.push({ path: 'encap.type', message: 'esp on device.type packet is not supported yet (use device.type tap or tun)' });
+  }
 }
 
 /**
@@ -812,6 +1126,8 @@ export function parsePeer(
   const ctx: PeerContext = { port: config?.encap.port ?? DEFAULT_PORTS.vxlan ?? 4789 };
   if (config) {
     ctx.encapType = config.encap.type;
+    if (config.encap.cipher !== undefined) ctx.cipher = config.encap.cipher;
+    if (config.encap.udp !== undefined) ctx.udp = config.encap.udp;
     ctx.deviceType = config.device.type;
     const local = parseIp(config.underlay.local);
     if (local.ok) ctx.local = local.value;
@@ -831,11 +1147,87 @@ export function parsePeer(
   return peer;
 }
 
+/** New SAs for a peer (overlay.peers.rekey): either or both directions. */
+export interface SaChange {
+  in?: SecurityAssociation;
+  out?: SecurityAssociation;
+}
+
+/**
+ * Validates a rekey of the peer `name` of `config`: `{ in?, out? }`, each `{ spi, key }`, at
+ * least one, with paths under `at` (`rekey.in.key`, ...). SPIs and key lengths as in the config;
+ * and what makes a new SA new: an inbound SPI that no inbound SA of any peer has (this peer's
+ * current and retiring ones included), an outbound SPI other than the current one, and keys no
+ * SA in use has. Throws ConfigError; the messages never include a key.
+ */
+export function parseRekey(input: unknown, config: ResolvedConfig, name: string, at = 'rekey'): SaChange {
+  const issues: ConfigIssue[] = [];
+  const report: Report = (message, p) => issues.push({ path: formatPath(p, at), message });
+  if (config.encap.type !== 'esp' || !config.encap.cipher) fail([{ path: at, message: `needs encap.type esp (this overlay runs ${config.encap.type})` }]);
+  const peer = config.peers.find((p) => p.name === name);
+  if (!peer?.sa) fail([{ path: at, message: `no peer named ${JSON.stringify(name)}` }]);
+  const top = saMapping(input, [], ['in', 'out'], report);
+  if (!top) fail(issues);
+  if (top.in === undefined && top.out === undefined) fail([{ path: at, message: 'needs in, out or both (each { spi, key })' }, ...issues]);
+  const change: SaChange = {};
+  for (const dir of ['in', 'out'] as const) {
+    if (top[dir] === undefined) continue;
+    const sa = readSa(top[dir], [dir], report, config.encap.cipher);
+    if (sa) change[dir] = { spi: sa.spi, key: sa.key as string };
+  }
+  if (issues.length > 0) fail(issues);
+  const current = peer.sa;
+  if (change.in) {
+    const owner = config.peers.find((p) => p.sa?.in.some((x) => x.spi === change.in!.spi));
+    if (owner) {
+      const whose = owner === peer ? 'this peer (a new SA needs a new SPI)' : `peer "${owner.name}"`;
+      issues.push({ path: `${at}.in.spi`, message: `SPI ${formatSpi(change.in.spi)} is already an inbound SPI of ${whose}` });
+    }
+    if (current.in.length + 1 > ESP_MAX_INBOUND_SAS) {
+      issues.push({
+        path: `${at}.in`,
+        message: `the peer already holds ${current.in.length} inbound SAs, ${current.in.length - 1} of them in a rekey's grace period (at most ${ESP_MAX_INBOUND_SAS}); wait for them to retire`,
+      });
+    }
+  }
+  if (change.out && change.out.spi === current.out.spi) {
+    issues.push({ path: `${at}.out.spi`, message: `SPI ${formatSpi(change.out.spi)} is the current outbound SPI (a new SA needs a new SPI)` });
+  }
+  const cipherKey = (key: string) => key.slice(0, -2 * ESP_SALT_BYTES);
+  const inUse = new Map<string, string>();
+  for (const p of config.peers) {
+    if (!p.sa) continue;
+    inUse.set(cipherKey(p.sa.out.key), `peer "${p.name}" sa.out`);
+    p.sa.in.forEach((x, i) => inUse.set(cipherKey(x.key), `peer "${p.name}" sa.in[${i}]`));
+  }
+  if (change.in && change.out && cipherKey(change.in.key) === cipherKey(change.out.key)) {
+    issues.push({ path: `${at}.out.key`, message: `the same key as ${at}.in.key: every SA needs a key of its own (a shared key would repeat nonces)` });
+  }
+  for (const dir of ['in', 'out'] as const) {
+    const sa = change[dir];
+    const owner = sa && inUse.get(cipherKey(sa.key));
+    if (owner) issues.push({ path: `${at}.${dir}.key`, message: `the same key as an SA in use (${owner}): every SA needs a key of its own (a shared key would repeat nonces)` });
+  }
+  if (issues.length > 0) fail(issues);
+  return change;
+}
+
+/** A peer as it may be shown: SPIs without keys. */
+export function publicPeer(peer: ResolvedPeer): PublicPeer {
+  const { sa, ...rest } = peer;
+  if (!sa) return { ...rest };
+  return { ...rest, sa: { out: { spi: sa.out.spi }, in: sa.in.map((x) => ({ spi: x.spi })) } };
+}
+
 /** The encap section with only what its mode takes (the resolved one fills every field). */
 export function encapInput(encap: ResolvedConfig['encap']): Record<string, unknown> {
   const input: Record<string, unknown> = { type: encap.type };
   if (encap.type === 'vxlan' || encap.type === 'geneve') input['vni'] = encap.vni;
-  if (DEFAULT_PORTS[encap.type] !== null) input['port'] = encap.port;
+  if (usesUdp(encap)) input['port'] = encap.port;
+  if (encap.type === 'esp') {
+    input['cipher'] = encap.cipher;
+    input['udp'] = encap.udp ?? true;
+  }
   if (encap.type === 'gre' || encap.type === 'gre-udp') {
     if (encap.key !== null) input['key'] = encap.key;
     input['checksum'] = encap.checksum;
@@ -889,6 +1281,8 @@ export function overheadFor(config: ResolvedConfig): number {
     case 'ipip':
       return outer;
     case 'esp':
-      throw new Error('the overhead of esp depends on the cipher suite and padding; not supported yet');
+      // SPI, sequence number and IV (16), then at most 3 bytes of padding, pad length, next
+      // header and the 16-byte ICV (21): the most a packet can grow.
+      return outer + (config.encap.udp === false ? 0 : 8) + 16 + 21 + l2;
   }
 }

@@ -3,9 +3,9 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { ConfigError, isConfigError, type ConfigIssue } from './config';
+import { ConfigError, isConfigError, publicPeer, type ConfigIssue } from './config';
 import type { Overlay, PeerTable } from './overlay';
-import type { FdbEntry, OverlayStats, PeerInfo, ResolvedPeer } from './types';
+import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer } from './types';
 
 /** What the control socket serves: it adds, removes and lists peers one at a time. */
 export type OverlayLike = Pick<Overlay, 'name' | 'stats' | 'fdb'> & { peers: Pick<PeerTable, 'add' | 'remove' | 'list'> };
@@ -20,7 +20,8 @@ export type ControlRequest =
 export interface ControlResults {
   stats: OverlayStats;
   'peers.list': PeerInfo[];
-  'peers.add': ResolvedPeer;
+  /** The peer as added, its SAs as SPIs (never keys). */
+  'peers.add': PublicPeer;
   'peers.remove': { removed: boolean };
   fdb: FdbEntry[];
 }
@@ -90,7 +91,8 @@ async function dispatch(overlay: OverlayLike, request: unknown): Promise<unknown
       return overlay.peers.list();
     case 'peers.add':
       if (req.peer === undefined) throw new ControlError('peers.add needs a "peer"');
-      return overlay.peers.add(req.peer);
+      // The answer shows SPIs, never keys (the request carried them; the answer need not).
+      return publicPeer(overlay.peers.add(req.peer));
     case 'peers.remove':
       if (typeof req.name !== 'string') throw new ControlError('peers.remove needs a "name" (string)');
       return { removed: overlay.peers.remove(req.name) };

@@ -1,5 +1,6 @@
 // Typed facade over the C++ addon (native/addon). Only this file touches the raw binding.
 import path from 'node:path';
+import type { EspCipher } from './types';
 
 export interface NativeAddress {
   address: string;
@@ -20,7 +21,18 @@ export interface NativeForwarderOptions {
     /** '' keeps the kernel's random MAC. */
     mac: string;
   };
-  encap: { type: 'vxlan' | 'geneve' | 'gre' | 'gre-udp' | 'ipip'; vni: number; port: number; key: number | null; checksum: boolean; sequence: boolean };
+  encap: {
+    type: 'vxlan' | 'geneve' | 'gre' | 'gre-udp' | 'ipip' | 'esp';
+    vni: number;
+    port: number;
+    key: number | null;
+    checksum: boolean;
+    sequence: boolean;
+    /** esp only: the AEAD of every SA. */
+    cipher?: EspCipher;
+    /** esp only: true = ESP in UDP (RFC 3948) on `port`; false = IP protocol 50 on raw sockets (port 0). */
+    udp?: boolean;
+  };
   underlay: { local: string; sourcePorts: number; udpChecksum: boolean };
   workers: number;
   batchSize: number;
@@ -49,6 +61,23 @@ export interface NativePeer {
   macs: string[];
   /** CIDR prefixes routed to this peer (tun); host bits are ignored. */
   allowedIps: string[];
+  /**
+   * esp: the SA we send with, and those the peer may send with (newest first; more than one
+   * while a rekey's grace period runs). An SA is its SPI and key: the same SPI with the same key
+   * in the next setPeers is the same SA, and keeps its replay window and sequence counter.
+   */
+  sa?: NativePeerSa;
+}
+
+export interface NativeSa {
+  spi: number;
+  /** Hex: the cipher key followed by the 4-byte salt (20 bytes for aes-128-gcm, 36 otherwise). */
+  key: string;
+}
+
+export interface NativePeerSa {
+  out: NativeSa;
+  in: NativeSa[];
 }
 
 export interface NativeDeviceInfo {

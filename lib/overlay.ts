@@ -1,6 +1,6 @@
 // The public Overlay: one forwarder instance. It validates the config, starts the native data
 // path, keeps the peer table and reads the shared counters. Nothing here runs per packet.
-import { encapInput, parseConfig } from './config';
+import { ConfigError, ESP_REKEY_GRACE_DEFAULT_SECONDS, encapInput, parseConfig, parseRekey, publicPeer } from './config';
 import {
   loadNative,
   type NativeDeviceInfo,
@@ -8,9 +8,14 @@ import {
   type NativeForwarderOptions,
   type NativeOffloadState,
 } from './native';
-import { PeerSlots } from './peers';
+import { PeerSlots, rekeySa, retireInbound } from './peers';
 import { CounterIndex, CountersReader } from './stats';
-import type { FdbEntry, OverlayStats, PeerInfo, ResolvedConfig, ResolvedPeer } from './types';
+import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer, ResolvedConfig, ResolvedPeer, SecurityAssociation } from './types';
+
+export interface RekeyOptions {
+  /** How long the replaced inbound SA stays valid, in seconds (default: esp.rekeyGraceSeconds, 30). */
+  graceSeconds?: number;
+}
 
 export interface PeerTable {
   /** Adds a peer (same shape as a `peers:` entry of the config, validated); throws ConfigError on bad input. */
@@ -23,6 +28,17 @@ export interface PeerTable {
    * on routes that stay never sees a gap. Peers that stay (same name) keep their counters.
    */
   replace(peers: unknown[]): ResolvedPeer[];
+  /**
+   * esp: installs new SAs for a peer, make-before-break (`{ in, out }`, each `{ spi, key }`,
+   * either or both). A new `out` replaces the outbound SA at once; a new `in` is added in front
+   * of the current inbound SA, which stays valid for `graceSeconds` (default
+   * esp.rekeyGraceSeconds) and is then removed. For a rekey without a lost packet, give both
+   * ends their new `in` first, then their new `out`: each end then accepts the new SA before
+   * the other sends with it. Validated like the config (throws ConfigError; the messages never
+   * include a key). Returns the peer's SPIs.
+   */
+  rekey(name: string, sas: { in?: unknown; out?: unknown }, options?: RekeyOptions): NonNullable<PublicPeer['sa']>;
+  /** The peers as they may be shown: SAs as SPIs, never keys. */
   list(): PeerInfo[];
 }
 
@@ -49,11 +65,16 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
     control: { ...config.control },
   };
   if (config.netns !== null) input['netns'] = config.netns;
+  if (config.esp) input['esp'] = { ...config.esp };
   return input;
 }
 
 function peerToInput(peer: ResolvedPeer): Record<string, unknown> {
-  return { name: peer.name, endpoint: { ...peer.endpoint }, allowedIps: [...peer.allowedIps], macs: [...peer.macs] };
+  // Port 0: an IP-protocol mode (gre, ipip, esp with udp: false), whose endpoints take no port.
+  const endpoint = peer.endpoint.port === 0 ? { address: peer.endpoint.address } : { ...peer.endpoint };
+  const input: Record<string, unknown> = { name: peer.name, endpoint, allowedIps: [...peer.allowedIps], macs: [...peer.macs] };
+  if (peer.sa) input['sa'] = { out: { ...peer.sa.out }, in: peer.sa.in.map((x) => ({ ...x })) };
+  return input;
 }
 
 function splitCidr(cidr: string): { address: string; prefixLength: number } {
@@ -64,7 +85,6 @@ function splitCidr(cidr: string): { address: string; prefixLength: number } {
 function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
   const device = config.device.type;
   const encap = config.encap.type;
-  if (encap === 'esp') throw new Error(`encap.type ${encap} is not supported yet`);
   return {
     netns: config.netns ?? '',
     device: {
@@ -75,7 +95,15 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
       addresses: config.device.addresses.map(splitCidr),
       mac: config.device.mac ?? '',
     },
-    encap: { type: encap, vni: config.encap.vni, port: config.encap.port, key: config.encap.key, checksum: config.encap.checksum, sequence: config.encap.sequence },
+    encap: {
+      type: encap,
+      vni: config.encap.vni,
+      port: config.encap.port,
+      key: config.encap.key,
+      checksum: config.encap.checksum,
+      sequence: config.encap.sequence,
+      ...(encap === 'esp' ? { cipher: config.encap.cipher!, udp: config.encap.udp !== false } : {}),
+    },
     underlay: { local: config.underlay.local, sourcePorts: config.underlay.sourcePorts, udpChecksum: config.underlay.udpChecksum },
     workers: config.workers,
     batchSize: config.batchSize,
@@ -97,6 +125,8 @@ export class Overlay {
   private forwarder: NativeForwarder | null;
   private readonly reader: CountersReader;
   private readonly slots: PeerSlots;
+  /** Inbound SAs in a rekey's grace period, by peer name and SPI: their removal timers. */
+  private readonly retirements = new Map<string, { peer: string; sa: SecurityAssociation; dueAt: number; timer: NodeJS.Timeout }>();
 
   /** Validates `config` (as in the YAML file, or a config already resolved by parseConfig) and starts the data path. */
   static async create(config: unknown): Promise<Overlay> {
@@ -127,6 +157,7 @@ export class Overlay {
         this.live();
         return this.reconfigure(peers).peers;
       },
+      rekey: (name, sas, options) => this.rekey(name, sas, options),
       list: () => this.listPeers(),
     };
   }
@@ -183,6 +214,8 @@ export class Overlay {
   async close(): Promise<void> {
     const forwarder = this.forwarder;
     this.forwarder = null;
+    for (const r of this.retirements.values()) clearTimeout(r.timer);
+    this.retirements.clear();
     forwarder?.close();
   }
 
@@ -221,13 +254,68 @@ export class Overlay {
     return true;
   }
 
+  private rekey(name: string, sas: unknown, options: RekeyOptions = {}): NonNullable<PublicPeer['sa']> {
+    this.live();
+    const change = parseRekey(sas, this.currentConfig, name);
+    const grace = options.graceSeconds ?? this.currentConfig.esp?.rekeyGraceSeconds ?? ESP_REKEY_GRACE_DEFAULT_SECONDS;
+    if (typeof grace !== 'number' || !Number.isFinite(grace) || grace <= 0 || grace > 3600) {
+      throw new ConfigError([{ path: 'rekey.graceSeconds', message: 'must be a number of seconds above 0 and at most 3600' }]);
+    }
+    const peer = this.currentConfig.peers.find((p) => p.name === name)!;
+    const { next, retiring } = rekeySa(peer.sa!, change);
+    this.reconfigure(this.currentConfig.peers.map((p) => peerToInput(p.name === name ? { ...p, sa: next } : p)));
+    if (retiring) this.scheduleRetirement(name, retiring, grace * 1000);
+    return this.publicSa(name);
+  }
+
+  private scheduleRetirement(peer: string, sa: SecurityAssociation, ms: number): void {
+    const id = `${peer}\0${sa.spi}`;
+    const previous = this.retirements.get(id);
+    if (previous) clearTimeout(previous.timer);
+    const timer = setTimeout(() => {
+      this.retirements.delete(id);
+      this.retire(peer, sa);
+    }, ms);
+    timer.unref();
+    this.retirements.set(id, { peer, sa, dueAt: Date.now() + ms, timer });
+  }
+
+  /** Removes an inbound SA whose grace period is over (if the peer still has it). */
+  private retire(peer: string, sa: SecurityAssociation): void {
+    if (!this.forwarder) return;
+    const current = this.currentConfig.peers.find((p) => p.name === peer);
+    const next = current?.sa && retireInbound(current.sa, sa);
+    if (!next) return;
+    try {
+      this.reconfigure(this.currentConfig.peers.map((p) => peerToInput(p.name === peer ? { ...p, sa: next } : p)));
+    } catch {
+      // The peer set changed in a way that no longer validates without this SA: leave it.
+    }
+  }
+
+  /** A peer's SPIs (an esp peer that exists), with the seconds left to the SAs in a grace period. */
+  private publicSa(name: string): NonNullable<PublicPeer['sa']> {
+    return this.withRetirements(publicPeer(this.currentConfig.peers.find((p) => p.name === name)!)).sa!;
+  }
+
+  private withRetirements(peer: PublicPeer): PublicPeer {
+    if (!peer.sa) return peer;
+    const now = Date.now();
+    const ins = peer.sa.in.map((x) => {
+      const r = this.retirements.get(`${peer.name}\0${x.spi}`);
+      return r ? { ...x, retiresInSeconds: Math.max(0, Math.ceil((r.dueAt - now) / 1000)) } : x;
+    });
+    return { ...peer, sa: { out: peer.sa.out, in: ins } };
+  }
+
   private listPeers(): PeerInfo[] {
     const learnedBySlot = new Map<number, number>();
     for (const entry of this.forwarder?.learnedFdb() ?? []) {
       learnedBySlot.set(entry.slot, (learnedBySlot.get(entry.slot) ?? 0) + 1);
     }
+    // Never the keys: what is listed goes to the control socket and to terminals.
     return this.currentConfig.peers.map((peer) => ({
-      ...peer,
+      ...this.withRetirements(publicPeer(peer)),
       learnedMacs: learnedBySlot.get(this.slots.get(peer.name)?.slot ?? -1) ?? 0,
     }));
   }

@@ -1,8 +1,34 @@
 // The peer table as TypeScript keeps it: names, resolved endpoints, MACs, and the stats slot
 // each peer owns. Every change is compiled into a new native snapshot and swapped in whole.
+import type { SaChange } from './config';
 import type { NativeForwarder, NativePeer } from './native';
-import type { ResolvedPeer } from './types';
+import type { PeerSecurityAssociations, ResolvedPeer, SecurityAssociation } from './types';
 import type { RawSection } from './stats';
+
+// ---- ESP rekeying, make-before-break: the bookkeeping, without timers or I/O.
+//
+// A rekey replaces the outbound SA at once, and puts the new inbound SA in front of the old
+// one, which stays valid for a grace period (packets the peer sent before it switched, or sends
+// until it switches, still arrive) and is then retired.
+
+/** The SAs after `change`, and the inbound SA that starts its grace period (null when `in` is unchanged). */
+export function rekeySa(current: PeerSecurityAssociations, change: SaChange): { next: PeerSecurityAssociations; retiring: SecurityAssociation | null } {
+  return {
+    next: { out: change.out ? { ...change.out } : { ...current.out }, in: change.in ? [{ ...change.in }, ...current.in] : [...current.in] },
+    retiring: change.in ? (current.in[0] ?? null) : null,
+  };
+}
+
+/**
+ * The SAs without the inbound SA `retired` (same SPI and key), once its grace period is over;
+ * null when there is nothing to remove: it is gone already (the peer was replaced or removed),
+ * or it is the newest inbound SA (never removed: the peer would be left without one).
+ */
+export function retireInbound(current: PeerSecurityAssociations, retired: SecurityAssociation): PeerSecurityAssociations | null {
+  const i = current.in.findIndex((x) => x.spi === retired.spi && x.key === retired.key);
+  if (i <= 0) return null;
+  return { out: current.out, in: current.in.filter((_, j) => j !== i) };
+}
 
 export interface PeerEntry {
   peer: ResolvedPeer;
@@ -63,6 +89,7 @@ export class PeerSlots {
       port: peer.endpoint.port,
       macs: peer.macs,
       allowedIps: peer.allowedIps,
+      ...(peer.sa ? { sa: { out: { ...peer.sa.out }, in: peer.sa.in.map((x) => ({ ...x })) } } : {}),
     }));
   }
 

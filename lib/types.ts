@@ -3,6 +3,26 @@
 
 export type DeviceType = 'tap' | 'tun' | 'packet';
 export type EncapType = 'vxlan' | 'geneve' | 'gre' | 'gre-udp' | 'ipip' | 'esp';
+/** ESP AEAD ciphers (RFC 4106 AES-GCM, RFC 7634 ChaCha20-Poly1305), all with a 16-byte ICV. */
+export type EspCipher = 'aes-128-gcm' | 'aes-256-gcm' | 'chacha20-poly1305';
+
+/** One ESP security association: its SPI and its key (hex: the cipher key followed by the 4-byte salt). A secret. */
+export interface SecurityAssociation {
+  spi: number;
+  /** Lower-case hex without 0x: 20 bytes for aes-128-gcm, 36 for aes-256-gcm and chacha20-poly1305. */
+  key: string;
+}
+
+/** A peer's ESP security associations. */
+export interface PeerSecurityAssociations {
+  /** What we send to the peer with. */
+  out: SecurityAssociation;
+  /**
+   * What the peer may send with, newest first. One entry, except while a rekey's grace period
+   * runs: then the SAs it replaced stay valid next to it until they retire.
+   */
+  in: SecurityAssociation[];
+}
 
 /** Drop reasons, in the order the native counters block stores them. */
 export const DROP_REASONS = [
@@ -26,6 +46,7 @@ export const DROP_REASONS = [
   'ecn',
   'outOfOrder',
   'unknownSpi',
+  'saExpired',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -39,6 +60,8 @@ export interface ResolvedPeer {
   endpoint: ResolvedEndpoint;
   allowedIps: string[]; // CIDR prefixes (tun modes)
   macs: string[]; // lower-case aa:bb:cc:dd:ee:ff (tap modes: static forwarding entries)
+  /** esp only (required there): the peer's security associations. Holds keys: never print it. */
+  sa?: PeerSecurityAssociations;
 }
 
 export interface ResolvedConfig {
@@ -68,6 +91,15 @@ export interface ResolvedConfig {
     checksum: boolean;
     /** GRE modes: send sequence numbers, require them, and drop packets older than the last accepted (RFC 2890). */
     sequence: boolean;
+    /** esp only: the AEAD cipher of every SA. */
+    cipher?: EspCipher;
+    /** esp only: true = ESP in UDP (RFC 3948, port 4500 by default); false = IP protocol 50, no port. */
+    udp?: boolean;
+  };
+  /** esp only. */
+  esp?: {
+    /** After a rekey, the replaced inbound SA stays valid this long (make-before-break). */
+    rekeyGraceSeconds: number;
   };
   underlay: {
     local: string;
@@ -159,7 +191,19 @@ export interface OverlayStats {
   generated: { icmpTooBig: number; mssClamped: number };
 }
 
-export interface PeerInfo extends ResolvedPeer {
+/** An SA as it may be shown: the SPI only, never the key. */
+export interface PublicSecurityAssociation {
+  spi: number;
+  /** Inbound SAs in a rekey's grace period: seconds until they are removed. */
+  retiresInSeconds?: number;
+}
+
+/** A peer as it may be shown (peers list, the control socket): its SAs without keys. */
+export interface PublicPeer extends Omit<ResolvedPeer, 'sa'> {
+  sa?: { out: PublicSecurityAssociation; in: PublicSecurityAssociation[] };
+}
+
+export interface PeerInfo extends PublicPeer {
   learnedMacs: number;
 }
 

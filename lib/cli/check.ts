@@ -1,8 +1,10 @@
 // overlayfwd check -c FILE [--json]: validate, and print the effective config with defaults filled in.
 import YAML from 'yaml';
-import { encapInput, formatEndpoint, loadConfigFile, overheadFor } from '../config';
+import { encapInput, formatEndpoint, formatSpi, loadConfigFile, overheadFor } from '../config';
 import type { ResolvedConfig } from '../types';
 import { EXIT_OK, reportError } from './common';
+
+const REDACTED = '<redacted>';
 
 /** Property names whose values are secrets and never printed. */
 const SECRET_KEYS = new Set(['key', 'keys', 'secret', 'psk', 'privateKey', 'password']);
@@ -17,7 +19,7 @@ export function redact(value: unknown, at = ''): unknown {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       const path = at ? `${at}.${k}` : k;
-      out[k] = SECRET_KEYS.has(k) && !PUBLIC_FIELDS.has(path) ? '<redacted>' : redact(v, path);
+      out[k] = SECRET_KEYS.has(k) && !PUBLIC_FIELDS.has(path) ? REDACTED : redact(v, path);
     }
     return out;
   }
@@ -35,7 +37,20 @@ export function printableConfig(config: ResolvedConfig): Record<string, unknown>
       config.device.type === 'packet'
         ? { type: config.device.type, interface: config.device.interface }
         : { ...config.device, mtu: config.device.mtu ?? 'auto' },
-    peers: config.peers.map((p) => ({ ...p, endpoint: formatEndpoint(p.endpoint) })),
+    // ESP keys are secrets: shown as <redacted> (redact() would catch them too; this does not depend on it).
+    peers: config.peers.map((p) => ({
+      ...p,
+      // Port 0: an IP-protocol mode (gre, ipip, esp with udp: false), whose endpoints take no port.
+      endpoint: p.endpoint.port === 0 ? p.endpoint.address : formatEndpoint(p.endpoint),
+      ...(p.sa
+        ? {
+            sa: {
+              out: { spi: formatSpi(p.sa.out.spi), key: REDACTED },
+              in: p.sa.in.length === 1 ? { spi: formatSpi(p.sa.in[0]!.spi), key: REDACTED } : p.sa.in.map((x) => ({ spi: formatSpi(x.spi), key: REDACTED })),
+            },
+          }
+        : {}),
+    })),
   };
 }
 
@@ -56,7 +71,8 @@ export function runCheck(opts: { config: string; json?: boolean }): number {
     } catch {
       // no fixed overhead for this mode
     }
-    process.stdout.write(`# ${opts.config}: valid${overhead}\n`);
+    const secrets = config.encap.type === 'esp' ? '; SA keys not shown' : '';
+    process.stdout.write(`# ${opts.config}: valid${overhead}${secrets}\n`);
     process.stdout.write(YAML.stringify(printable, { lineWidth: 0 }));
   }
   return EXIT_OK;

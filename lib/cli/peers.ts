@@ -1,7 +1,12 @@
 // overlayfwd peers list|add|remove, and overlayfwd fdb: peer and forwarding tables of a running instance.
-import { formatEndpoint } from '../config';
+import { formatEndpoint, formatSpi } from '../config';
 import { controlRequest } from '../control';
 import { EXIT_FAILURE, EXIT_OK, reportError, resolveSocket, table, type InstanceOptions } from './common';
+
+/** An endpoint as shown: address:port, or the address alone in the IP-protocol modes (port 0). */
+function showEndpoint(ep: { address: string; port: number }): string {
+  return ep.port === 0 ? ep.address : formatEndpoint(ep);
+}
 
 export interface ListOptions extends InstanceOptions {
   json?: boolean;
@@ -15,14 +20,24 @@ export async function runPeersList(opts: ListOptions): Promise<number> {
     } else if (peers.length === 0) {
       process.stdout.write('no peers\n');
     } else {
+      const esp = peers.some((p) => p.sa);
       const body = peers.map((p) => [
         p.name,
-        formatEndpoint(p.endpoint),
+        showEndpoint(p.endpoint),
         p.macs.join(',') || '-',
         String(p.learnedMacs),
         p.allowedIps.join(',') || '-',
+        // ESP: SPIs only (keys are never listed); an inbound SA in a rekey's grace period shows its time left.
+        ...(esp
+          ? [
+              p.sa
+                ? `out ${formatSpi(p.sa.out.spi)} in ${p.sa.in.map((x) => `${formatSpi(x.spi)}${x.retiresInSeconds !== undefined ? ` (retires in ${x.retiresInSeconds}s)` : ''}`).join(', ')}`
+                : '-',
+            ]
+          : []),
       ]);
-      process.stdout.write(`${table(['NAME', 'ENDPOINT', 'STATIC MACS', 'LEARNED', 'ALLOWED IPS'], body, new Set([0, 1, 2, 4]))}\n`);
+      const head = ['NAME', 'ENDPOINT', 'STATIC MACS', 'LEARNED', 'ALLOWED IPS', ...(esp ? ['SPIS'] : [])];
+      process.stdout.write(`${table(head, body, new Set([0, 1, 2, 4, 5]))}\n`);
     }
     return EXIT_OK;
   } catch (err) {
@@ -43,7 +58,7 @@ export async function runPeersAdd(opts: AddOptions): Promise<number> {
   if (opts.allowedIp?.length) peer.allowedIps = opts.allowedIp;
   try {
     const added = await controlRequest(await resolveSocket(opts), { cmd: 'peers.add', peer });
-    process.stdout.write(`added peer ${added.name} at ${formatEndpoint(added.endpoint)}\n`);
+    process.stdout.write(`added peer ${added.name} at ${showEndpoint(added.endpoint)}\n`);
     return EXIT_OK;
   } catch (err) {
     return reportError(err, `invalid peer ${opts.name}`);

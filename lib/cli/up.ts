@@ -38,13 +38,21 @@ function catchStopSignals(): StopSignal {
   };
 }
 
+function encapLine(config: ResolvedConfig): string {
+  if (config.encap.type === 'esp') {
+    const where = config.encap.udp === false ? `${config.underlay.local} (IP protocol 50)` : formatEndpoint({ address: config.underlay.local, port: config.encap.port });
+    return `esp ${config.encap.cipher ?? ''} on ${where}`;
+  }
+  return `${config.encap.type} vni ${config.encap.vni} on ${formatEndpoint({ address: config.underlay.local, port: config.encap.port })}`;
+}
+
 function upLine(config: ResolvedConfig, device: { name: string; mtu: number }): string {
   const names = config.peers.map((p) => p.name);
   const peers =
     names.length === 0 ? 'no peers' : `${plural(names.length, 'peer')} (${names.length <= 6 ? names.join(', ') : `${names.slice(0, 6).join(', ')}, ...`})`;
   return (
     `overlayfwd: ${config.name} up: device ${device.name} mtu ${device.mtu}, ` +
-    `${config.encap.type} vni ${config.encap.vni} on ${formatEndpoint({ address: config.underlay.local, port: config.encap.port })}, ` +
+    `${encapLine(config)}, ` +
     `${peers}, ${plural(config.workers, 'worker')}, control ${config.control.socket}`
   );
 }

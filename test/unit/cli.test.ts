@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { loadConfigFile, parseConfig, parsePeer } from '../../lib/config';
-import { ControlServer, type OverlayLike } from '../../lib/control';
+import { loadConfigFile, parseConfig, parsePeer, publicPeer } from '../../lib/config';
+import { ControlServer, controlRequest, type OverlayLike } from '../../lib/control';
 import { printableConfig, redact } from '../../lib/cli/check';
 import { renderRates, renderStats } from '../../lib/cli/stats';
 import type { Counters, OverlayStats, ResolvedPeer } from '../../lib/types';
@@ -103,7 +103,7 @@ describe('overlayfwd check', () => {
 
   it.each([
     ['bad vni', GOOD.replace('vni: 42', 'vni: 16777216'), 'encap.vni: must be an integer from 0 to 16777215'],
-    ['esp', GOOD.replace('vni: 42', 'type: esp'), 'encap.type: "esp" is not supported yet (supported: vxlan, geneve, gre, gre-udp, ipip)'],
+    ['esp without a cipher', GOOD.replace('vni: 42', 'type: esp'), 'encap.cipher: required for esp (one of: aes-128-gcm, aes-256-gcm, chacha20-poly1305)'],
     ['bad endpoint', GOOD.replace('198.18.0.3:4790', '198.18.0.999'), 'peers[1].endpoint: "198.18.0.999" is not an IPv4 or IPv6 address'],
     ['unknown key', `${GOOD}extra: 1\n`, 'extra: unknown key'],
     ['syntax error', 'name: [ovl0\n', '(file): '],
@@ -121,6 +121,116 @@ describe('overlayfwd check', () => {
     const r = await run(['check', '-c', path.join(tmp, 'missing.yaml')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/\(file\): cannot read .*missing.yaml: no such file/);
+  });
+});
+
+// ESP: keys are secrets. `check` shows SPIs and "<redacted>" where a key was, and an error about a
+// key names the field and the expected length, never the key.
+const ESP_KEYS = {
+  bOut: '0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef11223344',
+  bIn: 'fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210aabbccdd',
+  cOut: '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff99887766',
+  cIn: 'a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf0a0b0c0d',
+};
+const ESP = `name: esp0
+device:
+  type: tun
+  addresses: [198.19.0.1/24]
+encap:
+  type: esp
+  cipher: aes-256-gcm
+underlay:
+  local: 198.18.0.1
+esp:
+  rekeyGraceSeconds: 10
+peers:
+  - name: b
+    endpoint: 198.18.0.2
+    allowedIps: [198.19.0.2/32]
+    sa:
+      out: { spi: 0x1001, key: "${ESP_KEYS.bOut}" }
+      in:  { spi: 0x2001, key: "0x${ESP_KEYS.bIn.toUpperCase()}" }
+  - name: c
+    endpoint: 198.18.0.3
+    allowedIps: [198.19.0.3/32]
+    sa:
+      out: { spi: "0x1001", key: "${ESP_KEYS.cOut}" }
+      in:
+        - { spi: 0x3002, key: "${ESP_KEYS.cIn}" }
+        - { spi: 12289, key: "${ESP_KEYS.bOut.slice(0, 8)}${ESP_KEYS.cIn.slice(8)}" }
+`;
+
+/** No key, nor any 12-digit run of one (either case), anywhere in `text`. */
+function expectNoKeys(text: string): void {
+  const lower = text.toLowerCase();
+  for (const k of Object.values(ESP_KEYS)) {
+    for (let i = 0; i + 12 <= k.length; i += 4) expect(lower.includes(k.slice(i, i + 12)), `key material in:\n${text}`).toBe(false);
+  }
+}
+
+describe('overlayfwd check with ESP', () => {
+  it('prints SPIs, cipher and transport, and <redacted> for every SA key (YAML and JSON)', async () => {
+    const file = write('esp.yaml', ESP);
+    const r = await run(['check', '-c', file]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expectNoKeys(r.stdout);
+    expect(r.stdout).toMatch(/valid; esp overhead 65 bytes; SA keys not shown/);
+    const printed = YAML.parse(r.stdout) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(printed.encap).toEqual({ type: 'esp', port: 4500, cipher: 'aes-256-gcm', udp: true });
+    expect(printed.esp).toEqual({ rekeyGraceSeconds: 10 });
+    expect(printed.peers[0].sa).toEqual({ out: { spi: '0x00001001', key: '<redacted>' }, in: { spi: '0x00002001', key: '<redacted>' } });
+    expect(printed.peers[1].sa.in).toEqual([
+      { spi: '0x00003002', key: '<redacted>' },
+      { spi: '0x00003001', key: '<redacted>' },
+    ]);
+    // With the keys put back, the output is the same config again.
+    printed.peers[0].sa.out.key = ESP_KEYS.bOut;
+    printed.peers[0].sa.in.key = ESP_KEYS.bIn;
+    printed.peers[1].sa.out.key = ESP_KEYS.cOut;
+    printed.peers[1].sa.in[0].key = ESP_KEYS.cIn;
+    printed.peers[1].sa.in[1].key = `${ESP_KEYS.bOut.slice(0, 8)}${ESP_KEYS.cIn.slice(8)}`;
+    expect(parseConfig(printed)).toEqual(loadConfigFile(file));
+
+    const json = await run(['check', '-c', file, '--json']);
+    expect(json.code).toBe(0);
+    expectNoKeys(json.stdout);
+    const parsed = JSON.parse(json.stdout) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(parsed.peers[0].sa.out).toEqual({ spi: '0x00001001', key: '<redacted>' });
+  });
+
+  it('prints IP protocol 50 without a port', async () => {
+    const r = await run(['check', '-c', write('esp50.yaml', ESP.replace('cipher: aes-256-gcm', 'cipher: aes-256-gcm\n  udp: false'))]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/esp overhead 57 bytes/);
+    expect((YAML.parse(r.stdout) as { encap: unknown }).encap).toEqual({ type: 'esp', cipher: 'aes-256-gcm', udp: false });
+    expect(r.stdout).toMatch(/endpoint: 198\.18\.0\.2\n/);
+    expectNoKeys(r.stdout);
+  });
+
+  it('keeps a GRE key public (it travels in clear)', async () => {
+    const r = await run(['check', '-c', write('gre.yaml', 'name: g0\ndevice: { type: tun }\nencap: { type: gre, key: 77 }\nunderlay: { local: 198.18.0.1 }\n'), '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).encap).toEqual({ type: 'gre', key: 77, checksum: false, sequence: false });
+  });
+
+  it.each([
+    ['a short key', ESP.replace(ESP_KEYS.cOut, ESP_KEYS.cOut.slice(2)), 'peers[1].sa.out.key: must be a hex string of 36 bytes (72 hex digits: the 32-byte aes-256-gcm key followed by a 4-byte salt); got 70 hex digits'],
+    ['a key that is not hex', ESP.replace(ESP_KEYS.bIn.toUpperCase(), `${ESP_KEYS.bIn.slice(0, 70)}zz`), 'peers[0].sa.in.key: must be a hex string of 36 bytes'],
+    ['a key for the wrong cipher', ESP.replace('aes-256-gcm', 'aes-128-gcm'), 'peers[0].sa.out.key: must be a hex string of 20 bytes'],
+    ['a key used twice', ESP.replace(ESP_KEYS.cOut, ESP_KEYS.bOut), 'peers[1].sa.out.key: the same key as peers[0].sa.out.key'],
+    ['a key in the SPI field', ESP.replace('spi: 0x2001', `spi: "${ESP_KEYS.cOut}"`), 'peers[0].sa.in.spi: must be an integer from 1 to 4294967295'],
+    ['a misspelt key field', ESP.replace('key: "' + ESP_KEYS.cIn, 'kee: "' + ESP_KEYS.cIn), 'peers[1].sa.in[0].kee: unknown key (did you mean "key"?)'],
+    ['an inbound SPI twice', ESP.replace('spi: 0x3002', 'spi: 0x2001'), 'peers[1].sa.in[0].spi: SPI 0x00002001 is already an inbound SPI of peer "b"'],
+    ['SPI 0', ESP.replace('spi: 0x2001', 'spi: 0'), 'peers[0].sa.in.spi: SPI 0 is reserved'],
+    ['no SAs', ESP.replace(/ {4}sa:\n {6}out: \{ spi: 0x1001.*\n.*\n/, ''), 'peers[0].sa: required for esp'],
+  ])('exits 2 naming the field, without the key: %s', async (_what, text, expected) => {
+    const file = write('esp-broken.yaml', text);
+    const r = await run(['check', '-c', file]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.split('\n').some((l) => l.trim().startsWith(expected)), r.stderr).toBe(true);
+    expectNoKeys(r.stderr);
   });
 });
 
@@ -302,6 +412,77 @@ describe('overlayfwd stats / peers against a running instance', () => {
       '  peer.macs[0]: ff:ff:ff:ff:ff:ff is a multicast/broadcast MAC address (must be unicast)',
       '',
     ]);
+  });
+});
+
+describe('ESP peers through the control socket', () => {
+  const runDir = path.join(tmp, 'run-esp');
+  const socket = path.join(runDir, 'esp0.sock');
+  let server: ControlServer | undefined;
+  afterEach(async () => {
+    await server?.close();
+    server = undefined;
+  });
+
+  /** A fake ESP instance whose peers.add returns the resolved peer, keys and all, as Overlay's does. */
+  async function startEsp(): Promise<void> {
+    const config = loadConfigFile(write('esp-fake.yaml', ESP));
+    const table: ResolvedPeer[] = [...config.peers];
+    const overlay: OverlayLike = {
+      name: 'esp0',
+      stats: () => {
+        throw new Error('unused');
+      },
+      fdb: () => [],
+      peers: {
+        add: (input: unknown) => {
+          const peer = parsePeer(input, 'peer', config, table);
+          table.push(peer);
+          return peer;
+        },
+        remove: () => false,
+        // As Overlay.peers.list(): SPIs only, the retiring inbound SA with its time left.
+        list: () =>
+          table.map((p) => {
+            const shown = publicPeer(p);
+            if (shown.sa && shown.sa.in.length > 1) shown.sa.in[1] = { ...shown.sa.in[1]!, retiresInSeconds: 7 };
+            return { ...shown, learnedMacs: 0 };
+          }),
+      },
+    };
+    server = await ControlServer.listen(overlay, socket);
+  }
+
+  it('answers peers.add with SPIs, never the keys it was sent', async () => {
+    await startEsp();
+    const dKeys = { out: 'ab'.repeat(32) + '01010101', in: 'cd'.repeat(32) + '02020202' };
+    const added = await controlRequest(socket, {
+      cmd: 'peers.add',
+      peer: { name: 'd', endpoint: '198.18.0.4', allowedIps: ['198.19.0.4/32'], sa: { out: { spi: 0x1001, key: dKeys.out }, in: { spi: 0x4001, key: dKeys.in } } },
+    });
+    expect(added.sa).toEqual({ out: { spi: 0x1001 }, in: [{ spi: 0x4001 }] });
+    expect(JSON.stringify(added)).not.toMatch(/abababab|cdcdcdcd/);
+    // A rejected one: the error names the field and not the key.
+    const err = await controlRequest(socket, {
+      cmd: 'peers.add',
+      peer: { name: 'e', endpoint: '198.18.0.5', sa: { out: { spi: 1, key: dKeys.out }, in: { spi: 0x4001, key: ESP_KEYS.cIn.slice(4) } } },
+    }).catch((e: Error) => e);
+    expect(String(err)).toMatch(/peer\.sa\.in\.key: must be a hex string of 36 bytes/);
+    expect(String(err)).not.toMatch(/abababab|cdcdcdcd/);
+    expectNoKeys(String(err));
+  });
+
+  it('peers list shows SPIs (and a retiring SA with its time left), never keys', async () => {
+    await startEsp();
+    const table = await run(['peers', 'list', '-s', socket]);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^NAME\s+ENDPOINT\s+STATIC MACS\s+LEARNED\s+ALLOWED IPS\s+SPIS$/m);
+    expect(table.stdout).toMatch(/^b\s+198\.18\.0\.2:4500\s+-\s+0\s+198\.19\.0\.2\/32\s+out 0x00001001 in 0x00002001$/m);
+    expect(table.stdout).toMatch(/^c\s+.*out 0x00001001 in 0x00003002, 0x00003001 \(retires in 7s\)$/m);
+    expectNoKeys(table.stdout);
+    const json = await run(['peers', 'list', '-s', socket, '--json']);
+    expectNoKeys(json.stdout);
+    expect((JSON.parse(json.stdout) as Array<{ sa: unknown }>)[0]!.sa).toEqual({ out: { spi: 0x1001 }, in: [{ spi: 0x2001 }] });
   });
 });
 

@@ -163,7 +163,7 @@ const broken: Array<[string, (c: Raw) => void, string, RegExp]> = [
   ['device.mac broadcast', (c) => (c.device = { mac: 'ff:ff:ff:ff:ff:ff' }), 'device.mac', /must be unicast/],
   ['device.mac malformed', (c) => (c.device = { mac: '02:00:00:00:00' }), 'device.mac', /not a MAC address/],
   ['encap missing (vni required)', (c) => delete c.encap, 'encap.vni', /required for vxlan/],
-  ['encap.type esp', (c) => (c.encap = { type: 'esp' }), 'encap.type', /^"esp" is not supported yet \(supported: vxlan, geneve, gre, gre-udp, ipip\)$/],
+  ['encap.type esp without a cipher', (c) => (c.encap = { type: 'esp' }), 'encap.cipher', /^required for esp \(one of: aes-128-gcm, aes-256-gcm, chacha20-poly1305\)$/],
   ['encap.key on vxlan', (c) => (c.encap.key = 5), 'encap.key', /not used by vxlan/],
   ['encap.key too large', (c) => (c.encap = { type: 'gre-udp', key: 2 ** 32 }), 'encap.key', /integer/],
   ['encap.type unknown', (c) => (c.encap = { type: 'mpls', vni: 1 }), 'encap.type', /"mpls" is not an encapsulation type/],
@@ -272,7 +272,7 @@ describe('parseConfig rejects broken configs, naming the field', () => {
     input.encap = { type: 'esp' };
     input.peers[1].endpoint = '198.18.0.999';
     const lines = issuesOf(input).message.split('\n');
-    expect(lines).toContain('encap.type: "esp" is not supported yet (supported: vxlan, geneve, gre, gre-udp, ipip)');
+    expect(lines).toContain('encap.cipher: required for esp (one of: aes-128-gcm, aes-256-gcm, chacha20-poly1305)');
     expect(lines).toContain('peers[1].endpoint: "198.18.0.999" is not an IPv4 or IPv6 address');
     input.encap = { vni: 16777216 };
     expect(issuesOf(input).message.split('\n')).toContain('encap.vni: must be an integer from 0 to 16777215');
