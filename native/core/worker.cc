@@ -285,6 +285,13 @@ void Worker::encapsulate_batch(size_t count) {
       continue;
     }
 
+    // A super-frame whose segments will not fit the tunnel: its sender learns the path MTU as
+    // for a single packet (the ICMP quotes the super-frame's headers, all its segments share).
+    const uint32_t segment_packet = vnet->hdr_len - std::min<uint32_t>(vnet->hdr_len, link_header_) + vnet->gso_size;
+    if (route.peer != PeerTable::kNone && config_.max_inner_packet != 0 && segment_packet > config_.max_inner_packet &&
+        refuse_too_big(buffer.data(), buffer.length, route.peer)) {
+      continue;
+    }
     // A TSO/USO super-frame: cut it into wire-sized segments, as many as the pool holds at a
     // time; a full pool is sent before the next chunk reuses it.
     stats_.add(WorkerStats::kNoPeer, kTxSuperFrames);
