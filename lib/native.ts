@@ -80,6 +80,18 @@ export interface NativePeerSa {
   in: NativeSa[];
 }
 
+/** Where an outbound SA's sequence counter stands (esp). */
+export interface NativeEspOutboundStatus {
+  slot: number;
+  spi: number;
+  /** The last sequence number handed out. */
+  sequence: bigint;
+  /** Past the soft limit (2^32 numbers before the end with ESN): time to rekey. */
+  nearingLimit: boolean;
+  /** Used up: nothing more is sent with this SA (drops counted as saExpired) until it is replaced. */
+  exhausted: boolean;
+}
+
 export interface NativeDeviceInfo {
   name: string;
   ifindex: number;
@@ -105,6 +117,8 @@ export interface NativeForwarder {
   setPeers(peers: NativePeer[]): void;
   /** Learned forwarding entries (static entries live in the table snapshot). */
   learnedFdb(): NativeFdbEntry[];
+  /** esp: every peer's outbound SA and where its sequence counter stands. */
+  espStatus(): NativeEspOutboundStatus[];
   /** Stops and joins the workers, closes every fd; the device disappears. Idempotent. */
   close(): void;
 }

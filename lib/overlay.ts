@@ -1,5 +1,6 @@
 // The public Overlay: one forwarder instance. It validates the config, starts the native data
 // path, keeps the peer table and reads the shared counters. Nothing here runs per packet.
+import { EventEmitter } from 'node:events';
 import { ConfigError, ESP_REKEY_GRACE_DEFAULT_SECONDS, encapInput, parseConfig, parseRekey, publicPeer } from './config';
 import {
   loadNative,
@@ -8,9 +9,22 @@ import {
   type NativeForwarderOptions,
   type NativeOffloadState,
 } from './native';
-import { PeerSlots, rekeySa, retireInbound } from './peers';
+import { PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
 import { CounterIndex, CountersReader } from './stats';
 import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer, ResolvedConfig, ResolvedPeer, SecurityAssociation } from './types';
+
+export type { RekeyNeeded } from './peers';
+
+/** How often the outbound SAs' sequence counters are looked at (esp). */
+const ESP_STATUS_POLL_MS = 1000;
+
+export interface OverlayEvents {
+  /**
+   * esp: an outbound SA nears the end of its sequence numbers (rekey it with peers.rekey), or
+   * has run out (`exhausted`: nothing more is sent to the peer until it is rekeyed).
+   */
+  rekeyNeeded: [RekeyNeeded];
+}
 
 export interface RekeyOptions {
   /** How long the replaced inbound SA stays valid, in seconds (default: esp.rekeyGraceSeconds, 30). */
@@ -116,7 +130,7 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
   };
 }
 
-export class Overlay {
+export class Overlay extends EventEmitter<OverlayEvents> {
   readonly name: string;
   readonly device: NativeDeviceInfo;
   readonly peers: PeerTable;
@@ -127,6 +141,9 @@ export class Overlay {
   private readonly slots: PeerSlots;
   /** Inbound SAs in a rekey's grace period, by peer name and SPI: their removal timers. */
   private readonly retirements = new Map<string, { peer: string; sa: SecurityAssociation; dueAt: number; timer: NodeJS.Timeout }>();
+  /** esp: the poll of the outbound SAs' sequence counters, and what it reported. */
+  private espPoll: NodeJS.Timeout | null = null;
+  private readonly rekeyReported = new Map<string, 'nearing' | 'exhausted'>();
 
   /** Validates `config` (as in the YAML file, or a config already resolved by parseConfig) and starts the data path. */
   static async create(config: unknown): Promise<Overlay> {
@@ -135,6 +152,7 @@ export class Overlay {
   }
 
   private constructor(config: ResolvedConfig) {
+    super();
     const native = loadNative();
     const forwarder = new native.Forwarder(nativeOptions(config));
     try {
@@ -160,6 +178,24 @@ export class Overlay {
       rekey: (name, sas, options) => this.rekey(name, sas, options),
       list: () => this.listPeers(),
     };
+    if (config.encap.type === 'esp' && typeof forwarder.espStatus === 'function') {
+      this.espPoll = setInterval(() => this.pollEspStatus(), ESP_STATUS_POLL_MS);
+      this.espPoll.unref();
+    }
+  }
+
+  /** Raises rekeyNeeded for outbound SAs that near their limit or ran out (see rekeyEvents). */
+  private pollEspStatus(): void {
+    if (!this.forwarder) return;
+    const bySlot = new Map<number, string>();
+    for (const entry of this.slots.values()) bySlot.set(entry.slot, entry.peer.name);
+    let events: RekeyNeeded[];
+    try {
+      events = rekeyEvents(this.forwarder.espStatus(), (slot) => bySlot.get(slot), this.rekeyReported);
+    } catch {
+      return; // closed under us
+    }
+    for (const event of events) this.emit('rekeyNeeded', event);
   }
 
   get config(): ResolvedConfig {
@@ -214,6 +250,8 @@ export class Overlay {
   async close(): Promise<void> {
     const forwarder = this.forwarder;
     this.forwarder = null;
+    if (this.espPoll) clearInterval(this.espPoll);
+    this.espPoll = null;
     for (const r of this.retirements.values()) clearTimeout(r.timer);
     this.retirements.clear();
     forwarder?.close();

@@ -1,7 +1,7 @@
 // The peer table as TypeScript keeps it: names, resolved endpoints, MACs, and the stats slot
 // each peer owns. Every change is compiled into a new native snapshot and swapped in whole.
 import type { SaChange } from './config';
-import type { NativeForwarder, NativePeer } from './native';
+import type { NativeEspOutboundStatus, NativeForwarder, NativePeer } from './native';
 import type { PeerSecurityAssociations, ResolvedPeer, SecurityAssociation } from './types';
 import type { RawSection } from './stats';
 
@@ -17,6 +17,44 @@ export function rekeySa(current: PeerSecurityAssociations, change: SaChange): { 
     next: { out: change.out ? { ...change.out } : { ...current.out }, in: change.in ? [{ ...change.in }, ...current.in] : [...current.in] },
     retiring: change.in ? (current.in[0] ?? null) : null,
   };
+}
+
+/** Raised when an outbound SA nears the end of its sequence numbers, and again when it runs out. */
+export interface RekeyNeeded {
+  peer: string;
+  /** The outbound SA's SPI. */
+  spi: number;
+  /** The last sequence number sent with it. */
+  sequence: bigint;
+  /** true: it is used up and sends nothing more; false: it nears its limit. */
+  exhausted: boolean;
+}
+
+/**
+ * The rekey events that a poll of the outbound SAs' status calls for: one when an SA is first
+ * seen nearing its limit, one when it is first seen exhausted (an SA found exhausted at once
+ * gives that one only). `reported` (SA → the last state reported) is updated in place and
+ * forgets the SAs that are gone, so a new SA under a reused SPI is reported afresh.
+ */
+export function rekeyEvents(
+  statuses: readonly NativeEspOutboundStatus[],
+  peerOfSlot: (slot: number) => string | undefined,
+  reported: Map<string, 'nearing' | 'exhausted'>,
+): RekeyNeeded[] {
+  const events: RekeyNeeded[] = [];
+  const present = new Set<string>();
+  for (const s of statuses) {
+    const peer = peerOfSlot(s.slot);
+    if (peer === undefined) continue;
+    const id = `${peer}\0${s.spi}`;
+    present.add(id);
+    const state = s.exhausted ? 'exhausted' : s.nearingLimit ? 'nearing' : null;
+    if (state === null || reported.get(id) === state || reported.get(id) === 'exhausted') continue;
+    reported.set(id, state);
+    events.push({ peer, spi: s.spi, sequence: s.sequence, exhausted: state === 'exhausted' });
+  }
+  for (const id of [...reported.keys()]) if (!present.has(id)) reported.delete(id);
+  return events;
 }
 
 /**

@@ -89,6 +89,15 @@ export async function runUp(opts: { config: string }): Promise<number> {
       return reportError(err);
     }
 
+    // esp: an SA nearing its limit is worth a line (SPIs only, never keys).
+    overlay.on('rekeyNeeded', (e) => {
+      const spi = `0x${e.spi.toString(16).padStart(8, '0')}`;
+      process.stderr.write(
+        e.exhausted
+          ? `overlayfwd: ${config.name}: peer ${e.peer}: outbound SA ${spi} has used up its sequence numbers; nothing is sent to ${e.peer} until it is rekeyed\n`
+          : `overlayfwd: ${config.name}: peer ${e.peer}: outbound SA ${spi} nears the end of its sequence numbers; rekey it\n`,
+      );
+    });
     if (!signals.stopped) {
       const active = Object.entries(overlay.stats().offloads.active).filter(([, on]) => on).map(([name]) => name);
       process.stdout.write(`${upLine(overlay.config, overlay.device)}, offloads ${active.length ? active.join(' ') : 'none'}\n`);

@@ -19,7 +19,7 @@ import {
   publicPeer,
 } from '../../lib/config';
 import { configToInput } from '../../lib/overlay';
-import { PeerSlots, rekeySa, retireInbound } from '../../lib/peers';
+import { PeerSlots, rekeyEvents, rekeySa, retireInbound } from '../../lib/peers';
 import type { PeerSecurityAssociations, ResolvedConfig } from '../../lib/types';
 
 type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -417,5 +417,36 @@ describe('IP-protocol modes round-trip (endpoints without a port)', () => {
     const cfg = parseConfig(input);
     expect(cfg.peers[0]!.endpoint.port).toBe(0);
     expect(parseConfig(configToInput(cfg))).toEqual(cfg);
+  });
+});
+
+describe('rekeyEvents (the rekeyNeeded event)', () => {
+  const status = (slot: number, spi: number, sequence: bigint, nearingLimit: boolean, exhausted: boolean) => ({ slot, spi, sequence, nearingLimit, exhausted });
+  const names = new Map([
+    [0, 'b'],
+    [1, 'c'],
+  ]);
+  const peerOf = (slot: number) => names.get(slot);
+
+  it('reports an SA once when it nears its limit, once more when it runs out, and nothing in between', () => {
+    const reported = new Map<string, 'nearing' | 'exhausted'>();
+    expect(rekeyEvents([status(0, 0x1001, 5n, false, false), status(1, 0x1001, 9n, false, false)], peerOf, reported)).toEqual([]);
+    const near = 2n ** 64n - 2n ** 32n;
+    expect(rekeyEvents([status(0, 0x1001, near, true, false)], peerOf, reported)).toEqual([{ peer: 'b', spi: 0x1001, sequence: near, exhausted: false }]);
+    expect(rekeyEvents([status(0, 0x1001, near + 7n, true, false)], peerOf, reported)).toEqual([]);
+    const end = 2n ** 64n - 1n;
+    expect(rekeyEvents([status(0, 0x1001, end, true, true)], peerOf, reported)).toEqual([{ peer: 'b', spi: 0x1001, sequence: end, exhausted: true }]);
+    expect(rekeyEvents([status(0, 0x1001, end, true, true)], peerOf, reported)).toEqual([]);
+  });
+
+  it('reports an SA found exhausted once, ignores slots without a peer, and forgets SAs that are gone', () => {
+    const reported = new Map<string, 'nearing' | 'exhausted'>();
+    expect(rekeyEvents([status(1, 0x3001, 10n, true, true), status(7, 0x9, 1n, true, false)], peerOf, reported)).toEqual([
+      { peer: 'c', spi: 0x3001, sequence: 10n, exhausted: true },
+    ]);
+    // Rekeyed: the old SA is gone; a later SA under the same SPI is news again.
+    expect(rekeyEvents([status(1, 0x3002, 1n, false, false)], peerOf, reported)).toEqual([]);
+    expect(reported.size).toBe(0);
+    expect(rekeyEvents([status(1, 0x3001, 10n, true, false)], peerOf, reported)).toHaveLength(1);
   });
 });
