@@ -55,6 +55,11 @@ class TcpCoalescer {
   // link_header_length: 14 for TAP (Ethernet frames, an 802.1Q tag allowed), 0 for TUN (IP).
   explicit TcpCoalescer(uint32_t link_header_length);
 
+  // Skip the TCP checksum verification of what arrives: for payloads an AEAD already
+  // authenticated (ESP), where a corrupted segment cannot reach us and a wrong checksum could
+  // only come from the authenticated sender itself. The IPv4 header checksum is still checked.
+  void trust_tcp_checksums(bool trust) { trust_tcp_checksums_ = trust; }
+
   // Takes one decapsulated frame (buffer->data(), buffer->length). The buffer's tailroom
   // (capacity - offset - length) bounds how much a run it heads can grow: give buffers of
   // kHeadroom + kMaxPacket capacity to allow full 64 KB super-frames. A buffer whose segment
@@ -102,6 +107,7 @@ class TcpCoalescer {
   void pass_through(PacketBuffer* buffer, uint8_t flags);
 
   uint32_t link_header_length_;
+  bool trust_tcp_checksums_ = false;
   std::vector<Item> items_;
   std::vector<Run> runs_;
   std::vector<int32_t> open_;  // runs that may still grow
