@@ -27,19 +27,17 @@ import { Lab, overlayAddress } from '../../lib/lab';
 import type { Host } from '../../lib/lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters, DropReason, EspCipher } from '../../lib/types';
-import { DROP_REASONS } from '../../lib/types';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { espPacket, openEspPacket, randomSaKey, tsharkEspSa, type EspSa } from '../helpers/esp';
-import { delta, peerCounters, startForwarder } from '../helpers/overlay';
+import { delta, peerCounters } from '../helpers/overlay';
+import { INNER6, movedDrops, overlayPair, pingsBothWays, transferCounted } from '../helpers/pair';
+import type { Pair as BasePair } from '../helpers/pair';
 import { internetChecksum, ipv4Echo, ipv6Echo, sendRawPackets } from '../helpers/raw-ip';
 import { verifiedTransfer } from '../helpers/transfer';
 import { sendDatagrams } from '../helpers/udp';
 
 const UNDERLAY_MTU = 1500;
 const ESP_PORT = 4500;
-const A6 = 'fd00:198:18::1';
-const B6 = 'fd00:198:18::2';
-const INNER6 = ['fd00:198:19::1', 'fd00:198:19::2'] as const;
 const CIPHERS: EspCipher[] = ['aes-128-gcm', 'aes-256-gcm', 'chacha20-poly1305'];
 /** SPIs: A sends to B with 0x1001 (B's inbound), B sends to A with 0x2001 (A's inbound). */
 const SPI_AB = 0x1001;
@@ -58,28 +56,10 @@ function overhead(t: Transport, tap = false): number {
   return (t.family === 6 ? 40 : 20) + (t.udp ? 8 : 0) + 16 + 21 + (tap ? 14 : 0);
 }
 
-function movedDrops(c: Counters): Partial<Record<DropReason, number>> {
-  return Object.fromEntries(DROP_REASONS.filter((r) => c.drops[r] !== 0).map((r) => [r, c.drops[r]]));
-}
-
-/** Switches IPv6 on for `dev` and gives it `address`/64 without DAD or router solicitations. */
-async function addIpv6(lab: Lab, host: Host, dev: string, address: string): Promise<void> {
-  await lab.exec(host, 'sysctl', ['-q', '-w', `net.ipv6.conf.${dev}.router_solicitations=0`]);
-  await lab.exec(host, 'sysctl', ['-q', '-w', `net.ipv6.conf.${dev}.disable_ipv6=0`]);
-  await lab.ip(host, ['addr', 'add', `${address}/64`, 'dev', dev, 'nodad']);
-}
-
-interface Pair {
-  a: Host;
-  b: Host;
-  A: Overlay;
-  B: Overlay;
+interface Pair extends BasePair {
   /** A → B (A's outbound, B's inbound) and B → A. */
   ab: EspSa;
   ba: EspSa;
-  /** Underlay addresses A and B use. */
-  underlayA: string;
-  underlayB: string;
 }
 
 interface PairOptions {
@@ -91,70 +71,17 @@ interface PairOptions {
 }
 
 async function espPair(lab: Lab, t: Transport, options: PairOptions = {}): Promise<Pair> {
-  const [a, b] = await lab.pair('a', 'b');
-  if (t.family === 6) {
-    await addIpv6(lab, a, a.underlayDev, A6);
-    await addIpv6(lab, b, b.underlayDev, B6);
-  }
-  const underlayA = t.family === 4 ? a.underlay : A6;
-  const underlayB = t.family === 4 ? b.underlay : B6;
   const ab = { spi: SPI_AB, key: randomSaKey(t.cipher) };
   const ba = { spi: SPI_BA, key: randomSaKey(t.cipher) };
-  const tap = options.device === 'tap';
-  const start = (host: Host, self: 1 | 2, peerName: string, peerIndex: 1 | 2, endpoint: string, local: string, out: EspSa, inbound: EspSa, extraPeers: Array<Record<string, unknown>>) =>
-    startForwarder(lab, {
-      host,
-      address: `${overlayAddress(self)}/24`,
-      peers: [],
-      extra: {
-        device: tap ? { type: 'tap', name: 'ovl0', addresses: [`${overlayAddress(self)}/24`] } : { type: 'tun', name: 'ovl0', addresses: [`${overlayAddress(self)}/24`] },
-        encap: { type: 'esp', cipher: t.cipher, udp: t.udp },
-        underlay: { local },
-        peers: [
-          {
-            name: peerName,
-            endpoint,
-            ...(tap ? {} : { allowedIps: [`${overlayAddress(peerIndex)}/32`, `${INNER6[peerIndex - 1]}/128`] }),
-            sa: { out, in: inbound },
-          },
-          ...extraPeers,
-        ],
-        ...options.extra,
-      },
-    });
-  const A = await start(a, 1, 'b', 2, underlayB, underlayA, ab, ba, options.extraPeersA ? await options.extraPeersA(a, b) : []);
-  const B = await start(b, 2, 'a', 1, underlayA, underlayB, ba, ab, []);
-  if (!tap) {
-    await addIpv6(lab, a, 'ovl0', INNER6[0]);
-    await addIpv6(lab, b, 'ovl0', INNER6[1]);
-  }
-  await sleep(200);
-  return { a, b, A, B, ab, ba, underlayA, underlayB };
-}
-
-async function pingsBothWays(lab: Lab, p: Pair, ipv6Inside: boolean): Promise<void> {
-  expect((await lab.ping(p.a, overlayAddress(2), { count: 3, intervalSec: 0.05 })).received).toBe(3);
-  expect((await lab.ping(p.b, overlayAddress(1), { count: 3, intervalSec: 0.05 })).received).toBe(3);
-  if (ipv6Inside) {
-    expect((await lab.ping(p.a, INNER6[1], { count: 3, intervalSec: 0.05 })).received).toBe(3);
-    expect((await lab.ping(p.b, INNER6[0], { count: 3, intervalSec: 0.05 })).received).toBe(3);
-  }
-}
-
-async function transferCounted(lab: Lab, p: Pair, megabytes: number, what: string): Promise<void> {
-  const a0 = p.A.stats();
-  const b0 = p.B.stats();
-  const r = await verifiedTransfer(lab, { from: p.a, to: p.b, address: overlayAddress(2), megabytes, timeoutMs: 90_000 });
-  expect(r.received.peer).toBe(overlayAddress(1));
-  await sleep(100);
-  const sent = delta(peerCounters(p.A.stats(), 'b'), peerCounters(a0, 'b'));
-  const got = delta(peerCounters(p.B.stats(), 'a'), peerCounters(b0, 'a'));
-  expect(sent.txBytes).toBeGreaterThanOrEqual(megabytes << 20);
-  expect(got.rxBytes).toBeGreaterThanOrEqual(megabytes << 20);
-  expect(got.rxPackets).toBeLessThanOrEqual(sent.txPackets);
-  expect(movedDrops(delta(p.A.stats().totals, a0.totals))).toEqual({});
-  expect(movedDrops(delta(p.B.stats().totals, b0.totals))).toEqual({});
-  console.log(`[esp ${what}] ${megabytes} MB in ${r.seconds.toFixed(2)} s (${r.mbitPerSecond.toFixed(0)} Mbit/s)`);
+  const base = await overlayPair(lab, {
+    device: options.device ?? 'tun',
+    encap: { type: 'esp', cipher: t.cipher, udp: t.udp },
+    family: t.family,
+    peerFields: (self) => ({ sa: self === 1 ? { out: ab, in: ba } : { out: ba, in: ab } }),
+    ...(options.extraPeersA ? { extraPeersA: options.extraPeersA } : {}),
+    ...(options.extra ? { extra: options.extra } : {}),
+  });
+  return { ...base, ab, ba };
 }
 
 describeNetns('ESP between two overlayfwd hosts', { tools: ['ping'] }, () => {

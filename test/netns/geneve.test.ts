@@ -21,6 +21,7 @@ import type { PeerSpec } from '../helpers/overlay';
 import { verifiedTransfer } from '../helpers/transfer';
 import { ethernetFrame, sendDatagrams, snmpCounters } from '../helpers/udp';
 import type { Datagram } from '../helpers/udp';
+import { movedDrops } from '../helpers/pair';
 
 const VNI = 4242;
 const GENEVE_PORT = 6081;
@@ -119,10 +120,6 @@ async function genevePair(lab: Lab, extraPeers: PeerSpec[] = []): Promise<Pair> 
   return { a, b, A, B };
 }
 
-/** The receive-side drop counters that moved, as { reason: delta }. */
-function movedDrops(d: Counters, reasons: readonly DropReason[] = DROP_REASONS): Partial<Record<DropReason, number>> {
-  return Object.fromEntries(reasons.filter((r) => d.drops[r] !== 0).map((r) => [r, d.drops[r]]));
-}
 
 describeNetns('Geneve between two overlayfwd hosts', { tools: ['tshark', 'ethtool', 'tcpdump'] }, () => {
   // ---- 1. the data path ------------------------------------------------------------------------

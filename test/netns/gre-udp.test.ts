@@ -26,6 +26,7 @@ import { delta, peerCounters, startForwarder } from '../helpers/overlay';
 import { verifiedTransfer } from '../helpers/transfer';
 import { ethernetFrame, sendDatagrams, snmpCounters } from '../helpers/udp';
 import type { Datagram } from '../helpers/udp';
+import { movedDrops } from '../helpers/pair';
 
 const GRE_UDP_PORT = 4754;
 const PROTO_ETHERNET = 0x6558; // Transparent Ethernet Bridging
@@ -130,10 +131,6 @@ async function pinNeighbours(lab: Lab, p: Pair): Promise<void> {
   await sleep(200);
 }
 
-/** The drop counters that moved, as { reason: delta }. */
-function movedDrops(d: Counters, reasons: readonly DropReason[] = DROP_REASONS): Partial<Record<DropReason, number>> {
-  return Object.fromEntries(reasons.filter((r) => d.drops[r] !== 0).map((r) => [r, d.drops[r]]));
-}
 
 /** Waits until `want(delta)` holds (or 5 s pass), lets stragglers arrive, returns the delta of A's totals. */
 async function settle(ov: Overlay, before: Counters, want: (d: Counters) => boolean): Promise<Counters> {

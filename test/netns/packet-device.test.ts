@@ -20,11 +20,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../lib/lab';
 import type { Host } from '../../lib/lab';
 import type { Overlay } from '../../lib/overlay';
-import type { Counters } from '../../lib/types';
-import { DROP_REASONS } from '../../lib/types';
 import { describeNetns, sleep } from '../helpers/env';
 import { delta, loadOverlay, peerCounters, startForwarder } from '../helpers/overlay';
 import { verifiedTransfer } from '../helpers/transfer';
+import { movedDrops } from '../helpers/pair';
 
 const SEGMENT_MTU = 1450;
 const A1 = '198.19.0.1';
@@ -105,9 +104,6 @@ interface FrameCount {
   tagged: Record<string, number>;
 }
 
-function movedDrops(c: Counters): Record<string, number> {
-  return Object.fromEntries(DROP_REASONS.filter((r) => c.drops[r] !== 0).map((r) => [r, c.drops[r]]));
-}
 
 /** An end host behind `gateway`: its eth0 and the gateway's gw0 are the two ends of one veth. */
 async function endHost(lab: Lab, gateway: Host, label: string, address: string): Promise<Host> {

@@ -11,50 +11,15 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lib/lab';
 import type { Host } from '../../lib/lab';
-import type { Overlay } from '../../lib/overlay';
 import { describeNetns, sleep } from '../helpers/env';
-import { delta, startForwarder } from '../helpers/overlay';
+import { delta } from '../helpers/overlay';
+import { INNER6, overlayPair } from '../helpers/pair';
+import type { Pair } from '../helpers/pair';
 import { verifiedTransfer } from '../helpers/transfer';
 
-const INNER6 = ['fd00:198:19::1', 'fd00:198:19::2'] as const;
-
-interface Pair {
-  a: Host;
-  b: Host;
-  A: Overlay;
-  B: Overlay;
-}
-
-async function pair(lab: Lab, device: 'tun' | 'tap', encap: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<Pair> {
-  const [a, b] = await lab.pair('a', 'b');
-  const start = (host: Host, self: 1 | 2, peer: Host, peerIndex: 1 | 2) =>
-    startForwarder(lab, {
-      host,
-      address: `${overlayAddress(self)}/24`,
-      peers: [],
-      extra: {
-        device: { type: device, name: 'ovl0', mtu: 1500, addresses: [`${overlayAddress(self)}/24`] },
-        encap: { ...encap },
-        peers: [
-          device === 'tun'
-            ? { name: peer.label, endpoint: peer.underlay, allowedIps: [`${overlayAddress(peerIndex)}/32`, `${INNER6[peerIndex - 1]}/128`] }
-            : { name: peer.label, endpoint: peer.underlay },
-        ],
-        ...extra,
-      },
-    });
-  const A = await start(a, 1, b, 2);
-  const B = await start(b, 2, a, 1);
-  for (const [host, address] of [
-    [a, INNER6[0]],
-    [b, INNER6[1]],
-  ] as const) {
-    await lab.exec(host, 'sysctl', ['-q', '-w', 'net.ipv6.conf.ovl0.router_solicitations=0']);
-    await lab.exec(host, 'sysctl', ['-q', '-w', 'net.ipv6.conf.ovl0.disable_ipv6=0']);
-    await lab.ip(host, ['addr', 'add', `${address}/64`, 'dev', 'ovl0', 'nodad']);
-  }
-  await sleep(300);
-  return { a, b, A, B };
+/** Both devices get MTU 1500: more than the tunnel carries whole over a 1500-byte underlay. */
+function pair(lab: Lab, device: 'tun' | 'tap', encap: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<Pair> {
+  return overlayPair(lab, { device, encap, mtu: 1500, extra });
 }
 
 /** `ping -M do` with a packet of `total` bytes (IPv4: 28 bytes of headers, IPv6: 48). */

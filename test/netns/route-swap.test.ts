@@ -10,10 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lib/lab';
 import type { Host } from '../../lib/lab';
 import type { Overlay } from '../../lib/overlay';
-import type { Counters } from '../../lib/types';
-import { DROP_REASONS } from '../../lib/types';
 import { describeNetns, sleep } from '../helpers/env';
 import { delta, startForwarder } from '../helpers/overlay';
+import { movedDrops } from '../helpers/pair';
 
 const PEERS = 10_000;
 const ROUTES_PER_PEER = 10;
@@ -47,9 +46,6 @@ function peerSet(b: Host, rotation: number): Record<string, unknown>[] {
   return peers;
 }
 
-function movedDrops(c: Counters): Record<string, number> {
-  return Object.fromEntries(DROP_REASONS.filter((r) => c.drops[r] !== 0).map((r) => [r, c.drops[r]]));
-}
 
 describeNetns('100,000 routes over 10,000 peers, replaced under traffic', { tools: ['iperf3'] }, () => {
   let lab: Lab;

@@ -12,58 +12,18 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lib/lab';
 import type { Host } from '../../lib/lab';
-import type { Overlay } from '../../lib/overlay';
 import type { Counters, DropReason } from '../../lib/types';
-import { DROP_REASONS } from '../../lib/types';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
-import { delta, startForwarder } from '../helpers/overlay';
+import { delta } from '../helpers/overlay';
+import { bit, INNER6, movedDrops, overlayPair } from '../helpers/pair';
+import type { Pair } from '../helpers/pair';
 import { gre, ipv4Echo, ipv6Echo, sendRawPackets } from '../helpers/raw-ip';
 
 const KEY = 5;
-const INNER6 = ['fd00:198:19::1', 'fd00:198:19::2'] as const;
 const STRANGER = '198.18.0.99';
 
-interface Pair {
-  a: Host;
-  b: Host;
-  A: Overlay;
-  B: Overlay;
-}
-
-async function tunPair(lab: Lab, encap: Record<string, unknown>, extraRoutesToB: string[] = []): Promise<Pair> {
-  const [a, b] = await lab.pair('a', 'b');
-  const start = (host: Host, self: 1 | 2, peer: Host, peerIndex: 1 | 2, extra: string[]) =>
-    startForwarder(lab, {
-      host,
-      address: `${overlayAddress(self)}/24`,
-      peers: [],
-      extra: {
-        device: { type: 'tun', name: 'ovl0', addresses: [`${overlayAddress(self)}/24`] },
-        encap: { ...encap },
-        peers: [{ name: peer.label, endpoint: peer.underlay, allowedIps: [`${overlayAddress(peerIndex)}/32`, `${INNER6[peerIndex - 1]}/128`, ...extra] }],
-      },
-    });
-  const A = await start(a, 1, b, 2, extraRoutesToB);
-  const B = await start(b, 2, a, 1, []);
-  for (const [host, address] of [
-    [a, INNER6[0]],
-    [b, INNER6[1]],
-  ] as const) {
-    await lab.exec(host, 'sysctl', ['-q', '-w', 'net.ipv6.conf.ovl0.router_solicitations=0']);
-    await lab.exec(host, 'sysctl', ['-q', '-w', 'net.ipv6.conf.ovl0.disable_ipv6=0']);
-    await lab.ip(host, ['addr', 'add', `${address}/64`, 'dev', 'ovl0', 'nodad']);
-  }
-  await sleep(300);
-  return { a, b, A, B };
-}
-
-/** tshark prints flags as True/False or 1/0 depending on its version. */
-function bit(field: string | undefined): number {
-  return field === 'True' || field === '1' ? 1 : 0;
-}
-
-function movedDrops(c: Counters): Partial<Record<DropReason, number>> {
-  return Object.fromEntries(DROP_REASONS.filter((r) => c.drops[r] !== 0).map((r) => [r, c.drops[r]]));
+function tunPair(lab: Lab, encap: Record<string, unknown>, extraRoutesToB: string[] = []): Promise<Pair> {
+  return overlayPair(lab, { device: 'tun', encap, extraRoutesToB });
 }
 
 /** Captures A's outgoing packets matching `filter` while `traffic` runs; returns tshark's fields per packet. */
