@@ -22,6 +22,7 @@ import { verifiedTransfer } from '../helpers/transfer';
 import { ethernetFrame, sendDatagrams, snmpCounters } from '../helpers/udp';
 import type { Datagram } from '../helpers/udp';
 import { movedDrops } from '../helpers/pair';
+import { internetChecksum } from '../helpers/raw-ip';
 
 const VNI = 4242;
 const GENEVE_PORT = 6081;
@@ -72,13 +73,6 @@ function option(cls: number, type: number, data: Buffer = Buffer.alloc(0), lengt
   return Buffer.concat([h, data]);
 }
 
-function ipChecksum(b: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i + 1 < b.length; i += 2) sum += b.readUInt16BE(i);
-  if (b.length % 2) sum += b[b.length - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
 
 function ipv4Bytes(address: string): Buffer {
   return Buffer.from(address.split('.').map(Number));
@@ -88,7 +82,7 @@ function ipv4Bytes(address: string): Buffer {
 function icmpEchoFrame(dstMac: string, srcMac: string, srcIp: string, dstIp: string, id: number, seq: number): Buffer {
   const data = Buffer.from('overlayfwd geneve option probe');
   const icmp = Buffer.concat([Buffer.from([8, 0, 0, 0, id >> 8, id & 0xff, seq >> 8, seq & 0xff]), data]);
-  icmp.writeUInt16BE(ipChecksum(icmp), 2);
+  icmp.writeUInt16BE(internetChecksum(icmp), 2);
   const ip = Buffer.alloc(20);
   ip.writeUInt8(0x45, 0);
   ip.writeUInt16BE(20 + icmp.length, 2);
@@ -98,7 +92,7 @@ function icmpEchoFrame(dstMac: string, srcMac: string, srcIp: string, dstIp: str
   ip.writeUInt8(1, 9); // ICMP
   ipv4Bytes(srcIp).copy(ip, 12);
   ipv4Bytes(dstIp).copy(ip, 16);
-  ip.writeUInt16BE(ipChecksum(ip), 10);
+  ip.writeUInt16BE(internetChecksum(ip), 10);
   return ethernetFrame(dstMac, srcMac, 0x0800, Buffer.concat([ip, icmp]));
 }
 

@@ -8,7 +8,7 @@
 // 2. No options: MTU 1454, pings, a verified 20 MB transfer, and the receive rules of a host that
 //    configures neither option (a key is refused, a checksum is verified when present).
 // 3. The wire, dissected by tshark: flags C and K only, version 0, key 42, protocol type 0x6558,
-//    the checksum validated by tshark and by this file's own RFC 1071 sum, inner TCP checksums
+//    the checksum validated by tshark and by an RFC 1071 sum of our own (test/helpers/raw-ip.ts), inner TCP checksums
 //    complete, UDP 4754 from a source port in 49152–65535 derived from the inner flow.
 // 4. Hostile input against the key+checksum host: crafted datagrams from B's namespace, each kind
 //    dropped under its reason with exact deltas and never delivered, while pings keep working;
@@ -27,6 +27,7 @@ import { verifiedTransfer } from '../helpers/transfer';
 import { ethernetFrame, sendDatagrams, snmpCounters } from '../helpers/udp';
 import type { Datagram } from '../helpers/udp';
 import { movedDrops } from '../helpers/pair';
+import { internetChecksum } from '../helpers/raw-ip';
 
 const GRE_UDP_PORT = 4754;
 const PROTO_ETHERNET = 0x6558; // Transparent Ethernet Bridging
@@ -44,14 +45,6 @@ const RX_REASONS: DropReason[] = ['malformed', 'wrongVni', 'wrongKey', 'badCheck
 
 // ---- GRE and frame builders --------------------------------------------------------------------
 
-/** The Internet checksum (RFC 1071): one's complement of the one's-complement sum of 16-bit words. */
-function rfc1071(b: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i + 1 < b.length; i += 2) sum += b.readUInt16BE(i);
-  if (b.length % 2) sum += b[b.length - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
 
 interface GreFields {
   /**
@@ -78,7 +71,7 @@ function gre(f: GreFields, payload: Buffer = Buffer.alloc(0)): Buffer {
   if (hasK) h.writeUInt32BE(f.key! >>> 0, hasC ? 8 : 4);
   const out = Buffer.concat([h, payload]);
   if (hasC) {
-    const good = rfc1071(out); // the checksum field (and Reserved1) are still zero
+    const good = internetChecksum(out); // the checksum field (and Reserved1) are still zero
     out.writeUInt16BE(f.checksum === 'good' ? good : f.checksum === 'bad' ? good ^ 0x0101 : (f.checksum as number), 4);
   }
   return out;
@@ -91,7 +84,7 @@ function ipv4Bytes(address: string): Buffer {
 /** An Ethernet frame holding an ICMP echo request (valid IPv4 and ICMP checksums); 66 bytes by default. */
 function icmpEchoFrame(dstMac: string, srcMac: string, srcIp: string, dstIp: string, id: number, seq: number, data: Buffer = Buffer.from('overlayfwd gre-udp probe')): Buffer {
   const icmp = Buffer.concat([Buffer.from([8, 0, 0, 0, id >> 8, id & 0xff, seq >> 8, seq & 0xff]), data]);
-  icmp.writeUInt16BE(rfc1071(icmp), 2);
+  icmp.writeUInt16BE(internetChecksum(icmp), 2);
   const ip = Buffer.alloc(20);
   ip.writeUInt8(0x45, 0);
   ip.writeUInt16BE(20 + icmp.length, 2);
@@ -101,7 +94,7 @@ function icmpEchoFrame(dstMac: string, srcMac: string, srcIp: string, dstIp: str
   ip.writeUInt8(1, 9); // ICMP
   ipv4Bytes(srcIp).copy(ip, 12);
   ipv4Bytes(dstIp).copy(ip, 16);
-  ip.writeUInt16BE(rfc1071(ip), 10);
+  ip.writeUInt16BE(internetChecksum(ip), 10);
   return ethernetFrame(dstMac, srcMac, 0x0800, Buffer.concat([ip, icmp]));
 }
 
@@ -476,10 +469,10 @@ describeNetns('GRE-in-UDP between two overlayfwd hosts', { tools: ['tshark', 'et
       expect(bad.map((r) => ({ src: r.ipSrc, status: r.checksumStatus, protocols: r.protocols }))).toEqual([]);
       for (const r of rows) {
         const b = Buffer.from(r.payload, 'hex');
-        expect(rfc1071(b)).toBe(0); // a correct checksum makes the sum over everything 0xffff
+        expect(internetChecksum(b)).toBe(0); // a correct checksum makes the sum over everything 0xffff
         const field = b.readUInt16BE(4);
         b.writeUInt16BE(0, 4);
-        expect(rfc1071(b)).toBe(field);
+        expect(internetChecksum(b)).toBe(field);
         expect(Number(r.checksum)).toBe(field);
       }
     });
@@ -549,8 +542,8 @@ describeNetns('GRE-in-UDP between two overlayfwd hosts', { tools: ['tshark', 'et
       const ok = { checksum: 'good', key: KEY } as const;
       const valid = gre(ok, probe);
       // The builder itself: a correct checksum sums (with everything else) to 0xffff.
-      expect(rfc1071(valid)).toBe(0);
-      expect(rfc1071(gre({ ...ok, checksum: 'bad' }, probe))).not.toBe(0);
+      expect(internetChecksum(valid)).toBe(0);
+      expect(internetChecksum(gre({ ...ok, checksum: 'bad' }, probe))).not.toBe(0);
       const from = (src: string) => (what: string, reason: DropReason, payload: Buffer): Kind => ({ what, reason, datagram: { src, payload, count: PER_KIND } });
       const k = from(p.b.underlay);
       kinds = [
