@@ -356,6 +356,7 @@ const encapSchema = section({
     })
     .optional(),
   udp: z.boolean(err('must be true or false')).optional(),
+  esn: z.boolean(err('must be true or false')).optional(),
 }).superRefine((e, ctx) => {
   // `checksum: false` is every mode's default, so only a GRE option actually asked for is an error.
   if (!GRE_MODES.includes(e.type) && e.key !== undefined) {
@@ -384,6 +385,7 @@ const encapSchema = section({
   } else {
     if (e.cipher !== undefined) ctx.addIssue({ code: 'custom', path: ['cipher'], message: `not used by ${e.type} (esp only)` });
     if (e.udp !== undefined) ctx.addIssue({ code: 'custom', path: ['udp'], message: `not used by ${e.type} (esp only)` });
+    if (e.esn !== undefined) ctx.addIssue({ code: 'custom', path: ['esn'], message: `not used by ${e.type} (esp only)` });
   }
 });
 
@@ -1049,7 +1051,7 @@ export function parseConfig(input: unknown): ResolvedConfig {
       key: root.encap.key ?? null,
       checksum: root.encap.checksum ?? false,
       sequence: root.encap.sequence ?? false,
-      ...(root.encap.type === 'esp' ? { cipher: root.encap.cipher!, udp: root.encap.udp ?? true } : {}),
+      ...(root.encap.type === 'esp' ? { cipher: root.encap.cipher!, udp: root.encap.udp ?? true, esn: root.encap.esn ?? true } : {}),
     },
     ...(root.encap.type === 'esp' ? { esp: { rekeyGraceSeconds: root.esp?.rekeyGraceSeconds ?? ESP_REKEY_GRACE_DEFAULT_SECONDS } } : {}),
     underlay: {
@@ -1227,6 +1229,7 @@ export function encapInput(encap: ResolvedConfig['encap']): Record<string, unkno
   if (encap.type === 'esp') {
     input['cipher'] = encap.cipher;
     input['udp'] = encap.udp ?? true;
+    input['esn'] = encap.esn ?? true;
   }
   if (encap.type === 'gre' || encap.type === 'gre-udp') {
     if (encap.key !== null) input['key'] = encap.key;

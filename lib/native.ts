@@ -32,6 +32,8 @@ export interface NativeForwarderOptions {
     cipher?: EspCipher;
     /** esp only: true = ESP in UDP (RFC 3948) on `port`; false = IP protocol 50 on raw sockets (port 0). */
     udp?: boolean;
+    /** esp only: 64-bit extended sequence numbers (default true). */
+    esn?: boolean;
   };
   underlay: { local: string; sourcePorts: number; udpChecksum: boolean };
   workers: number;

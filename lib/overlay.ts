@@ -116,7 +116,7 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
       key: config.encap.key,
       checksum: config.encap.checksum,
       sequence: config.encap.sequence,
-      ...(encap === 'esp' ? { cipher: config.encap.cipher!, udp: config.encap.udp !== false } : {}),
+      ...(encap === 'esp' ? { cipher: config.encap.cipher!, udp: config.encap.udp !== false, esn: config.encap.esn !== false } : {}),
     },
     underlay: { local: config.underlay.local, sourcePorts: config.underlay.sourcePorts, udpChecksum: config.underlay.udpChecksum },
     workers: config.workers,

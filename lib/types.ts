@@ -95,6 +95,11 @@ export interface ResolvedConfig {
     cipher?: EspCipher;
     /** esp only: true = ESP in UDP (RFC 3948, port 4500 by default); false = IP protocol 50, no port. */
     udp?: boolean;
+    /**
+     * esp only: 64-bit extended sequence numbers (default true, RFC 4303 §2.2.1); false for peers
+     * or tools that only know 32-bit ones (the SA then ends after 2^32 - 1 packets).
+     */
+    esn?: boolean;
   };
   /** esp only. */
   esp?: {

@@ -149,6 +149,7 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
     if (!cipher) throw Napi::TypeError::New(env, "encap.cipher must be 'aes-128-gcm', 'aes-256-gcm' or 'chacha20-poly1305'");
     out.esp_cipher = *cipher;
     out.esp_udp = bool_at(encap, "udp");
+    out.esp_esn = !encap.Has("esn") || bool_at(encap, "esn");
   } else {
     throw Napi::TypeError::New(env, "encap.type must be 'vxlan', 'geneve', 'gre', 'gre-udp', 'ipip' or 'esp'");
   }

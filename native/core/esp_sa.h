@@ -16,8 +16,8 @@
 namespace ovl {
 
 struct EspSaState {
-  EspSaState(uint32_t spi_, EspCipher cipher_, std::vector<uint8_t> key_)
-      : spi(spi_), cipher(cipher_), key(std::move(key_)) {}
+  EspSaState(uint32_t spi_, EspCipher cipher_, std::vector<uint8_t> key_, bool esn_ = true)
+      : spi(spi_), cipher(cipher_), key(std::move(key_)), esn(esn_), sequence(esn_), window(esn_) {}
   EspSaState(const EspSaState&) = delete;
   EspSaState& operator=(const EspSaState&) = delete;
   ~EspSaState() {
@@ -29,13 +29,16 @@ struct EspSaState {
   const uint32_t spi;
   const EspCipher cipher;
   const std::vector<uint8_t> key;  // cipher key || 4-byte salt
+  // 64-bit extended sequence numbers (the default), or plain 32-bit ones (for peers and tools
+  // without ESN): the AAD, the counter limit and the replay window follow it.
+  const bool esn;
 
-  // Outbound: 64-bit extended sequence numbers that never wrap (esp_sequence.h).
-  EspSequence sequence{true};
+  // Outbound: sequence numbers that never wrap (esp_sequence.h).
+  EspSequence sequence;
 
   // Inbound: checked before decryption, updated only after the ICV verified.
   std::mutex replay_lock;
-  ReplayWindow window{true};
+  ReplayWindow window;
 };
 
 // An SA as configuration gives it (addon → forwarder): the state is made or reused from it.

@@ -222,7 +222,7 @@ std::shared_ptr<EspSaState> Forwarder::sa_state(bool outbound, const EspSaSpec& 
   if (it != sa_states_.end() && it->second->key == spec.key) {
     state = it->second;
   } else {
-    state = std::make_shared<EspSaState>(spec.spi, options_.esp_cipher, spec.key);
+    state = std::make_shared<EspSaState>(spec.spi, options_.esp_cipher, spec.key, options_.esp_esn);
   }
   next[id] = state;
   return state;

@@ -50,6 +50,7 @@ struct ForwarderOptions {
   uint8_t outer_ttl = 64;  // raw-IP modes
   EspCipher esp_cipher = EspCipher::aes256_gcm;
   bool esp_udp = true;
+  bool esp_esn = true;  // 64-bit extended sequence numbers
   int mss_clamp = 0;       // TCP MSS clamp: 0 off, -1 from the MTU (MTU - 40 / - 60), else this value
   uint16_t port = 4789;
   std::string local;

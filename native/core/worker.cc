@@ -494,7 +494,7 @@ void Worker::seal_and_queue(PacketBuffer& buffer, uint32_t peer, uint8_t next_he
     return;
   }
   uint8_t* packet = buffer.push_front(kEspPrefixSize);
-  const size_t sealed = esp_encode(aead_for(*sa), sa->spi, sequence, true, next_header, packet, inner_length);
+  const size_t sealed = esp_encode(aead_for(*sa), sa->spi, sequence, sa->esn, next_header, packet, inner_length);
   if (sealed == 0) {
     buffer.pull_front(kEspPrefixSize);
     stats_.add(target.slot, kDropMalformed);
@@ -975,7 +975,7 @@ bool Worker::decapsulate_esp(uint8_t* packet, uint32_t length, uint32_t peer, ui
     stats_.add(slot, kDropReplay);
     return false;
   }
-  const EspStatus opened = esp_open(aead_for(sa), true, static_cast<uint32_t>(sequence >> 32), packet, length);
+  const EspStatus opened = esp_open(aead_for(sa), sa.esn, static_cast<uint32_t>(sequence >> 32), packet, length);
   if (opened != EspStatus::ok) {
     stats_.add(slot, opened == EspStatus::auth_failed ? kDropAuthFailed : kDropMalformed);
     return false;

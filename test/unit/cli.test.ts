@@ -177,7 +177,7 @@ describe('overlayfwd check with ESP', () => {
     expectNoKeys(r.stdout);
     expect(r.stdout).toMatch(/valid; esp overhead 65 bytes; SA keys not shown/);
     const printed = YAML.parse(r.stdout) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-    expect(printed.encap).toEqual({ type: 'esp', port: 4500, cipher: 'aes-256-gcm', udp: true });
+    expect(printed.encap).toEqual({ type: 'esp', port: 4500, cipher: 'aes-256-gcm', udp: true, esn: true });
     expect(printed.esp).toEqual({ rekeyGraceSeconds: 10 });
     expect(printed.peers[0].sa).toEqual({ out: { spi: '0x00001001', key: '<redacted>' }, in: { spi: '0x00002001', key: '<redacted>' } });
     expect(printed.peers[1].sa.in).toEqual([
@@ -203,7 +203,7 @@ describe('overlayfwd check with ESP', () => {
     const r = await run(['check', '-c', write('esp50.yaml', ESP.replace('cipher: aes-256-gcm', 'cipher: aes-256-gcm\n  udp: false'))]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/esp overhead 57 bytes/);
-    expect((YAML.parse(r.stdout) as { encap: unknown }).encap).toEqual({ type: 'esp', cipher: 'aes-256-gcm', udp: false });
+    expect((YAML.parse(r.stdout) as { encap: unknown }).encap).toEqual({ type: 'esp', cipher: 'aes-256-gcm', udp: false, esn: true });
     expect(r.stdout).toMatch(/endpoint: 198\.18\.0\.2\n/);
     expectNoKeys(r.stdout);
   });

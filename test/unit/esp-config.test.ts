@@ -75,7 +75,7 @@ describe('encap.type esp', () => {
     const input = espBase();
     input.peers[0].sa.in.key = `0x${K[1]!.toUpperCase()}`;
     const cfg = parseConfig(input);
-    expect(cfg.encap).toEqual({ type: 'esp', vni: 0, port: 4500, key: null, checksum: false, sequence: false, cipher: 'aes-128-gcm', udp: true });
+    expect(cfg.encap).toEqual({ type: 'esp', vni: 0, port: 4500, key: null, checksum: false, sequence: false, cipher: 'aes-128-gcm', udp: true, esn: true });
     expect(cfg.esp).toEqual({ rekeyGraceSeconds: 30 });
     expect(cfg.peers[0]).toEqual({
       name: 'b',
@@ -178,6 +178,8 @@ const broken: Array<[string, (c: Raw) => void, string, RegExp]> = [
   ['cipher not a string', (c) => (c.encap.cipher = 128), 'encap.cipher', /is not an ESP cipher/],
   ['cipher on vxlan', (c) => ((c.encap = { type: 'vxlan', vni: 1, cipher: 'aes-128-gcm' }), (c.device = {}), (c.peers = [])), 'encap.cipher', /^not used by vxlan \(esp only\)$/],
   ['udp on gre', (c) => ((c.encap = { type: 'gre', udp: true }), (c.peers = [])), 'encap.udp', /^not used by gre \(esp only\)$/],
+  ['esn on gre', (c) => ((c.encap = { type: 'gre', esn: false }), (c.peers = [])), 'encap.esn', /^not used by gre \(esp only\)$/],
+  ['esn not a boolean', (c) => (c.encap.esn = 'no'), 'encap.esn', /must be true or false/],
   ['udp not a boolean', (c) => (c.encap.udp = 'yes'), 'encap.udp', /^must be true or false$/],
   ['a port with udp: false', (c) => ((c.encap.udp = false), (c.encap.port = 4500)), 'encap.port', /^not used by esp with udp: false \(IP protocol 50, no UDP port\)$/],
   ['an endpoint port with udp: false', (c) => ((c.encap.udp = false), (c.peers[1].endpoint = '198.18.0.3:4500')), 'peers[1].endpoint', /^esp with udp: false has no UDP port \(IP protocol 50\); give the address alone$/],
