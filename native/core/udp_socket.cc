@@ -47,6 +47,12 @@ UniqueFd open_udp(const SocketAddress& local, const UdpOptions& options) {
   } else if (!options.send_checksum) {
     set_int(fd.get(), SOL_SOCKET, SO_NO_CHECK, 1, "SO_NO_CHECK");
   }
+  // The outer TOS / traffic class of each datagram, for RFC 6040 decapsulation.
+  if (local.family() == AF_INET6) {
+    set_int(fd.get(), IPPROTO_IPV6, IPV6_RECVTCLASS, 1, "IPV6_RECVTCLASS");
+  } else {
+    set_int(fd.get(), IPPROTO_IP, IP_RECVTOS, 1, "IP_RECVTOS");
+  }
   size_buffer(fd.get(), SO_RCVBUFFORCE, SO_RCVBUF, options.receive_buffer);
   size_buffer(fd.get(), SO_SNDBUFFORCE, SO_SNDBUF, options.send_buffer);
   return fd;

@@ -365,11 +365,9 @@ bool Worker::route_ethernet(const uint8_t* frame, uint32_t length, Route* route)
     return false;
   }
   route->ethertype = kGreProtocolEthernet;
-  if (!config_.encap.over_udp()) {
-    const uint16_t type = load_be16(frame + 12);
-    if (type == kEtherTypeIpv4 || type == kEtherTypeIpv6) {
-      route->outer = outer_fields_of(frame + kEthernetHeaderSize, length - kEthernetHeaderSize, config_.outer_ttl);
-    }
+  const uint16_t type = load_be16(frame + 12);
+  if (type == kEtherTypeIpv4 || type == kEtherTypeIpv6) {
+    route->outer = outer_fields_of(frame + kEthernetHeaderSize, length - kEthernetHeaderSize, config_.outer_ttl);
   }
   return true;
 }
@@ -401,10 +399,10 @@ bool Worker::route_ip(const uint8_t* packet, uint32_t length, Route* route) {
     stats_.add(table.peers()[route->peer].slot, kDropLoop);
     return false;
   }
-  if (!config_.encap.over_udp()) {
-    route->outer = outer_fields_of(packet, length, config_.outer_ttl);
-    route->flow_label = ip_flow_hash(packet, length) & 0xFFFFF;
-  }
+  // The outer DSCP and ECN follow the inner packet in every mode (RFC 2003, RFC 6040): raw-IP
+  // modes write them into the header, UDP modes pass them per message.
+  route->outer = outer_fields_of(packet, length, config_.outer_ttl);
+  if (!config_.encap.over_udp()) route->flow_label = ip_flow_hash(packet, length) & 0xFFFFF;
   return true;
 }
 
@@ -530,7 +528,9 @@ size_t Worker::build_messages(const std::vector<Pending>& run, bool use_gso) {
     size_t end = i + 1;
     size_t bytes = segment;
     if (use_gso) {
+      // A train shares one outer TOS: a different one starts a new message.
       while (end < run.size() && run[end].peer == run[i].peer && end - i < kMaxGsoSegments &&
+             run[end].outer.tos == run[i].outer.tos &&
              run[end - 1].buffer->length == segment && run[end].buffer->length <= segment &&
              bytes + run[end].buffer->length <= kMaxGsoBytes) {
         bytes += run[end].buffer->length;
@@ -545,15 +545,27 @@ size_t Worker::build_messages(const std::vector<Pending>& run, bool use_gso) {
     header.msg_namelen = peer.endpoint.length;
     header.msg_iov = &send_iovecs_[i];
     header.msg_iovlen = end - i;
-    if (end - i > 1) {
+    const bool train = end - i > 1;
+    const int tos = run[i].outer.tos;
+    if (train || tos != 0) {
       header.msg_control = send_controls_[messages].bytes;
-      header.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+      header.msg_controllen = (train ? CMSG_SPACE(sizeof(uint16_t)) : 0) + (tos != 0 ? CMSG_SPACE(sizeof(int)) : 0);
       cmsghdr* control = CMSG_FIRSTHDR(&header);
-      control->cmsg_level = SOL_UDP;
-      control->cmsg_type = UDP_SEGMENT;
-      control->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-      const auto size = static_cast<uint16_t>(segment);
-      std::memcpy(CMSG_DATA(control), &size, sizeof size);
+      if (train) {
+        control->cmsg_level = SOL_UDP;
+        control->cmsg_type = UDP_SEGMENT;
+        control->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        const auto size = static_cast<uint16_t>(segment);
+        std::memcpy(CMSG_DATA(control), &size, sizeof size);
+        control = CMSG_NXTHDR(&header, control);
+      }
+      if (tos != 0) {
+        const bool ipv6 = config_.local.family() == AF_INET6;
+        control->cmsg_level = ipv6 ? IPPROTO_IPV6 : IPPROTO_IP;
+        control->cmsg_type = ipv6 ? IPV6_TCLASS : IP_TOS;
+        control->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(control), &tos, sizeof tos);
+      }
     }
     message_first_[messages] = static_cast<uint32_t>(i);
     message_count_[messages] = static_cast<uint32_t>(end - i);
@@ -672,8 +684,8 @@ bool Worker::wait_writable(int fd) {
 void Worker::handle_underlay(size_t receiver) {
   const int fd = receivers_[receiver].get();
   const uint8_t protocol = receiver_protocols_[receiver];
-  // UDP_GRO on UDP listeners; IPV6_TCLASS (the outer ECN) on IPv6 raw sockets.
-  const bool control = protocol == 0 ? config_.udp_gro : config_.local.family() == AF_INET6;
+  // UDP listeners: UDP_GRO and the outer TOS / traffic class; IPv6 raw sockets: the traffic class.
+  const bool control = protocol == 0 || config_.local.family() == AF_INET6;
   for (int round = 0; round < kRoundsPerWakeup; round++) {
     for (uint32_t i = 0; i < config_.batch_size; i++) {
       PacketBuffer& buffer = underlay_buffers_[i];
@@ -739,13 +751,24 @@ void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message, uint
   buffer.length = message.msg_len;
   const uint32_t peer = table.by_source(static_cast<const sockaddr*>(message.msg_hdr.msg_name));
   uint32_t segment = buffer.length;
-  if (config_.udp_gro && protocol == 0) {
+  OuterInfo outer;
+  outer.protocol = protocol;
+  if (protocol == 0) {
+    // The outer ECN of a GRO batch is every datagram's: GRO merges only equal TOS.
     for (cmsghdr* control = CMSG_FIRSTHDR(&message.msg_hdr); control;
          control = CMSG_NXTHDR(const_cast<msghdr*>(&message.msg_hdr), control)) {
       if (control->cmsg_level == SOL_UDP && control->cmsg_type == UDP_GRO) {
         int size;
         std::memcpy(&size, CMSG_DATA(control), sizeof size);
         if (size > 0) segment = static_cast<uint32_t>(size);
+      } else if (control->cmsg_level == IPPROTO_IP && control->cmsg_type == IP_TOS) {
+        outer.ecn = *CMSG_DATA(control) & 3;  // one byte
+        outer.ecn_known = true;
+      } else if (control->cmsg_level == IPPROTO_IPV6 && control->cmsg_type == IPV6_TCLASS) {
+        int traffic_class;
+        std::memcpy(&traffic_class, CMSG_DATA(control), sizeof traffic_class);
+        outer.ecn = static_cast<uint8_t>(traffic_class & 3);
+        outer.ecn_known = true;
       }
     }
   }
@@ -759,8 +782,6 @@ void Worker::receive_datagram(PacketBuffer& buffer, const mmsghdr& message, uint
     stats_.add(slot, kDropTooBig, datagrams);
     return;
   }
-  OuterInfo outer;
-  outer.protocol = protocol;
   if (protocol != 0) {
     if (!strip_outer_header(buffer, message, slot, &outer)) return;
     segment = buffer.length;

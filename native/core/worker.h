@@ -67,9 +67,9 @@ struct DeviceWrite {
   bool merged;
 };
 
-// Room for one UDP_SEGMENT, UDP_GRO or IPV6_TCLASS control message.
+// Room for two control messages: UDP_SEGMENT or UDP_GRO, and the outer TOS / traffic class.
 struct alignas(cmsghdr) ControlBuffer {
-  uint8_t bytes[CMSG_SPACE(sizeof(int))];
+  uint8_t bytes[2 * CMSG_SPACE(sizeof(int))];
 };
 
 // The underlay sockets a worker owns.

@@ -198,6 +198,49 @@ describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tsha
     });
   });
 
+  describe('gre-udp: the outer DSCP and ECN (RFC 6040) in a UDP mode', () => {
+    let lab: Lab;
+    let p: Pair;
+
+    beforeAll(async () => {
+      lab = await Lab.create();
+      p = await tunPair(lab, { type: 'gre-udp' });
+    });
+    afterAll(async () => {
+      await lab?.destroy();
+    });
+
+    it('copies the inner DSCP and ECN into the outer IPv4 header', async () => {
+      const rows = await captureFields(lab, p.a, `udp dst port 4754 and src host ${p.a.underlay}`, ['ip.dsfield'], async () => {
+        expect((await lab.exec(p.a, 'ping', ['-n', '-q', '-c', '2', '-i', '0.1', '-Q', '0xba', overlayAddress(2)])).code).toBe(0);
+        expect((await lab.exec(p.a, 'ping', ['-n', '-q', '-c', '2', '-i', '0.1', overlayAddress(2)])).code).toBe(0);
+      });
+      // Outer first, inner second: the same byte, then 0 for the plain pings.
+      expect(rows.map((r) => r[0])).toEqual([
+        ['0xba', '0xba'],
+        ['0xba', '0xba'],
+        ['0x00', '0x00'],
+        ['0x00', '0x00'],
+      ]);
+    });
+
+    it('drops outer CE over a Not-ECT inner packet and delivers it over an ECN-capable one', async () => {
+      const from = overlayAddress(2);
+      const to = overlayAddress(1);
+      const send = async (innerTos: number, seq: number) => {
+        const payload = gre({ protocol: 0x0800 }, ipv4Echo(from, to, { tos: innerTos, seq }));
+        const script = `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 3)\ns.bind(('${p.b.underlay}', 0))\ns.sendto(bytes.fromhex('${payload.toString('hex')}'), ('${p.a.underlay}', 4754))\n`;
+        const before = p.A.stats().totals;
+        await lab.exec(p.b, 'python3', ['-c', script]);
+        await sleep(300);
+        const d = delta(p.A.stats().totals, before);
+        return { delivered: d.rxPackets, drops: movedDrops(d) };
+      };
+      expect(await send(0x00, 1)).toEqual({ delivered: 0, drops: { ecn: 1 } });
+      expect(await send(0x02, 2)).toEqual({ delivered: 1, drops: {} });
+    });
+  });
+
   describe('ipip', () => {
     let lab: Lab;
     let p: Pair;
