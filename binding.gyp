@@ -7,7 +7,7 @@
         '<@(overlayfwd_core_sources)',
         'native/addon/addon.cc',
       ],
-      'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      'include_dirs': ['native/core', "<!(node -p \"require('node-addon-api').include_dir\")"],
       'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'NODE_ADDON_API_DISABLE_DEPRECATED'],
       'cflags!': ['-fno-exceptions'],
       'cflags_cc!': ['-fno-exceptions', '-fno-rtti', '-std=gnu++17'],

@@ -8,15 +8,15 @@
 #include <memory>
 #include <random>
 
-#include "../core/esp_codec.h"
-#include "../core/ethernet.h"
-#include "../core/flow_hash.h"
-#include "../core/forwarder.h"
-#include "../core/packet_buffer.h"
-#include "../core/socket_address.h"
-#include "../core/stats_layout.h"
-#include "../core/sys_error.h"
-#include "../core/vxlan_codec.h"
+#include "tunnel/esp/esp_codec.h"
+#include "wire/ethernet.h"
+#include "base/flow_hash.h"
+#include "forwarder.h"
+#include "base/packet_buffer.h"
+#include "base/socket_address.h"
+#include "base/stats_layout.h"
+#include "system/sys_error.h"
+#include "tunnel/vxlan_codec.h"
 
 namespace {
 

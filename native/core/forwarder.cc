@@ -9,15 +9,15 @@
 #include <map>
 #include <unordered_map>
 
-#include "ethernet.h"
-#include "link_config.h"
-#include "netns.h"
-#include "raw_socket.h"
-#include "sys_error.h"
-#include "udp_socket.h"
-#include "uring_writer.h"
-#include "vxlan_codec.h"
-#include "worker.h"
+#include "wire/ethernet.h"
+#include "system/link_config.h"
+#include "system/netns.h"
+#include "underlay/raw_socket.h"
+#include "system/sys_error.h"
+#include "underlay/udp_socket.h"
+#include "device/uring_writer.h"
+#include "tunnel/vxlan_codec.h"
+#include "datapath/worker.h"
 
 namespace ovl {
 

@@ -13,14 +13,14 @@
 #include <thread>
 #include <vector>
 
-#include "encapsulation.h"
-#include "learned_fdb.h"
-#include "packet_device.h"
-#include "peer_table.h"
-#include "stats_layout.h"
-#include "table_publisher.h"
-#include "tap_device.h"
-#include "unique_fd.h"
+#include "tunnel/encapsulation.h"
+#include "tables/learned_fdb.h"
+#include "device/packet_device.h"
+#include "tables/peer_table.h"
+#include "base/stats_layout.h"
+#include "tables/table_publisher.h"
+#include "device/tap_device.h"
+#include "system/unique_fd.h"
 
 namespace ovl {
 
