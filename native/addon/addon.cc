@@ -8,15 +8,16 @@
 #include <memory>
 #include <random>
 
-#include "tunnel/esp/esp_codec.h"
-#include "wire/ethernet.h"
 #include "base/flow_hash.h"
-#include "forwarder.h"
 #include "base/packet_buffer.h"
 #include "base/socket_address.h"
 #include "base/stats_layout.h"
+#include "forwarder.h"
 #include "system/sys_error.h"
+#include "tunnel/esp/esp_codec.h"
+#include "tunnel/tunnel.h"
 #include "tunnel/vxlan_codec.h"
+#include "wire/ethernet.h"
 
 namespace {
 
@@ -78,6 +79,16 @@ bool bool_at(const Napi::Object& object, const char* key) {
   return value.As<Napi::Boolean>().Value();
 }
 
+bool is_given(const Napi::Object& object, const char* key) {
+  if (!object.Has(key)) return false;
+  const Napi::Value value = object.Get(key);
+  return !value.IsUndefined() && !value.IsNull();
+}
+
+bool optional_bool_at(const Napi::Object& object, const char* key, bool fallback) {
+  return is_given(object, key) ? bool_at(object, key) : fallback;
+}
+
 ovl::MacKey mac_from(Napi::Env env, const std::string& text) {
   const auto mac = ovl::parse_mac(text);
   if (!mac) throw Napi::TypeError::New(env, "not a MAC address: " + text);
@@ -132,27 +143,23 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
   }
   const Napi::Object encap = object_at(options, "encap");
   const std::string encap_type = string_at(encap, "type");
-  if (encap_type == "vxlan") {
-    out.encap = ovl::EncapKind::vxlan;
-  } else if (encap_type == "geneve") {
-    out.encap = ovl::EncapKind::geneve;
-  } else if (encap_type == "gre-udp" || encap_type == "gre") {
-    out.encap = encap_type == "gre" ? ovl::EncapKind::gre : ovl::EncapKind::gre_udp;
-    if (encap.Has("key") && !encap.Get("key").IsNull() && !encap.Get("key").IsUndefined()) out.gre.key = uint_at(encap, "key");
-    out.gre.checksum = encap.Has("checksum") && bool_at(encap, "checksum");
-    out.gre.sequence = encap.Has("sequence") && bool_at(encap, "sequence");
-  } else if (encap_type == "ipip") {
-    out.encap = ovl::EncapKind::ipip;
-  } else if (encap_type == "esp") {
-    out.encap = ovl::EncapKind::esp;
+  const ovl::TunnelModeInfo* mode = nullptr;
+  for (const ovl::TunnelModeInfo& row : ovl::tunnel_modes()) {
+    if (encap_type == row.name) mode = &row;
+  }
+  if (mode == nullptr) throw Napi::TypeError::New(env, "encap.type must be 'vxlan', 'geneve', 'gre', 'gre-udp', 'ipip' or 'esp'");
+  out.mode = mode->mode;
+  // Options only some modes take: given to the others they are ignored (TypeScript refuses them).
+  if (is_given(encap, "key")) out.gre.key = uint_at(encap, "key");
+  out.gre.checksum = optional_bool_at(encap, "checksum", false);
+  out.gre.sequence = optional_bool_at(encap, "sequence", false);
+  if (is_given(encap, "cipher")) {
     const auto cipher = ovl::parse_esp_cipher(string_at(encap, "cipher"));
     if (!cipher) throw Napi::TypeError::New(env, "encap.cipher must be 'aes-128-gcm', 'aes-256-gcm' or 'chacha20-poly1305'");
     out.esp_cipher = *cipher;
-    out.esp_udp = bool_at(encap, "udp");
-    out.esp_esn = !encap.Has("esn") || bool_at(encap, "esn");
-  } else {
-    throw Napi::TypeError::New(env, "encap.type must be 'vxlan', 'geneve', 'gre', 'gre-udp', 'ipip' or 'esp'");
   }
+  out.esp_udp = optional_bool_at(encap, "udp", true);
+  out.esp_esn = optional_bool_at(encap, "esn", true);
   if (encap.Has("ttl")) out.outer_ttl = static_cast<uint8_t>(uint_at(encap, "ttl"));
   if (options.Has("mssClamp")) {
     const Napi::Value clamp = options.Get("mssClamp");
@@ -465,7 +472,55 @@ Napi::Value CodecBench(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// The table of tunnel modes (tunnel/modes.cc), which the TypeScript side reads instead of keeping
+// a copy: name, transport, default port, what it carries, header and trailer bytes.
+Napi::Value TunnelModes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& modes = ovl::tunnel_modes();
+  Napi::Array rows = Napi::Array::New(env, modes.size());
+  for (size_t i = 0; i < modes.size(); i++) {
+    const ovl::TunnelModeInfo& mode = modes[i];
+    Napi::Object row = Napi::Object::New(env);
+    row.Set("name", mode.name);
+    row.Set("udp", mode.udp);
+    row.Set("rawIp", mode.raw_ip);
+    row.Set("defaultPort", mode.default_port == 0 ? env.Null() : Napi::Number::New(env, mode.default_port));
+    row.Set("carriesEthernet", mode.carries_ethernet);
+    row.Set("carriesIp", mode.carries_ip);
+    row.Set("headerBytes", mode.header_bytes);
+    row.Set("trailerBytes", mode.trailer_bytes);
+    rows.Set(static_cast<uint32_t>(i), row);
+  }
+  return rows;
+}
+
+// What the forwarder itself takes as a mode's overhead (for the device MTU), for the test that
+// holds TypeScript's figure against it: { type, carriesIp, ipv6, key?, checksum?, sequence?, udp? }.
+Napi::Value TunnelOverhead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "tunnelOverhead takes an object");
+  const Napi::Object options = info[0].As<Napi::Object>();
+  const std::string type = string_at(options, "type");
+  ovl::TunnelConfig tunnel;
+  bool found = false;
+  for (const ovl::TunnelModeInfo& row : ovl::tunnel_modes()) {
+    if (type == row.name) {
+      tunnel.mode = row.mode;
+      found = true;
+    }
+  }
+  if (!found) throw Napi::TypeError::New(env, "unknown tunnel mode: " + type);
+  tunnel.carries_ip = bool_at(options, "carriesIp");
+  if (is_given(options, "key")) tunnel.gre.key = uint_at(options, "key");
+  tunnel.gre.checksum = optional_bool_at(options, "checksum", false);
+  tunnel.gre.sequence = optional_bool_at(options, "sequence", false);
+  tunnel.esp_udp = optional_bool_at(options, "udp", true);
+  return Napi::Number::New(env, tunnel.overhead(bool_at(options, "ipv6") ? AF_INET6 : AF_INET));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("tunnelModes", Napi::Function::New(env, TunnelModes, "tunnelModes"));
+  exports.Set("tunnelOverhead", Napi::Function::New(env, TunnelOverhead, "tunnelOverhead"));
   exports.Set("Forwarder", ForwarderWrap::Define(env));
   exports.Set("statsLayout", StatsLayout(env));
   exports.Set("codecBench", Napi::Function::New(env, CodecBench, "codecBench"));

@@ -18,6 +18,7 @@
 #include "device/uring_writer.h"
 #include "tunnel/vxlan_codec.h"
 #include "datapath/worker.h"
+#include "underlay/link.h"
 
 namespace ovl {
 
@@ -48,13 +49,6 @@ uint32_t monotonic_seconds() {
 
 }  // namespace
 
-int encapsulation_overhead(const Encapsulation& encap, int family) {
-  const int outer_ip = family == AF_INET6 ? 40 : 20;
-  const int udp = encap.over_udp() ? 8 : 0;
-  const int inner_link = encap.carries_ip ? 0 : kEthernetHeaderSize;
-  return outer_ip + udp + static_cast<int>(encap.header_size() + encap.trailer_size()) + inner_link;
-}
-
 Forwarder::Forwarder(const ForwarderOptions& options)
     : options_(validated(options)),
       stats_(std::make_shared<StatsBlock>(options_.workers, options_.peer_slots)),
@@ -63,7 +57,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   const auto local = parse_socket_address(options.local, options.port);
   if (!local) throw InvalidArgument("underlay.local is not an IP address: " + options.local);
 
-  const Encapsulation encap = encapsulation_of(options);
+  const TunnelConfig tunnel = tunnel_of(options);
   std::vector<UnderlaySockets> sockets(options.workers);
   int underlay_mtu = 0;
   // Everything that touches a namespace happens here; on any failure the RAII members
@@ -79,8 +73,8 @@ Forwarder::Forwarder(const ForwarderOptions& options)
       device_ = DeviceInfo{packet_->name(), packet_->ifindex(), packet_->mac(), packet_->mtu(), underlay_mtu};
     } else {
       int mtu = options.mtu;
-      if (mtu == 0) mtu = underlay_mtu - encapsulation_overhead(encap, local->family());
-      tap_ = TapDevice::create(options.device_name, options.layer, static_cast<int>(options.workers), options.tso);
+      if (mtu == 0) mtu = underlay_mtu - tunnel.overhead(local->family());
+      tap_ = TunTapDevice::create(options.device_name, options.layer, static_cast<int>(options.workers), options.tso);
       offloads_.tso = tap_->offloads_enabled();
       const std::string& name = tap_->name();
       if (options.mac && options.layer == DeviceLayer::ethernet) link_set_mac(name, *options.mac);
@@ -92,10 +86,10 @@ Forwarder::Forwarder(const ForwarderOptions& options)
       }
       device_ = DeviceInfo{name, info.ifindex, info.mac, info.mtu, underlay_mtu};
     }
-    if (encap.over_udp()) {
+    if (tunnel.over_udp()) {
       open_udp_sockets(*local, sockets);
     } else {
-      open_raw_sockets(*local, encap, sockets);
+      open_raw_sockets(*local, tunnel, sockets);
     }
   });
 
@@ -108,14 +102,14 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   for (uint32_t w = 0; w < options.workers; w++) {
     WorkerConfig config;
     config.index = w;
-    config.encap = encap;
+    config.tunnel = tunnel;
     config.layer = options.layer;
     config.local = *local;
     config.outer_ttl = options.outer_ttl;
     config.peer_slots = options.peer_slots;
     // The largest inner IP packet that fits the underlay whole.
-    const int inner_link = encap.carries_ip ? 0 : static_cast<int>(kEthernetHeaderSize);
-    const int max_inner = underlay_mtu - (encapsulation_overhead(encap, local->family()) - inner_link);
+    const int inner_link = tunnel.carries_ip ? 0 : static_cast<int>(kEthernetHeaderSize);
+    const int max_inner = underlay_mtu - (tunnel.overhead(local->family()) - inner_link);
     config.max_inner_packet = max_inner > 0 ? static_cast<uint32_t>(max_inner) : 0;
     if (options.mss_clamp != 0) {
       const int mtu = std::min(device_.mtu, max_inner);
@@ -151,15 +145,15 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   }
 }
 
-Encapsulation Forwarder::encapsulation_of(const ForwarderOptions& options) {
-  Encapsulation encap;
-  encap.kind = options.encap;
-  encap.vni = options.vni;
-  encap.gre = options.gre;
-  encap.carries_ip = options.layer == DeviceLayer::ip;
-  encap.cipher = options.esp_cipher;
-  encap.esp_udp = options.esp_udp;
-  return encap;
+TunnelConfig Forwarder::tunnel_of(const ForwarderOptions& options) {
+  TunnelConfig tunnel;
+  tunnel.mode = options.mode;
+  tunnel.vni = options.vni;
+  tunnel.gre = options.gre;
+  tunnel.carries_ip = options.layer == DeviceLayer::ip;
+  tunnel.cipher = options.esp_cipher;
+  tunnel.esp_udp = options.esp_udp;
+  return tunnel;
 }
 
 void Forwarder::open_udp_sockets(const SocketAddress& local, std::vector<UnderlaySockets>& sockets) {
@@ -182,19 +176,11 @@ void Forwarder::open_udp_sockets(const SocketAddress& local, std::vector<Underla
   }
 }
 
-void Forwarder::open_raw_sockets(const SocketAddress& local, const Encapsulation& encap,
+void Forwarder::open_raw_sockets(const SocketAddress& local, const TunnelConfig& tunnel,
                                  std::vector<UnderlaySockets>& sockets) {
   constexpr int kReceiveBuffer = 8 << 20, kSendBuffer = 4 << 20;
   // Every raw socket of a protocol gets every packet of it: one worker receives (raw_socket.h).
-  std::vector<uint8_t> protocols;
-  if (encap.kind == EncapKind::gre) {
-    protocols = {kIpProtocolGre};
-  } else if (encap.kind == EncapKind::esp) {
-    protocols = {kIpProtocolEsp};
-  } else {
-    protocols = {kIpProtocolIpip, kIpProtocolIpv6};
-  }
-  for (uint8_t protocol : protocols) {
+  for (uint8_t protocol : tunnel.receive_protocols()) {
     sockets[0].receivers.push_back(open_raw_receiver(local, protocol, kReceiveBuffer));
     sockets[0].receiver_protocols.push_back(protocol);
   }
@@ -236,7 +222,7 @@ void Forwarder::set_peers(const std::vector<PeerSpec>& specs) {
   if (closed_) throw InvalidArgument("forwarder is closed");
   std::vector<PeerSpec> peers = specs;
   std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>> states;
-  if (options_.encap == EncapKind::esp) {
+  if (tunnel_of(options_).uses_security_associations()) {
     for (PeerSpec& spec : peers) {
       if (!spec.sa_out_spec || spec.sa_in_specs.empty()) throw InvalidArgument("esp: every peer needs an outbound and an inbound SA");
       spec.sa_out = sa_state(true, *spec.sa_out_spec, states);

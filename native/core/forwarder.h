@@ -13,13 +13,13 @@
 #include <thread>
 #include <vector>
 
-#include "tunnel/encapsulation.h"
 #include "tables/learned_fdb.h"
 #include "device/packet_device.h"
 #include "tables/peer_table.h"
 #include "base/stats_layout.h"
 #include "tables/table_publisher.h"
-#include "device/tap_device.h"
+#include "device/tun_tap_device.h"
+#include "tunnel/tunnel.h"
 #include "system/unique_fd.h"
 
 namespace ovl {
@@ -44,7 +44,7 @@ struct ForwarderOptions {
   // packet: the interface to attach (device_name, mtu, addresses and mac are not used: it is
   // somebody else's interface, and nothing about it is changed).
   std::string packet_interface;
-  EncapKind encap = EncapKind::vxlan;
+  TunnelMode mode = TunnelMode::vxlan;
   uint32_t vni = 0;
   GreOptions gre;  // gre, gre-udp
   uint8_t outer_ttl = 64;  // raw-IP modes
@@ -122,11 +122,11 @@ class Forwarder {
   void close();
 
  private:
-  static Encapsulation encapsulation_of(const ForwarderOptions& options);
+  static TunnelConfig tunnel_of(const ForwarderOptions& options);
   std::shared_ptr<EspSaState> sa_state(bool outbound, const EspSaSpec& spec,
                                        std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>>& next);
   void open_udp_sockets(const SocketAddress& local, std::vector<UnderlaySockets>& sockets);
-  void open_raw_sockets(const SocketAddress& local, const Encapsulation& encap, std::vector<UnderlaySockets>& sockets);
+  void open_raw_sockets(const SocketAddress& local, const TunnelConfig& tunnel, std::vector<UnderlaySockets>& sockets);
 
   ForwarderOptions options_;
   DeviceInfo device_;
@@ -139,7 +139,7 @@ class Forwarder {
   // The SA states the current table holds, by (outbound, SPI): reused while SPI and key stay.
   std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>> sa_states_;
 
-  std::optional<TapDevice> tap_;
+  std::optional<TunTapDevice> tap_;
   std::optional<PacketDevice> packet_;
   UniqueFd stop_fd_;
   std::vector<std::unique_ptr<Worker>> workers_;
@@ -148,8 +148,5 @@ class Forwarder {
   std::atomic<bool> failed_{false};
 };
 
-// Encapsulation overhead over an underlay of `family`: outer IP, UDP where used, the overlay
-// header, and the inner Ethernet header when the payload is Ethernet.
-int encapsulation_overhead(const Encapsulation& encap, int family);
 
 }  // namespace ovl

@@ -34,8 +34,8 @@ uint32_t mix_bytes(uint32_t h, const uint8_t* p, size_t n) {
 }
 
 bool has_ports(uint8_t protocol) {
-  return protocol == 6 /* TCP */ || protocol == 17 /* UDP */ || protocol == 132 /* SCTP */ ||
-         protocol == 136 /* UDP-Lite */;
+  return protocol == kIpProtocolTcp || protocol == kIpProtocolUdp || protocol == kIpProtocolSctp ||
+         protocol == kIpProtocolUdpLite;
 }
 
 // Returns false when `packet` is not an IP packet we can read a tuple from.

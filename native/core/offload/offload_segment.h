@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "base/packet_buffer.h"
+#include "wire/protocols.h"
 
 namespace ovl {
 
@@ -120,8 +121,6 @@ int segment_super_frame_range(const VirtioNetHeader& vnet, const uint8_t* frame,
 
 // ---- Shared with offload_coalesce.cc (and usable by the worker): where the layers are. ----
 
-constexpr uint8_t kIpProtocolTcp = 6;
-constexpr uint8_t kIpProtocolUdp = 17;
 constexpr uint32_t kIpv4HeaderSize = 20;
 constexpr uint32_t kIpv6HeaderSize = 40;
 constexpr uint32_t kTcpHeaderSize = 20;

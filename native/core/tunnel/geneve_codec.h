@@ -22,10 +22,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "wire/protocols.h"
+
 namespace ovl {
 
 constexpr uint32_t kGeneveHeaderSize = 8;
-constexpr uint16_t kGeneveProtocolEthernet = 0x6558;
+constexpr uint16_t kGeneveProtocolEthernet = kEtherTypeTransparentEthernet;
 constexpr uint8_t kGeneveFlagOam = 0x80;
 constexpr uint8_t kGeneveFlagCritical = 0x40;
 constexpr uint8_t kGeneveOptionCritical = 0x80;

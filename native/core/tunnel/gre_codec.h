@@ -50,13 +50,15 @@
 #include <cstdint>
 #include <optional>
 
+#include "wire/protocols.h"
+
 namespace ovl {
 
 constexpr uint32_t kGreBaseHeaderSize = 4;
 constexpr uint32_t kGreMaxHeaderSize = 16;
 constexpr uint16_t kGreProtocolIpv4 = 0x0800;
 constexpr uint16_t kGreProtocolIpv6 = 0x86DD;
-constexpr uint16_t kGreProtocolEthernet = 0x6558;  // "transparent Ethernet bridging"
+constexpr uint16_t kGreProtocolEthernet = kEtherTypeTransparentEthernet;
 
 // The first 16 bits, as a big-endian number.
 constexpr uint16_t kGreFlagChecksum = 0x8000;  // C, bit 0

@@ -6,14 +6,11 @@
 #include <optional>
 #include <string>
 
+#include "wire/protocols.h"
+
 namespace ovl {
 
 constexpr uint32_t kEthernetHeaderSize = 14;
-constexpr uint16_t kEtherTypeIpv4 = 0x0800;
-constexpr uint16_t kEtherTypeIpv6 = 0x86DD;
-constexpr uint16_t kEtherTypeArp = 0x0806;
-constexpr uint16_t kEtherTypeVlan = 0x8100;
-constexpr uint16_t kEtherTypeQinQ = 0x88A8;
 
 using MacKey = uint64_t;
 

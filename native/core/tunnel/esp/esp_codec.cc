@@ -120,18 +120,29 @@ EspStatus esp_parse_trailer(const uint8_t* packet, size_t length, EspDecoded* ou
 }
 
 EspStatus esp_decode(EspAead& aead, ReplayWindow& window, EspPayload payload, uint8_t* packet, size_t length,
-                     EspDecoded* out) {
+                     EspDecoded* out, std::mutex* window_lock) {
   uint32_t spi = 0, wire = 0;
   const EspStatus header = esp_parse_header(packet, length, &spi, &wire);
   if (header != EspStatus::ok) return header;
 
   // Cheap before costly: a replay is refused before any decryption.
   uint64_t sequence = 0;
-  if (window.check(wire, &sequence) != ReplayCheck::fresh) return EspStatus::replay;
+  ReplayCheck fresh;
+  {
+    std::unique_lock<std::mutex> lock = window_lock ? std::unique_lock<std::mutex>(*window_lock) : std::unique_lock<std::mutex>();
+    fresh = window.check(wire, &sequence);
+  }
+  if (fresh != ReplayCheck::fresh) return EspStatus::replay;
   const EspStatus opened = esp_open(aead, window.esn(), static_cast<uint32_t>(sequence >> 32), packet, length);
   if (opened != EspStatus::ok) return opened;
-  // Authentic from here on, so the number is spent whatever the contents turn out to be.
-  if (!window.update(sequence)) return EspStatus::replay;
+  // Authentic from here on, so the number is spent whatever the contents turn out to be. (With
+  // a shared window another worker may have accepted the same number meanwhile: a replay too.)
+  bool updated;
+  {
+    std::unique_lock<std::mutex> lock = window_lock ? std::unique_lock<std::mutex>(*window_lock) : std::unique_lock<std::mutex>();
+    updated = window.update(sequence);
+  }
+  if (!updated) return EspStatus::replay;
 
   EspDecoded decoded;
   decoded.spi = spi;

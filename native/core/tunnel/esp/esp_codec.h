@@ -62,9 +62,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 
 #include "tunnel/esp/esp_aead.h"
 #include "tunnel/esp/replay_window.h"
+#include "wire/protocols.h"
 
 namespace ovl {
 
@@ -77,10 +79,10 @@ constexpr uint32_t kEspMaxTrailerSize = 3 + 2 + kEspIcvSize;  // what we append:
 // at most 2 bytes of payload or padding), ICV.
 constexpr uint32_t kEspMinPacketSize = kEspPrefixSize + 4 + kEspIcvSize;
 
-constexpr uint8_t kEspNextHeaderIpv4 = 4;
-constexpr uint8_t kEspNextHeaderIpv6 = 41;
-constexpr uint8_t kEspNextHeaderNone = 59;  // dummy packet
-constexpr uint8_t kEspNextHeaderEthernet = 143;
+constexpr uint8_t kEspNextHeaderIpv4 = kIpProtocolIpip;
+constexpr uint8_t kEspNextHeaderIpv6 = kIpProtocolIpv6;
+constexpr uint8_t kEspNextHeaderNone = kIpProtocolNone;  // dummy packet
+constexpr uint8_t kEspNextHeaderEthernet = kIpProtocolEthernet;
 
 // Which payloads a device carries: IP packets (TUN) or Ethernet frames (TAP, packet).
 enum class EspPayload { ip, ethernet };
@@ -139,8 +141,10 @@ EspStatus esp_parse_header(const uint8_t* packet, size_t length, uint32_t* spi, 
 // also says whether the SA uses ESN), on a device that carries `payload`. Decrypts in place.
 // On ok fills *out; on anything else the packet must be dropped (its bytes may have been
 // decrypted with a key that did not fit) and *out is left alone. Order and statuses: see the top.
+// `window_lock`, when the window is shared (workers receiving one SA), is held around the
+// window's check and its update, not around the decryption between them.
 EspStatus esp_decode(EspAead& aead, ReplayWindow& window, EspPayload payload, uint8_t* packet, size_t length,
-                     EspDecoded* out);
+                     EspDecoded* out, std::mutex* window_lock = nullptr);
 
 // The steps esp_decode is made of, for callers that keep the replay state themselves and for
 // tests. esp_open checks length and alignment, builds the AAD from the packet's SPI and

@@ -1,4 +1,4 @@
-#include "device/tap_device.h"
+#include "device/tun_tap_device.h"
 
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -29,13 +29,13 @@ bool set_offloads(int fd, bool* uso) {
 
 }  // namespace
 
-TapDevice TapDevice::create(const std::string& name, DeviceLayer layer, int queues, bool offloads) {
+TunTapDevice TunTapDevice::create(const std::string& name, DeviceLayer layer, int queues, bool offloads) {
   if (name.empty() || name.size() >= IFNAMSIZ) throw InvalidArgument("device name must be 1-15 characters");
   if (if_nametoindex(name.c_str()) != 0) {
     errno = EEXIST;
     throw_errno("ioctl(TUNSETIFF)", "an interface named " + name + " already exists");
   }
-  TapDevice device;
+  TunTapDevice device;
   for (int q = 0; q < queues; q++) {
     UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
     if (!fd.valid()) throw_errno("open", "/dev/net/tun");

@@ -12,14 +12,14 @@ namespace ovl {
 
 enum class DeviceLayer { ethernet, ip };  // TAP, TUN
 
-class TapDevice {
+class TunTapDevice {
  public:
   // Creates device `name` with `queues` queues, non-blocking. Fails with EEXIST if an
   // interface of that name exists (we never attach to somebody else's device).
   // With `offloads`, every read and write carries a virtio_net_hdr and the kernel may hand
   // us TSO/USO super-frames with partial checksums; where the kernel cannot, the device is
   // made without (see offloads_enabled()).
-  static TapDevice create(const std::string& name, DeviceLayer layer, int queues, bool offloads);
+  static TunTapDevice create(const std::string& name, DeviceLayer layer, int queues, bool offloads);
 
   const std::string& name() const { return name_; }
   bool offloads_enabled() const { return offloads_; }

@@ -1,0 +1,174 @@
+#include "datapath/receive.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace ovl {
+
+namespace {
+
+// Batches handled per wakeup, so that a flood in one direction cannot starve the other.
+constexpr int kRoundsPerWakeup = 4;
+constexpr size_t kGroBuffers = 128;
+
+}  // namespace
+
+Receiver::Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, InnerPolicy& policy)
+    : context_(context),
+      tunnel_(tunnel),
+      link_(link),
+      policy_(policy),
+      link_header_(context.config.link_header()),
+      buffers_(context.config.batch_size, kMaxPacket),
+      received_(context.config.batch_size),
+      coalescer_(context.config.link_header()),
+      gro_buffers_(context.config.vnet_header ? kGroBuffers : 0, kMaxPacket) {
+  // A payload the tunnel authenticated (ESP's ICV covers every byte) has inner TCP checksums
+  // that can only verify: checking them again is a pass over the payload for nothing.
+  coalescer_.trust_tcp_checksums(tunnel.authenticates_payload());
+  for (size_t i = 0; i < gro_buffers_.size(); i++) gro_free_.push_back(&gro_buffers_[i]);
+  coalesced_.reserve(kGroBuffers + context.config.batch_size);
+}
+
+void Receiver::receive(size_t receiver, DeviceQueue& device, DeviceReport& device_report) {
+  device_ = &device;
+  device_report_ = &device_report;
+  const uint32_t batch = context_.config.batch_size;
+  for (int round = 0; round < kRoundsPerWakeup; round++) {
+    const int count = link_.receive(receiver, &buffers_[0], batch, received_.data());
+    if (count < 0) {
+      context_.drop(WorkerStats::kNoPeer, kDropSocketError);
+      return;
+    }
+    for (int i = 0; i < count; i++) receive_datagram(buffers_[static_cast<size_t>(i)], received_[static_cast<size_t>(i)]);
+    // The next round reuses these buffers: write everything out first.
+    if (context_.config.vnet_header) flush_coalesced();
+    device.flush(*this, device_report);
+    if (static_cast<uint32_t>(count) < batch) return;
+  }
+}
+
+void Receiver::receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& datagram) {
+  const PeerTable& table = *context_.table;
+  const uint32_t peer = table.by_source(datagram.source);
+  if (peer == PeerTable::kNone) {
+    context_.drop(WorkerStats::kNoPeer, kDropUnknownPeer, datagram.datagrams);
+    return;
+  }
+  const uint32_t slot = table.peers()[peer].slot;
+  if (datagram.truncated) {
+    context_.drop(slot, kDropTooBig, datagram.datagrams);
+    return;
+  }
+  if (!datagram.outer_check.ok()) {
+    context_.drop(slot, datagram.outer_check);
+    return;
+  }
+  if (buffer.length == 0) {
+    // An empty datagram has no overlay header at all (and no segments to loop over).
+    context_.drop(slot, kDropMalformed);
+    return;
+  }
+  if (datagram.datagrams > 1) {
+    context_.count(kRxGroReceives);
+    context_.count(kRxGroSegments, datagram.datagrams);
+  }
+  const bool vnet = context_.config.vnet_header;
+  if (vnet && slot != coalescing_slot_) {
+    // Runs never mix peers: a flow's segments must all come from the one peer it belongs to.
+    flush_coalesced();
+    coalescing_slot_ = slot;
+  }
+  const ReceivedFrom from{peer, slot, datagram.outer.protocol};
+  const uint32_t segment = datagram.segment == 0 ? buffer.length : datagram.segment;
+  for (uint32_t offset = 0; offset < buffer.length; offset += segment) {
+    const uint32_t length = std::min(segment, buffer.length - offset);
+    uint8_t* packet = buffer.data() + offset;
+    Inner decapsulated;
+    Verdict verdict = tunnel_.decapsulate(packet, length, from, &decapsulated);
+    if (!verdict.ok()) {
+      context_.drop(slot, verdict);
+      continue;
+    }
+    uint8_t* frame = packet + decapsulated.offset;
+    const InnerFrame inner = inspect_inner(frame, decapsulated.length, link_header_);
+    verdict = link_header_ == 0 ? policy_.accept_ip(inner, decapsulated.ethertype, peer, datagram.outer)
+                                : policy_.accept_ethernet(inner, slot, datagram.outer);
+    if (!verdict.ok()) {
+      context_.drop(slot, verdict);
+      continue;
+    }
+    if (!vnet) {
+      deliver(DeviceWrite{frame, decapsulated.length, slot, 1, decapsulated.length, false});
+    } else if (datagram.datagrams == 1) {
+      // The datagram's buffer has a whole 64 KB of tailroom for a run to grow into.
+      buffer.pull_front(static_cast<uint32_t>(frame - buffer.data()));
+      buffer.length = decapsulated.length;  // without a trailer
+      coalesce(&buffer);
+    } else {
+      // Datagrams of a GRO batch sit back to back: a run growing in place would overwrite the
+      // next one, so each gets a buffer of its own.
+      if (gro_free_.empty()) flush_coalesced();
+      PacketBuffer* copy = gro_free_.back();
+      gro_free_.pop_back();
+      copy->reset();
+      std::memcpy(copy->data(), frame, decapsulated.length);
+      copy->length = decapsulated.length;
+      gro_used_.push_back(copy);
+      coalesce(copy);
+    }
+  }
+}
+
+void Receiver::coalesce(PacketBuffer* frame) {
+  const size_t before = coalescer_.pending();
+  coalescer_.add(frame);
+  // Absorbed into an earlier run: its bytes are copied, its buffer free again at once.
+  if (coalescer_.pending() == before && !gro_used_.empty() && gro_used_.back() == frame) {
+    gro_used_.pop_back();
+    gro_free_.push_back(frame);
+  }
+}
+
+void Receiver::flush_coalesced() {
+  if (coalescer_.pending() > 0) {
+    coalesced_.clear();
+    coalescer_.finish(coalesced_);
+    for (CoalescedFrame& out : coalesced_) {
+      PacketBuffer& buffer = *out.buffer;
+      // Counted as the frames that arrived: a run of n segments is n frames, each with the
+      // run's headers.
+      uint32_t segments = 1;
+      uint64_t bytes = buffer.length;
+      const bool merged = out.vnet.gso_type != kVirtioNetHdrGsoNone && out.vnet.gso_size > 0 &&
+                          buffer.length > out.vnet.hdr_len;
+      if (merged) {
+        segments = (buffer.length - out.vnet.hdr_len + out.vnet.gso_size - 1) / out.vnet.gso_size;
+        bytes += uint64_t{segments - 1} * out.vnet.hdr_len;
+      }
+      write_virtio_net_header(out.vnet, buffer.push_front(kVirtioNetHeaderSize));
+      deliver(DeviceWrite{buffer.data(), buffer.length, coalescing_slot_, segments, bytes, merged});
+    }
+  }
+  // The GRO buffers are free again only once their frames are written.
+  if (device_) device_->flush(*this, *device_report_);
+  for (PacketBuffer* used : gro_used_) gro_free_.push_back(used);
+  gro_used_.clear();
+}
+
+void Receiver::deliver(const DeviceWrite& write) { device_->write(write, *this, *device_report_); }
+
+void Receiver::written(const DeviceWrite& write) {
+  context_.count(write.slot, kRxPackets, write.segments);
+  context_.count(write.slot, kRxBytes, write.bytes);
+  if (write.merged) {
+    context_.count(kRxCoalescedWrites);
+    context_.count(kRxCoalescedSegments, write.segments);
+  }
+}
+
+void Receiver::write_failed(const DeviceWrite& write, Counter reason) { context_.drop(write.slot, reason, write.segments); }
+
+void Receiver::ring_failed() { context_.count(kOffloadFallbacks); }
+
+}  // namespace ovl

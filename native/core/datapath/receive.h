@@ -1,0 +1,65 @@
+// Underlay → device. The stages, in order, for each datagram of a batch the underlay link
+// received (a UDP_GRO datagram holds several of one peer's datagrams back to back):
+//
+//   1. sender       find the peer by the outer source address (unknownPeer), refuse what was
+//                   truncated (tooBig) or whose raw outer header failed its check
+//   2. decapsulate  the tunnel validates and strips its header: VNI, GRE key/checksum/sequence,
+//                   ESP SA, replay window, ICV, padding (each with its drop reason)
+//   3. inspect      parse the inner IP header once
+//   4. policy       source MAC or allowedIps of the sending peer (anti-spoofing), TTL, RFC 6040
+//                   ECN, MSS clamp; learn the source MAC (TAP)
+//   5. coalesce     with vnet headers, merge in-order TCP segments of one peer into runs
+//   6. deliver      write to the device (io_uring batches where possible), count per peer
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "base/packet_buffer.h"
+#include "datapath/inner_policy.h"
+#include "datapath/worker_config.h"
+#include "device/device_queue.h"
+#include "offload/offload_coalesce.h"
+#include "tunnel/tunnel.h"
+#include "underlay/link.h"
+
+namespace ovl {
+
+class Receiver final : private WriteReport {
+ public:
+  Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, InnerPolicy& policy);
+
+  // Drains receiver socket `receiver` of the link for a few batches and delivers what it got.
+  void receive(size_t receiver, DeviceQueue& device, DeviceReport& device_report);
+
+ private:
+  void receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& datagram);
+  void deliver(const DeviceWrite& write);
+  void coalesce(PacketBuffer* frame);
+  void flush_coalesced();
+
+  // WriteReport: what became of each device write.
+  void written(const DeviceWrite& write) override;
+  void write_failed(const DeviceWrite& write, Counter reason) override;
+  void ring_failed() override;
+
+  WorkerContext& context_;
+  Tunnel& tunnel_;
+  UnderlayLink& link_;
+  InnerPolicy& policy_;
+  const uint32_t link_header_;
+  DeviceQueue* device_ = nullptr;           // of the receive() under way
+  DeviceReport* device_report_ = nullptr;
+
+  BufferPool buffers_;
+  std::vector<ReceivedDatagram> received_;
+  TcpCoalescer coalescer_;
+  uint32_t coalescing_slot_ = UINT32_MAX;  // the peer whose frames the coalescer holds
+  // Buffers for datagrams of a UDP_GRO batch, each able to head a 64 KB coalesced run.
+  BufferPool gro_buffers_;
+  std::vector<PacketBuffer*> gro_free_;
+  std::vector<PacketBuffer*> gro_used_;
+  std::vector<CoalescedFrame> coalesced_;
+};
+
+}  // namespace ovl

@@ -1,0 +1,117 @@
+#include "underlay/link.h"
+
+#include <poll.h>
+
+#include <cerrno>
+
+#include "underlay/raw_link.h"
+#include "underlay/udp_link.h"
+
+namespace ovl {
+
+namespace {
+
+// How long a full socket buffer may hold the worker before the rest of a batch is dropped.
+constexpr int kWritableTimeoutMs = 100;
+
+}  // namespace
+
+UnderlayLink::UnderlayLink(UnderlaySockets sockets, const SocketAddress& local, int stop_fd, size_t max_datagrams,
+                           size_t batch_size)
+    : receivers_(std::move(sockets.receivers)),
+      receiver_protocols_(std::move(sockets.receiver_protocols)),
+      senders_(std::move(sockets.senders)),
+      local_(local),
+      ipv6_(local.family() == AF_INET6),
+      stop_fd_(stop_fd),
+      messages_(max_datagrams),
+      iovecs_(2 * max_datagrams),
+      first_(max_datagrams),
+      count_(max_datagrams),
+      send_controls_(max_datagrams),
+      receive_messages_(batch_size),
+      receive_iovecs_(batch_size),
+      receive_sources_(batch_size),
+      receive_controls_(batch_size) {}
+
+void UnderlayLink::send(uint32_t socket, const Datagram* run, size_t count, SendReport& report) {
+  const int fd = senders_[socket].get();
+  const size_t messages = build_messages(run, count);
+  size_t done = 0;
+  while (done < messages) {
+    const int sent = ::sendmmsg(fd, &messages_[done], static_cast<unsigned>(messages - done), 0);
+    if (sent > 0) {
+      for (size_t m = done; m < done + static_cast<size_t>(sent); m++) {
+        if (count_[m] > 1) report.train_sent(count_[m]);
+        for (uint32_t k = first_[m]; k < first_[m] + count_[m]; k++) report.sent(run[k]);
+      }
+      done += static_cast<size_t>(sent);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if ((errno == EAGAIN || errno == ENOBUFS) && wait_writable(fd)) continue;
+    const uint32_t first = first_[done], datagrams = count_[done];
+    if (datagrams > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE)) {
+      // EIO: the egress device cannot checksum for GSO; this will not change, so stop asking.
+      // EINVAL, EMSGSIZE: this train did not suit (a segment beyond the path MTU, which a single
+      // datagram may still cross as IP fragments): send the rest singly.
+      if (errno == EIO) {
+        gso_ = false;
+        report.offload_refused();
+      }
+      const bool keep = gso_;
+      gso_ = false;
+      send(socket, run + first, count - first, report);
+      gso_ = keep;
+      return;
+    }
+    const Counter reason = errno == EMSGSIZE                        ? kDropTooBig
+                           : (errno == EAGAIN || errno == ENOBUFS) ? kDropQueueFull
+                                                                    : kDropSocketError;
+    if (reason == kDropQueueFull) {
+      for (size_t k = first; k < count; k++) report.dropped(run[k], reason);
+      return;
+    }
+    // sendmmsg reports the error of the first message it could not send: count it and go on.
+    for (uint32_t k = first; k < first + datagrams; k++) report.dropped(run[k], reason);
+    done++;
+  }
+}
+
+bool UnderlayLink::wait_writable(int fd) {
+  pollfd fds[2] = {{fd, POLLOUT, 0}, {stop_fd_, POLLIN, 0}};
+  const int ready = ::poll(fds, 2, kWritableTimeoutMs);
+  return ready > 0 && (fds[0].revents & POLLOUT) && !(fds[1].revents & POLLIN);
+}
+
+int UnderlayLink::receive_batch(int fd, PacketBuffer* buffers, uint32_t count, bool control) {
+  for (uint32_t i = 0; i < count; i++) {
+    PacketBuffer& buffer = buffers[i];
+    buffer.reset();
+    receive_iovecs_[i] = iovec{buffer.data(), buffer.tailroom()};
+    msghdr& header = receive_messages_[i].msg_hdr;
+    header = msghdr{};
+    header.msg_name = &receive_sources_[i];
+    header.msg_namelen = sizeof(sockaddr_storage);
+    header.msg_iov = &receive_iovecs_[i];
+    header.msg_iovlen = 1;
+    if (control) {
+      header.msg_control = receive_controls_[i].bytes;
+      header.msg_controllen = sizeof receive_controls_[i].bytes;
+    }
+  }
+  const int received = ::recvmmsg(fd, receive_messages_.data(), count, MSG_DONTWAIT, nullptr);
+  if (received < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+  for (int i = 0; i < received; i++) buffers[i].length = receive_messages_[static_cast<size_t>(i)].msg_len;
+  return received;
+}
+
+std::unique_ptr<UnderlayLink> make_underlay_link(bool over_udp, UnderlaySockets sockets, const SocketAddress& local,
+                                                 int stop_fd, size_t max_datagrams, size_t batch_size, bool udp_gso) {
+  if (over_udp) {
+    return std::make_unique<UdpLink>(std::move(sockets), local, stop_fd, max_datagrams, batch_size, udp_gso);
+  }
+  return std::make_unique<RawLink>(std::move(sockets), local, stop_fd, max_datagrams, batch_size);
+}
+
+}  // namespace ovl

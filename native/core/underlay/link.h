@@ -1,0 +1,136 @@
+// The underlay as the data path sees it, in the manner of wireguard-go's conn.Bind: it sends a
+// vector of datagrams to peers and receives a batch of them, and keeps the mechanics behind
+// that: sendmmsg/recvmmsg, UDP_SEGMENT trains and UDP_GRO batches and their fallbacks, outer
+// TOS control messages, the outer IP header the raw-IP modes write and strip. Two links:
+// udp_link.h (UDP modes) and raw_link.h (IP-protocol modes).
+#pragma once
+
+#include <sys/socket.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "base/packet_buffer.h"
+#include "base/socket_address.h"
+#include "base/verdict.h"
+#include "system/unique_fd.h"
+#include "wire/outer_ip.h"
+
+namespace ovl {
+
+// The sockets of one worker.
+struct UnderlaySockets {
+  // UDP modes: the worker's listener (one of an SO_REUSEPORT group). Raw-IP modes: one socket
+  // per IP protocol received, on worker 0 only (see raw_socket.h).
+  std::vector<UniqueFd> receivers;
+  std::vector<uint8_t> receiver_protocols;  // per receiver: 0 for UDP, else the IP protocol
+  // UDP modes: the entropy-port senders. Raw-IP modes: one header-including socket.
+  std::vector<UniqueFd> senders;
+};
+
+// One encapsulated packet on its way to a peer.
+struct Datagram {
+  PacketBuffer* buffer;       // what follows the outer IP (or UDP) header
+  const SocketAddress* to;
+  uint32_t slot;              // the peer's stats slot
+  uint32_t inner_length;      // bytes of the inner frame, for the counters
+  OuterFields outer;          // UDP modes use the TOS; raw-IP modes the TTL and DF too
+  uint32_t flow_label;        // raw-IP modes over IPv6 (RFC 6438)
+  uint8_t protocol;           // raw-IP modes: the outer protocol number
+};
+
+// What a send came to, datagram by datagram.
+class SendReport {
+ public:
+  virtual ~SendReport() = default;
+  virtual void sent(const Datagram& datagram) = 0;
+  virtual void dropped(const Datagram& datagram, Counter reason) = 0;
+  virtual void train_sent(uint32_t datagrams) = 0;  // one message carried a UDP_SEGMENT train
+  virtual void offload_refused() = 0;               // an offload failed at run time and was turned off
+};
+
+// What the outer header of a received packet said, for decapsulation (RFC 6040).
+struct OuterInfo {
+  uint8_t protocol = 0;  // 0: UDP; else the outer IP protocol
+  uint8_t ecn = 0;
+  bool ecn_known = false;
+};
+
+// One received datagram; with UDP_GRO it may hold several of the peer's datagrams back to
+// back, each `segment` bytes long but the last.
+struct ReceivedDatagram {
+  const sockaddr* source = nullptr;
+  uint32_t segment = 0;
+  uint32_t datagrams = 1;   // how many it holds, as received
+  bool truncated = false;   // larger than the buffer
+  OuterInfo outer;
+  // Raw IPv4: the outer header's check (it is stripped from the buffer when it passes). The
+  // data path applies it once it knows the sender, so that the drop is counted on its peer.
+  Verdict outer_check = Verdict::pass();
+};
+
+class UnderlayLink {
+ public:
+  UnderlayLink(UnderlaySockets sockets, const SocketAddress& local, int stop_fd, size_t max_datagrams,
+               size_t batch_size);
+  virtual ~UnderlayLink() = default;
+  UnderlayLink(const UnderlayLink&) = delete;
+  UnderlayLink& operator=(const UnderlayLink&) = delete;
+
+  // Sockets to wait on for receipt.
+  size_t receiver_count() const { return receivers_.size(); }
+  int receiver_fd(size_t receiver) const { return receivers_[receiver].get(); }
+  // Sockets to send on: a flow always leaves through the same one (its UDP source port).
+  uint32_t sender_count() const { return static_cast<uint32_t>(senders_.size()); }
+
+  // Receives up to `count` (at most the batch size) datagrams from `receiver` into buffers[i]
+  // and out[i]. Returns how many, 0 when nothing was waiting, -1 on a socket error.
+  virtual int receive(size_t receiver, PacketBuffer* buffers, uint32_t count, ReceivedDatagram* out) = 0;
+
+  // Sends datagrams[0, count) on sender `socket` and reports each one's fate. Blocks up to
+  // 100 ms on a full socket buffer before what is left counts as queueFull.
+  void send(uint32_t socket, const Datagram* datagrams, size_t count, SendReport& report);
+
+ protected:
+  // Lays datagrams out as messages_[0, n) and returns n; message m carries datagrams
+  // [first_[m], first_[m] + count_[m]).
+  virtual size_t build_messages(const Datagram* datagrams, size_t count) = 0;
+  bool wait_writable(int fd);
+
+  // Room for two control messages: UDP_SEGMENT or UDP_GRO, and the outer TOS / traffic class.
+  struct alignas(cmsghdr) ControlBuffer {
+    uint8_t bytes[2 * CMSG_SPACE(sizeof(int))];
+  };
+
+  std::vector<UniqueFd> receivers_;
+  std::vector<uint8_t> receiver_protocols_;
+  std::vector<UniqueFd> senders_;
+  SocketAddress local_;
+  bool ipv6_;
+  int stop_fd_;
+  bool gso_ = false;  // UDP modes: send trains with UDP_SEGMENT
+
+  // Send side.
+  std::vector<mmsghdr> messages_;
+  std::vector<iovec> iovecs_;
+  std::vector<uint32_t> first_;
+  std::vector<uint32_t> count_;
+  std::vector<ControlBuffer> send_controls_;
+  // Receive side.
+  std::vector<mmsghdr> receive_messages_;
+  std::vector<iovec> receive_iovecs_;
+  std::vector<sockaddr_storage> receive_sources_;
+  std::vector<ControlBuffer> receive_controls_;
+
+  // Prepares receive_messages_[0, count) to read into buffers[i], with room for control
+  // messages when `control`. Returns the recvmmsg result.
+  int receive_batch(int fd, PacketBuffer* buffers, uint32_t count, bool control);
+};
+
+// The link for a worker's sockets: UDP when the mode rides on UDP, else raw IP.
+std::unique_ptr<UnderlayLink> make_underlay_link(bool over_udp, UnderlaySockets sockets, const SocketAddress& local,
+                                                 int stop_fd, size_t max_datagrams, size_t batch_size, bool udp_gso);
+
+}  // namespace ovl
