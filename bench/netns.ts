@@ -31,7 +31,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Lab, commandExists, labUnavailableReason, type Host } from '../lib/lab';
+import { Lab, commandExists, labUnavailableReason, type Host } from '../lab';
 import { Overlay } from '../lib/overlay';
 import { diffCounters } from '../lib/stats';
 import type { Counters, OffloadStats, ResolvedConfig } from '../lib/types';
