@@ -334,7 +334,7 @@ async function main(): Promise<number> {
   }
 
   // Ctrl-C / SIGTERM: tear the lab down (closing the overlays, stopping iperf3, deleting the
-  // namespaces), then exit. A second signal exits at once; lib/lab.ts's exit hook still deletes
+  // namespaces), then exit. A second signal exits at once; the lab's exit hook still deletes
   // the namespaces synchronously.
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals) => {

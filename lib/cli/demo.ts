@@ -4,8 +4,8 @@
 // stream (or a ping flood when iperf3 is missing) with live per-peer stats every second, and
 // everything removed again on exit or Ctrl-C.
 import { Overlay } from '../overlay';
-import { Lab, commandExists, labUnavailableReason, overlayAddress } from '../lab';
-import type { Host, LabProcess } from '../lab';
+import { Lab, commandExists, labUnavailableReason, overlayAddress } from '../../lab';
+import type { Host, LabProcess } from '../../lab';
 import type { Counters } from '../types';
 
 export interface DemoOptions {

@@ -6,26 +6,22 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'vitest';
-import { commandExists, labUnavailableReason } from '../../lib/lab';
+import { commandExists, labUnavailableReason } from '../../lab';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const REQUIRE_NETNS = process.env.OVERLAYFWD_REQUIRE_NETNS === '1';
 
 export interface Needs {
-  /** The native addon and the real lib/overlay.ts (not the placeholder). Default true. */
+  /** The native addon (build/Release/overlayfwd.node). Default true. */
   addon?: boolean;
   /** Executables that must be on PATH, e.g. ['iperf3', 'tshark']. 'ip' and 'python3' are always checked. */
   tools?: string[];
 }
 
-/** Why the native data path cannot run yet, or null. */
+/** Why the native data path cannot run, or null. */
 export function addonUnavailableReason(): string | null {
   const addon = path.join(ROOT, 'build', 'Release', 'overlayfwd.node');
   if (!fs.existsSync(addon)) return 'native addon not built (build/Release/overlayfwd.node is missing; run npm install)';
-  const overlaySrc = path.join(ROOT, 'lib', 'overlay.ts');
-  if (fs.existsSync(overlaySrc) && fs.readFileSync(overlaySrc, 'utf8').includes('PLACEHOLDER')) {
-    return 'lib/overlay.ts is still the placeholder';
-  }
   return null;
 }
 

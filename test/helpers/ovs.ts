@@ -28,7 +28,7 @@
 // it the packet with the checksum never filled in, and drops it as a tunnel pop error.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ExecResult, Host, Lab, LabProcess } from '../../lib/lab';
+import type { ExecResult, Host, Lab, LabProcess } from '../../lab';
 import { waitFor } from './env';
 
 export type OvsTunnelType = 'vxlan' | 'geneve' | 'gre';

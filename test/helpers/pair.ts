@@ -2,8 +2,8 @@
 // from. A TUN pair routes each side's overlay addresses (IPv4 198.19.0.N and IPv6
 // fd00:198:19::N inside) to the other by allowedIps; a TAP pair forwards by MAC as usual.
 import { expect } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters, DropReason } from '../../lib/types';
 import { DROP_REASONS } from '../../lib/types';

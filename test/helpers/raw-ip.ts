@@ -1,7 +1,7 @@
 // Crafted IP packets for the raw-IP modes (GRE = protocol 47, IP-in-IP = 4 and 41), sent from a lab
 // namespace through a raw socket (the kernel writes the outer IP header), and builders for the
 // inner packets and GRE headers that go inside them.
-import type { Host, Lab } from '../../lib/lab';
+import type { Host, Lab } from '../../lab';
 
 /** The Internet checksum (RFC 1071). */
 export function internetChecksum(b: Buffer): number {

@@ -4,7 +4,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Host, Lab } from '../../lib/lab';
+import type { Host, Lab } from '../../lab';
 
 const PY_RECV = String.raw`
 import hashlib, json, socket, sys

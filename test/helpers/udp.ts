@@ -1,6 +1,6 @@
 // Crafted UDP datagrams sent from inside a lab namespace by a small python3 script, and builders
 // for VXLAN headers and Ethernet frames.
-import type { Host, Lab } from '../../lib/lab';
+import type { Host, Lab } from '../../lab';
 
 export interface Datagram {
   /** Source address to bind (must be an address of the sending host). */

@@ -2,8 +2,8 @@
 // peer's namespace. Each kind must be dropped and counted under its reason, with exact deltas,
 // never delivered to the device, and never disturb real traffic.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host, LabProcess } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host, LabProcess } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters } from '../../lib/types';
 import { describeNetns, sleep, waitFor } from '../helpers/env';

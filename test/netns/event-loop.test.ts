@@ -2,8 +2,8 @@
 // in-process forwarders, this process's event loop stays (almost) idle.
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import { describeNetns, sleep } from '../helpers/env';
 import { peerCounters, startForwarder } from '../helpers/overlay';

@@ -2,8 +2,8 @@
 // set down, and an underlay whose MTU is smaller than the overlay assumes (UDP GSO trains the
 // kernel refuses must still go out, one datagram at a time).
 import { afterEach, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { delta, peerCounters, startForwarder } from '../helpers/overlay';

@@ -10,8 +10,8 @@
 //    working; and a packet with a non-critical option (or reserved bits set) IS delivered.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host, LabProcess } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host, LabProcess } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters, DropReason } from '../../lib/types';
 import { DROP_REASONS } from '../../lib/types';

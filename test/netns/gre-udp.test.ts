@@ -15,8 +15,8 @@
 //    valid crafted packets (and ones with the ignored reserved bits 6–12 set) ARE delivered.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host, LabProcess } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host, LabProcess } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters, DropReason, OverlayStats } from '../../lib/types';
 import { DROP_REASONS } from '../../lib/types';

@@ -8,8 +8,8 @@
 // zero-checksum datagrams (noudp6zerocsumrx) and still has to accept everything we send.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commandExists, Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { commandExists, Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters } from '../../lib/types';
 import { describeNetns, REQUIRE_NETNS } from '../helpers/env';

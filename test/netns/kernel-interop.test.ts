@@ -4,8 +4,8 @@
 // checked on arrival, and the counters on the overlayfwd side. Everything runs with the default
 // offloads (TSO super-frames, UDP GSO, UDP GRO, TCP coalescing) and with all of them off.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import { describeNetns } from '../helpers/env';
 import {

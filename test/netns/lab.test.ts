@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import { describeNetns, ROOT, waitFor } from '../helpers/env';
 import { verifiedTransfer } from '../helpers/transfer';
 
@@ -150,11 +150,13 @@ describeNetns('lab helper', { addon: false }, () => {
   describe('cleanup when the process ends', () => {
     let dir: string;
     beforeAll(() => {
-      // Compile lib/lab.ts alone (it only needs Node builtins) so a plain node child can use it.
+      // Compile lab/*.ts alone (it only needs Node builtins) so a plain node child can use it.
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'overlayfwd-labjs-'));
-      const src = fs.readFileSync(path.join(ROOT, 'lib', 'lab.ts'), 'utf8');
-      const out = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } });
-      fs.writeFileSync(path.join(dir, 'lab.js'), out.outputText);
+      for (const file of fs.readdirSync(path.join(ROOT, 'lab')).filter((f) => f.endsWith('.ts'))) {
+        const src = fs.readFileSync(path.join(ROOT, 'lab', file), 'utf8');
+        const out = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } });
+        fs.writeFileSync(path.join(dir, file.replace(/\.ts$/, '.js')), out.outputText);
+      }
     });
     afterAll(() => {
       fs.rmSync(dir, { recursive: true, force: true });

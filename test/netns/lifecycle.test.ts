@@ -1,8 +1,8 @@
 // 100 create/close cycles of a forwarder in a namespace leak no fds, threads, devices or memory.
 import fs from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import { describeNetns, sleep } from '../helpers/env';
 import { forwarderConfig, loadOverlay } from '../helpers/overlay';
 import type { OverlayClass } from '../helpers/overlay';

@@ -4,8 +4,8 @@
 // TCP over an IPv6 overlay (TSO6), UDP_SEGMENT trains from an application (USO super-frames on
 // the TAP) over IPv4 and IPv6, and 50 MB with one worker and every offload off.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters } from '../../lib/types';
 import { describeNetns } from '../helpers/env';

@@ -17,8 +17,8 @@
 // section, tunnelOverhead() gives the MTU). GRE here is Ethernet over GRE (protocol 0x6558) on
 // raw IP protocol 47, with and without a key.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters } from '../../lib/types';
 import { describeNetns } from '../helpers/env';

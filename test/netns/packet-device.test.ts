@@ -17,8 +17,8 @@
 // cross; 802.1Q-tagged frames cross with their tag (the kernel strips it into PACKET_AUXDATA and
 // the workers put it back).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab } from '../../lab';
+import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import { describeNetns, sleep } from '../helpers/env';
 import { delta, loadOverlay, peerCounters, startForwarder } from '../helpers/overlay';

@@ -9,8 +9,8 @@
 // the tunnel's MTU minus 40, seen by tshark on the receiving host.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import { describeNetns, sleep } from '../helpers/env';
 import { delta } from '../helpers/overlay';
 import { INNER6, overlayPair } from '../helpers/pair';

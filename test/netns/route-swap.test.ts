@@ -7,8 +7,8 @@
 // Only peer "b" exists; the other 9,999 endpoints are unused addresses in 198.18.0.0/15 that no
 // packet is ever sent to (the transfer's packets all go to b).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import { describeNetns, sleep } from '../helpers/env';
 import { delta, startForwarder } from '../helpers/overlay';

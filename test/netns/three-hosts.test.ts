@@ -3,8 +3,8 @@
 // unicast goes to one peer only, and a verified TCP transfer across the bridge. Runs with the
 // default offloads and with all of them off.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters } from '../../lib/types';
 import { describeNetns, sleep, waitFor } from '../helpers/env';

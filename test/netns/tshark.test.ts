@@ -2,8 +2,8 @@
 // A pings B across the overlay (B is the kernel VXLAN device), then read back field by field.
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import { describeNetns } from '../helpers/env';
 import { startForwarder } from '../helpers/overlay';
 

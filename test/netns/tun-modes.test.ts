@@ -8,7 +8,7 @@
 // byte more is refused locally, and a sha256-verified TCP transfer crosses with every packet
 // counted on the right peer and nothing dropped.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
 import { describeNetns } from '../helpers/env';
 import { delta } from '../helpers/overlay';
 import { movedDrops, overlayPair, pingsBothWays, transferCounted } from '../helpers/pair';

@@ -10,8 +10,8 @@
 //    routing loop, refused on the way out.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress } from '../../lib/lab';
-import type { Host } from '../../lib/lab';
+import { Lab, overlayAddress } from '../../lab';
+import type { Host } from '../../lab';
 import type { Counters, DropReason } from '../../lib/types';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { delta } from '../helpers/overlay';

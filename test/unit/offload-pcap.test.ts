@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commandExists } from '../../lib/lab';
+import { commandExists } from '../../lab';
 import { REQUIRE_NETNS, ROOT } from '../helpers/env';
 
 const run = promisify(execFile);

@@ -1,0 +1,21 @@
+// A small network lab: network namespaces joined by veth pairs (or a bridge in a "switch"
+// namespace), processes run inside them, and the kernel's own VXLAN device as a reference peer.
+// Used by `overlayfwd demo`, the netns integration tests and the bench suite; not part of the
+// library's API (lib/index.ts).
+//
+//   lab.ts           the Lab: hosts, links, commands and processes in them, destroy()
+//   hosts.ts         hosts, links and the address plan (198.18.N.0/24 underlay, 198.19.0.0/16 overlay)
+//   namespaces.ts    namespace names, creation, deletion with what runs inside, the stale sweep
+//   cleanup.ts       cleanup on process exit and on signals
+//   exec.ts          running a command to completion (in a namespace)
+//   process.ts       long-running processes with captured output
+//   kernel-vxlan.ts  the kernel VXLAN device, checksum offload off
+//   probes.ts        ping, listening sockets, link names, MACs
+//   system.ts        prerequisites, commands on PATH, helpers/*.py (the Python fallbacks)
+export { Lab, type LabOptions } from './lab';
+export { overlayAddress, OVERLAY_NET, UNDERLAY_NET, type Host, type HostLink, type LinkOptions } from './hosts';
+export { execIn, LabCommandError, type ExecOptions, type ExecResult } from './exec';
+export { LabProcess, type ExitStatus, type SpawnOptions } from './process';
+export { VXLAN_PORT, type KernelVxlanOptions } from './kernel-vxlan';
+export type { PingOptions, PingResult } from './probes';
+export { commandExists, labUnavailableReason } from './system';
