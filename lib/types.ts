@@ -1,10 +1,17 @@
 // Public types of overlayfwd: the resolved configuration, peers and the stats shape.
 // The stats shape and the config shape are part of the public contract (see DESIGN.md).
+// Where the config schema already says what a section is, its type is read off the schema.
+import type { z } from 'zod';
+import type { ResolvedEncap } from './config/encap';
+import type { DEVICE_TYPES, ENCAP_TYPES } from './config/modes';
+import type { ESP_CIPHERS } from './config/sa';
+import type { espSchema, fdbSchema, limitsSchema, offloadsSchema } from './config/schema';
 
-export type DeviceType = 'tap' | 'tun' | 'packet';
-export type EncapType = 'vxlan' | 'geneve' | 'gre' | 'gre-udp' | 'ipip' | 'esp';
+export type DeviceType = (typeof DEVICE_TYPES)[number];
+export type EncapType = (typeof ENCAP_TYPES)[number];
 /** ESP AEAD ciphers (RFC 4106 AES-GCM, RFC 7634 ChaCha20-Poly1305), all with a 16-byte ICV. */
-export type EspCipher = 'aes-128-gcm' | 'aes-256-gcm' | 'chacha20-poly1305';
+export type EspCipher = (typeof ESP_CIPHERS)[number];
+export type { ResolvedEncap };
 
 /** One ESP security association: its SPI and its key (hex: the cipher key followed by the 4-byte salt). A secret. */
 export interface SecurityAssociation {
@@ -81,31 +88,10 @@ export interface ResolvedConfig {
      */
     interface?: string;
   };
-  encap: {
-    type: EncapType;
-    vni: number;
-    port: number;
-    /** GRE modes: the key sent and required (RFC 2890), or null for none. Not a secret. */
-    key: number | null;
-    /** GRE modes: send a checksum, and require one on receipt. */
-    checksum: boolean;
-    /** GRE modes: send sequence numbers, require them, and drop packets older than the last accepted (RFC 2890). */
-    sequence: boolean;
-    /** esp only: the AEAD cipher of every SA. */
-    cipher?: EspCipher;
-    /** esp only: true = ESP in UDP (RFC 3948, port 4500 by default); false = IP protocol 50, no port. */
-    udp?: boolean;
-    /**
-     * esp only: 64-bit extended sequence numbers (default true, RFC 4303 §2.2.1); false for peers
-     * or tools that only know 32-bit ones (the SA then ends after 2^32 - 1 packets).
-     */
-    esn?: boolean;
-  };
+  /** The mode and its options, every field filled in (see lib/config/encap.ts). */
+  encap: ResolvedEncap;
   /** esp only. */
-  esp?: {
-    /** After a rekey, the replaced inbound SA stays valid this long (make-before-break). */
-    rekeyGraceSeconds: number;
-  };
+  esp?: z.output<typeof espSchema>;
   underlay: {
     local: string;
     /** Number of UDP source ports (sockets) per worker that carry the flow-hash entropy. */
@@ -121,25 +107,10 @@ export interface ResolvedConfig {
   /** Lower the MSS option of TCP SYNs crossing the overlay: 'off', 'auto' (MTU − 40 / − 60) or a value. */
   mssClamp: 'off' | 'auto' | number;
   batchSize: number;
-  fdb: {
-    learning: boolean;
-    ageingSeconds: number;
-    maxEntries: number;
-  };
+  fdb: z.output<typeof fdbSchema>;
   /** Kernel offloads to use where available (each is probed at start; false turns it off). */
-  offloads: {
-    /** TAP with virtio-net headers: TSO/USO super-frames read, coalesced super-frames written. */
-    tso: boolean;
-    /** Send trains of same-size datagrams in one UDP_SEGMENT system call. */
-    udpGso: boolean;
-    /** Receive coalesced datagrams with UDP_GRO. */
-    udpGro: boolean;
-    /** Write a batch of frames to the device in one io_uring submission instead of one write() each. */
-    uringWrites: boolean;
-  };
-  limits: {
-    maxPeers: number;
-  };
+  offloads: z.output<typeof offloadsSchema>;
+  limits: z.output<typeof limitsSchema>;
   peers: ResolvedPeer[];
   control: {
     socket: string;

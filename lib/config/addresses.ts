@@ -1,0 +1,140 @@
+// Value parsers for addresses, shared by the schema and by the CLI. Each returns a canonical form
+// or an error text that quotes what was given.
+import { isIP } from 'node:net';
+import type { ResolvedEndpoint } from '../types';
+import type { Parsed } from './issues';
+
+/** Canonical text of an IP literal (IPv6 compressed and lower-cased); the family; or an error. */
+export function parseIp(text: string): Parsed<{ address: string; family: 4 | 6 }> {
+  if (text.includes('%')) return { ok: false, message: `"${text}": zone indexes (%) are not supported` };
+  const family = isIP(text);
+  if (family === 4) return { ok: true, value: { address: text, family: 4 } };
+  if (family === 6) {
+    // The WHATWG URL parser canonicalises IPv6 (RFC 5952): lower case, longest zero run compressed.
+    const address = new URL(`http://[${text}]/`).hostname.slice(1, -1);
+    return { ok: true, value: { address, family: 6 } };
+  }
+  const hint = /[a-zA-Z]/.test(text) && /^[a-zA-Z0-9.-]+$/.test(text) ? ' (host names are not resolved)' : '';
+  return { ok: false, message: `${JSON.stringify(text)} is not an IPv4 or IPv6 address${hint}` };
+}
+
+export function isUnspecified(address: string, family: 4 | 6): boolean {
+  return family === 4 ? address === '0.0.0.0' : address === '::';
+}
+
+export function isMulticast(address: string, family: 4 | 6): boolean {
+  if (family === 4) {
+    const first = Number(address.split('.')[0]);
+    return first >= 224;
+  }
+  return address.startsWith('ff');
+}
+
+/** `addr/len` with the address canonicalised. */
+export function parseCidr(text: string): Parsed<{ cidr: string; family: 4 | 6 }> {
+  const slash = text.indexOf('/');
+  if (slash < 0) {
+    return { ok: false, message: `${JSON.stringify(text)} is not a CIDR prefix (expected address/length, e.g. 198.19.0.1/24)` };
+  }
+  const ip = parseIp(text.slice(0, slash));
+  if (!ip.ok) return ip;
+  const lenText = text.slice(slash + 1);
+  const max = ip.value.family === 4 ? 32 : 128;
+  if (!/^(0|[1-9][0-9]{0,2})$/.test(lenText) || Number(lenText) > max) {
+    return {
+      ok: false,
+      message: `${JSON.stringify(text)}: prefix length must be an integer from 0 to ${max} for IPv${ip.value.family}`,
+    };
+  }
+  return { ok: true, value: { cidr: `${ip.value.address}/${Number(lenText)}`, family: ip.value.family } };
+}
+
+/**
+ * The network a prefix names, host bits cleared: "198.19.0.7/24" → "198.19.0.0/24". Two
+ * allowedIps entries with the same network are the same route however they are written.
+ */
+export function networkOf(cidr: string): string {
+  const slash = cidr.indexOf('/');
+  const address = cidr.slice(0, slash);
+  const length = Number(cidr.slice(slash + 1));
+  const ipv6 = address.includes(':');
+  // A host route has no host bits to clear (the common case, at 100,000 routes).
+  if (length === (ipv6 ? 128 : 32)) return cidr;
+  if (!ipv6) {
+    const value = address.split('.').reduce((acc, part) => acc * 256 + Number(part), 0);
+    const mask = length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
+    const net = (value & mask) >>> 0;
+    return `${[24, 16, 8, 0].map((shift) => (net >>> shift) & 255).join('.')}/${length}`;
+  }
+  // IPv6 (canonical form from parseIp: hex groups, at most one "::", no embedded IPv4).
+  const [head = '', tail = ''] = address.includes('::') ? address.split('::') : [address, ''];
+  const headParts = head ? head.split(':') : [];
+  const tailParts = tail ? tail.split(':') : [];
+  const groups = [...headParts, ...Array<string>(8 - headParts.length - tailParts.length).fill('0'), ...tailParts];
+  return `${groups
+    .map((g, i) => {
+      const keep = Math.max(0, Math.min(16, length - i * 16));
+      const mask = keep === 0 ? 0 : (0xffff << (16 - keep)) & 0xffff;
+      return (parseInt(g, 16) & mask).toString(16);
+    })
+    .join(':')}/${length}`;
+}
+
+/** A unicast Ethernet address, returned lower-case with colons. */
+export function parseMac(text: string): Parsed<string> {
+  if (!/^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/.test(text)) {
+    return { ok: false, message: `${JSON.stringify(text)} is not a MAC address (expected aa:bb:cc:dd:ee:ff)` };
+  }
+  const mac = text.toLowerCase().replace(/-/g, ':');
+  if (parseInt(mac.slice(0, 2), 16) & 1) {
+    return { ok: false, message: `${mac} is a multicast/broadcast MAC address (must be unicast)` };
+  }
+  if (mac === '00:00:00:00:00:00') return { ok: false, message: `${mac} is not a usable MAC address` };
+  return { ok: true, value: mac };
+}
+
+/** Port text in a `host:port` endpoint. */
+function parsePortText(text: string): Parsed<number> {
+  if (!/^[0-9]{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) {
+    return { ok: false, message: `port ${JSON.stringify(text)} must be an integer from 1 to 65535` };
+  }
+  return { ok: true, value: Number(text) };
+}
+
+/** An endpoint as written: the port is filled in later, from encap.port. */
+export interface EndpointInput {
+  address: string;
+  family: 4 | 6;
+  port: number | undefined;
+}
+
+/** "198.18.0.2", "198.18.0.2:4789", "fd00::2", "[fd00::2]", "[fd00::2]:4789" (port optional). */
+export function parseEndpointString(text: string): Parsed<EndpointInput> {
+  let host = text;
+  let portText: string | undefined;
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
+  if (bracketed) {
+    host = bracketed[1] ?? '';
+    portText = bracketed[2];
+    if (isIP(host) !== 6) return { ok: false, message: `${JSON.stringify(host)} is not an IPv6 address` };
+  } else if (isIP(text) === 0) {
+    const colon = text.lastIndexOf(':');
+    if (colon > 0 && text.indexOf(':') === colon) {
+      host = text.slice(0, colon);
+      portText = text.slice(colon + 1);
+    }
+  }
+  const ip = parseIp(host);
+  if (!ip.ok) return ip;
+  let port: number | undefined;
+  if (portText !== undefined) {
+    const p = parsePortText(portText);
+    if (!p.ok) return p;
+    port = p.value;
+  }
+  return { ok: true, value: { address: ip.value.address, family: ip.value.family, port } };
+}
+
+export function formatEndpoint(ep: ResolvedEndpoint): string {
+  return ep.address.includes(':') ? `[${ep.address}]:${ep.port}` : `${ep.address}:${ep.port}`;
+}

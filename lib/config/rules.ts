@@ -1,0 +1,259 @@
+// Stage 2 of validation: rules across fields and sections, once each field is valid on its own.
+import type { DeviceType, EncapType, EspCipher, PeerSecurityAssociations, ResolvedPeer } from '../types';
+import { formatEndpoint, isMulticast, isUnspecified, networkOf } from './addresses';
+import { defaultWorkers } from './defaults';
+import type { ConfigIssue } from './errors';
+import { DEVICE_LAYERS, ENCAP_TYPES, MODES, usesUdp, type DeviceLayer } from './modes';
+import { cipherKeyOf, formatSpi, resolveSa, saPath } from './sa';
+import type { PeerParsed, RootParsed } from './schema';
+
+/** What a peer is checked against: the rest of the config, as far as it is known (valid). */
+export interface PeerContext {
+  /** Default endpoint port (encap.port); 0 for the IP-protocol modes. */
+  port: number;
+  /** The mode (a port on the endpoint of an IP-protocol mode is an error); undefined when unknown. */
+  encapType?: EncapType;
+  /** esp: the cipher (SA keys are checked against its key length); undefined when unknown. */
+  cipher?: EspCipher;
+  /** esp: encap.udp (false: IP protocol 50, endpoints without a port). */
+  udp?: boolean;
+  /** tun routes by allowedIps; tap forwards by MAC. */
+  deviceType?: DeviceType;
+  /** underlay.local, canonical; omitted when unknown (invalid). */
+  local?: { address: string; family: 4 | 6 };
+  deviceMac?: string | null;
+}
+
+/** How a mode without a port is described in messages. */
+function ipProtocolName(encap: { type: EncapType; udp?: boolean | undefined }): string {
+  return encap.type === 'esp' ? 'esp with udp: false has no UDP port (IP protocol 50)' : `${encap.type} has no UDP port (an IP protocol)`;
+}
+
+/** One peer against `ctx`, its defaults filled in (the endpoint port) and its SA keys checked. */
+export function resolvePeer(p: PeerParsed, ctx: PeerContext, at: string, issues: ConfigIssue[]): ResolvedPeer {
+  const ep = p.endpoint;
+  if (ctx.local) {
+    if (ep.family !== ctx.local.family) {
+      issues.push({
+        path: `${at}.endpoint`,
+        message: `${ep.address} is IPv${ep.family} but underlay.local ${ctx.local.address} is IPv${ctx.local.family}`,
+      });
+    } else if (ep.address === ctx.local.address) {
+      issues.push({ path: `${at}.endpoint`, message: `${ep.address} is underlay.local itself` });
+    }
+  }
+  if (isUnspecified(ep.address, ep.family) || isMulticast(ep.address, ep.family)) {
+    issues.push({ path: `${at}.endpoint`, message: `${ep.address} is not a unicast address` });
+  }
+  if (ctx.encapType && !usesUdp({ type: ctx.encapType, udp: ctx.udp }) && ep.port !== undefined) {
+    issues.push({ path: `${at}.endpoint`, message: `${ipProtocolName({ type: ctx.encapType, udp: ctx.udp })}; give the address alone` });
+  }
+  let sa: PeerSecurityAssociations | undefined;
+  if (ctx.encapType === 'esp' && p.sa === undefined) {
+    issues.push({
+      path: `${at}.sa`,
+      message: 'required for esp: { out: { spi, key }, in: { spi, key } } (the SA we send with, and the one the peer sends with)',
+    });
+  } else if (ctx.encapType !== undefined && ctx.encapType !== 'esp' && p.sa !== undefined) {
+    issues.push({ path: `${at}.sa`, message: `used only with encap.type esp (${ctx.encapType} is not encrypted)` });
+  } else if (p.sa !== undefined) {
+    sa = resolveSa(p.sa, ctx.cipher, at, issues);
+  }
+  if (ctx.deviceType === 'tun' && p.macs.length > 0) {
+    issues.push({ path: `${at}.macs`, message: 'used only with device.type tap (a tun device routes by allowedIps)' });
+  }
+  for (const [field, values] of [
+    ['allowedIps', p.allowedIps.map((c) => networkOf(c.cidr))],
+    ['macs', p.macs],
+  ] as const) {
+    values.forEach((v, i) => {
+      const first = values.indexOf(v);
+      if (first !== i) issues.push({ path: `${at}.${field}[${i}]`, message: `${v} is listed twice (also ${field}[${first}])` });
+    });
+  }
+  p.macs.forEach((m, i) => {
+    if (ctx.deviceMac && m === ctx.deviceMac) {
+      issues.push({ path: `${at}.macs[${i}]`, message: `${m} is the device's own MAC (device.mac)` });
+    }
+  });
+  return {
+    name: p.name,
+    endpoint: { address: ep.address, port: ep.port ?? ctx.port },
+    allowedIps: p.allowedIps.map((c) => c.cidr),
+    macs: [...p.macs],
+    ...(sa ? { sa } : {}),
+  };
+}
+
+export interface PlacedPeer {
+  peer: ResolvedPeer;
+  /** Path of the entry, e.g. `peers[2]`, or a description for an existing peer. */
+  at: string;
+}
+
+const placedNetworks = new WeakMap<PlacedPeer, string[]>();
+
+/** The networks of a peer's allowedIps, computed once per placed peer. */
+function networksOf(p: PlacedPeer): string[] {
+  let nets = placedNetworks.get(p);
+  if (!nets) {
+    nets = p.peer.allowedIps.map(networkOf);
+    placedNetworks.set(p, nets);
+  }
+  return nets;
+}
+
+/** Uniqueness of names, endpoints, MACs and routes of `added` against `existing` and each other. */
+export function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues: ConfigIssue[]): void {
+  const names = new Map<string, PlacedPeer>();
+  const endpoints = new Map<string, PlacedPeer>();
+  const macs = new Map<string, PlacedPeer>();
+  const routes = new Map<string, PlacedPeer>();
+  // ESP: inbound SPIs pick the SA (and so the peer) of a received packet; a cipher key used by
+  // two SAs would repeat nonces (both count sequence numbers, the IVs, from 1).
+  const inboundSpis = new Map<number, PlacedPeer>();
+  const keys = new Map<string, { p: PlacedPeer; path: string }>();
+  const describe = (p: PlacedPeer) => `peer "${p.peer.name}"${p.at ? ` (${p.at})` : ''}`;
+  const saEntries = (p: PlacedPeer): Array<{ sa: { spi: number; key: string }; path: string; inbound: boolean }> => {
+    const sa = p.peer.sa;
+    if (!sa) return [];
+    const prefix = p.at ? `${p.at}.sa` : `peer "${p.peer.name}" sa`;
+    return [
+      { sa: sa.out, path: saPath(prefix, sa, 'out'), inbound: false },
+      ...sa.in.map((x, i) => ({ sa: x, path: saPath(prefix, sa, i), inbound: true })),
+    ];
+  };
+  const rememberSa = (p: PlacedPeer, e: ReturnType<typeof saEntries>[number]) => {
+    if (e.inbound && !inboundSpis.has(e.sa.spi)) inboundSpis.set(e.sa.spi, p);
+    if (!keys.has(cipherKeyOf(e.sa.key))) keys.set(cipherKeyOf(e.sa.key), { p, path: e.path });
+  };
+  const remember = (p: PlacedPeer) => {
+    if (!names.has(p.peer.name)) names.set(p.peer.name, p);
+    const ep = formatEndpoint(p.peer.endpoint);
+    if (!endpoints.has(ep)) endpoints.set(ep, p);
+    for (const m of p.peer.macs) if (!macs.has(m)) macs.set(m, p);
+    for (const net of networksOf(p)) if (!routes.has(net)) routes.set(net, p);
+  };
+  existing.forEach((p) => {
+    remember(p);
+    for (const e of saEntries(p)) rememberSa(p, e);
+  });
+  for (const p of added) {
+    const sameName = names.get(p.peer.name);
+    if (sameName) {
+      const where = sameName.at ? `also ${sameName.at}` : 'a peer of that name exists';
+      issues.push({ path: `${p.at}.name`, message: `duplicate peer name "${p.peer.name}" (${where})` });
+    }
+    const ep = formatEndpoint(p.peer.endpoint);
+    const sameEp = endpoints.get(ep);
+    if (sameEp) issues.push({ path: `${p.at}.endpoint`, message: `${ep} is already the endpoint of ${describe(sameEp)}` });
+    p.peer.macs.forEach((m, i) => {
+      const owner = macs.get(m);
+      if (owner && owner !== p) issues.push({ path: `${p.at}.macs[${i}]`, message: `${m} is already assigned to ${describe(owner)}` });
+    });
+    networksOf(p).forEach((net, i) => {
+      const owner = routes.get(net);
+      if (owner && owner !== p) issues.push({ path: `${p.at}.allowedIps[${i}]`, message: `${net} is already routed to ${describe(owner)}` });
+    });
+    for (const e of saEntries(p)) {
+      const spiOwner = e.inbound ? inboundSpis.get(e.sa.spi) : undefined;
+      if (spiOwner && spiOwner !== p) {
+        issues.push({
+          path: `${e.path}.spi`,
+          message: `SPI ${formatSpi(e.sa.spi)} is already an inbound SPI of ${describe(spiOwner)} (inbound SPIs must be unique: the SPI tells whose packet it is)`,
+        });
+      }
+      const keyOwner = keys.get(cipherKeyOf(e.sa.key));
+      if (keyOwner) {
+        issues.push({
+          path: `${e.path}.key`,
+          message: `the same key as ${keyOwner.path}.key: every SA needs a key of its own (a shared key would repeat nonces)`,
+        });
+      }
+      rememberSa(p, e);
+    }
+    remember(p);
+  }
+}
+
+const LAYER_TEXT: Record<DeviceLayer, string> = { ethernet: 'Ethernet frames', ip: 'IP packets' };
+const DEVICE_FOR_LAYER: Record<DeviceLayer, DeviceType> = { ethernet: 'tap', ip: 'tun' };
+
+/** Rules across the sections of a config whose fields are each valid; `peerCount` entries were given. */
+export function checkConfig(root: RootParsed, peerCount: number, issues: ConfigIssue[]): void {
+  if (peerCount > root.limits.maxPeers) {
+    issues.push({ path: 'peers', message: `${peerCount} peers exceed limits.maxPeers (${root.limits.maxPeers})` });
+  }
+  // What the device carries must be what the encapsulation carries (a packet device: below).
+  const mode = MODES[root.encap.type];
+  if (root.device.type !== 'packet' && !mode.carries.includes(DEVICE_LAYERS[root.device.type])) {
+    const carried = mode.carries[0]!;
+    issues.push({ path: 'encap.type', message: `${mode.name} carries ${LAYER_TEXT[carried]}: it needs device.type ${DEVICE_FOR_LAYER[carried]}` });
+  }
+  checkPacketDevice(root, issues);
+  if (root.esp !== undefined && root.encap.type !== 'esp') {
+    issues.push({ path: 'esp', message: `used only with encap.type esp (this config runs ${root.encap.type})` });
+  }
+  // RFC 2890 receivers drop a packet older than the last one seen: every packet of the tunnel must
+  // leave in sequence order, which several workers sending at once cannot promise.
+  if (root.encap.sequence === true && (root.workers ?? defaultWorkers()) > 1) {
+    issues.push({ path: 'encap.sequence', message: 'needs workers: 1 (several workers would send sequence numbers out of order)' });
+  }
+  if (root.device.type === 'tun' && root.device.mac !== undefined) {
+    issues.push({ path: 'device.mac', message: 'a tun device has no MAC address' });
+  }
+  const addresses = root.device.addresses.map((a) => a.cidr);
+  addresses.forEach((a, i) => {
+    const first = addresses.indexOf(a);
+    if (first !== i) issues.push({ path: `device.addresses[${i}]`, message: `${a} is listed twice (also device.addresses[${first}])` });
+  });
+}
+
+/** The modes a packet device can run: those that carry Ethernet frames, but esp (not supported there yet). */
+const PACKET_DEVICE_MODES = ENCAP_TYPES.filter((t) => MODES[t].carries.includes('ethernet') && t !== 'esp');
+
+/** "a, b or c" */
+function orList(items: readonly string[]): string {
+  return items.length < 2 ? items.join('') : `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]}`;
+}
+
+/**
+ * device.type packet attaches an existing interface as it is: it needs device.interface, and
+ * nothing that would change the interface (name, mtu, addresses, mac) may be given; it bridges
+ * Ethernet frames, so the mode must carry them. device.interface means nothing to tap and tun.
+ */
+function checkPacketDevice(root: RootParsed, issues: ConfigIssue[]): void {
+  const device = root.device;
+  if (device.type !== 'packet') {
+    if (device.interface !== undefined) {
+      issues.push({ path: 'device.interface', message: `used only with device.type packet (a ${device.type} device is created by overlayfwd)` });
+    }
+    return;
+  }
+  if (device.interface === undefined) {
+    issues.push({ path: 'device.interface', message: 'required for device.type packet (the existing interface to attach, e.g. eth1)' });
+  }
+  const untouched = 'overlayfwd attaches the interface as it is and never changes it';
+  // The resolved config names the device after the interface: that much is allowed back in.
+  if (device.name !== undefined && device.name !== device.interface) {
+    issues.push({ path: 'device.name', message: `not used by device.type packet: the device is device.interface itself (${untouched})` });
+  }
+  if (device.mtu !== undefined) {
+    issues.push({ path: 'device.mtu', message: `not used by device.type packet: the interface keeps its own MTU (${untouched})` });
+  }
+  if (device.addresses.length > 0) {
+    issues.push({ path: 'device.addresses', message: `not used by device.type packet: no addresses are assigned (${untouched})` });
+  }
+  if (device.mac !== undefined) {
+    issues.push({ path: 'device.mac', message: `not used by device.type packet: the interface keeps its own MAC (${untouched})` });
+  }
+  if (!MODES[root.encap.type].carries.includes('ethernet')) {
+    issues.push({
+      path: 'encap.type',
+      message: `${root.encap.type} carries IP packets: device.type packet bridges Ethernet frames (use ${orList(PACKET_DEVICE_MODES)})`,
+    });
+  }
+  if (root.encap.type === 'esp') {
+    issues.push({ path: 'encap.type', message: 'esp on device.type packet is not supported yet (use device.type tap or tun)' });
+  }
+}
