@@ -137,9 +137,39 @@ export interface NativeCodecBenchResult {
   nanoseconds: number;
 }
 
+/** One row of the core's table of tunnel modes (native/core/tunnel/modes.cc). */
+export interface NativeTunnelMode {
+  name: string;
+  /** Rides on UDP (ESP by default: encap.udp false puts it on IP protocol 50). */
+  udp: boolean;
+  /** Can ride directly on IP, with protocol numbers of its own. */
+  rawIp: boolean;
+  defaultPort: number | null;
+  carriesEthernet: boolean;
+  carriesIp: boolean;
+  /** The fixed overlay header (GRE: without its optional words). */
+  headerBytes: number;
+  /** The most bytes appended per packet. */
+  trailerBytes: number;
+}
+
+export interface NativeTunnelOverheadQuery {
+  type: string;
+  carriesIp: boolean;
+  ipv6: boolean;
+  key?: number | null;
+  checksum?: boolean;
+  sequence?: boolean;
+  udp?: boolean;
+}
+
 export interface NativeBinding {
   Forwarder: new (options: NativeForwarderOptions) => NativeForwarder;
   statsLayout: NativeStatsLayout;
+  /** The table of tunnel modes the data path implements. */
+  tunnelModes(): NativeTunnelMode[];
+  /** What a packet grows by in a mode, as the forwarder computes it for the device MTU. */
+  tunnelOverhead(query: NativeTunnelOverheadQuery): number;
   /** Runs a native codec loop (op: 'vxlan-encap' | 'vxlan-decap') over `packets` buffers of `size` bytes, `rounds` times. */
   codecBench(op: string, size: number, packets: number, rounds: number): NativeCodecBenchResult;
 }

@@ -1,6 +1,7 @@
 // What each encapsulation mode is, in one table: what it rides, its default port, what it carries
 // and what it adds to a packet. usesUdp, DEFAULT_PORTS and overheadFor are read off this table.
 import { isIP } from 'node:net';
+import { loadNative } from '../native';
 import type { DeviceType, EncapType, ResolvedConfig } from '../types';
 
 export const DEVICE_TYPES = ['tap', 'tun', 'packet'] as const;
@@ -24,23 +25,33 @@ export interface ModeFacts {
   headerBytes: number;
   /** The most bytes the mode appends after the payload. */
   trailerBytes: number;
-  /** Bytes each header option adds when the config turns it on (GRE checksum, key, sequence number; RFC 2890). */
-  optionBytes: number;
 }
 
-// VXLAN: 8-byte header (RFC 7348). Geneve: 8 bytes without options (RFC 8926; none are sent).
-// GRE: 4 bytes, +4 per option, over IP protocol 47 or inside UDP (RFC 2784, 2890, 8086).
-// IP-in-IP: the outer IP header is all (RFC 2003, 4213). ESP: SPI, sequence number and IV (16);
-// then at most 3 bytes of padding, pad length, next header and the 16-byte ICV (21): the most a
-// packet can grow (RFC 4303, 4106, 7634), in UDP 4500 unless encap.udp is false (RFC 3948).
-export const MODES: Readonly<Record<EncapType, ModeFacts>> = {
-  vxlan: { name: 'vxlan', transport: 'udp', defaultPort: 4789, carries: ['ethernet'], headerBytes: 8, trailerBytes: 0, optionBytes: 0 },
-  geneve: { name: 'geneve', transport: 'udp', defaultPort: 6081, carries: ['ethernet', 'ip'], headerBytes: 8, trailerBytes: 0, optionBytes: 0 },
-  gre: { name: 'gre', transport: 'ip', defaultPort: null, carries: ['ip', 'ethernet'], headerBytes: 4, trailerBytes: 0, optionBytes: 4 },
-  'gre-udp': { name: 'gre-udp', transport: 'udp', defaultPort: 4754, carries: ['ip', 'ethernet'], headerBytes: 4, trailerBytes: 0, optionBytes: 4 },
-  ipip: { name: 'ipip', transport: 'ip', defaultPort: null, carries: ['ip'], headerBytes: 0, trailerBytes: 0, optionBytes: 0 },
-  esp: { name: 'esp', transport: 'udp-or-ip', defaultPort: 4500, carries: ['ip', 'ethernet'], headerBytes: 16, trailerBytes: 21, optionBytes: 0 },
-} satisfies { [T in EncapType]: ModeFacts & { name: T } };
+// The native core keeps the one table of modes (native/core/tunnel/modes.cc); this side reads it
+// instead of keeping a copy, and checks that it names exactly the modes the schema accepts.
+function readModes(): Readonly<Record<EncapType, ModeFacts>> {
+  const rows = loadNative().tunnelModes();
+  const modes: Partial<Record<EncapType, ModeFacts>> = {};
+  for (const row of rows) {
+    if (!(ENCAP_TYPES as readonly string[]).includes(row.name)) throw new Error(`native mode table: unknown mode ${row.name}`);
+    const carries: DeviceLayer[] = [];
+    if (row.carriesIp) carries.push('ip');
+    if (row.carriesEthernet) carries.push('ethernet');
+    modes[row.name as EncapType] = {
+      name: row.name as EncapType,
+      transport: row.udp && row.rawIp ? 'udp-or-ip' : row.udp ? 'udp' : 'ip',
+      defaultPort: row.defaultPort,
+      carries,
+      headerBytes: row.headerBytes,
+      trailerBytes: row.trailerBytes,
+    };
+  }
+  const missing = ENCAP_TYPES.filter((type) => !modes[type]);
+  if (missing.length > 0) throw new Error(`native mode table: no row for ${missing.join(', ')}`);
+  return modes as Record<EncapType, ModeFacts>;
+}
+
+export const MODES: Readonly<Record<EncapType, ModeFacts>> = readModes();
 
 /** Default UDP port per encapsulation; null for the IP-protocol modes (no port). */
 export const DEFAULT_PORTS = Object.fromEntries(ENCAP_TYPES.map((t) => [t, MODES[t].defaultPort])) as Readonly<Record<EncapType, number | null>>;
@@ -51,28 +62,20 @@ export function usesUdp(encap: { type: EncapType; udp?: boolean | undefined }): 
   return transport === 'udp-or-ip' ? encap.udp !== false : transport === 'udp';
 }
 
-/** What the overlay carries inside the mode's header for a device of `deviceType`. */
-function innerLayer(type: EncapType, deviceType: DeviceType): DeviceLayer {
-  const { carries } = MODES[type];
-  return carries.length === 1 ? carries[0]! : DEVICE_LAYERS[deviceType];
-}
-
-const IPV4_HEADER_BYTES = 20;
-const IPV6_HEADER_BYTES = 40;
-const UDP_HEADER_BYTES = 8;
-const ETHERNET_HEADER_BYTES = 14;
-
-/** Encapsulation overhead in bytes: outer IP, UDP where used, the mode's header and trailer, the inner Ethernet header where carried. */
+/**
+ * Encapsulation overhead in bytes: outer IP, UDP where used, the mode's header (with its options)
+ * and trailer, the inner Ethernet header where carried. The forwarder's own figure, which sizes
+ * the device MTU: asked of the native core, not computed twice.
+ */
 export function overheadFor(config: ResolvedConfig): number {
   const { encap } = config;
-  const mode = MODES[encap.type];
-  const options = [encap.checksum, encap.key !== null, encap.sequence].filter(Boolean).length;
-  return (
-    (isIP(config.underlay.local) === 6 ? IPV6_HEADER_BYTES : IPV4_HEADER_BYTES) +
-    (usesUdp(encap) ? UDP_HEADER_BYTES : 0) +
-    mode.headerBytes +
-    mode.optionBytes * options +
-    mode.trailerBytes +
-    (innerLayer(encap.type, config.device.type) === 'ethernet' ? ETHERNET_HEADER_BYTES : 0)
-  );
+  return loadNative().tunnelOverhead({
+    type: encap.type,
+    carriesIp: DEVICE_LAYERS[config.device.type] === 'ip',
+    ipv6: isIP(config.underlay.local) === 6,
+    key: encap.key ?? null,
+    checksum: encap.checksum ?? false,
+    sequence: encap.sequence ?? false,
+    udp: encap.udp !== false,
+  });
 }
