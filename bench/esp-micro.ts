@@ -7,7 +7,7 @@
 // GCM packet (so our keyed-once figure can exceed it), and for ChaCha20-Poly1305 it only streams
 // EVP_EncryptUpdate, without nonce setup, AAD or tag (so we cannot reach it there).
 import { execFileSync } from 'node:child_process';
-import { loadNative } from '../lib/native';
+import { loadCodecBench } from './codec-addon';
 
 export const ESP_CIPHERS = ['aes-128-gcm', 'aes-256-gcm', 'chacha20-poly1305'] as const;
 export const ESP_PACKET_SIZE = 1400;
@@ -24,7 +24,7 @@ export interface EspMicroResult {
 
 /** Best of `repeats` native runs, in MB/s (10^6 bytes per second). */
 function nativeMBps(op: string, repeats: number): number {
-  const native = loadNative();
+  const native = loadCodecBench();
   let best = 0;
   for (let i = 0; i < repeats; i++) {
     const r = native.codecBench(op, ESP_PACKET_SIZE, 256, 100);

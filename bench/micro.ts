@@ -3,7 +3,7 @@
 // times its own loop and that time replaces tinybench's (overriddenDuration), so the figures are
 // free of the JS → C++ call overhead.
 import { Bench } from 'tinybench';
-import { loadNative } from '../lib/native';
+import { loadCodecBench } from './codec-addon';
 
 export const MICRO_OPS = ['vxlan-encap', 'vxlan-decap'] as const;
 export const MICRO_SIZES = [64, 512, 1450] as const;
@@ -39,7 +39,7 @@ export interface MicroResult {
 
 export async function runMicro(options: MicroOptions): Promise<MicroResult[]> {
   const log = options.log ?? (() => undefined);
-  const native = loadNative();
+  const native = loadCodecBench();
   const rounds = options.rounds ?? 32;
   const packetsPerCall = MICRO_PACKETS * rounds;
   const bench = new Bench({

@@ -132,11 +132,6 @@ export interface NativeStatsLayout {
   sectionSize: number;
 }
 
-export interface NativeCodecBenchResult {
-  packets: number;
-  nanoseconds: number;
-}
-
 /** One row of the core's table of tunnel modes (native/core/tunnel/modes.cc). */
 export interface NativeTunnelMode {
   name: string;
@@ -170,8 +165,6 @@ export interface NativeBinding {
   tunnelModes(): NativeTunnelMode[];
   /** What a packet grows by in a mode, as the forwarder computes it for the device MTU. */
   tunnelOverhead(query: NativeTunnelOverheadQuery): number;
-  /** Runs a native codec loop (op: 'vxlan-encap' | 'vxlan-decap') over `packets` buffers of `size` bytes, `rounds` times. */
-  codecBench(op: string, size: number, packets: number, rounds: number): NativeCodecBenchResult;
 }
 
 /** Error thrown by the addon for a failed system call, shaped like Node's own system errors. */
