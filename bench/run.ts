@@ -239,7 +239,7 @@ function netnsMarkdown(netns: NetnsResult, started: Date): string {
   if (targets.length) {
     parts.push(
       '',
-      'Targets (issues 4 and 5):',
+      'Targets:',
       '',
       markdownTable(
         ['target', 'this run', 'met'],

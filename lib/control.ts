@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ConfigError, isConfigError, publicPeer, type ConfigIssue } from './config';
-import type { Overlay, PeerTable } from './overlay';
+import type { Overlay, OverlayPeers } from './overlay';
 import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer } from './types';
 
 /** What the control socket serves: it adds, removes and lists peers one at a time. */
-export type OverlayLike = Pick<Overlay, 'name' | 'stats' | 'fdb'> & { peers: Pick<PeerTable, 'add' | 'remove' | 'list'> };
+export type OverlayLike = Pick<Overlay, 'name' | 'stats' | 'fdb'> & { peers: Pick<OverlayPeers, 'add' | 'remove' | 'list'> };
 
 export type ControlRequest =
   | { cmd: 'stats' }

@@ -31,7 +31,11 @@ export interface RekeyOptions {
   graceSeconds?: number;
 }
 
-export interface PeerTable {
+/** @deprecated The old name of OverlayPeers. */
+export type PeerTable = OverlayPeers;
+
+/** The peers of a running overlay: what `overlay.peers` offers. */
+export interface OverlayPeers {
   /** Adds a peer (same shape as a `peers:` entry of the config, validated); throws ConfigError on bad input. */
   add(peer: unknown): ResolvedPeer;
   /** Removes a peer by name; returns false when there was none. */
@@ -133,7 +137,7 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
 export class Overlay extends EventEmitter<OverlayEvents> {
   readonly name: string;
   readonly device: NativeDeviceInfo;
-  readonly peers: PeerTable;
+  readonly peers: OverlayPeers;
   private readonly offloadState: NativeOffloadState;
   private currentConfig: ResolvedConfig;
   private forwarder: NativeForwarder | null;

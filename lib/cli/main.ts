@@ -39,7 +39,7 @@ export function buildProgram(setCode: (code: number) => void): Command {
   const program = new Command();
   program
     .name('overlayfwd')
-    .description('Userspace overlay-network forwarder (VXLAN) for Node.js')
+    .description('Userspace overlay-network forwarder (VXLAN, Geneve, GRE, GRE-in-UDP, IP-in-IP, ESP) for Node.js')
     .version(packageVersion(), '-v, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
     .exitOverride()

@@ -2,7 +2,7 @@
 import os from 'node:os';
 import path from 'node:path';
 
-/** Workers poll this long after their last packet before sleeping (see native/core/worker.cc). */
+/** Workers poll this long after their last packet before sleeping (see native/core/datapath/worker.cc). */
 export const BUSY_POLL_DEFAULT_US = 0;
 
 /** Directory holding the control sockets; `OVERLAYFWD_RUN_DIR` overrides /run/overlayfwd. */

@@ -1,4 +1,4 @@
-// An RFC 1071 checksum for tests, independent of native/core/checksum.cc: one byte at a time,
+// An RFC 1071 checksum for tests, independent of native/core/wire/checksum.cc: one byte at a time,
 // big-endian 16-bit words (an odd last byte is the high half of a zero-padded word).
 #pragma once
 
