@@ -44,7 +44,7 @@ struct ForwarderOptions {
   // packet: the interface to attach (device_name, mtu, addresses and mac are not used: it is
   // somebody else's interface, and nothing about it is changed).
   std::string packet_interface;
-  TunnelMode mode = TunnelMode::vxlan;
+  TunnelMode mode{};  // the first row of the table of modes: vxlan
   uint32_t vni = 0;
   GreOptions gre;  // gre, gre-udp
   uint8_t outer_ttl = 64;  // raw-IP modes
