@@ -63,7 +63,8 @@ void Transmitter::send_batch(PacketBuffer* frames, const VirtioNetHeader* vnet, 
     // A super-frame whose segments will not fit the tunnel: its sender learns the path MTU as
     // for a single packet (the ICMP quotes the super-frame's headers, all its segments share).
     const uint32_t segment_packet = header.hdr_len - std::min<uint32_t>(header.hdr_len, link_header_) + header.gso_size;
-    if (route.peer != PeerTable::kNone && policy_.too_big(inner, segment_packet)) {
+    if (route.peer != PeerTable::kNone && policy_.too_big(inner, segment_packet) &&
+        policy_.too_big(inner, inner.length - link_header_)) {
       refuse_too_big(inner, route.peer, device);
       continue;
     }

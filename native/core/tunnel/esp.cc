@@ -26,7 +26,7 @@ class EspTunnel final : public Tunnel {
   EspTunnel(const TunnelConfig& config, uint32_t copy_frame_size)
       : Tunnel(config),
         payload_(config.carries_ip ? EspPayload::ip : EspPayload::ethernet),
-        copies_(config.carries_ip ? 0 : kFloodCopies, copy_frame_size) {}
+        copies_(config.carries_ip ? 0 : kFloodCopies, copy_frame_size + kEspMaxTrailerSize) {}
 
   void table_changed(const PeerTable& table) override {
     table_ = &table;
@@ -45,7 +45,10 @@ class EspTunnel final : public Tunnel {
     // A counter that reached its limit never wraps: nothing more is sent under this key.
     if (!const_cast<EspSaState*>(sa)->sequence.next(&sequence)) return Verdict::drop(kDropSaExpired);
     const uint32_t inner_length = buffer.length;
-    if (buffer.tailroom() < kEspPrefixSize + inner_length + kEspMaxTrailerSize) return Verdict::drop(kDropTooBig);
+    // The prefix goes into the headroom, the trailer behind the payload.
+    if (buffer.offset < kEspPrefixSize || buffer.tailroom() < inner_length + kEspMaxTrailerSize) {
+      return Verdict::drop(kDropTooBig);
+    }
     const uint8_t next_header = ethertype == kEtherTypeIpv4   ? kEspNextHeaderIpv4
                                 : ethertype == kEtherTypeIpv6 ? kEspNextHeaderIpv6
                                                               : kEspNextHeaderEthernet;
