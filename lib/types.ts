@@ -1,5 +1,5 @@
 // Public types of overlayfwd: the resolved configuration, peers and the stats shape.
-// The stats shape and the config shape are part of the public contract (see DESIGN.md).
+// The stats shape and the config shape are part of the public contract (the README: Running an overlay, As a library).
 // Where the config schema already says what a section is, its type is read off the schema.
 import type { z } from 'zod';
 import type { ResolvedEncap } from './config/encap';

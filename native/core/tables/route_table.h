@@ -3,31 +3,12 @@
 // inner source is allowed from a peer iff lookup(source) == that peer, so a more specific
 // prefix routed elsewhere is carved out of the peer's range, as in WireGuard.
 //
-// Immutable, like every table a worker reads (DESIGN.md principle 3): the control side builds a
+// Immutable, like every table a worker reads (tables are snapshots): the control side builds a
 // new one off the fast path and publishes it; lookups take no lock and allocate nothing.
 //
-// Why this structure. 100,000 prefixes over 10,000 peers, looked up per packet, with a full
-// replacement built while traffic flows. The cost of a lookup must not grow with the number of
-// routes, only (and slowly) with the number of distinct prefix lengths:
-// - One open-addressing hash table per present prefix length, searched by *binary search on
-//   prefix length* (Waldvogel et al., "Scalable High Speed IP Routing Lookups", SIGCOMM 1997): a
-//   balanced tree over the lengths that occur, whose entries double as "markers" saying a longer
-//   prefix lies below and carrying the best match so far. A lookup probes at most
-//   ceil(log2(lengths + 1)) tables (6 for IPv4, 8 for IPv6) whatever the route count, and a
-//   config of hosts plus a few subnets ({24, 32}, {48, 64, 128}) takes one to three probes of one
-//   cache line each. Probing every present length from the longest down costs up to 32 or 128
-//   probes on a miss, and anti-spoofing sees misses from every spoofed source.
-// - Not DIR-24-8 (a 2^24-entry array for IPv4): 64 MiB per table, twice during a swap, and 16M
-//   entries to rewrite on every replacement, for a table that usually holds a few thousand
-//   hosts. Not a bit trie (WireGuard's allowedips): up to 32/128 dependent loads per lookup.
-// - The price: out of cache, each probe is a likely miss, so with many distinct lengths and
-//   traffic spread over all routes a lookup costs several misses. Real allowedIps use few lengths.
-// Memory: each table holds twice its entries (load 1/2) in 8-byte IPv4 / 24-byte IPv6 slots, so
-// 16 B per IPv4 and 48 B per IPv6 entry. Entries are the prefixes plus markers: at most 5 (IPv4)
-// or 7 (IPv6) per prefix, shared by the prefixes under a common parent. Measured
-// with 100,000 prefixes: /32 + /128 hosts 3.1 MiB; a /32, a /128 and eight /24s per peer 1.8 MiB;
-// random prefixes of every length in both families 11-12 MiB (2 entries per IPv4 and 3.5 per
-// IPv6 prefix). Build: one sort and one pass, 7-40 ms for those sets at -O2.
+// Lookups probe one hash table per present prefix length by binary search on the length
+// (Waldvogel et al., SIGCOMM 1997): cost grows with the distinct lengths, not the routes. Why this
+// and not DIR-24-8 or a trie, and what it costs in memory: native/core/NOTES.md.
 #pragma once
 
 #include <array>

@@ -19,7 +19,7 @@
 // What we accept, and why:
 // - Ver must be 0. Version 1 is PPTP's enhanced GRE (RFC 2637), a different header.
 // - Bits 1-5 must be zero (RFC 2784 §2.3: "A receiver MUST discard a packet where any of bits
-//   1-5 are non-zero, unless that receiver implements RFC 1701"; DESIGN.md says the same).
+//   1-5 are non-zero, unless that receiver implements RFC 1701").
 //   RFC 2890 gives bits 2 and 3 a meaning (K and S), so the bits that remain are 1, 4 and 5:
 //   RFC 1701's Routing Present, Strict Source Route and the top bit of its Recursion Control.
 //   We do not implement RFC 1701 routing, so a packet that asks for it cannot be honoured.

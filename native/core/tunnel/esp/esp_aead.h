@@ -1,36 +1,11 @@
 // The AEAD ciphers of ESP, through OpenSSL's EVP interface: AES-GCM with 128- and 256-bit keys
 // (RFC 4106) and ChaCha20-Poly1305 (RFC 7634), all with a 16-byte ICV.
 //
-// Which OpenSSL: inside the addon, the one Node ships. Node exports its OpenSSL symbols, so the
-// addon is linked without -lcrypto and compiled against the headers under node-gyp's include
-// directory (<nodedir>/include/node/openssl); the EVP_* references resolve against the node
-// binary when the addon is loaded. The standalone test build (native/CMakeLists.txt) links the
-// system libcrypto instead (Debian 12: OpenSSL 3.0, the series Node 20 bundles). This header
-// keeps OpenSSL's own headers out, so code that only passes an EspAead around needs neither.
-//
-// Key material (RFC 4106 §8.1, RFC 7634 §2): the cipher key followed by a 4-byte salt, so 20
-// bytes for AES-128-GCM and 36 for AES-256-GCM and ChaCha20-Poly1305. The 12-byte nonce is
-// salt || the packet's 8-byte IV (RFC 4106 §4, RFC 7634 §2). A (key, IV) pair must never repeat:
-// esp_codec.h uses the 64-bit sequence number as the IV, which is unique per key because the
-// sequence counter never wraps (esp_sequence.h).
-//
-// One EspAead per SA direction per worker: EVP contexts are not thread-safe, and keying one
-// costs more than a tenth of a packet (AES key schedule and GHASH table), so a context is
-// keyed once when its SA is installed and only the nonce changes per packet. Measured with
-// native/test/bench_esp_aead (-O2, 1400-byte packets, best of 10 slices of CPU time, one core
-// of a shared 2-vCPU AMD EPYC VM with VAES, system OpenSSL 3.0.19):
-//
-//                          keyed once            key + nonce per packet
-//   AES-128-GCM seal       2091 MB/s  670 ns     1701 MB/s  823 ns
-//   AES-256-GCM seal       2059 MB/s  680 ns     1668 MB/s  839 ns
-//   ChaCha20-Poly1305 seal 1107 MB/s 1265 ns     1061 MB/s 1320 ns
-//
-// Rekeying per packet (one context per worker shared by all SAs) would cost ~150 ns, about
-// 20%, per AES-GCM packet. (`openssl speed -evp aes-256-gcm -bytes 1400` does rekey per packet
-// and gave 1656 MB/s on the same machine, matching the right-hand column.) A context takes about
-// a kilobyte, so one per SA direction per worker is cheap. Of what
-// remains per packet, roughly a tenth is OpenSSL 3's EVP plumbing (parameters looked up by
-// name with strcmp on every init and tag query); the rest is the cipher.
+// Inside the addon this is the OpenSSL Node ships (its EVP symbols, no -lcrypto); the test build
+// links the system libcrypto. Key material is the cipher key || a 4-byte salt; the nonce is
+// salt || the packet's IV. One EspAead per SA direction per worker, keyed once: contexts are
+// not thread-safe and keying per packet costs ~20%. Measurements and details:
+// native/core/NOTES.md.
 #pragma once
 
 #include <cstddef>

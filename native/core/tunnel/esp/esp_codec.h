@@ -20,36 +20,17 @@
 //   |                        ICV (16 bytes)                         |
 //   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //
-// Choices, and why:
-// - AAD = SPI || Sequence Number, 8 bytes; with ESN, SPI || high 32 bits || low 32 bits, 12
-//   bytes (RFC 4106 §5, RFC 7634 §2.1). The high half is never sent: the receiver infers it
-//   (replay_window.h) and a wrong guess fails the ICV.
-// - IV = the 64-bit sequence number, big-endian. RFC 4106 §3.1 and RFC 7634 §2 require only
-//   that an IV never repeats under a key and suggest a counter; the sequence number is one that
-//   the sender already keeps and never wraps (esp_sequence.h), so nonce uniqueness follows from
-//   the replay rules rather than from a second counter. The receiver uses the IV as sent.
-// - Padding: the fewest bytes that make payload + padding + 2 a multiple of 4 (RFC 4303 §2.4;
-//   GCM and ChaCha20 are stream modes, so 4-byte alignment is all ESP needs), filled with 1, 2,
-//   3, ... (RFC 4303 §2.4's default). On receipt any pad length up to 255 that fits is taken,
-//   but the bytes must be 1, 2, 3, ... (the RFC's "SHOULD inspect"), and the ciphertext must be
-//   a multiple of 4 bytes.
-// - Next header 4 (IPv4) and 41 (IPv6) on an IP device, 143 (Ethernet, RFC 8986) on an Ethernet
-//   device. 59 ("no next header") marks a dummy packet (RFC 4303 §2.6, traffic flow
-//   confidentiality): it is authentic, so it moves the replay window, and is then dropped. We
-//   never send one.
-// - The payload must be at least the header its next header names (IPv4 20 bytes with version
-//   4, IPv6 40 bytes with version 6, Ethernet 14): the caller reads addresses from it. It may
-//   be followed by TFC padding (RFC 4303 §2.7) that is only visible through the inner IP
-//   length; payload_length includes it, and the caller trims IP packets by their own length.
+// AAD: SPI || sequence number (|| its inferred high half with ESN); IV: the 64-bit sequence
+// number; padding 1, 2, 3, ... to 4-byte alignment; next header 4/41 (IP) or 143 (Ethernet), 59
+// a dummy packet. Why each: native/core/NOTES.md.
 //
 // Receive order, the first failure wins (esp_decode):
 //   length, alignment (malformed) and SPI 0 (spi_zero)  ->  caller looks the SPI up (unknownSpi)
 //   -> replay window check (replay)  ->  ICV (auth_failed)  ->  replay window update (replay)
 //   -> pad length and padding bytes (malformed)  ->  next header 59 (dummy)
 //   -> next header for this device (unsupported_next_header)  ->  inner header (malformed).
-// Suggested counters: malformed and unsupported_next_header -> malformed; spi_zero ->
-// unknownSpi; replay -> replay; auth_failed -> authFailed; dummy -> the caller's choice (it
-// is not an error; the issue counts it with the drops).
+// The ESP tunnel (tunnel/esp.cc) counts malformed, dummy and unsupported_next_header as
+// malformed, spi_zero as unknownSpi, replay as replay and auth_failed as authFailed.
 //
 // Buffer layout for encode, with a PacketBuffer whose payload starts at data():
 //   uint8_t* esp = buffer.push_front(kEspPrefixSize);      // 16 bytes: SPI, seq, IV
