@@ -5,17 +5,18 @@ import net from 'node:net';
 import path from 'node:path';
 import { ConfigError, isConfigError, publicPeer, type ConfigIssue } from './config';
 import type { Overlay, OverlayPeers } from './overlay';
-import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer } from './types';
+import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer, RegistryNodes } from './types';
 
 /** What the control socket serves: it adds, removes and lists peers one at a time. */
-export type OverlayLike = Pick<Overlay, 'name' | 'stats' | 'fdb'> & { peers: Pick<OverlayPeers, 'add' | 'remove' | 'list'> };
+export type OverlayLike = Pick<Overlay, 'name' | 'stats' | 'fdb'> & Partial<Pick<Overlay, 'nodes'>> & { peers: Pick<OverlayPeers, 'add' | 'remove' | 'list'> };
 
 export type ControlRequest =
   | { cmd: 'stats' }
   | { cmd: 'peers.list' }
   | { cmd: 'peers.add'; peer: unknown }
   | { cmd: 'peers.remove'; name: string }
-  | { cmd: 'fdb' };
+  | { cmd: 'fdb' }
+  | { cmd: 'nodes' };
 
 export interface ControlResults {
   stats: OverlayStats;
@@ -24,6 +25,7 @@ export interface ControlResults {
   'peers.add': PublicPeer;
   'peers.remove': { removed: boolean };
   fdb: FdbEntry[];
+  nodes: RegistryNodes;
 }
 
 export type ControlResponse =
@@ -98,8 +100,11 @@ async function dispatch(overlay: OverlayLike, request: unknown): Promise<unknown
       return { removed: overlay.peers.remove(req.name) };
     case 'fdb':
       return overlay.fdb();
+    case 'nodes':
+      if (!overlay.nodes) throw new ControlError('nodes: this instance has no registry');
+      return overlay.nodes();
     default:
-      throw new ControlError(`unknown command ${JSON.stringify(req.cmd)} (known: stats, peers.list, peers.add, peers.remove, fdb)`);
+      throw new ControlError(`unknown command ${JSON.stringify(req.cmd)} (known: stats, peers.list, peers.add, peers.remove, fdb, nodes)`);
   }
 }
 

@@ -1,7 +1,8 @@
 // The public Overlay: one forwarder instance. It validates the config, starts the native data
 // path, keeps the peer table and reads the shared counters. Nothing here runs per packet.
 import { EventEmitter } from 'node:events';
-import { ConfigError, ESP_REKEY_GRACE_DEFAULT_SECONDS, encapInput, parseConfig, parseRekey, publicPeer } from './config';
+import { ConfigError, ESP_REKEY_GRACE_DEFAULT_SECONDS, encapInput, parseConfig, parsePeer, parseRekey, publicPeer } from './config';
+import { registryInput } from './config/registry';
 import {
   loadNative,
   type NativeDeviceInfo,
@@ -9,9 +10,12 @@ import {
   type NativeForwarderOptions,
   type NativeOffloadState,
 } from './native';
+import { Registry } from './registry/registry';
+import type { NodeRecord } from './registry/records';
+import { formatNetwork } from './registry/subnets';
 import { PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
 import { CounterIndex, CountersReader } from './stats';
-import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer, ResolvedConfig, ResolvedPeer, SecurityAssociation } from './types';
+import type { FdbEntry, RegistryNodes, OverlayStats, PeerInfo, PublicPeer, ResolvedConfig, ResolvedPeer, SecurityAssociation } from './types';
 
 export type { RekeyNeeded } from './peers';
 
@@ -84,6 +88,8 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
   };
   if (config.netns !== null) input['netns'] = config.netns;
   if (config.esp) input['esp'] = { ...config.esp };
+  if (config.registry) input['registry'] = registryInput(config.registry);
+  if (config.node) input['node'] = { ...config.node };
   return input;
 }
 
@@ -100,7 +106,7 @@ function splitCidr(cidr: string): { address: string; prefixLength: number } {
   return { address: cidr.slice(0, slash), prefixLength: Number(cidr.slice(slash + 1)) };
 }
 
-function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
+function nativeOptions(config: ResolvedConfig, extraAddresses: readonly string[] = []): NativeForwarderOptions {
   const device = config.device.type;
   const encap = config.encap.type;
   return {
@@ -110,7 +116,7 @@ function nativeOptions(config: ResolvedConfig): NativeForwarderOptions {
       interface: config.device.interface ?? '',
       name: config.device.name,
       mtu: config.device.mtu ?? 0,
-      addresses: config.device.addresses.map(splitCidr),
+      addresses: [...config.device.addresses, ...extraAddresses].map(splitCidr),
       mac: config.device.mac ?? '',
     },
     encap: {
@@ -147,18 +153,36 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   private readonly retirements = new Map<string, { peer: string; sa: SecurityAssociation; dueAt: number; timer: NodeJS.Timeout }>();
   /** esp: the poll of the outbound SAs' sequence counters, and what it reported. */
   private espPoll: NodeJS.Timeout | null = null;
+  /** Registry mode: the etcd registry this host is in (events: nodeJoined, nodeLeft, registryDown, ...); null without. */
+  readonly registry: Registry | null;
+  /** Registry mode: the peers the registry's hosts make, next to the config's own. */
+  private registryPeers: ResolvedPeer[] = [];
   private readonly rekeyReported = new Map<string, 'nearing' | 'exhausted'>();
 
   /** Validates `config` (as in the YAML file, or a config already resolved by parseConfig) and starts the data path. */
   static async create(config: unknown): Promise<Overlay> {
     const resolved = parseConfig(isResolved(config) ? configToInput(config) : config);
-    return new Overlay(resolved);
+    if (!resolved.registry) return new Overlay(resolved, null);
+    // Registry mode: claim a subnet first (the device's address comes from it), then start the
+    // data path, then follow the other hosts.
+    const registry = await Registry.open(resolved);
+    let overlay: Overlay | undefined;
+    try {
+      overlay = new Overlay(resolved, registry);
+      if (resolved.device.type === 'tap') await registry.setMac(overlay.device.mac);
+      await registry.follow((nodes) => overlay!.setRegistryNodes(nodes));
+      return overlay;
+    } catch (err) {
+      await overlay?.close();
+      await registry.close();
+      throw err;
+    }
   }
 
-  private constructor(config: ResolvedConfig) {
+  private constructor(config: ResolvedConfig, registry: Registry | null) {
     super();
     const native = loadNative();
-    const forwarder = new native.Forwarder(nativeOptions(config));
+    const forwarder = new native.Forwarder(nativeOptions(config, registry ? [registry.deviceAddress] : []));
     try {
       this.name = config.name;
       this.currentConfig = config;
@@ -167,6 +191,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       this.offloadState = forwarder.offloads;
       this.reader = new CountersReader(forwarder.counters, new CounterIndex(native.statsLayout), config.workers);
       this.slots = new PeerSlots(config.limits.maxPeers);
+      this.registry = registry;
       this.applyPeers(config.peers);
     } catch (err) {
       forwarder.close();
@@ -236,6 +261,26 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     };
   }
 
+  /** Registry mode: this host, the registry's other hosts, and whether each is in the table. Throws without a registry. */
+  nodes(): RegistryNodes {
+    const registry = this.registry;
+    if (!registry) throw new Error(`overlay ${this.name} is not in registry mode (no registry: in its config)`);
+    const inTable = new Set(this.registryPeers.map((p) => p.name));
+    const now = Date.now();
+    return {
+      self: { name: this.currentConfig.node!.name, subnet: registry.subnetText, endpoint: this.currentConfig.node!.endpoint, deviceAddress: registry.deviceAddress },
+      network: formatNetwork(registry.network),
+      nodes: registry.nodes().map((n) => ({
+        name: n.name,
+        subnet: n.subnet,
+        endpoint: n.endpoint,
+        mac: n.mac ?? null,
+        ageSeconds: Math.round((now - (registry.seenAt(n.key) ?? now)) / 1000),
+        inTable: inTable.has(n.name),
+      })),
+    };
+  }
+
   fdb(): FdbEntry[] {
     const bySlot = new Map<number, string>();
     for (const entry of this.slots.values()) bySlot.set(entry.slot, entry.peer.name);
@@ -259,6 +304,39 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     for (const r of this.retirements.values()) clearTimeout(r.timer);
     this.retirements.clear();
     forwarder?.close();
+    await this.registry?.close();
+  }
+
+  /**
+   * Registry mode: the hosts the registry holds become peers, each validated on its own against
+   * the config and the peers taken before it; one that does not fit is skipped (recordSkipped)
+   * and never breaks the others. One table swap for the whole set.
+   */
+  private setRegistryNodes(nodes: NodeRecord[]): void {
+    if (!this.forwarder) return;
+    const config = this.currentConfig;
+    const accepted: ResolvedPeer[] = [];
+    const own = new Set([config.underlay.local, config.node?.endpoint]);
+    for (const node of nodes) {
+      if (own.has(node.endpoint) || node.name === config.node?.name) {
+        this.registry?.emit('recordSkipped', { key: node.key, reason: `${node.name} (${node.endpoint}) claims this host's own name or endpoint` });
+        continue;
+      }
+      const input: Record<string, unknown> = {
+        name: node.name,
+        endpoint: config.encap.port === 0 ? { address: node.endpoint } : { address: node.endpoint, port: config.encap.port },
+        allowedIps: config.device.type === 'tun' ? [node.subnet] : [],
+        macs: config.device.type === 'tap' && node.mac ? [node.mac] : [],
+      };
+      try {
+        accepted.push(parsePeer(input, `registry ${node.key}`, config, [...config.peers, ...accepted]));
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        this.registry?.emit('recordSkipped', { key: node.key, reason: err.message });
+      }
+    }
+    this.registryPeers = accepted;
+    this.applyPeers(config.peers);
   }
 
   private live(): NativeForwarder {
@@ -268,7 +346,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
 
   private applyPeers(peers: ResolvedPeer[]): void {
     const forwarder = this.live();
-    this.slots.replace(peers, (slot) => this.reader.peer(slot));
+    this.slots.replace([...peers, ...this.registryPeers], (slot) => this.reader.peer(slot));
     this.slots.install(forwarder);
   }
 
@@ -356,7 +434,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       learnedBySlot.set(entry.slot, (learnedBySlot.get(entry.slot) ?? 0) + 1);
     }
     // Never the keys: what is listed goes to the control socket and to terminals.
-    return this.currentConfig.peers.map((peer) => ({
+    return [...this.currentConfig.peers, ...this.registryPeers].map((peer) => ({
       ...this.withRetirements(publicPeer(peer)),
       learnedMacs: learnedBySlot.get(this.slots.get(peer.name)?.slot ?? -1) ?? 0,
     }));

@@ -115,6 +115,35 @@ export interface ResolvedConfig {
   control: {
     socket: string;
   };
+  /** Registry mode: the etcd cluster the overlay's hosts register in (absent without one). */
+  registry?: ResolvedRegistry;
+  /** Registry mode: how this host registers (absent without a registry). */
+  node?: ResolvedNode;
+}
+
+export interface ResolvedRegistry {
+  etcd: {
+    endpoints: string[];
+    /** Every key of this overlay lives under it (no trailing slash). */
+    prefix: string;
+    /** The lease a host's record lives under: it is removed this long after the host stops renewing it. */
+    ttlSeconds: number;
+    tls: { ca: string; cert: string | null; key: string | null } | null;
+    username: string | null;
+    /** A secret: never printed. */
+    password: string | null;
+  };
+  /** The network to write to etcd when it holds none yet (the first host); null: etcd must hold one. */
+  network: string | null;
+  subnetLength: number | null;
+}
+
+export interface ResolvedNode {
+  name: string;
+  /** The underlay address the other hosts reach this one at. */
+  endpoint: string;
+  /** 'auto': a free subnet of the network, leased; else this subnet. */
+  subnet: 'auto' | string;
 }
 
 export interface Counters {
@@ -188,4 +217,20 @@ export interface FdbEntry {
   peer: string;
   static: boolean;
   ageSeconds: number;
+}
+
+/** Registry mode: what `overlayfwd nodes` shows (the control socket's `nodes`). */
+export interface RegistryNodes {
+  self: { name: string; subnet: string; endpoint: string; deviceAddress: string };
+  network: string;
+  nodes: {
+    name: string;
+    subnet: string;
+    endpoint: string;
+    mac: string | null;
+    /** Seconds since this host saw the record appear or change. */
+    ageSeconds: number;
+    /** Whether it is a peer in the table (a record can be valid and still refused: a clash). */
+    inTable: boolean;
+  }[];
 }

@@ -1,6 +1,7 @@
 // overlayfwd check -c FILE [--json]: validate, and print the effective config with defaults filled in.
 import YAML from 'yaml';
 import { encapInput, formatEndpoint, formatSpi, loadConfigFile, overheadFor } from '../config';
+import { registryInput } from '../config/registry';
 import type { ResolvedConfig } from '../types';
 import { EXIT_OK, reportError } from './common';
 
@@ -51,6 +52,7 @@ export function printableConfig(config: ResolvedConfig): Record<string, unknown>
           }
         : {}),
     })),
+    ...(config.registry ? { registry: registryInput(config.registry) } : {}),
   };
 }
 

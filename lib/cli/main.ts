@@ -6,6 +6,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { runCheck } from './check';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, reportError } from './common';
 import { runFdb, runPeersAdd, runPeersList, runPeersRemove } from './peers';
+import { runNodes, runRegistryInit, runRegistryShow } from './registry';
 import { runStats } from './stats';
 import { runUp } from './up';
 
@@ -106,6 +107,33 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .option('--json', 'print JSON')
     .action(async (opts: { instance?: string; socket?: string; json?: boolean }) => setCode(await runFdb(opts)));
 
+  const registry = program.command('registry').description("the registry's network and hosts in etcd (registry mode)");
+  registry
+    .command('init')
+    .description("write the network's settings to etcd: the network, its subnet length and the config's encapsulation")
+    .requiredOption('-c, --config <file>', 'config file with a registry: section (etcd endpoints, prefix)')
+    .option('--network <cidr>', 'the IPv4 network the hosts get subnets of (default: registry.network)')
+    .option('--subnet-length <n>', 'prefix length of each host subnet (default: registry.subnetLength)', (v) => {
+      if (!/^\d+$/.test(v)) throw new InvalidArgumentError('must be an integer');
+      return Number(v);
+    })
+    .option('--force', 'replace the settings etcd holds (hosts that disagree stop joining)')
+    .action(async (opts: { config: string; network?: string; subnetLength?: number; force?: boolean }) => setCode(await runRegistryInit(opts)));
+  registry
+    .command('show')
+    .description('print what etcd holds under the prefix: the network and every host record')
+    .requiredOption('-c, --config <file>', 'config file with a registry: section')
+    .option('--json', 'print JSON')
+    .action(async (opts: { config: string; json?: boolean }) => setCode(await runRegistryShow(opts)));
+
+  program
+    .command('nodes')
+    .description("show the registry's hosts as a running instance knows them, and whether each is a peer")
+    .option('-n, --instance <name>', INSTANCE_HELP)
+    .option('-s, --socket <path>', 'control socket path (instead of -n)')
+    .option('--json', 'print JSON')
+    .action(async (opts: { instance?: string; socket?: string; json?: boolean }) => setCode(await runNodes(opts)));
+
   program
     .command('demo')
     .description('self-contained demo: two network namespaces, traffic, live stats (needs root)')
@@ -124,6 +152,8 @@ Examples:
   overlayfwd stats -n ovl0 --watch
   overlayfwd peers add -n ovl0 --name c --endpoint 198.18.0.3 --mac 02:00:00:00:00:03
   overlayfwd peers remove -n ovl0 --name c
+  overlayfwd registry init -c overlay.yaml --network 10.100.0.0/16 --subnet-length 24
+  overlayfwd nodes -n ovl0
 
 Exit status: 0 ok, 1 runtime failure, 2 usage or config error.`,
   );

@@ -98,6 +98,19 @@ export async function runUp(opts: { config: string }): Promise<number> {
           : `overlayfwd: ${config.name}: peer ${e.peer}: outbound SA ${spi} nears the end of its sequence numbers; rekey it\n`,
       );
     });
+    // Registry mode: hosts coming and going, etcd lost and back, records refused.
+    const registry = overlay.registry;
+    if (registry) {
+      const line = (text: string) => process.stderr.write(`overlayfwd: ${config.name}: registry: ${text}\n`);
+      line(`joined as ${config.node!.name} with subnet ${registry.subnetText}, device ${registry.deviceAddress}`);
+      registry.on('nodeJoined', (n) => line(`${n.name} joined (${n.subnet} at ${n.endpoint})`));
+      registry.on('nodeLeft', (n) => line(`${n.name} left (${n.subnet})`));
+      registry.on('nodeChanged', (n, p) => line(`${n.name} changed (${p.endpoint} -> ${n.endpoint})`));
+      registry.on('registryDown', (e) => line(`etcd unreachable (${e.message}); forwarding goes on with the current peers`));
+      registry.on('registryUp', () => line('etcd reachable again'));
+      registry.on('recordSkipped', (s) => line(`skipped record ${s.key}: ${s.reason}`));
+      registry.on('warning', (w) => line(w));
+    }
     if (!signals.stopped) {
       const active = Object.entries(overlay.stats().offloads.active).filter(([, on]) => on).map(([name]) => name);
       process.stdout.write(`${upLine(overlay.config, overlay.device)}, offloads ${active.length ? active.join(' ') : 'none'}\n`);

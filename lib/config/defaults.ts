@@ -19,3 +19,9 @@ export function defaultWorkers(): number {
   const cpus = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   return Math.min(64, Math.max(1, cpus));
 }
+
+/** A host's name in the registry when node.name is not given: the host name, cut to what peer names allow. */
+export function defaultNodeName(): string {
+  const name = os.hostname().replace(/[^a-zA-Z0-9_.-]/g, '-').slice(0, 64);
+  return name === '' || name === '.' || name === '..' ? 'node' : name;
+}

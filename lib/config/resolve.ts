@@ -4,7 +4,7 @@
 // found are reported at once.
 import type { EncapType, EspCipher, PublicPeer, ResolvedConfig, ResolvedPeer } from '../types';
 import { parseIp } from './addresses';
-import { defaultSocketPath, defaultWorkers } from './defaults';
+import { defaultNodeName, defaultSocketPath, defaultWorkers } from './defaults';
 import type { ConfigIssue } from './errors';
 import { collectIssues, defaultMessage, fail } from './issues';
 import { DEFAULT_PORTS, ENCAP_TYPES, usesUdp } from './modes';
@@ -102,6 +102,29 @@ export function parseConfig(input: unknown): ResolvedConfig {
     limits: { ...root.limits },
     peers: placed.map((p) => p.peer),
     control: { socket: root.control.socket ?? defaultSocketPath(root.name) },
+    ...(root.registry
+      ? {
+          registry: {
+            etcd: {
+              endpoints: [...root.registry.etcd.endpoints],
+              prefix: root.registry.etcd.prefix,
+              ttlSeconds: root.registry.etcd.ttlSeconds,
+              tls: root.registry.etcd.tls
+                ? { ca: root.registry.etcd.tls.ca, cert: root.registry.etcd.tls.cert ?? null, key: root.registry.etcd.tls.key ?? null }
+                : null,
+              username: root.registry.etcd.username ?? null,
+              password: root.registry.etcd.password ?? null,
+            },
+            network: root.registry.network?.cidr ?? null,
+            subnetLength: root.registry.subnetLength ?? null,
+          },
+          node: {
+            name: root.node?.name ?? defaultNodeName(),
+            endpoint: root.node?.endpoint ?? root.underlay.local.address,
+            subnet: root.node?.subnet ?? 'auto',
+          },
+        }
+      : {}),
   };
 }
 

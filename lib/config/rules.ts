@@ -4,6 +4,7 @@ import { formatEndpoint, isMulticast, isUnspecified, networkOf } from './address
 import { defaultWorkers } from './defaults';
 import type { ConfigIssue } from './errors';
 import { DEVICE_LAYERS, ENCAP_TYPES, MODES, usesUdp, type DeviceLayer } from './modes';
+import { checkRegistry } from './registry';
 import { cipherKeyOf, formatSpi, resolveSa, saPath } from './sa';
 import type { PeerParsed, RootParsed } from './schema';
 
@@ -191,6 +192,7 @@ export function checkConfig(root: RootParsed, peerCount: number, issues: ConfigI
     issues.push({ path: 'encap.type', message: `${mode.name} carries ${LAYER_TEXT[carried]}: it needs device.type ${DEVICE_FOR_LAYER[carried]}` });
   }
   checkPacketDevice(root, issues);
+  checkRegistry(root, issues);
   if (root.esp !== undefined && root.encap.type !== 'esp') {
     issues.push({ path: 'esp', message: `used only with encap.type esp (this config runs ${root.encap.type})` });
   }

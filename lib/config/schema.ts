@@ -7,6 +7,7 @@ import { ENCAP_KEYS, encapSchema } from './encap';
 import { cidr, err, ifName, interfaceName, intRange, ipAddress, list, mac, netnsName, nullToUndefined, peerName, section, trueOrFalse } from './fields';
 import { unknownKeyMessage } from './issues';
 import { DEVICE_TYPES } from './modes';
+import { ETCD_KEYS, NODE_KEYS, REGISTRY_KEYS, nodeSchema, registrySchema } from './registry';
 import { ESP_REKEY_GRACE_DEFAULT_SECONDS, saSchema } from './sa';
 
 /** sizeof(sockaddr_un.sun_path) - 1 */
@@ -152,6 +153,9 @@ export const rootSchema = section({
   // Entries are validated one by one (resolve.ts) so that one bad peer doesn't hide the others' problems.
   peers: z.preprocess(nullToUndefined, list(z.unknown(), 'peers').optional()),
   control: controlSchema.prefault({}),
+  // Registry mode: peers come from etcd (registry.ts).
+  registry: z.preprocess(nullToUndefined, registrySchema.optional()),
+  node: z.preprocess(nullToUndefined, nodeSchema.optional()),
 });
 
 export type RootParsed = z.output<typeof rootSchema>;
@@ -169,6 +173,9 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   esp: Object.keys(espSchema.shape),
   control: Object.keys(controlSchema.shape),
   peer: Object.keys(peerSchema.shape),
+  registry: REGISTRY_KEYS,
+  'registry.etcd': ETCD_KEYS,
+  node: NODE_KEYS,
 };
 
 /** The keys of the mapping at `items`; a peer's own when its issues are reported under a prefix or a list index. */

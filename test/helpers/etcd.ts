@@ -1,0 +1,82 @@
+// A real etcd (Debian's etcd-server) for registry tests: one member on loopback with a data
+// directory in the lab's temporary folder and free ports, started and stopped by the test and
+// removed with the lab.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { Lab, LabProcess } from '../../lab';
+import { sleep } from './env';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export class EtcdServer {
+  private process: LabProcess | null = null;
+
+  private constructor(
+    private readonly lab: Lab,
+    readonly name: string,
+    readonly dataDir: string,
+    readonly clientPort: number,
+    readonly peerPort: number,
+  ) {}
+
+  static async start(lab: Lab, name = 'etcd0'): Promise<EtcdServer> {
+    const dataDir = path.join(lab.tmpdir(), `${name}.data`);
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const server = new EtcdServer(lab, name, dataDir, await freePort(), await freePort());
+    await server.run();
+    return server;
+  }
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.clientPort}`;
+  }
+
+  get running(): boolean {
+    return this.process !== null && this.process.status === null;
+  }
+
+  /** Starts the member (again, on the same data and ports) and waits until it answers. */
+  async run(): Promise<void> {
+    const peer = `http://127.0.0.1:${this.peerPort}`;
+    this.process = this.lab.spawn(null, 'etcd', [
+      '--name', this.name,
+      '--data-dir', this.dataDir,
+      '--listen-client-urls', this.endpoint,
+      '--advertise-client-urls', this.endpoint,
+      '--listen-peer-urls', peer,
+      '--initial-advertise-peer-urls', peer,
+      '--initial-cluster', `${this.name}=${peer}`,
+      '--log-level', 'error',
+    ]);
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (this.process.status) throw new Error(`etcd exited (${JSON.stringify(this.process.status)}): ${this.process.stderr.slice(-2000)}`);
+      try {
+        const health = (await (await fetch(`${this.endpoint}/health`)).json()) as { health?: string };
+        if (health.health === 'true') return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`etcd did not become healthy: ${this.process.stderr.slice(-2000)}`);
+      await sleep(100);
+    }
+  }
+
+  /** Stops the member with `signal` (SIGKILL: as a crash) and waits for it to be gone. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const proc = this.process;
+    if (!proc || proc.status) return;
+    proc.child.kill(signal);
+    await proc.exited;
+  }
+}
