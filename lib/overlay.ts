@@ -246,7 +246,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       peers[entry.peer.name] = this.reader.toCounters(this.reader.peer(entry.slot), entry.baseline);
     }
     const learned = this.forwarder ? this.forwarder.learnedFdb().length : 0;
-    const staticEntries = this.currentConfig.peers.reduce((n, p) => n + p.macs.length, 0);
+    const staticEntries = this.allPeers().reduce((n, p) => n + p.macs.length, 0);
     return {
       name: this.name,
       device: this.device.name,
@@ -285,7 +285,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     const bySlot = new Map<number, string>();
     for (const entry of this.slots.values()) bySlot.set(entry.slot, entry.peer.name);
     const entries: FdbEntry[] = [];
-    for (const peer of this.currentConfig.peers) {
+    for (const peer of this.allPeers()) {
       for (const mac of peer.macs) entries.push({ mac, peer: peer.name, static: true, ageSeconds: 0 });
     }
     for (const learned of this.forwarder?.learnedFdb() ?? []) {
@@ -342,6 +342,11 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   private live(): NativeForwarder {
     if (!this.forwarder) throw new Error(`overlay ${this.name} is closed`);
     return this.forwarder;
+  }
+
+  /** The config's own peers, then those the registry's hosts make. */
+  private allPeers(): ResolvedPeer[] {
+    return [...this.currentConfig.peers, ...this.registryPeers];
   }
 
   private applyPeers(peers: ResolvedPeer[]): void {
@@ -434,7 +439,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       learnedBySlot.set(entry.slot, (learnedBySlot.get(entry.slot) ?? 0) + 1);
     }
     // Never the keys: what is listed goes to the control socket and to terminals.
-    return [...this.currentConfig.peers, ...this.registryPeers].map((peer) => ({
+    return this.allPeers().map((peer) => ({
       ...this.withRetirements(publicPeer(peer)),
       learnedMacs: learnedBySlot.get(this.slots.get(peer.name)?.slot ?? -1) ?? 0,
     }));

@@ -20,6 +20,8 @@ async function freePort(): Promise<number> {
 
 export class EtcdServer {
   private process: LabProcess | null = null;
+  /** name=peer URL of every member of the cluster (just this one for a single member). */
+  private cluster = '';
 
   private constructor(
     private readonly lab: Lab,
@@ -29,12 +31,32 @@ export class EtcdServer {
     readonly peerPort: number,
   ) {}
 
-  static async start(lab: Lab, name = 'etcd0'): Promise<EtcdServer> {
+  private static async make(lab: Lab, name: string): Promise<EtcdServer> {
     const dataDir = path.join(lab.tmpdir(), `${name}.data`);
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const server = new EtcdServer(lab, name, dataDir, await freePort(), await freePort());
+    return new EtcdServer(lab, name, dataDir, await freePort(), await freePort());
+  }
+
+  static async start(lab: Lab, name = 'etcd0'): Promise<EtcdServer> {
+    const server = await EtcdServer.make(lab, name);
+    server.cluster = `${name}=${server.peerUrl}`;
     await server.run();
     return server;
+  }
+
+  /** A cluster of `size` members on loopback, all started and healthy. */
+  static async startCluster(lab: Lab, size: number, stem = 'etcdc'): Promise<EtcdServer[]> {
+    const members: EtcdServer[] = [];
+    for (let i = 0; i < size; i++) members.push(await EtcdServer.make(lab, `${stem}${i}`));
+    const cluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+    for (const m of members) m.cluster = cluster;
+    // Members wait for each other: start them all, then wait for each.
+    await Promise.all(members.map((m) => m.run()));
+    return members;
+  }
+
+  get peerUrl(): string {
+    return `http://127.0.0.1:${this.peerPort}`;
   }
 
   get endpoint(): string {
@@ -47,7 +69,7 @@ export class EtcdServer {
 
   /** Starts the member (again, on the same data and ports) and waits until it answers. */
   async run(): Promise<void> {
-    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const peer = this.peerUrl;
     this.process = this.lab.spawn(null, 'etcd', [
       '--name', this.name,
       '--data-dir', this.dataDir,
@@ -55,7 +77,7 @@ export class EtcdServer {
       '--advertise-client-urls', this.endpoint,
       '--listen-peer-urls', peer,
       '--initial-advertise-peer-urls', peer,
-      '--initial-cluster', `${this.name}=${peer}`,
+      '--initial-cluster', this.cluster,
       '--log-level', 'error',
     ]);
     const deadline = Date.now() + 20_000;
