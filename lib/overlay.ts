@@ -1,7 +1,7 @@
 // The public Overlay: one forwarder instance. It validates the config, starts the native data
 // path, keeps the peer table and reads the shared counters. Nothing here runs per packet.
 import { EventEmitter } from 'node:events';
-import { ConfigError, ESP_REKEY_GRACE_DEFAULT_SECONDS, encapInput, parseConfig, parsePeer, parseRekey, publicPeer } from './config';
+import { ConfigError, ESP_REKEY_GRACE_DEFAULT_SECONDS, encapInput, parseConfig, parseRekey, publicPeer } from './config';
 import { registryInput } from './config/registry';
 import {
   loadNative,
@@ -12,6 +12,7 @@ import {
 } from './native';
 import { Registry } from './registry/registry';
 import type { NodeRecord } from './registry/records';
+import { RegistryPeerSet } from './registry/peers';
 import { formatNetwork } from './registry/subnets';
 import { PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
 import { CounterIndex, CountersReader } from './stats';
@@ -157,6 +158,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   readonly registry: Registry | null;
   /** Registry mode: the peers the registry's hosts make, next to the config's own. */
   private registryPeers: ResolvedPeer[] = [];
+  private readonly registryPeerSet = new RegistryPeerSet((key, reason) => this.registry?.emit('recordSkipped', { key, reason }));
   private readonly rekeyReported = new Map<string, 'nearing' | 'exhausted'>();
 
   /** Validates `config` (as in the YAML file, or a config already resolved by parseConfig) and starts the data path. */
@@ -314,29 +316,8 @@ export class Overlay extends EventEmitter<OverlayEvents> {
    */
   private setRegistryNodes(nodes: NodeRecord[]): void {
     if (!this.forwarder) return;
-    const config = this.currentConfig;
-    const accepted: ResolvedPeer[] = [];
-    const own = new Set([config.underlay.local, config.node?.endpoint]);
-    for (const node of nodes) {
-      if (own.has(node.endpoint) || node.name === config.node?.name) {
-        this.registry?.emit('recordSkipped', { key: node.key, reason: `${node.name} (${node.endpoint}) claims this host's own name or endpoint` });
-        continue;
-      }
-      const input: Record<string, unknown> = {
-        name: node.name,
-        endpoint: config.encap.port === 0 ? { address: node.endpoint } : { address: node.endpoint, port: config.encap.port },
-        allowedIps: config.device.type === 'tun' ? [node.subnet] : [],
-        macs: config.device.type === 'tap' && node.mac ? [node.mac] : [],
-      };
-      try {
-        accepted.push(parsePeer(input, `registry ${node.key}`, config, [...config.peers, ...accepted]));
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        this.registry?.emit('recordSkipped', { key: node.key, reason: err.message });
-      }
-    }
-    this.registryPeers = accepted;
-    this.applyPeers(config.peers);
+    this.registryPeers = this.registryPeerSet.build(nodes, this.currentConfig);
+    this.applyPeers(this.currentConfig.peers);
   }
 
   private live(): NativeForwarder {
