@@ -119,20 +119,56 @@ describeNetns('registry on etcd', { tools: ['etcd', 'iperf3'] }, () => {
     for (const h of four) expect(overlays.get(h.label)!.stats().totals.drops).toSatisfy((d: Record<string, number>) => Object.values(d).every((n) => n === 0));
   });
 
+  it('makes every registry change one hitless table swap: a UDP stream between two hosts loses nothing over 200 changes', async () => {
+    const [a, b] = hosts as [Host, Host];
+    const joinedBefore = events.get('a')!.filter((e) => e.startsWith('nodeJoined')).length;
+    const server = lab.spawn(b, 'iperf3', ['-s', '-1', '-B', hostAddress(subnetOf('b')), '-p', '5302']);
+    await lab.waitForListen(b, 5302);
+    const udp = lab.exec(a, 'iperf3', ['-c', hostAddress(subnetOf('b')), '-p', '5302', '-u', '-b', '20M', '-l', '1000', '-t', '6', '-J'], { timeoutMs: 60_000 });
+    await sleep(500);
+    // Subnets no real host holds (a put on a held one would replace that host's record).
+    const held = new Set(hosts.slice(0, 4).map((h) => subnetOf(h.label)));
+    const free = Array.from({ length: 256 }, (_, i) => `10.100.${i}.0/24`).filter((x) => !held.has(x)).slice(0, 100);
+    const keyOf = (subnet: string) => `${prefix}/subnets/${subnet.replace('/', '-')}`;
+    const client = new Etcd3({ hosts: etcd.endpoint });
+    const started = Date.now();
+    try {
+      // 100 hosts appear and leave again: 200 changes, each a table swap on every host.
+      for (const [i, subnet] of free.entries()) {
+        await client.put(keyOf(subnet)).value(JSON.stringify({ name: `churn${i}`, endpoint: `198.18.9.${i + 1}` }));
+      }
+      for (const subnet of free) await client.delete().key(keyOf(subnet));
+    } finally {
+      client.close();
+    }
+    const churnMs = Date.now() - started;
+    const report = JSON.parse((await udp).stdout) as { end: { sum: { packets: number; lost_packets: number; seconds: number } } };
+    await server.exited;
+    console.log(`[registry] 200 changes in ${churnMs} ms within a ${report.end.sum.seconds.toFixed(1)} s UDP stream: ${report.end.sum.lost_packets}/${report.end.sum.packets} lost`);
+    expect(churnMs + 500).toBeLessThan(report.end.sum.seconds * 1000);
+    expect(events.get('a')!.filter((e) => e.startsWith('nodeJoined')).length - joinedBefore).toBe(100);
+    expect(report.end.sum.packets).toBeGreaterThan(5_000);
+    expect(report.end.sum.lost_packets).toBe(0);
+    await waitFor(() => hosts.slice(0, 4).every((h) => peerNames(h.label).length === 3), 'the churn to leave every table', 3000);
+  });
+
   it('skips malformed and hostile records, keeps the table of well-formed hosts, and takes a valid one', async () => {
     const client = new Etcd3({ hosts: etcd.endpoint });
     try {
       const put = (key: string, value: string) => client.put(`${prefix}/subnets/${key}`).value(value);
+      // Keys of subnets no real host holds (a put on a held one would replace that host's record).
+      const held = new Set(hosts.slice(0, 4).map((h) => subnetOf(h.label).replace('/', '-')));
+      const [k1, k2, k3, k4, ghostKey] = Array.from({ length: 256 }, (_, i) => `10.100.${i}.0-24`).filter((k) => !held.has(k)) as [string, string, string, string, string];
       const bad: Record<string, string> = {
-        '10.100.200.0-24': 'not json {',
+        [k1]: 'not json {',
         '10.200.0.0-24': JSON.stringify({ name: 'outside', endpoint: '198.18.0.90' }),
-        '10.100.201.0-24': JSON.stringify({ name: 'noaddr', endpoint: 'not-an-address' }),
-        '10.100.202.0-24': JSON.stringify({ name: 'huge', endpoint: '198.18.0.91', pad: 'x'.repeat(100_000) }),
-        '10.100.203.0-24': JSON.stringify({ name: 'twin', endpoint: hosts[1]!.underlay }),
+        [k2]: JSON.stringify({ name: 'noaddr', endpoint: 'not-an-address' }),
+        [k3]: JSON.stringify({ name: 'huge', endpoint: '198.18.0.91', pad: 'x'.repeat(100_000) }),
+        [k4]: JSON.stringify({ name: 'twin', endpoint: hosts[1]!.underlay }),
         'garbage-key': JSON.stringify({ name: 'nokey', endpoint: '198.18.0.92' }),
       };
       for (const [key, value] of Object.entries(bad)) await put(key, value);
-      await put('10.100.204.0-24', JSON.stringify({ name: 'ghost', endpoint: '198.18.0.99' }));
+      await put(ghostKey, JSON.stringify({ name: 'ghost', endpoint: '198.18.0.99' }));
       const four = hosts.slice(0, 4);
       await waitFor(() => four.every((h) => peerNames(h.label).includes('ghost')), 'every host to take the valid record', 3000);
       for (const h of four) {
@@ -146,7 +182,7 @@ describeNetns('registry on etcd', { tools: ['etcd', 'iperf3'] }, () => {
       // The well-formed hosts still reach each other.
       const r = await lab.ping(hosts[0]!, hostAddress(subnetOf('b')), { count: 3, intervalSec: 0.1, timeoutSec: 2 });
       expect(r.received).toBe(3);
-      await client.delete().key(`${prefix}/subnets/10.100.204.0-24`);
+      await client.delete().key(`${prefix}/subnets/${ghostKey}`);
       await waitFor(() => four.every((h) => !peerNames(h.label).includes('ghost')), 'the removed record to leave every table', 3000);
       for (const key of Object.keys(bad)) await client.delete().key(`${prefix}/subnets/${key}`);
     } finally {
