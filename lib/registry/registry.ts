@@ -125,7 +125,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
       return registry;
     } catch (err) {
       client.close();
-      throw err;
+      if (err instanceof ConfigError) throw err;
+      // What gRPC says (a refused certificate, a wrong password, nobody listening), with where.
+      const where = config.registry!.etcd.endpoints.join(', ');
+      throw new Error(`registry: etcd at ${where}: ${(err as Error).message}`);
     }
   }
 

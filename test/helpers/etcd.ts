@@ -2,6 +2,7 @@
 // directory in the lab's temporary folder and free ports, started and stopped by the test and
 // removed with the lab.
 import fs from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import type { Lab, LabProcess } from '../../lab';
@@ -18,8 +19,37 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** TLS for the client port: the member's certificate and key, and the CA its clients must be signed by. */
+export interface EtcdTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+function httpsHealth(url: string, tls: EtcdTls): Promise<{ health?: string }> {
+  return new Promise((resolve, reject) => {
+    const request = https.get(
+      url,
+      { ca: fs.readFileSync(tls.ca), cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) },
+      (response) => {
+        let body = '';
+        response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        response.on('end', () => {
+          try {
+            resolve(JSON.parse(body) as { health?: string });
+          } catch (err) {
+            reject(err);
+          }
+        });
+      },
+    );
+    request.on('error', reject);
+  });
+}
+
 export class EtcdServer {
   private process: LabProcess | null = null;
+  private tls: EtcdTls | null = null;
   /** name=peer URL of every member of the cluster (just this one for a single member). */
   private cluster = '';
 
@@ -37,9 +67,10 @@ export class EtcdServer {
     return new EtcdServer(lab, name, dataDir, await freePort(), await freePort());
   }
 
-  static async start(lab: Lab, name = 'etcd0'): Promise<EtcdServer> {
+  static async start(lab: Lab, name = 'etcd0', tls?: EtcdTls): Promise<EtcdServer> {
     const server = await EtcdServer.make(lab, name);
     server.cluster = `${name}=${server.peerUrl}`;
+    server.tls = tls ?? null;
     await server.run();
     return server;
   }
@@ -60,7 +91,7 @@ export class EtcdServer {
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${this.clientPort}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`;
   }
 
   get running(): boolean {
@@ -79,12 +110,16 @@ export class EtcdServer {
       '--initial-advertise-peer-urls', peer,
       '--initial-cluster', this.cluster,
       '--log-level', 'error',
+      // With TLS, clients must present a certificate signed by the CA.
+      ...(this.tls ? ['--cert-file', this.tls.cert, '--key-file', this.tls.key, '--trusted-ca-file', this.tls.ca, '--client-cert-auth'] : []),
     ]);
     const deadline = Date.now() + 20_000;
     for (;;) {
       if (this.process.status) throw new Error(`etcd exited (${JSON.stringify(this.process.status)}): ${this.process.stderr.slice(-2000)}`);
       try {
-        const health = (await (await fetch(`${this.endpoint}/health`)).json()) as { health?: string };
+        const health = this.tls
+          ? await httpsHealth(`${this.endpoint}/health`, this.tls)
+          : ((await (await fetch(`${this.endpoint}/health`)).json()) as { health?: string });
         if (health.health === 'true') return;
       } catch {
         // not listening yet
