@@ -11,12 +11,10 @@
 // median and worst. Everything (etcd, namespaces) is removed at the end.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { Lab } from '../lab';
-import type { LabProcess } from '../lab';
+import { EtcdServer, Lab } from '../lab';
 import { Overlay } from '../lib/overlay';
 
 interface Options {
@@ -37,39 +35,6 @@ function parseArgs(argv: string[]): Options {
     else throw new Error(`unknown option ${flag} (--hosts N, --records N up to 1000, --changes N)`);
   }
   return options;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startEtcd(lab: Lab): Promise<{ endpoint: string; process: LabProcess }> {
-  const [client, peer] = [await freePort(), await freePort()];
-  const endpoint = `http://127.0.0.1:${client}`;
-  const dataDir = path.join(lab.tmpdir(), 'etcd.data');
-  fs.mkdirSync(dataDir, { mode: 0o700 });
-  const proc = lab.spawn(null, 'etcd', [
-    '--name', 'bench', '--data-dir', dataDir, '--log-level', 'error',
-    '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
-    '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-    '--initial-cluster', `bench=http://127.0.0.1:${peer}`,
-  ]);
-  for (const deadline = Date.now() + 20_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
-    if (proc.status) break;
-    try {
-      if (((await (await fetch(`${endpoint}/health`)).json()) as { health?: string }).health === 'true') return { endpoint, process: proc };
-    } catch {
-      // not yet
-    }
-  }
-  throw new Error(`etcd did not start: ${proc.stderr.slice(-1000)}`);
 }
 
 /** Resolves when `cond` holds, polling every millisecond; rejects after `timeoutMs`. */
@@ -94,7 +59,7 @@ async function main(): Promise<void> {
   const overlays: Overlay[] = [];
   try {
     process.env.OVERLAYFWD_STATE_DIR = path.join(lab.tmpdir(), 'state');
-    const etcd = await startEtcd(lab);
+    const etcd = await EtcdServer.start(lab, 'bench');
     const prefix = `/bench-${crypto.randomBytes(4).toString('hex')}`;
     const client = new Etcd3({ hosts: etcd.endpoint });
     const network = { network: '10.64.0.0/12', subnetLength: 24, encap: { type: 'gre-udp', vni: 0, port: 4754, key: null } };

@@ -12,6 +12,7 @@
 //   kernel-vxlan.ts  the kernel VXLAN device, checksum offload off
 //   probes.ts        ping, listening sockets, link names, MACs
 //   system.ts        prerequisites, commands on PATH, helpers/*.py (the Python fallbacks)
+//   etcd.ts          a real etcd (one member or a cluster) on loopback, for registry mode
 export { Lab, type LabOptions } from './lab';
 export { overlayAddress, OVERLAY_NET, UNDERLAY_NET, type Host, type HostLink, type LinkOptions } from './hosts';
 export { execIn, LabCommandError, type ExecOptions, type ExecResult } from './exec';
@@ -19,3 +20,4 @@ export { LabProcess, type ExitStatus, type SpawnOptions } from './process';
 export { VXLAN_PORT, type KernelVxlanOptions } from './kernel-vxlan';
 export type { PingOptions, PingResult } from './probes';
 export { commandExists, labUnavailableReason } from './system';
+export { EtcdServer, type EtcdTls } from './etcd';

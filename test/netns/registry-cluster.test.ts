@@ -4,11 +4,10 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Lab } from '../../lab';
+import { EtcdServer, Lab } from '../../lab';
 import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import { describeNetns, waitFor } from '../helpers/env';
-import { EtcdServer } from '../helpers/etcd';
 import { loadOverlay } from '../helpers/overlay';
 import { verifiedTransfer } from '../helpers/transfer';
 

@@ -7,13 +7,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Lab } from '../../lab';
+import { EtcdServer, Lab, type EtcdTls } from '../../lab';
 import type { Host } from '../../lab';
 import { parseConfig } from '../../lib/config';
 import type { Overlay } from '../../lib/overlay';
 import { Registry } from '../../lib/registry/registry';
 import { describeNetns, waitFor } from '../helpers/env';
-import { EtcdServer, type EtcdTls } from '../helpers/etcd';
 import { loadOverlay } from '../helpers/overlay';
 
 /** A CA, and certificates it signs for etcd (127.0.0.1) and for one client; another CA besides. */

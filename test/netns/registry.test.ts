@@ -9,13 +9,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab } from '../../lab';
+import { EtcdServer, Lab } from '../../lab';
 import type { Host, LabProcess } from '../../lab';
 import { ConfigError, parseConfig } from '../../lib/config';
 import type { Overlay } from '../../lib/overlay';
 import { Registry } from '../../lib/registry/registry';
 import { describeNetns, ROOT, sleep, waitFor } from '../helpers/env';
-import { EtcdServer } from '../helpers/etcd';
 import { loadOverlay } from '../helpers/overlay';
 import { verifiedTransfer } from '../helpers/transfer';
 

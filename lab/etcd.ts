@@ -1,12 +1,14 @@
-// A real etcd (Debian's etcd-server) for registry tests: one member on loopback with a data
-// directory in the lab's temporary folder and free ports, started and stopped by the test and
-// removed with the lab.
+// A real etcd (Debian's etcd-server) for registry tests and benches: members on loopback with a
+// data directory in the lab's temporary folder and free ports, started and stopped by the caller
+// and removed with the lab.
 import fs from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
-import type { Lab, LabProcess } from '../../lab';
-import { sleep } from './env';
+import type { Lab } from './lab';
+import type { LabProcess } from './process';
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
