@@ -138,10 +138,7 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
   }
   const Napi::Object encap = object_at(options, "encap");
   const std::string encap_type = string_at(encap, "type");
-  const ovl::TunnelModeInfo* mode = nullptr;
-  for (const ovl::TunnelModeInfo& row : ovl::tunnel_modes()) {
-    if (encap_type == row.name) mode = &row;
-  }
+  const ovl::TunnelModeInfo* mode = ovl::tunnel_mode_by_name(encap_type);
   if (mode == nullptr) throw Napi::TypeError::New(env, "encap.type must be 'vxlan', 'geneve', 'gre', 'gre-udp', 'ipip' or 'esp'");
   out.mode = mode->mode;
   // Options only some modes take: given to the others they are ignored (TypeScript refuses them).
@@ -390,14 +387,9 @@ Napi::Value TunnelOverhead(const Napi::CallbackInfo& info) {
   const Napi::Object options = info[0].As<Napi::Object>();
   const std::string type = string_at(options, "type");
   ovl::TunnelConfig tunnel;
-  bool found = false;
-  for (const ovl::TunnelModeInfo& row : ovl::tunnel_modes()) {
-    if (type == row.name) {
-      tunnel.mode = row.mode;
-      found = true;
-    }
-  }
-  if (!found) throw Napi::TypeError::New(env, "unknown tunnel mode: " + type);
+  const ovl::TunnelModeInfo* mode = ovl::tunnel_mode_by_name(type);
+  if (mode == nullptr) throw Napi::TypeError::New(env, "unknown tunnel mode: " + type);
+  tunnel.mode = mode->mode;
   tunnel.carries_ip = bool_at(options, "carriesIp");
   if (is_given(options, "key")) tunnel.gre.key = uint_at(options, "key");
   tunnel.gre.checksum = optional_bool_at(options, "checksum", false);

@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <array>
-#include <ctime>
 #include <map>
 #include <unordered_map>
 
 #include "wire/ethernet.h"
+#include "system/clock.h"
 #include "system/link_config.h"
 #include "system/netns.h"
 #include "underlay/raw_socket.h"
@@ -39,12 +39,6 @@ const ForwarderOptions& validated(const ForwarderOptions& options) {
     throw InvalidArgument("a packet device needs device.interface and carries Ethernet frames");
   }
   return options;
-}
-
-uint32_t monotonic_seconds() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-  return static_cast<uint32_t>(now.tv_sec);
 }
 
 }  // namespace

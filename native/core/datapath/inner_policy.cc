@@ -2,23 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
-#include <ctime>
 
 #include "offload/offload_segment.h"
+#include "system/clock.h"
 #include "wire/ecn.h"
 #include "wire/mss_clamp.h"
 
 namespace ovl {
-
-namespace {
-
-uint64_t monotonic_microseconds() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000u + static_cast<uint64_t>(now.tv_nsec) / 1000u;
-}
-
-}  // namespace
 
 InnerFrame inspect_inner(uint8_t* frame, uint32_t length, uint32_t link_header) {
   InnerFrame inner{frame, length};

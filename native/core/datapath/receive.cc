@@ -7,8 +7,6 @@ namespace ovl {
 
 namespace {
 
-// Batches handled per wakeup, so that a flood in one direction cannot starve the other.
-constexpr int kRoundsPerWakeup = 4;
 constexpr size_t kGroBuffers = 128;
 
 }  // namespace

@@ -5,31 +5,12 @@
 
 #include <cerrno>
 #include <csignal>
-#include <ctime>
 #include <string>
 #include <vector>
 
+#include "system/clock.h"
+
 namespace ovl {
-
-namespace {
-
-// Batches read from the device per wakeup, so that a flood in one direction cannot starve the
-// other.
-constexpr int kRoundsPerWakeup = 4;
-
-uint32_t monotonic_seconds() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-  return static_cast<uint32_t>(now.tv_sec);
-}
-
-uint64_t monotonic_microseconds() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000u + static_cast<uint64_t>(now.tv_nsec) / 1000u;
-}
-
-}  // namespace
 
 Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, LearnedFdb& fdb, WorkerStats stats,
                int device_fd, UnderlaySockets sockets, int stop_fd)

@@ -41,6 +41,10 @@ struct WorkerConfig {
   uint32_t link_header() const { return layer == DeviceLayer::ip ? 0 : kEthernetHeaderSize; }
 };
 
+// Batches handled per direction per wakeup, so that a flood in one direction cannot starve the
+// other.
+constexpr int kRoundsPerWakeup = 4;
+
 // What the worker's directions share: the table of this batch, the clock, the counters.
 struct WorkerContext {
   WorkerContext(const WorkerConfig& config_, WorkerStats stats_) : config(config_), stats(stats_) {}

@@ -30,6 +30,13 @@ const std::vector<TunnelModeInfo>& tunnel_modes() { return kModes; }
 
 const TunnelModeInfo& tunnel_mode_info(TunnelMode mode) { return kModes[static_cast<size_t>(mode)]; }
 
+const TunnelModeInfo* tunnel_mode_by_name(const std::string& name) {
+  for (const TunnelModeInfo& row : kModes) {
+    if (name == row.name) return &row;
+  }
+  return nullptr;
+}
+
 bool TunnelConfig::over_udp() const {
   const TunnelModeInfo& mode_info = info();
   return mode_info.udp && (!mode_info.raw_ip || esp_udp);

@@ -39,6 +39,8 @@ struct TunnelModeInfo {
 
 const std::vector<TunnelModeInfo>& tunnel_modes();
 const TunnelModeInfo& tunnel_mode_info(TunnelMode mode);
+// The row of the mode the config spells `name`, or null.
+const TunnelModeInfo* tunnel_mode_by_name(const std::string& name);
 
 // A configured tunnel: the mode and its options.
 struct TunnelConfig {
