@@ -71,6 +71,11 @@ export function clientOptions(config: ResolvedConfig): IOptions {
   return options;
 }
 
+/** What every host of a network must agree on: the mode and the fields it puts on the wire. */
+function encapFacts(config: ResolvedConfig): NetworkRecord['encap'] {
+  return { type: config.encap.type, vni: config.encap.vni, port: config.encap.port, key: config.encap.key };
+}
+
 /** The network record a config brings for an empty registry (registry.network), or null. */
 export function networkRecordOf(config: ResolvedConfig): NetworkRecord | null {
   const registry = config.registry;
@@ -79,13 +84,13 @@ export function networkRecordOf(config: ResolvedConfig): NetworkRecord | null {
   return {
     network: formatNetwork(network),
     subnetLength: registry.subnetLength,
-    encap: { type: config.encap.type, vni: config.encap.vni, port: config.encap.port, key: config.encap.key },
+    encap: encapFacts(config),
   };
 }
 
 // Every host of a network must speak the same encapsulation.
 function checkAgreement(record: NetworkRecord, config: ResolvedConfig, prefix: string): void {
-  const mine: Record<string, unknown> = { type: config.encap.type, vni: config.encap.vni, port: config.encap.port, key: config.encap.key };
+  const mine: Record<string, unknown> = encapFacts(config);
   const differ = (Object.keys(record.encap) as (keyof NetworkRecord['encap'])[]).filter(
     (k) => record.encap[k] !== undefined && record.encap[k] !== mine[k],
   );
