@@ -75,6 +75,9 @@ export interface NativeSa {
   spi: number;
   /** Hex: the cipher key followed by the 4-byte salt (20 bytes for aes-128-gcm, 36 otherwise). */
   key: string;
+  /** The SA's own cipher and ESN (negotiated by IKEv2); default: the overlay's encap.cipher and encap.esn. */
+  cipher?: string;
+  esn?: boolean;
 }
 
 export interface NativePeerSa {

@@ -3,6 +3,7 @@
 // Where the config schema already says what a section is, its type is read off the schema.
 import type { z } from 'zod';
 import type { ResolvedEncap } from './config/encap';
+import type { IkeParsed, ResolvedIke } from './config/ike';
 import type { DEVICE_TYPES, ENCAP_TYPES } from './config/modes';
 import type { ESP_CIPHERS } from './config/sa';
 import type { espSchema, fdbSchema, limitsSchema, offloadsSchema } from './config/schema';
@@ -54,6 +55,7 @@ export const DROP_REASONS = [
   'outOfOrder',
   'unknownSpi',
   'saExpired',
+  'noSa',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -69,6 +71,8 @@ export interface ResolvedPeer {
   macs: string[]; // lower-case aa:bb:cc:dd:ee:ff (tap modes: static forwarding entries)
   /** esp only (required there): the peer's security associations. Holds keys: never print it. */
   sa?: PeerSecurityAssociations;
+  /** esp: IKEv2 negotiates the SAs (then `sa` is absent). Holds the pre-shared key: print publicPeer(). */
+  ike?: ResolvedIke;
 }
 
 export interface ResolvedConfig {
@@ -92,6 +96,8 @@ export interface ResolvedConfig {
   encap: ResolvedEncap;
   /** esp only. */
   esp?: z.output<typeof espSchema>;
+  /** esp: the top-level ike, every IKE peer's defaults (may hold the pre-shared key: never print it). */
+  ike?: IkeParsed;
   underlay: {
     local: string;
     /** Number of UDP source ports (sockets) per worker that carry the flow-hash entropy. */

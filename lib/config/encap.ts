@@ -93,7 +93,8 @@ const esp = section({
   ...othersOf('esp'),
   type: z.literal('esp'),
   port: field.port,
-  cipher: cipherField(`required for esp (${CIPHER_TEXT})`),
+  // Required unless IKE negotiates every peer's SAs (resolve.ts checks which).
+  cipher: cipherField(`required for esp (${CIPHER_TEXT})`).optional(),
   udp: field.udp,
   esn: field.esn,
 }).superRefine(

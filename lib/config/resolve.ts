@@ -9,7 +9,8 @@ import type { ConfigIssue } from './errors';
 import { collectIssues, defaultMessage, fail } from './issues';
 import { DEFAULT_PORTS, ENCAP_TYPES, usesUdp } from './modes';
 import { checkConfig, checkUnique, resolvePeer, type PeerContext, type PlacedPeer } from './rules';
-import { ESP_CIPHERS, ESP_REKEY_GRACE_DEFAULT_SECONDS } from './sa';
+import { ikeSchema, publicIke } from './ike';
+import { CIPHER_TEXT, ESP_CIPHERS, ESP_REKEY_GRACE_DEFAULT_SECONDS } from './sa';
 import { knownKeysAt, peerSchema, rootSchema, type PeerParsed, type RootParsed } from './schema';
 
 function parseOnePeer(input: unknown, at: string, issues: ConfigIssue[]): PeerParsed | undefined {
@@ -40,6 +41,8 @@ function peerContextOf(input: object, root: RootParsed | undefined): PeerContext
   if (cipher !== undefined) ctx.cipher = cipher;
   if (udp !== undefined) ctx.udp = udp;
   if (root) ctx.local = root.underlay.local;
+  const ikeDefaults = root ? root.ike : ikeSchema.safeParse((input as { ike?: unknown }).ike ?? undefined).data;
+  if (ikeDefaults) ctx.ikeDefaults = ikeDefaults;
   return ctx;
 }
 
@@ -66,6 +69,11 @@ export function parseConfig(input: unknown): ResolvedConfig {
     if (parsed) placed.push({ peer: resolvePeer(parsed, ctx, at, peerIssues), at });
   });
   checkUnique([], placed, peerIssues);
+  // The overlay's cipher keys the manual SAs; IKE negotiates its own per Child SA.
+  if (ctx.encapType === 'esp' && ctx.cipher === undefined && (placed.some((p) => p.peer.sa) || (!ctx.ikeDefaults && placed.length === 0))) {
+    const rawCipher = (input as { encap?: { cipher?: unknown } }).encap?.cipher;
+    if (rawCipher === undefined) peerIssues.unshift({ path: 'encap.cipher', message: `required for esp (${CIPHER_TEXT})` });
+  }
   // Report peers in order (a stable sort keeps each entry's issues in the order found).
   const indexOf = (i: ConfigIssue) => Number(/^peers\[(\d+)\]/.exec(i.path)?.[1] ?? -1);
   issues.push(...peerIssues.sort((a, b) => indexOf(a) - indexOf(b)));
@@ -86,6 +94,7 @@ export function parseConfig(input: unknown): ResolvedConfig {
       ...(root.device.type === 'packet' ? { interface: root.device.interface } : {}),
     },
     encap: root.encap,
+    ...(root.ike ? { ike: root.ike } : {}),
     ...(root.encap.type === 'esp' ? { esp: { rekeyGraceSeconds: root.esp?.rekeyGraceSeconds ?? ESP_REKEY_GRACE_DEFAULT_SECONDS } } : {}),
     underlay: {
       local: root.underlay.local.address,
@@ -152,6 +161,7 @@ export function parsePeer(
     const local = parseIp(config.underlay.local);
     if (local.ok) ctx.local = local.value;
     ctx.deviceMac = config.device.mac;
+    if (config.ike) ctx.ikeDefaults = config.ike;
   }
   const peer = resolvePeer(parsed, ctx, at, issues);
   const others = existing ?? config?.peers ?? [];
@@ -167,9 +177,10 @@ export function parsePeer(
   return peer;
 }
 
-/** A peer as it may be shown: SPIs without keys. */
+/** A peer as it may be shown: SPIs without keys, IKE without its pre-shared key. */
 export function publicPeer(peer: ResolvedPeer): PublicPeer {
-  const { sa, ...rest } = peer;
+  const { sa, ike, ...rest } = peer;
+  if (ike) return { ...rest, ike: publicIke(ike) };
   if (!sa) return { ...rest };
   return { ...rest, sa: { out: { spi: sa.out.spi }, in: sa.in.map((x) => ({ spi: x.spi })) } };
 }

@@ -5,6 +5,7 @@ import { defaultWorkers } from './defaults';
 import type { ConfigIssue } from './errors';
 import { DEVICE_LAYERS, ENCAP_TYPES, MODES, usesUdp, type DeviceLayer } from './modes';
 import { checkRegistry } from './registry';
+import { resolveIke, type IkeParsed, type ResolvedIke } from './ike';
 import { cipherKeyOf, formatSpi, resolveSa, saPath } from './sa';
 import type { PeerParsed, RootParsed } from './schema';
 
@@ -23,6 +24,8 @@ export interface PeerContext {
   /** underlay.local, canonical; omitted when unknown (invalid). */
   local?: { address: string; family: 4 | 6 };
   deviceMac?: string | null;
+  /** esp: the top-level ike (every peer's defaults). */
+  ikeDefaults?: IkeParsed;
 }
 
 /** How a mode without a port is described in messages. */
@@ -50,15 +53,23 @@ export function resolvePeer(p: PeerParsed, ctx: PeerContext, at: string, issues:
     issues.push({ path: `${at}.endpoint`, message: `${ipProtocolName({ type: ctx.encapType, udp: ctx.udp })}; give the address alone` });
   }
   let sa: PeerSecurityAssociations | undefined;
-  if (ctx.encapType === 'esp' && p.sa === undefined) {
+  let ike: ResolvedIke | undefined;
+  // A peer's own ike wins over the top-level defaults; manual SAs opt a peer out of IKE.
+  const ikeDefaults = p.sa === undefined ? ctx.ikeDefaults : undefined;
+  if (ctx.encapType === 'esp' && p.sa === undefined && p.ike === undefined && ikeDefaults === undefined) {
     issues.push({
       path: `${at}.sa`,
-      message: 'required for esp: { out: { spi, key }, in: { spi, key } } (the SA we send with, and the one the peer sends with)',
+      message: 'required for esp: { out: { spi, key }, in: { spi, key } } (the SA we send with, and the one the peer sends with), unless ike negotiates them',
     });
-  } else if (ctx.encapType !== undefined && ctx.encapType !== 'esp' && p.sa !== undefined) {
-    issues.push({ path: `${at}.sa`, message: `used only with encap.type esp (${ctx.encapType} is not encrypted)` });
+  } else if (ctx.encapType !== undefined && ctx.encapType !== 'esp' && (p.sa !== undefined || p.ike !== undefined)) {
+    const field = p.sa !== undefined ? 'sa' : 'ike';
+    issues.push({ path: `${at}.${field}`, message: `used only with encap.type esp (${ctx.encapType} is not encrypted)` });
+  } else if (p.sa !== undefined && p.ike !== undefined) {
+    issues.push({ path: `${at}.ike`, message: 'give sa (manual keys) or ike (negotiated), not both' });
   } else if (p.sa !== undefined) {
     sa = resolveSa(p.sa, ctx.cipher, at, issues);
+  } else if (ctx.encapType === 'esp') {
+    ike = resolveIke(ikeDefaults, p.ike, at, issues);
   }
   if (ctx.deviceType === 'tun' && p.macs.length > 0) {
     issues.push({ path: `${at}.macs`, message: 'used only with device.type tap (a tun device routes by allowedIps)' });
@@ -83,6 +94,7 @@ export function resolvePeer(p: PeerParsed, ctx: PeerContext, at: string, issues:
     allowedIps: p.allowedIps.map((c) => c.cidr),
     macs: [...p.macs],
     ...(sa ? { sa } : {}),
+    ...(ike ? { ike } : {}),
   };
 }
 

@@ -1,6 +1,7 @@
 // Stage 1 of validation: each field on its own, section by section. Every field problem is
 // reported at once, with the path of its field; rules across fields are stage 2 (rules.ts).
 import { z } from 'zod';
+import { IKE_KEYS, optionalIke } from './ike';
 import { isMulticast, isUnspecified, parseEndpointString, parseIp, type EndpointInput } from './addresses';
 import { BUSY_POLL_DEFAULT_US } from './defaults';
 import { ENCAP_KEYS, encapSchema } from './encap';
@@ -123,8 +124,10 @@ export const peerSchema = section({
   endpoint: endpointSchema,
   allowedIps: list(cidr, 'CIDR prefixes').default([]),
   macs: list(mac, 'MAC addresses').default([]),
-  /** esp: the peer's security associations. */
+  /** esp: the peer's security associations, keyed by hand. */
   sa: z.preprocess(nullToUndefined, saSchema.optional()),
+  /** esp: IKEv2 negotiates the SAs (overrides the top-level ike field by field). */
+  ike: optionalIke,
 });
 
 export const rootSchema = section({
@@ -150,6 +153,8 @@ export const rootSchema = section({
   offloads: offloadsSchema.prefault({}),
   limits: limitsSchema.prefault({}),
   esp: z.preprocess(nullToUndefined, espSchema.optional()),
+  // esp: IKEv2 for every peer without manual SAs (each peer's own ike overrides these).
+  ike: optionalIke,
   // Entries are validated one by one (resolve.ts) so that one bad peer doesn't hide the others' problems.
   peers: z.preprocess(nullToUndefined, list(z.unknown(), 'peers').optional()),
   control: controlSchema.prefault({}),
@@ -171,6 +176,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   offloads: Object.keys(offloadsSchema.shape),
   limits: Object.keys(limitsSchema.shape),
   esp: Object.keys(espSchema.shape),
+  ike: IKE_KEYS,
   control: Object.keys(controlSchema.shape),
   peer: Object.keys(peerSchema.shape),
   registry: REGISTRY_KEYS,
@@ -180,6 +186,6 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
 
 /** The keys of the mapping at `items`; a peer's own when its issues are reported under a prefix or a list index. */
 export function knownKeysAt(items: readonly PropertyKey[], prefix: string): readonly string[] {
-  if (prefix !== '' || items.some((i) => typeof i === 'number')) return KNOWN_KEYS.peer ?? [];
+  if (prefix !== '' || items.some((i) => typeof i === 'number')) return items[items.length - 1] === 'ike' ? IKE_KEYS : (KNOWN_KEYS.peer ?? []);
   return KNOWN_KEYS[items.map(String).join('.')] ?? [];
 }

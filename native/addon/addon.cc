@@ -104,6 +104,11 @@ ovl::EspSaSpec sa_from(Napi::Env env, const Napi::Object& object) {
   };
   spec.key.reserve(hex.size() / 2);
   for (size_t i = 0; i < hex.size(); i += 2) spec.key.push_back(static_cast<uint8_t>(digit(hex[i]) << 4 | digit(hex[i + 1])));
+  if (is_given(object, "cipher")) {
+    spec.cipher = ovl::parse_esp_cipher(string_at(object, "cipher"));
+    if (!spec.cipher) throw Napi::TypeError::New(env, "SA cipher must be 'aes-128-gcm', 'aes-256-gcm' or 'chacha20-poly1305'");
+  }
+  if (is_given(object, "esn")) spec.esn = object.Get("esn").ToBoolean().Value();
   return spec;
 }
 
@@ -293,7 +298,8 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
       if (!sa.IsUndefined() && !sa.IsNull()) {
         if (!sa.IsObject()) throw Napi::TypeError::New(env, "peer.sa must be an object");
         const Napi::Object sa_object = sa.As<Napi::Object>();
-        spec.sa_out_spec = sa_from(env, object_at(sa_object, "out"));
+        // IKE installs a new inbound SA before its outbound one: `out` may be absent for a while.
+        if (is_given(sa_object, "out")) spec.sa_out_spec = sa_from(env, object_at(sa_object, "out"));
         const Napi::Value inbound = sa_object.Get("in");
         if (!inbound.IsArray()) throw Napi::TypeError::New(env, "peer.sa.in must be an array");
         const auto list_in = inbound.As<Napi::Array>();

@@ -190,19 +190,20 @@ Forwarder::~Forwarder() { close(); }
 // stay; a new SPI or a new key is a new SA. Outbound and inbound SPIs are separate spaces.
 std::shared_ptr<EspSaState> Forwarder::sa_state(bool outbound, const EspSaSpec& spec,
                                                 std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>>& next) {
-  if (spec.key.size() != esp_key_material_size(options_.esp_cipher)) {
+  const EspCipher cipher = spec.cipher.value_or(options_.esp_cipher);
+  const bool esn = spec.esn.value_or(options_.esp_esn);
+  if (spec.key.size() != esp_key_material_size(cipher)) {
     throw InvalidArgument("SA " + std::to_string(spec.spi) + ": key material must be " +
-                          std::to_string(esp_key_material_size(options_.esp_cipher)) + " bytes for " +
-                          esp_cipher_name(options_.esp_cipher));
+                          std::to_string(esp_key_material_size(cipher)) + " bytes for " + esp_cipher_name(cipher));
   }
   if (spec.spi == 0) throw InvalidArgument("SPI 0 is reserved");
   const auto id = std::make_pair(outbound, spec.spi);
   auto it = sa_states_.find(id);
   std::shared_ptr<EspSaState> state;
-  if (it != sa_states_.end() && it->second->key == spec.key) {
+  if (it != sa_states_.end() && it->second->key == spec.key && it->second->cipher == cipher && it->second->esn == esn) {
     state = it->second;
   } else {
-    state = std::make_shared<EspSaState>(spec.spi, options_.esp_cipher, spec.key, options_.esp_esn);
+    state = std::make_shared<EspSaState>(spec.spi, cipher, spec.key, esn);
   }
   next[id] = state;
   return state;
@@ -218,8 +219,9 @@ void Forwarder::set_peers(const std::vector<PeerSpec>& specs) {
   std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>> states;
   if (tunnel_of(options_).uses_security_associations()) {
     for (PeerSpec& spec : peers) {
-      if (!spec.sa_out_spec || spec.sa_in_specs.empty()) throw InvalidArgument("esp: every peer needs an outbound and an inbound SA");
-      spec.sa_out = sa_state(true, *spec.sa_out_spec, states);
+      // A peer keyed by IKE starts without SAs (its packets count as noSa) and gets its inbound
+      // SA one snapshot before its outbound one (make before break).
+      spec.sa_out = spec.sa_out_spec ? sa_state(true, *spec.sa_out_spec, states) : nullptr;
       spec.sa_in.clear();
       for (const EspSaSpec& in : spec.sa_in_specs) spec.sa_in.push_back(sa_state(false, in, states));
     }

@@ -30,6 +30,7 @@ const char* counter_name(uint32_t counter) {
     case kDropReplay: return "drop.replay";
     case kDropUnknownSpi: return "drop.unknownSpi";
     case kDropSaExpired: return "drop.saExpired";
+    case kDropNoSa: return "drop.noSa";
     case kTxGsoSends: return "offload.txGsoSends";
     case kTxGsoSegments: return "offload.txGsoSegments";
     case kRxGroReceives: return "offload.rxGroReceives";

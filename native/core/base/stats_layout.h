@@ -43,6 +43,7 @@ enum Counter : uint32_t {
   kDropReplay,         // ESP: seen before, or older than the replay window
   kDropUnknownSpi,     // ESP: no inbound SA with this SPI (SPI 0 included)
   kDropSaExpired,      // ESP: the outbound SA used up its sequence numbers; it must be rekeyed
+  kDropNoSa,           // ESP: the peer has no outbound SA (yet): IKE has not negotiated one
   // Offload use: how many system calls carried several packets.
   kTxGsoSends,        // sendmmsg messages that carried a UDP_SEGMENT train
   kTxGsoSegments,     // datagrams inside those trains

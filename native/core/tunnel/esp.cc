@@ -40,7 +40,8 @@ class EspTunnel final : public Tunnel {
 
   Verdict encapsulate(PacketBuffer& buffer, uint16_t ethertype, const Peer* peer) override {
     const EspSaState* sa = peer ? peer->sa_out.get() : nullptr;
-    if (sa == nullptr) return Verdict::drop(kDropNoRoute);
+    // A peer keyed by IKE has no outbound SA until the first exchange completes.
+    if (sa == nullptr) return Verdict::drop(kDropNoSa);
     uint64_t sequence;
     // A counter that reached its limit never wraps: nothing more is sent under this key.
     if (!const_cast<EspSaState*>(sa)->sequence.next(&sequence)) return Verdict::drop(kDropSaExpired);

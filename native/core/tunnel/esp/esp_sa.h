@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "tunnel/esp/esp_aead.h"
@@ -42,9 +43,13 @@ struct EspSaState {
 };
 
 // An SA as configuration gives it (addon → forwarder): the state is made or reused from it.
+// Cipher and ESN default to the overlay's (encap.cipher, encap.esn); an SA negotiated by IKEv2
+// brings its own, since each Child SA is negotiated on its own and a peer may refuse ESN.
 struct EspSaSpec {
   uint32_t spi = 0;
   std::vector<uint8_t> key;
+  std::optional<EspCipher> cipher;
+  std::optional<bool> esn;
 };
 
 }  // namespace ovl
