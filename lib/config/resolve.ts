@@ -70,7 +70,7 @@ export function parseConfig(input: unknown): ResolvedConfig {
   });
   checkUnique([], placed, peerIssues);
   // The overlay's cipher keys the manual SAs; IKE negotiates its own per Child SA.
-  if (ctx.encapType === 'esp' && ctx.cipher === undefined && (placed.some((p) => p.peer.sa) || (!ctx.ikeDefaults && placed.length === 0))) {
+  if (ctx.encapType === 'esp' && ctx.cipher === undefined && (placed.some((p) => p.peer.sa) || (!ctx.ikeDefaults && !peerInputs.some((p) => (p as { ike?: unknown } | null)?.ike)))) {
     const rawCipher = (input as { encap?: { cipher?: unknown } }).encap?.cipher;
     if (rawCipher === undefined) peerIssues.unshift({ path: 'encap.cipher', message: `required for esp (${CIPHER_TEXT})` });
   }
