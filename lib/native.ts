@@ -81,7 +81,8 @@ export interface NativeSa {
 }
 
 export interface NativePeerSa {
-  out: NativeSa;
+  /** Absent while IKE has installed the new inbound SA but not yet the outbound one. */
+  out?: NativeSa;
   in: NativeSa[];
 }
 

@@ -2,6 +2,7 @@
 // path, keeps the peer table and reads the shared counters. Nothing here runs per packet.
 import { EventEmitter } from 'node:events';
 import { ConfigError, ESP_REKEY_GRACE_DEFAULT_SECONDS, encapInput, parseConfig, parseRekey, publicPeer } from './config';
+import { ikeInput } from './config/ike';
 import { registryInput } from './config/registry';
 import {
   loadNative,
@@ -14,6 +15,8 @@ import { Registry } from './registry/registry';
 import type { NodeRecord } from './registry/records';
 import { RegistryPeerSet } from './registry/peers';
 import { formatNetwork } from './registry/subnets';
+import { IkeKeying } from './ike/keying';
+import type { IkeLogLine } from './ike/session';
 import { PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
 import { CounterIndex, CountersReader } from './stats';
 import type { FdbEntry, RegistryNodes, OverlayStats, PeerInfo, PublicPeer, ResolvedConfig, ResolvedPeer, SecurityAssociation } from './types';
@@ -29,6 +32,8 @@ export interface OverlayEvents {
    * has run out (`exhausted`: nothing more is sent to the peer until it is rekeyed).
    */
   rekeyNeeded: [RekeyNeeded];
+  /** esp with IKE: one line per exchange and state change (structured; never a key). */
+  ike: [IkeLogLine];
 }
 
 export interface RekeyOptions {
@@ -89,6 +94,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
   };
   if (config.netns !== null) input['netns'] = config.netns;
   if (config.esp) input['esp'] = { ...config.esp };
+  if (config.ike) input['ike'] = { ...config.ike };
   if (config.registry) input['registry'] = registryInput(config.registry);
   if (config.node) input['node'] = { ...config.node };
   return input;
@@ -99,6 +105,8 @@ function peerToInput(peer: ResolvedPeer): Record<string, unknown> {
   const endpoint = peer.endpoint.port === 0 ? { address: peer.endpoint.address } : { ...peer.endpoint };
   const input: Record<string, unknown> = { name: peer.name, endpoint, allowedIps: [...peer.allowedIps], macs: [...peer.macs] };
   if (peer.sa) input['sa'] = { out: { ...peer.sa.out }, in: peer.sa.in.map((x) => ({ ...x })) };
+  // The merged settings, the key kept: they resolve to the same peer again.
+  if (peer.ike) input['ike'] = ikeInput(peer.ike, true);
   return input;
 }
 
@@ -160,6 +168,10 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   private registryPeers: ResolvedPeer[] = [];
   private readonly registryPeerSet = new RegistryPeerSet((key, reason) => this.registry?.emit('recordSkipped', { key, reason }));
   private readonly rekeyReported = new Map<string, 'nearing' | 'exhausted'>();
+  /** esp: IKEv2 for the peers that have `ike` (null when none has). */
+  private ike: IkeKeying | null = null;
+  /** on-traffic IKE peers: their noSa drops when last looked at. */
+  private readonly noSaSeen = new Map<string, number>();
 
   /** Validates `config` (as in the YAML file, or a config already resolved by parseConfig) and starts the data path. */
   static async create(config: unknown): Promise<Overlay> {
@@ -195,7 +207,9 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       this.slots = new PeerSlots(config.limits.maxPeers);
       this.registry = registry;
       this.applyPeers(config.peers);
+      this.startIke(registry ? [registry.subnetText] : []);
     } catch (err) {
+      this.ike?.close();
       forwarder.close();
       throw err;
     }
@@ -215,7 +229,29 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     }
   }
 
-  /** Raises rekeyNeeded for outbound SAs that near their limit or ran out (see rekeyEvents). */
+  /** esp: IKEv2 on the control channel when any peer has `ike` (then it is on for the overlay's life). */
+  private startIke(localCidrs: string[]): void {
+    const port = IkeKeying.portOf(this.currentConfig, this.allPeers());
+    if (this.currentConfig.encap.type !== 'esp' || port === null) return;
+    const manualSpis = () => new Set(this.allPeers().flatMap((p) => p.sa?.in.map((x) => x.spi) ?? []));
+    this.ike = new IkeKeying({
+      config: this.currentConfig,
+      forwarder: this.forwarder!,
+      apply: () => {
+        if (this.forwarder) this.applyPeers(this.currentConfig.peers);
+      },
+      reservedSpi: (spi) => manualSpis().has(spi),
+      localCidrs,
+      log: (line) => this.emit('ike', line),
+    });
+    this.ike.open(port);
+    this.ike.update(this.currentConfig, this.allPeers());
+  }
+
+  /**
+   * Raises rekeyNeeded for outbound SAs that near their limit or ran out (see rekeyEvents); an
+   * IKE peer's SA is rekeyed instead. An on-traffic IKE peer whose packets wait (noSa) starts.
+   */
   private pollEspStatus(): void {
     if (!this.forwarder) return;
     const bySlot = new Map<number, string>();
@@ -226,7 +262,18 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     } catch {
       return; // closed under us
     }
-    for (const event of events) this.emit('rekeyNeeded', event);
+    for (const event of events) {
+      if (this.ike?.rekey(event.peer)) continue;
+      this.emit('rekeyNeeded', event);
+    }
+    if (!this.ike) return;
+    for (const entry of this.slots.values()) {
+      if (entry.peer.ike?.start !== 'on-traffic') continue;
+      const waiting = this.reader.counter(this.reader.peer(entry.slot), 'drop.noSa');
+      const seen = this.noSaSeen.get(entry.peer.name);
+      this.noSaSeen.set(entry.peer.name, waiting);
+      if (seen !== undefined && waiting > seen) this.ike.trafficFor(entry.peer.name);
+    }
   }
 
   get config(): ResolvedConfig {
@@ -305,6 +352,9 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     this.espPoll = null;
     for (const r of this.retirements.values()) clearTimeout(r.timer);
     this.retirements.clear();
+    // IKE first: its Deletes leave on the control channel while the forwarder is still open.
+    this.ike?.close();
+    this.ike = null;
     forwarder?.close();
     await this.registry?.close();
   }
@@ -318,6 +368,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     if (!this.forwarder) return;
     this.registryPeers = this.registryPeerSet.build(nodes, this.currentConfig);
     this.applyPeers(this.currentConfig.peers);
+    this.ike?.update(this.currentConfig, this.allPeers());
   }
 
   private live(): NativeForwarder {
@@ -333,7 +384,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   private applyPeers(peers: ResolvedPeer[]): void {
     const forwarder = this.live();
     this.slots.replace([...peers, ...this.registryPeers], (slot) => this.reader.peer(slot));
-    this.slots.install(forwarder);
+    this.slots.install(forwarder, (name) => this.ike?.nativeSa(name));
   }
 
   // A peer change is validated as a whole new config, so every cross-check (unique names,
@@ -344,6 +395,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     const next = parseConfig(input);
     this.applyPeers(next.peers);
     this.currentConfig = next;
+    this.ike?.update(next, this.allPeers());
     return next;
   }
 
@@ -423,6 +475,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     return this.allPeers().map((peer) => ({
       ...this.withRetirements(publicPeer(peer)),
       learnedMacs: learnedBySlot.get(this.slots.get(peer.name)?.slot ?? -1) ?? 0,
+      ...(peer.ike && this.ike ? { ikeSa: this.ike.status(peer.name) } : {}),
     }));
   }
 }

@@ -1,7 +1,7 @@
 // The peer table as TypeScript keeps it: names, resolved endpoints, MACs, and the stats slot
 // each peer owns. Every change is compiled into a new native snapshot and swapped in whole.
 import type { SaChange } from './config';
-import type { NativeEspOutboundStatus, NativeForwarder, NativePeer } from './native';
+import type { NativeEspOutboundStatus, NativeForwarder, NativePeer, NativePeerSa } from './native';
 import type { PeerSecurityAssociations, ResolvedPeer, SecurityAssociation } from './types';
 import type { RawSection } from './stats';
 
@@ -120,7 +120,8 @@ export class PeerSlots {
     }
   }
 
-  compile(): NativePeer[] {
+  /** The table snapshot; `negotiated` gives the SAs of peers keyed by IKE (they have no `sa`). */
+  compile(negotiated?: (peer: string) => NativePeerSa | undefined): NativePeer[] {
     return [...this.entries.values()].map(({ peer, slot }) => ({
       slot,
       address: peer.endpoint.address,
@@ -128,10 +129,11 @@ export class PeerSlots {
       macs: peer.macs,
       allowedIps: peer.allowedIps,
       ...(peer.sa ? { sa: { out: { ...peer.sa.out }, in: peer.sa.in.map((x) => ({ ...x })) } } : {}),
+      ...(peer.ike && negotiated?.(peer.name) ? { sa: negotiated(peer.name)! } : {}),
     }));
   }
 
-  install(forwarder: NativeForwarder): void {
-    forwarder.setPeers(this.compile());
+  install(forwarder: NativeForwarder, negotiated?: (peer: string) => NativePeerSa | undefined): void {
+    forwarder.setPeers(this.compile(negotiated));
   }
 }

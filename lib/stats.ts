@@ -61,6 +61,12 @@ export class CountersReader {
     return this.section(1 + slot);
   }
 
+  /** One counter of a section by its native name ('drop.noSa'); 0 when the layout has none. */
+  counter(raw: RawSection, name: string): number {
+    const i = this.index.layout.counters.indexOf(name);
+    return i < 0 ? 0 : raw[i]!;
+  }
+
   /** Packets the data path generated or rewrote (totals only). */
   generated(raw: RawSection): { icmpTooBig: number; mssClamped: number } {
     const at = (name: string): number => {

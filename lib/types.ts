@@ -4,6 +4,7 @@
 import type { z } from 'zod';
 import type { ResolvedEncap } from './config/encap';
 import type { IkeParsed, ResolvedIke } from './config/ike';
+import type { IkeStatus } from './ike/keying';
 import type { DEVICE_TYPES, ENCAP_TYPES } from './config/modes';
 import type { ESP_CIPHERS } from './config/sa';
 import type { espSchema, fdbSchema, limitsSchema, offloadsSchema } from './config/schema';
@@ -216,6 +217,8 @@ export interface PublicPeer extends Omit<ResolvedPeer, 'sa'> {
 
 export interface PeerInfo extends PublicPeer {
   learnedMacs: number;
+  /** esp with IKE: the IKE SA and its Child SA (SPIs, algorithms, age; never keys). */
+  ikeSa?: IkeStatus;
 }
 
 export interface FdbEntry {
