@@ -13,6 +13,8 @@
 //   probes.ts        ping, listening sockets, link names, MACs
 //   system.ts        prerequisites, commands on PATH, helpers/*.py (the Python fallbacks)
 //   etcd.ts          a real etcd (one member or a cluster) on loopback, for registry mode
+//   strongswan.ts    strongSwan's charon in a host (kernel-libipsec), swanctl.conf builder, SA listing
+//   pki.ts           a test PKI made with strongSwan's pki: CAs, host certificates, expired ones
 export { Lab, type LabOptions } from './lab';
 export { overlayAddress, OVERLAY_NET, UNDERLAY_NET, type Host, type HostLink, type LinkOptions } from './hosts';
 export { execIn, LabCommandError, type ExecOptions, type ExecResult } from './exec';
@@ -21,3 +23,30 @@ export { VXLAN_PORT, type KernelVxlanOptions } from './kernel-vxlan';
 export type { PingOptions, PingResult } from './probes';
 export { commandExists, labUnavailableReason } from './system';
 export { EtcdServer, type EtcdTls } from './etcd';
+export {
+  addTunnelAddress,
+  Charon,
+  CHARON_BIN,
+  CHARON_PLUGINS,
+  CHARON_ROUTING_TABLE,
+  confValue,
+  isEstablished,
+  LIBIPSEC_TUN,
+  parseSas,
+  parseViciPretty,
+  strongswanUnavailableReason,
+  swanctlConf,
+  type CharonOptions,
+  type ChildSa,
+  type CredentialFiles,
+  type Duration,
+  type IkeSa,
+  type LogGroup,
+  type SwanctlAuth,
+  type SwanctlChild,
+  type SwanctlConf,
+  type SwanctlConnection,
+  type SwanctlSecret,
+  type ViciSection,
+} from './strongswan';
+export { Pki, type CaOptions, type CertAuthority, type Credential, type HostCredential, type HostOptions, type KeyType } from './pki';
