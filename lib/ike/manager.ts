@@ -7,11 +7,10 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ChildSa } from './child';
-import { decodeMessage } from './message';
 import { IkeSession, addressBytes, type Endpoint, type IkeLogLine, type SessionOptions } from './session';
-import type { IkeMessage } from './types';
+import type { IkeHeader, IkeMessage } from './types';
 import { Exchange, NotifyType } from './wire';
-import { encodeMessage } from './message';
+import { Reason, decodeMessage, encodeMessage } from './message';
 
 /** What the manager needs to know of a peer (built by the overlay from its config). */
 export interface IkePeer {
@@ -218,11 +217,26 @@ export class IkeManager extends EventEmitter<ManagerEvents> {
     if (this.closed) return;
     if (d.data.length > MAX_DATAGRAM) return this.count('oversized');
     const decoded = decodeMessage(d.data);
-    if (!decoded.ok) return this.count(decoded.reason);
+    if (!decoded.ok) {
+      this.count(decoded.reason);
+      const h = decoded.header;
+      // An IKE_SA_INIT we cannot read is answered when the RFC says so (§2.5): a critical payload
+      // we do not know, or a major version above ours. Unprotected, so nothing else is.
+      if (h && !h.response && h.exchange === Exchange.IKE_SA_INIT) {
+        const refusal =
+          decoded.criticalType !== undefined
+            ? { type: NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, data: Buffer.from([decoded.criticalType]) }
+            : decoded.reason === Reason.majorVersion
+              ? { type: NotifyType.INVALID_MAJOR_VERSION, data: Buffer.alloc(0) }
+              : null;
+        if (refusal) this.refuseInit(h, refusal.type, refusal.data, d);
+      }
+      return;
+    }
     const { header } = decoded.value;
     const m: IkeMessage = { header, payloads: decoded.value.payloads };
     const from = { address: d.address, port: d.port };
-    const sk = decoded.value.sk ?? null;
+    const sk = decoded.value.sk ? decoded.value : null;
     // A request from the original initiator names our SPI as the responder's; anything from the
     // original responder names ours as the initiator's.
     const mine = header.initiator ? header.responderSpi : header.initiatorSpi;
@@ -268,6 +282,15 @@ export class IkeManager extends EventEmitter<ManagerEvents> {
     this.byInit.set(key, session);
     session.once('established', () => this.byInit.delete(key));
     this.index(session);
+  }
+
+  private refuseInit(h: IkeHeader, notifyType: number, data: Buffer, d: IkeDatagram): void {
+    const header = { initiatorSpi: h.initiatorSpi, responderSpi: Buffer.alloc(8), version: 0x20, exchange: Exchange.IKE_SA_INIT, initiator: false, response: true, messageId: h.messageId };
+    try {
+      this.send(d.localPort, d.address, d.port, encodeMessage(header, [{ type: 'notify', critical: false, protocol: 0, spi: Buffer.alloc(0), notifyType, data }]));
+    } catch {
+      // Unanswered; the initiator retransmits or gives up.
+    }
   }
 
   /** COOKIE = version | HMAC(secret, Ni | IPi | SPIi) (§2.6): stateless, checked on the retry. */

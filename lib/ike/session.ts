@@ -24,7 +24,7 @@ import {
   deriveRekeyedIkeKeys,
   prf,
 } from './crypto';
-import { decodeMessage, encodeMessage } from './message';
+import { encodeMessage, type DecodedMessage } from './message';
 import { checkChosen, childCipherOf, selectProposal, keyBytesOf } from './proposals';
 import { narrow } from './selectors';
 import { openMessage, sealMessage } from './sk';
@@ -167,8 +167,10 @@ function firstError(message: IkeMessage): number | undefined {
   return undefined;
 }
 
-function payload<T extends Payload['type']>(message: IkeMessage, type: T): Extract<Payload, { type: T }> | undefined {
-  return message.payloads.find((p) => p.type === type) as Extract<Payload, { type: T }> | undefined;
+type PayloadOf<T extends Payload['type']> = Payload extends infer P ? (P extends { type: infer U } ? (T extends U ? P & { type: T } : never) : never) : never;
+
+function payload<T extends Payload['type']>(message: IkeMessage, type: T): PayloadOf<T> | undefined {
+  return message.payloads.find((p) => p.type === type) as PayloadOf<T> | undefined;
 }
 
 /** An address literal as its 4 or 16 bytes. */
@@ -1008,7 +1010,7 @@ export class IkeSession extends EventEmitter<SessionEvents> {
   // ---- Receiving ---------------------------------------------------------------------------
 
   /** A message for this session (the manager found it by SPI). */
-  receive(raw: Buffer, m: IkeMessage, sk: Parameters<typeof openMessage>[1] | null, from: Endpoint, localPort: number): void {
+  receive(raw: Buffer, m: IkeMessage, sk: DecodedMessage | null, from: Endpoint, localPort: number): void {
     if (this.state === 'closed') return;
     const on = this.stateFor(m.header);
     if (m.header.exchange === Exchange.IKE_SA_INIT) {
@@ -1024,7 +1026,14 @@ export class IkeSession extends EventEmitter<SessionEvents> {
     if (!sk) return this.drop('unprotected message after IKE_SA_INIT');
     if (m.header.initiator === on.initiator) return this.drop('initiator flag of our own role');
     const opened = openMessage(raw, sk, on.receive);
-    if (!opened.ok) return this.drop(opened.reason);
+    if (!opened.ok) {
+      // An authentic request with a critical payload we do not know is answered, not ignored (§2.5).
+      if (opened.criticalType !== undefined && !m.header.response) {
+        this.lastHeard = Date.now();
+        return this.onRequest({ header: m.header, payloads: [] }, on, [notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, Buffer.from([opened.criticalType]))]);
+      }
+      return this.drop(opened.reason);
+    }
     const message: IkeMessage = { header: m.header, payloads: opened.value };
     this.lastHeard = Date.now();
     // The peer may have moved (NAT rebinding, or its move to the NAT-T port): answer where it is now.
@@ -1043,7 +1052,7 @@ export class IkeSession extends EventEmitter<SessionEvents> {
     return null;
   }
 
-  private onRequest(m: IkeMessage, on: SaState): void {
+  private onRequest(m: IkeMessage, on: SaState, refusal?: Payload[]): void {
     const id = m.header.messageId;
     if (on.lastResponse && id === on.lastResponse.id) {
       this.options.send(on.lastResponse.bytes, this.remote, this.localPort);
@@ -1051,7 +1060,8 @@ export class IkeSession extends EventEmitter<SessionEvents> {
     }
     if (id !== on.expectRequestId) return this.drop(`message ID ${id} outside the window (expected ${on.expectRequestId})`);
     let answer: Payload[];
-    switch (m.header.exchange) {
+    if (refusal) answer = refusal;
+    else switch (m.header.exchange) {
       case Exchange.IKE_AUTH:
         answer = this.role === 'responder' && this.state === 'connecting' ? this.onAuthRequest(m) : [notify(NotifyType.INVALID_SYNTAX)];
         break;
@@ -1063,11 +1073,6 @@ export class IkeSession extends EventEmitter<SessionEvents> {
         break;
       default:
         return this.drop(`unknown exchange ${exchangeName(m.header.exchange)}`);
-    }
-    const unknownCritical = m.payloads.find((p) => p.type === 'unknown' && p.critical);
-    if (unknownCritical && unknownCritical.type === 'unknown') {
-      const type = Buffer.from([unknownCritical.payloadType]);
-      answer = [notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, type)];
     }
     const header = { initiatorSpi: on.spiI, responderSpi: on.spiR, version: 0x20, exchange: m.header.exchange, initiator: on.initiator, response: true, messageId: id };
     const bytes = sealMessage(header, answer, on.send);
