@@ -111,8 +111,29 @@ export interface NativeFdbEntry {
   ageSeconds: number;
 }
 
+/** A control datagram (IKE) passed up by the control channel (openControl). */
+export interface NativeControlDatagram {
+  /** The local port it arrived on: encap.port (4500, the data-path socket) or the IKE port (500). */
+  localPort: number;
+  address: string; // the sender's address literal
+  port: number; // the sender's port
+  /** The IKE message, with the non-ESP marker already stripped for 4500. */
+  data: Buffer;
+}
+
+export interface NativeControlOptions {
+  /** Also open UDP ikePort (500) on underlay.local, inside `netns` when set; 0: none. */
+  ikePort: number;
+  /** Called on the JavaScript thread for every datagram passed up. What it throws is an uncaught exception. */
+  onDatagram: (d: NativeControlDatagram) => void;
+}
+
 export interface NativeForwarder {
-  /** Counters block shared with the workers: [worker][section][counter], section 0 = totals, 1 + slot = peer. */
+  /**
+   * Counters block shared with the workers: [worker][section][counter], section 0 = totals,
+   * 1 + slot = peer; then `statsLayout.sharedSections` sections of totals that threads other
+   * than the workers count in (the control channel).
+   */
   readonly counters: BigUint64Array;
   readonly device: NativeDeviceInfo;
   /** Offloads in use after probing. */
@@ -125,6 +146,27 @@ export interface NativeForwarder {
   learnedFdb(): NativeFdbEntry[];
   /** esp: every peer's outbound SA and where its sequence counter stands. */
   espStatus(): NativeEspOutboundStatus[];
+  /**
+   * esp only. Starts passing control datagrams to onDatagram (on the JS thread): IKE messages
+   * that arrive on encap.port behind the non-ESP marker (ESP in UDP, RFC 3948), from any sender,
+   * peer or not; with ikePort, also whatever arrives on UDP ikePort (500) bound to the underlay's
+   * local address (inside `netns` when set). The queue to JavaScript is bounded (1024 datagrams,
+   * 8 MiB); a datagram that finds it full is dropped and counted (drops.controlQueueFull). Throws
+   * a Node-shaped system error if the bind fails (code EADDRINUSE, syscall 'bind', ...), and
+   * ERR_INVALID_STATE when called a second time. Once per forwarder. The channel does not keep
+   * the event loop alive.
+   */
+  openControl(options: NativeControlOptions): void;
+  /**
+   * Sends one IKE message from localPort: encap.port → on a worker's data-path UDP socket with
+   * the 4-byte non-ESP marker prepended; ikePort → on the IKE socket. Synchronous sendto; throws
+   * a Node-shaped system error (EAGAIN etc., syscall 'sendmsg'), ERR_INVALID_STATE when the
+   * channel is not open, ERR_INVALID_ARG_VALUE for a port without a control socket or an
+   * address of the other family. Control traffic, never per packet.
+   */
+  sendControl(localPort: number, address: string, port: number, data: Uint8Array): void;
+  /** Stops delivery (queued datagrams are dropped) and closes the IKE socket; also done by close(). Idempotent. */
+  closeControl(): void;
   /** Stops and joins the workers, closes every fd; the device disappears. Idempotent. */
   close(): void;
 }
@@ -134,6 +176,8 @@ export interface NativeStatsLayout {
   counters: string[];
   /** Counters per section. */
   sectionSize: number;
+  /** Sections at the end of the block, after the workers' parts: totals counted by other threads (the control channel). */
+  sharedSections: number;
 }
 
 /** One row of the core's table of tunnel modes (native/core/tunnel/modes.cc). */

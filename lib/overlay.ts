@@ -307,7 +307,17 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       fdb: { learned, static: staticEntries },
       offloads: { active: { ...this.offloadState }, ...this.reader.offloadCounters(this.reader.totals()) },
       generated: this.reader.generated(this.reader.totals()),
+      control: this.reader.control(this.reader.totals()),
     };
+  }
+
+  /**
+   * @internal Not public API: the running native forwarder, for the IKE manager, which drives
+   * its control channel (openControl, sendControl, closeControl). close() closes the channel
+   * with the forwarder. Throws once the overlay is closed.
+   */
+  nativeForwarder(): NativeForwarder {
+    return this.live();
   }
 
   /** Registry mode: this host, the registry's other hosts, and whether each is in the table. Throws without a registry. */

@@ -1,6 +1,6 @@
 // Reads the native counters block (shared memory the workers write) into the public stats
 // shape. One read sums the workers' sections; no call into native code per counter.
-import { DROP_REASONS, OFFLOAD_COUNTERS, type Counters, type DropReason, type OffloadStats } from './types';
+import { DROP_REASONS, OFFLOAD_COUNTERS, type ControlStats, type Counters, type DropReason, type OffloadStats } from './types';
 
 type OffloadCounter = (typeof OFFLOAD_COUNTERS)[number];
 import type { NativeStatsLayout } from './native';
@@ -33,22 +33,30 @@ export type RawSection = Float64Array;
 
 export class CountersReader {
   private readonly sectionsPerWorker: number;
+  private readonly sharedSections: number;
 
   constructor(
     private readonly counters: BigUint64Array,
     private readonly index: CounterIndex,
     private readonly workers: number,
   ) {
-    this.sectionsPerWorker = counters.length / (workers * index.layout.sectionSize);
+    this.sharedSections = index.layout.sharedSections ?? 0;
+    this.sectionsPerWorker = (counters.length / index.layout.sectionSize - this.sharedSections) / workers;
   }
 
-  /** Section 0 holds the totals; section 1 + slot a peer's counters. Summed over workers. */
+  /**
+   * Section 0 holds the totals; section 1 + slot a peer's counters. Summed over workers; the
+   * totals also take the shared sections at the end of the block (counted by the control channel).
+   */
   section(section: number): RawSection {
     const size = this.index.layout.sectionSize;
     const sum = new Float64Array(size);
-    for (let worker = 0; worker < this.workers; worker++) {
-      const base = (worker * this.sectionsPerWorker + section) * size;
+    const add = (base: number) => {
       for (let i = 0; i < size; i++) sum[i]! += Number(this.counters[base + i]!);
+    };
+    for (let worker = 0; worker < this.workers; worker++) add((worker * this.sectionsPerWorker + section) * size);
+    if (section === 0) {
+      for (let shared = 0; shared < this.sharedSections; shared++) add((this.workers * this.sectionsPerWorker + shared) * size);
     }
     return sum;
   }
@@ -74,6 +82,15 @@ export class CountersReader {
       return i < 0 ? 0 : raw[i]!;
     };
     return { icmpTooBig: at('icmpTooBigSent'), mssClamped: at('mssClamped') };
+  }
+
+  /** Control traffic (totals only): NAT keepalives, control datagrams passed up and sent. */
+  control(raw: RawSection): ControlStats {
+    const at = (name: string): number => {
+      const i = this.index.layout.counters.indexOf(name);
+      return i < 0 ? 0 : raw[i]!;
+    };
+    return { natKeepalives: at('natKeepalives'), controlRx: at('controlRx'), controlTx: at('controlTx') };
   }
 
   offloadCounters(raw: RawSection): Omit<OffloadStats, 'active'> {

@@ -57,6 +57,7 @@ export const DROP_REASONS = [
   'unknownSpi',
   'saExpired',
   'noSa',
+  'controlQueueFull',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -201,6 +202,17 @@ export interface OverlayStats {
   offloads: OffloadStats;
   /** Packets the data path made or rewrote itself: ICMP Fragmentation Needed / Packet Too Big sent to the device, TCP SYNs whose MSS was clamped. */
   generated: { icmpTooBig: number; mssClamped: number };
+  /** Control traffic (totals only): what shares the underlay with the tunnel but is no tunnel packet. */
+  control: ControlStats;
+}
+
+export interface ControlStats {
+  /** NAT keepalives (RFC 3948 §2.3: one byte 0xFF) accepted on the ESP UDP port. */
+  natKeepalives: number;
+  /** Control datagrams (IKE) passed up to the control channel (drops.controlQueueFull: those that found its queue full). */
+  controlRx: number;
+  /** Control datagrams sent by the control channel. */
+  controlTx: number;
 }
 
 /** An SA as it may be shown: the SPI only, never the key. */

@@ -35,6 +35,7 @@
       'native/core/tunnel/modes.cc',
       'native/core/tunnel/vxlan.cc',
       'native/core/tunnel/vxlan_codec.cc',
+      'native/core/underlay/control_channel.cc',
       'native/core/underlay/link.cc',
       'native/core/underlay/raw_link.cc',
       'native/core/underlay/raw_socket.cc',

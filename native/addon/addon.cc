@@ -3,8 +3,10 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <atomic>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 #include "base/socket_address.h"
 #include "base/stats_layout.h"
@@ -12,6 +14,7 @@
 #include "tunnel/esp/esp_aead.h"
 #include "system/sys_error.h"
 #include "tunnel/tunnel.h"
+#include "underlay/control_channel.h"
 #include "wire/ethernet.h"
 
 namespace {
@@ -30,6 +33,11 @@ Napi::Error to_js_error(Napi::Env env, const std::exception& failure) {
   if (dynamic_cast<const ovl::InvalidArgument*>(&failure)) {
     Napi::Error error = Napi::TypeError::New(env, failure.what());
     error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+    return error;
+  }
+  if (dynamic_cast<const ovl::InvalidState*>(&failure)) {
+    Napi::Error error = Napi::Error::New(env, failure.what());
+    error.Set("code", Napi::String::New(env, "ERR_INVALID_STATE"));
     return error;
   }
   return Napi::Error::New(env, failure.what());
@@ -195,6 +203,121 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
   return out;
 }
 
+uint16_t port_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const Napi::Value value = info[index];
+  const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
+  if (!(number >= 0 && number <= 65535 && number == static_cast<double>(static_cast<uint16_t>(number)))) {
+    throw Napi::RangeError::New(info.Env(), std::string(name) + " must be a port number (0-65535)");
+  }
+  return static_cast<uint16_t>(number);
+}
+
+// The sink of openControl: each datagram is copied into the bounded queue of a thread-safe
+// function (at most kMaxQueued datagrams and kMaxQueuedBytes bytes), which calls onDatagram on
+// the JavaScript thread. A full queue refuses at once (the channel counts controlQueueFull);
+// nothing waits. It does not keep the event loop alive, as the forwarder does not.
+//
+// Lifetimes: `mutex_` guards `tsfn_`, which is null once Close() released it or Node finalized
+// it (at environment teardown too); deliver() never calls a released or finalized function.
+class JsControlSink final : public ovl::ControlSink {
+ public:
+  static constexpr size_t kMaxQueued = 1024;
+  static constexpr size_t kMaxQueuedBytes = 8 << 20;
+
+  static std::shared_ptr<JsControlSink> Create(Napi::Env env, Napi::Function callback) {
+    std::shared_ptr<JsControlSink> sink(new JsControlSink());
+    // Node's finalizer holds a reference, so that the queue can be emptied after the forwarder let go.
+    auto* holder = new std::shared_ptr<JsControlSink>(sink);
+    napi_value name;
+    napi_create_string_utf8(env, "overlayfwd.control", NAPI_AUTO_LENGTH, &name);
+    const napi_status status = napi_create_threadsafe_function(env, callback, nullptr, name, kMaxQueued, 1, holder,
+                                                               Finalize, sink.get(), CallJs, &sink->tsfn_);
+    if (status != napi_ok) {
+      delete holder;
+      throw Napi::Error::New(env, "openControl: napi_create_threadsafe_function failed");
+    }
+    napi_unref_threadsafe_function(env, sink->tsfn_);
+    return sink;
+  }
+
+  bool deliver(uint16_t local_port, const sockaddr* source, const uint8_t* data, size_t length) override {
+    if (length > ovl::kMaxControlDatagram || !delivering_.load(std::memory_order_relaxed)) return false;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (tsfn_ == nullptr || queued_bytes_.load(std::memory_order_relaxed) + length > kMaxQueuedBytes) return false;
+    try {
+      auto item = std::make_unique<Item>();
+      item->local_port = local_port;
+      item->source.length = source->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+      std::memcpy(&item->source.storage, source, item->source.length);
+      item->data.assign(data, data + length);
+      queued_bytes_.fetch_add(length, std::memory_order_relaxed);
+      if (napi_call_threadsafe_function(tsfn_, item.get(), napi_tsfn_nonblocking) != napi_ok) {
+        queued_bytes_.fetch_sub(length, std::memory_order_relaxed);
+        return false;
+      }
+      item.release();
+      return true;
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+  }
+
+  // JavaScript thread: nothing more reaches onDatagram, not even what is queued.
+  void Close() {
+    delivering_.store(false, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (tsfn_ == nullptr) return;
+    napi_release_threadsafe_function(tsfn_, napi_tsfn_abort);
+    tsfn_ = nullptr;
+  }
+
+ private:
+  struct Item {
+    uint16_t local_port = 0;
+    ovl::SocketAddress source;
+    std::vector<uint8_t> data;
+  };
+
+  JsControlSink() = default;
+
+  static void CallJs(napi_env env, napi_value callback, void* context, void* data) {
+    std::unique_ptr<Item> item(static_cast<Item*>(data));
+    // Emptying the queue after finalization: the sink may be gone, and there is no JavaScript.
+    if (env == nullptr) return;
+    auto* sink = static_cast<JsControlSink*>(context);
+    sink->queued_bytes_.fetch_sub(item->data.size(), std::memory_order_relaxed);
+    if (!sink->delivering_.load(std::memory_order_relaxed) || callback == nullptr) return;
+    Napi::Env js(env);
+    try {
+      Napi::HandleScope scope(js);
+      Napi::Object datagram = Napi::Object::New(js);
+      datagram.Set("localPort", Napi::Number::New(js, item->local_port));
+      datagram.Set("address", Napi::String::New(js, ovl::address_literal(item->source.get())));
+      datagram.Set("port", Napi::Number::New(js, item->source.port()));
+      datagram.Set("data", Napi::Buffer<uint8_t>::Copy(js, item->data.data(), item->data.size()));
+      Napi::Function(js, callback).Call({datagram});
+    } catch (const Napi::Error& error) {
+      // What onDatagram threw is an uncaught exception, as from any event listener.
+      napi_fatal_exception(env, error.Value());
+    }
+  }
+
+  static void Finalize(napi_env, void* finalize_data, void*) {
+    auto* holder = static_cast<std::shared_ptr<JsControlSink>*>(finalize_data);
+    {
+      std::lock_guard<std::mutex> lock((*holder)->mutex_);
+      (*holder)->tsfn_ = nullptr;
+      (*holder)->delivering_.store(false, std::memory_order_relaxed);
+    }
+    delete holder;
+  }
+
+  std::mutex mutex_;
+  napi_threadsafe_function tsfn_ = nullptr;
+  std::atomic<bool> delivering_{true};
+  std::atomic<size_t> queued_bytes_{0};
+};
+
 class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -207,6 +330,9 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
                            InstanceMethod<&ForwarderWrap::SetPeers>("setPeers"),
                            InstanceMethod<&ForwarderWrap::LearnedFdb>("learnedFdb"),
                            InstanceMethod<&ForwarderWrap::EspStatus>("espStatus"),
+                           InstanceMethod<&ForwarderWrap::OpenControl>("openControl"),
+                           InstanceMethod<&ForwarderWrap::SendControl>("sendControl"),
+                           InstanceMethod<&ForwarderWrap::CloseControl>("closeControl"),
                            InstanceMethod<&ForwarderWrap::Close>("close"),
                        });
   }
@@ -234,6 +360,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
 
   ~ForwarderWrap() override {
     if (forwarder_) forwarder_->close();
+    if (control_sink_) control_sink_->Close();
   }
 
  private:
@@ -345,12 +472,57 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
     return out;
   }
 
+  // openControl({ ikePort, onDatagram }).
+  Napi::Value OpenControl(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "openControl options must be an object");
+    const Napi::Object options = info[0].As<Napi::Object>();
+    const uint32_t ike_port = uint_at(options, "ikePort");
+    if (ike_port > 65535) throw Napi::RangeError::New(env, "ikePort must be a port number (0-65535)");
+    const Napi::Value callback = options.Get("onDatagram");
+    if (!callback.IsFunction()) throw Napi::TypeError::New(env, "onDatagram must be a function");
+    auto sink = JsControlSink::Create(env, callback.As<Napi::Function>());
+    try {
+      guarded(env, [&] { forwarder_->open_control(sink, static_cast<uint16_t>(ike_port)); });
+    } catch (...) {
+      sink->Close();
+      throw;
+    }
+    control_sink_ = std::move(sink);
+    return env.Undefined();
+  }
+
+  // sendControl(localPort, address, port, data).
+  Napi::Value SendControl(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const uint16_t local_port = port_arg(info, 0, "localPort");
+    if (!info[1].IsString()) throw Napi::TypeError::New(env, "address must be a string");
+    const std::string address = info[1].As<Napi::String>().Utf8Value();
+    const uint16_t port = port_arg(info, 2, "port");
+    if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throw Napi::TypeError::New(env, "data must be a Uint8Array or a Buffer");
+    }
+    const auto data = info[3].As<Napi::Uint8Array>();
+    const auto to = ovl::parse_socket_address(address, port);
+    if (!to) throw Napi::TypeError::New(env, "not an IP address: " + address);
+    guarded(env, [&] { forwarder_->send_control(local_port, *to, data.Data(), data.ByteLength()); });
+    return env.Undefined();
+  }
+
+  Napi::Value CloseControl(const Napi::CallbackInfo& info) {
+    forwarder_->close_control();
+    if (control_sink_) control_sink_->Close();
+    return info.Env().Undefined();
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     forwarder_->close();
+    if (control_sink_) control_sink_->Close();
     return info.Env().Undefined();
   }
 
   std::unique_ptr<ovl::Forwarder> forwarder_;
+  std::shared_ptr<JsControlSink> control_sink_;
   Napi::Reference<Napi::TypedArrayOf<uint64_t>> counters_;
 };
 
@@ -360,6 +532,7 @@ Napi::Object StatsLayout(Napi::Env env) {
   for (uint32_t i = 0; i < ovl::kCounterCount; i++) names.Set(i, ovl::counter_name(i));
   layout.Set("counters", names);
   layout.Set("sectionSize", ovl::kSectionSize);
+  layout.Set("sharedSections", ovl::StatsBlock::kSharedSections);
   return layout;
 }
 

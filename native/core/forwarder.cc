@@ -1,5 +1,6 @@
 #include "forwarder.h"
 
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -47,7 +48,8 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     : options_(validated(options)),
       stats_(std::make_shared<StatsBlock>(options_.workers, options_.peer_slots)),
       fdb_(options.fdb_max_entries, options.ageing_seconds),
-      tables_(std::make_shared<const PeerTable>(std::vector<PeerSpec>{})) {
+      tables_(std::make_shared<const PeerTable>(std::vector<PeerSpec>{})),
+      control_(SharedStats(stats_->shared_section())) {
   const auto local = parse_socket_address(options.local, options.port);
   if (!local) throw InvalidArgument("underlay.local is not an IP address: " + options.local);
 
@@ -128,7 +130,8 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     if (!options.cpu_affinity.empty()) config.cpu = options.cpu_affinity[w % options.cpu_affinity.size()];
     workers_.push_back(std::make_unique<Worker>(config, tables_, fdb_,
                                                 WorkerStats(stats_->worker_base(w), options.peer_slots),
-                                                packet_ ? packet_->queue_fd(w) : tap_->queue_fd(w), std::move(sockets[w]), stop_fd_.get()));
+                                                packet_ ? packet_->queue_fd(w) : tap_->queue_fd(w), std::move(sockets[w]), stop_fd_.get(),
+                                                control_));
   }
   for (auto& worker : workers_) worker->report_failure_to(&failed_);
   try {
@@ -161,6 +164,7 @@ void Forwarder::open_udp_sockets(const SocketAddress& local, std::vector<Underla
     sockets[w].receiver_protocols.push_back(0);
     sockets[w].senders = open_entropy_sockets(local, options_.source_ports, udp);
   }
+  data_listener_fd_ = sockets[0].receivers[0].get();
   offloads_.udp_gso = options_.udp_gso && probe_udp_gso(sockets[0].senders[0].get());
   // All listeners or none: a worker that does not expect coalesced datagrams must not get them.
   offloads_.udp_gro = options_.udp_gro;
@@ -256,12 +260,41 @@ std::vector<EspOutboundStatus> Forwarder::esp_outbound_status() {
   return out;
 }
 
+void Forwarder::open_control(std::shared_ptr<ControlSink> sink, uint16_t ike_port) {
+  std::lock_guard<std::mutex> lock(control_mutex_);
+  if (closed_) throw InvalidArgument("forwarder is closed");
+  const TunnelConfig tunnel = tunnel_of(options_);
+  if (!tunnel.uses_security_associations()) throw InvalidArgument("a control channel (IKE) is for the esp mode only");
+  ControlChannelOptions control;
+  control.netns = options_.netns;
+  control.local = *parse_socket_address(options_.local, options_.port);
+  control.ike_port = ike_port;
+  if (tunnel.control_on_data_port()) {
+    if (ike_port == options_.port) {
+      throw InvalidArgument("ikePort " + std::to_string(ike_port) + " is encap.port, where IKE arrives anyway");
+    }
+    // A socket of the worker's own group: replies leave from the data-path port, and the
+    // duplicate keeps the socket usable for the channel whatever the order of the closes.
+    control.data_socket.reset(::fcntl(data_listener_fd_, F_DUPFD_CLOEXEC, 0));
+    if (!control.data_socket.valid()) throw_errno("fcntl", "F_DUPFD_CLOEXEC of the data-path socket");
+  }
+  control_.open(std::move(sink), std::move(control));
+}
+
+void Forwarder::send_control(uint16_t local_port, const SocketAddress& to, const uint8_t* data, size_t length) {
+  control_.send(local_port, to, data, length);
+}
+
+void Forwarder::close_control() { control_.close(); }
+
 std::vector<LearnedEntry> Forwarder::learned_fdb() const { return fdb_.snapshot(monotonic_seconds()); }
 
 void Forwarder::close() {
   std::lock_guard<std::mutex> lock(control_mutex_);
   if (closed_) return;
   closed_ = true;
+  // First: once close() returns, nothing is delivered to a control sink any more.
+  control_.close();
   if (stop_fd_.valid()) {
     const uint64_t one = 1;
     (void)!::write(stop_fd_.get(), &one, sizeof one);

@@ -21,6 +21,7 @@
 #include "device/tun_tap_device.h"
 #include "tunnel/tunnel.h"
 #include "system/unique_fd.h"
+#include "underlay/control_channel.h"
 
 namespace ovl {
 
@@ -119,6 +120,16 @@ class Forwarder {
   std::vector<LearnedEntry> learned_fdb() const;
   std::vector<EspOutboundStatus> esp_outbound_status();
 
+  // The control channel (underlay/control_channel.h), esp only: control datagrams of the
+  // data-path port (ESP in UDP) and, when ike_port is not 0, of UDP ike_port on the underlay
+  // address (opened inside the namespace) go to `sink`. Once per forwarder.
+  void open_control(std::shared_ptr<ControlSink> sink, uint16_t ike_port);
+  // One control message from local_port (the data-path port or the IKE port); see
+  // ControlChannel::send.
+  void send_control(uint16_t local_port, const SocketAddress& to, const uint8_t* data, size_t length);
+  // Stops delivery and closes the IKE socket; close() does it too.
+  void close_control();
+
   void close();
 
  private:
@@ -138,6 +149,10 @@ class Forwarder {
   std::shared_ptr<const PeerTable> current_;
   // The SA states the current table holds, by (outbound, SPI): reused while SPI and key stay.
   std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>> sa_states_;
+
+  // Before the workers, which hold a reference to it; after stats_, whose shared section it counts in.
+  ControlChannel control_;
+  int data_listener_fd_ = -1;  // UDP modes: worker 0's listener (the worker owns it)
 
   std::optional<TunTapDevice> tap_;
   std::optional<PacketDevice> packet_;

@@ -111,3 +111,47 @@ export async function snmpCounters(lab: Lab, host: Host, proto: string): Promise
   });
   return out;
 }
+
+export interface ExchangeSpec {
+  /** Source address to bind (port: ephemeral). */
+  src: string;
+  dst: string;
+  port: number;
+  payload: Buffer;
+  /** Replies to wait for (default 1). */
+  expect?: number;
+  /** Seconds to wait for them (default 3). */
+  timeoutSec?: number;
+}
+
+export interface ExchangeResult {
+  /** The source port the datagram left from. */
+  port: number;
+  replies: { data: Buffer; address: string; port: number }[];
+}
+
+const PY_EXCHANGE = String.raw`
+import json, socket, sys, time
+spec = json.loads(sys.argv[1])
+s = socket.socket(socket.AF_INET6 if ':' in spec['dst'] else socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((spec['src'], 0))
+s.sendto(bytes.fromhex(spec['hex']), (spec['dst'], spec['port']))
+out = {'port': s.getsockname()[1], 'replies': []}
+end = time.time() + spec['timeout']
+while len(out['replies']) < spec['expect'] and time.time() < end:
+    s.settimeout(max(0.001, end - time.time()))
+    try:
+        data, addr = s.recvfrom(70000)
+    except socket.timeout:
+        break
+    out['replies'].append({'hex': data.hex(), 'address': addr[0], 'port': addr[1]})
+print(json.dumps(out), flush=True)
+`;
+
+/** Sends one datagram from `host` and collects the replies that come back to its socket. */
+export async function exchangeDatagram(lab: Lab, host: Host, spec: ExchangeSpec): Promise<ExchangeResult> {
+  const json = JSON.stringify({ src: spec.src, dst: spec.dst, port: spec.port, hex: spec.payload.toString('hex'), expect: spec.expect ?? 1, timeout: spec.timeoutSec ?? 3 });
+  const { stdout } = await lab.exec(host, 'python3', ['-c', PY_EXCHANGE, json], { timeoutMs: 60_000 });
+  const out = JSON.parse(stdout) as { port: number; replies: { hex: string; address: string; port: number }[] };
+  return { port: out.port, replies: out.replies.map((r) => ({ data: Buffer.from(r.hex, 'hex'), address: r.address, port: r.port })) };
+}

@@ -300,6 +300,7 @@ function fakeOverlay(name: string): OverlayLike {
       healthy: true,
       offloads: fakeOffloadStats(),
       generated: { icmpTooBig: 0, mssClamped: 0 },
+      control: { natKeepalives: 0, controlRx: 0, controlTx: 0 },
     }),
     peers: {
       add: (input: unknown) => {

@@ -11,17 +11,30 @@ uint16_t SocketAddress::port() const {
   return 0;
 }
 
-std::string SocketAddress::to_string() const {
-  char text[INET6_ADDRSTRLEN] = "?";
+SocketAddress SocketAddress::with_port(uint16_t port) const {
+  SocketAddress address = *this;
   if (family() == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, text, sizeof text);
-    return std::string(text) + ":" + std::to_string(port());
+    reinterpret_cast<sockaddr_in*>(&address.storage)->sin_port = htons(port);
+  } else if (family() == AF_INET6) {
+    reinterpret_cast<sockaddr_in6*>(&address.storage)->sin6_port = htons(port);
   }
-  if (family() == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, text, sizeof text);
-    return "[" + std::string(text) + "]:" + std::to_string(port());
+  return address;
+}
+
+std::string address_literal(const sockaddr* address) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (address->sa_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(address)->sin_addr, text, sizeof text);
+  } else if (address->sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr, text, sizeof text);
   }
   return text;
+}
+
+std::string SocketAddress::to_string() const {
+  if (family() == AF_INET) return address_literal(get()) + ":" + std::to_string(port());
+  if (family() == AF_INET6) return "[" + address_literal(get()) + "]:" + std::to_string(port());
+  return "?";
 }
 
 std::optional<SocketAddress> parse_socket_address(const std::string& address, uint16_t port) {

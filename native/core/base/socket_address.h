@@ -20,8 +20,12 @@ struct SocketAddress {
   const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
   sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
   uint16_t port() const;
-  std::string to_string() const;
+  SocketAddress with_port(uint16_t port) const;
+  std::string to_string() const;  // address:port, [IPv6]:port
 };
+
+// The address alone as a literal ("198.18.0.1", "fd00::1"); "?" for another family.
+std::string address_literal(const sockaddr* address);
 
 // Parses an IPv4 or IPv6 literal (IPv6 may carry a %scope) with a port.
 std::optional<SocketAddress> parse_socket_address(const std::string& address, uint16_t port);

@@ -31,6 +31,7 @@ const char* counter_name(uint32_t counter) {
     case kDropUnknownSpi: return "drop.unknownSpi";
     case kDropSaExpired: return "drop.saExpired";
     case kDropNoSa: return "drop.noSa";
+    case kDropControlQueueFull: return "drop.controlQueueFull";
     case kTxGsoSends: return "offload.txGsoSends";
     case kTxGsoSegments: return "offload.txGsoSegments";
     case kRxGroReceives: return "offload.rxGroReceives";
@@ -41,6 +42,9 @@ const char* counter_name(uint32_t counter) {
     case kOffloadFallbacks: return "offload.fallbacks";
     case kIcmpTooBigSent: return "icmpTooBigSent";
     case kMssClamped: return "mssClamped";
+    case kNatKeepalives: return "natKeepalives";
+    case kControlRx: return "controlRx";
+    case kControlTx: return "controlTx";
     default: return nullptr;
   }
 }

@@ -1,12 +1,15 @@
 // Layout of the counters block that workers fill and TypeScript reads as shared memory.
 //
-//   block = [worker 0][worker 1]...[worker N-1]
+//   block = [worker 0][worker 1]...[worker N-1][shared section]
 //   worker = [section 0: totals][section 1: peer slot 0]...[section S: peer slot S-1]
 //   section = kSectionSize uint64 counters (indexes below; the tail is room to grow)
 //
 // Each worker writes only its own part, so a counter has one writer and needs no atomic
 // read-modify-write: a relaxed load and store keep the reader from seeing torn values.
-// Sections are 512 bytes, so two workers never share a cache line.
+// Sections are 512 bytes, so two workers never share a cache line. The shared section at the
+// end is for the threads that are not workers (the control channel's reader, the JavaScript
+// thread sending control messages): totals only, written with atomic adds (SharedStats), and
+// added to the workers' totals by the reader.
 #pragma once
 
 #include <cstddef>
@@ -44,6 +47,7 @@ enum Counter : uint32_t {
   kDropUnknownSpi,     // ESP: no inbound SA with this SPI (SPI 0 included)
   kDropSaExpired,      // ESP: the outbound SA used up its sequence numbers; it must be rekeyed
   kDropNoSa,           // ESP: the peer has no outbound SA (yet): IKE has not negotiated one
+  kDropControlQueueFull,  // a control datagram (IKE) found the queue to JavaScript full
   // Offload use: how many system calls carried several packets.
   kTxGsoSends,        // sendmmsg messages that carried a UDP_SEGMENT train
   kTxGsoSegments,     // datagrams inside those trains
@@ -56,6 +60,10 @@ enum Counter : uint32_t {
   // Control traffic we generate or header rewrites we make.
   kIcmpTooBigSent,    // ICMP Fragmentation Needed / ICMPv6 Packet Too Big written to the device
   kMssClamped,        // TCP SYNs whose MSS option was lowered
+  // What shares the underlay with the tunnel but is no tunnel packet (ESP: RFC 3948, IKE).
+  kNatKeepalives,     // NAT keepalives (one byte 0xFF) accepted on the ESP UDP port
+  kControlRx,         // control datagrams (IKE) passed up to JavaScript
+  kControlTx,         // control datagrams sent for JavaScript
   kCounterCount,
 };
 
@@ -70,8 +78,11 @@ class StatsBlock {
   StatsBlock(uint32_t workers, uint32_t peer_slots)
       : workers_(workers),
         sections_per_worker_(size_t{peer_slots} + 1),
-        size_(size_t{workers} * sections_per_worker_ * kSectionSize),
+        size_((size_t{workers} * sections_per_worker_ + kSharedSections) * kSectionSize),
         counters_(new uint64_t[size_]()) {}
+
+  // Sections after the workers' parts: the shared section.
+  static constexpr uint32_t kSharedSections = 1;
 
   uint64_t* data() { return counters_.get(); }
   size_t size() const { return size_; }
@@ -81,6 +92,7 @@ class StatsBlock {
   uint64_t* worker_base(uint32_t worker) {
     return counters_.get() + size_t{worker} * sections_per_worker_ * kSectionSize;
   }
+  uint64_t* shared_section() { return counters_.get() + size_t{workers_} * sections_per_worker_ * kSectionSize; }
 
  private:
   uint32_t workers_;
@@ -109,6 +121,18 @@ class WorkerStats {
 
   uint64_t* base_;
   uint32_t peer_slots_;
+};
+
+// The shared section's view for threads that are not workers: any number of writers, so every
+// add is atomic. Only control traffic counts here, never a packet of the data path.
+class SharedStats {
+ public:
+  explicit SharedStats(uint64_t* section) : section_(section) {}
+
+  void add(Counter counter, uint64_t value = 1) { __atomic_fetch_add(section_ + counter, value, __ATOMIC_RELAXED); }
+
+ private:
+  uint64_t* section_;
 };
 
 }  // namespace ovl

@@ -11,11 +11,15 @@ constexpr size_t kGroBuffers = 128;
 
 }  // namespace
 
-Receiver::Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, InnerPolicy& policy)
+Receiver::Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, InnerPolicy& policy,
+                   ControlChannel& control)
     : context_(context),
       tunnel_(tunnel),
       link_(link),
       policy_(policy),
+      control_(control),
+      screens_control_(tunnel.config().control_on_data_port()),
+      port_(context.config.local.port()),
       link_header_(context.config.link_header()),
       buffers_(context.config.batch_size, kMaxPacket),
       received_(context.config.batch_size),
@@ -49,7 +53,16 @@ void Receiver::receive(size_t receiver, DeviceQueue& device, DeviceReport& devic
 void Receiver::receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& datagram) {
   const PeerTable& table = *context_.table;
   const uint32_t peer = table.by_source(datagram.source);
+  const uint32_t segment = datagram.segment == 0 ? buffer.length : datagram.segment;
   if (peer == PeerTable::kNone) {
+    if (screens_control_ && !datagram.truncated && buffer.length > 0) {
+      for (uint32_t offset = 0; offset < buffer.length; offset += segment) {
+        const uint32_t length = std::min(segment, buffer.length - offset);
+        if (take_control(buffer.data() + offset, length, datagram.source)) continue;
+        context_.drop(WorkerStats::kNoPeer, kDropUnknownPeer);
+      }
+      return;
+    }
     context_.drop(WorkerStats::kNoPeer, kDropUnknownPeer, datagram.datagrams);
     return;
   }
@@ -78,10 +91,10 @@ void Receiver::receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& da
     coalescing_slot_ = slot;
   }
   const ReceivedFrom from{peer, slot, datagram.outer.protocol};
-  const uint32_t segment = datagram.segment == 0 ? buffer.length : datagram.segment;
   for (uint32_t offset = 0; offset < buffer.length; offset += segment) {
     const uint32_t length = std::min(segment, buffer.length - offset);
     uint8_t* packet = buffer.data() + offset;
+    if (screens_control_ && take_control(packet, length, datagram.source)) continue;
     Inner decapsulated;
     Verdict verdict = tunnel_.decapsulate(packet, length, from, &decapsulated);
     if (!verdict.ok()) {
@@ -116,6 +129,34 @@ void Receiver::receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& da
       coalesce(copy);
     }
   }
+}
+
+bool Receiver::take_control(const uint8_t* packet, uint32_t length, const sockaddr* source) {
+  uint32_t offset = 0;
+  switch (tunnel_.classify(packet, length, &offset)) {
+    case PortTraffic::tunnel:
+      return false;
+    case PortTraffic::keepalive:
+      context_.count(kNatKeepalives);
+      return true;
+    case PortTraffic::short_control:
+      if (!control_.is_open()) return false;
+      context_.drop(WorkerStats::kNoPeer, kDropMalformed);
+      return true;
+    case PortTraffic::control:
+      break;
+  }
+  switch (control_.deliver(port_, source, packet + offset, length - offset)) {
+    case ControlChannel::Handoff::delivered:
+      context_.count(kControlRx);
+      return true;
+    case ControlChannel::Handoff::queue_full:
+      context_.drop(WorkerStats::kNoPeer, kDropControlQueueFull);
+      return true;
+    case ControlChannel::Handoff::closed:
+      break;
+  }
+  return false;
 }
 
 void Receiver::coalesce(PacketBuffer* frame) {

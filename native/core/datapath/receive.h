@@ -1,6 +1,12 @@
 // Underlay → device. The stages, in order, for each datagram of a batch the underlay link
 // received (a UDP_GRO datagram holds several of one peer's datagrams back to back):
 //
+//   0. control      ESP in UDP only (Tunnel::classify), per datagram and before the sender has to
+//                   be a peer, since IKE comes from hosts that are none yet: a NAT keepalive is
+//                   counted (natKeepalives) and goes no further; with the control channel open,
+//                   an IKE message (non-ESP marker) goes to it (controlRx, or controlQueueFull)
+//                   and a marked datagram too short for IKE is malformed. With no channel open
+//                   marked datagrams go on as before there was one (unknownPeer, unknownSpi).
 //   1. sender       find the peer by the outer source address (unknownPeer), refuse what was
 //                   truncated (tooBig) or whose raw outer header failed its check
 //   2. decapsulate  the tunnel validates and strips its header: VNI, GRE key/checksum/sequence,
@@ -21,19 +27,23 @@
 #include "device/device_queue.h"
 #include "offload/offload_coalesce.h"
 #include "tunnel/tunnel.h"
+#include "underlay/control_channel.h"
 #include "underlay/link.h"
 
 namespace ovl {
 
 class Receiver final : private WriteReport {
  public:
-  Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, InnerPolicy& policy);
+  Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, InnerPolicy& policy, ControlChannel& control);
 
   // Drains receiver socket `receiver` of the link for a few batches and delivers what it got.
   void receive(size_t receiver, DeviceQueue& device, DeviceReport& device_report);
 
  private:
   void receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& datagram);
+  // Stage 0 for one datagram (one segment of a GRO batch): true when it was control traffic and
+  // is done with, false when it is for the tunnel.
+  bool take_control(const uint8_t* packet, uint32_t length, const sockaddr* source);
   void deliver(const DeviceWrite& write);
   void coalesce(PacketBuffer* frame);
   void flush_coalesced();
@@ -47,6 +57,9 @@ class Receiver final : private WriteReport {
   Tunnel& tunnel_;
   UnderlayLink& link_;
   InnerPolicy& policy_;
+  ControlChannel& control_;
+  const bool screens_control_;   // the tunnel's port carries control traffic
+  const uint16_t port_;          // the data-path port, as control datagrams report it
   const uint32_t link_header_;
   DeviceQueue* device_ = nullptr;           // of the receive() under way
   DeviceReport* device_report_ = nullptr;

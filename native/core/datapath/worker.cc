@@ -13,7 +13,7 @@
 namespace ovl {
 
 Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, LearnedFdb& fdb, WorkerStats stats,
-               int device_fd, UnderlaySockets sockets, int stop_fd)
+               int device_fd, UnderlaySockets sockets, int stop_fd, ControlChannel& control)
     : config_(config),
       tables_(tables),
       fdb_(fdb),
@@ -25,7 +25,7 @@ Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, Le
                                config.batch_size, config.udp_gso)),
       policy_(context_, fdb),
       transmitter_(context_, *tunnel_, *link_, policy_),
-      receiver_(context_, *tunnel_, *link_, policy_),
+      receiver_(context_, *tunnel_, *link_, policy_, control),
       device_buffers_(config.batch_size, kMaxPacket),
       device_vnet_(config.batch_size) {}
 

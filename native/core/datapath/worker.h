@@ -19,14 +19,16 @@
 #include "tables/peer_table.h"
 #include "tables/table_publisher.h"
 #include "tunnel/tunnel.h"
+#include "underlay/control_channel.h"
 #include "underlay/link.h"
 
 namespace ovl {
 
 class Worker final : private DeviceReport {
  public:
+  // `control` takes the control datagrams the worker receives (underlay/control_channel.h).
   Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, LearnedFdb& fdb, WorkerStats stats,
-         int device_fd, UnderlaySockets sockets, int stop_fd);
+         int device_fd, UnderlaySockets sockets, int stop_fd, ControlChannel& control);
 
   // Thread body: returns once stop_fd becomes readable.
   void run();

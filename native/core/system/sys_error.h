@@ -30,4 +30,11 @@ class InvalidArgument : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// A call that does not fit the object's state (a control channel opened twice, or used while
+// closed). The binding shapes it like Node's ERR_INVALID_STATE.
+class InvalidState : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
 }  // namespace ovl

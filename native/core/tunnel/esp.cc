@@ -12,6 +12,7 @@
 
 #include "tunnel/esp/esp_codec.h"
 #include "tunnel/esp/esp_sa.h"
+#include "tunnel/esp/esp_udp_encap.h"
 #include "tunnel/implementations.h"
 
 namespace ovl {
@@ -78,10 +79,23 @@ class EspTunnel final : public Tunnel {
   }
   void release_copies() override { copies_used_ = 0; }
 
+  // In UDP, port 4500 also carries IKE behind the non-ESP marker and NAT keepalives (RFC 3948).
+  PortTraffic classify(const uint8_t* datagram, uint32_t length, uint32_t* control_offset) const override {
+    if (!config_.esp_udp) return PortTraffic::tunnel;
+    switch (esp_udp_classify(datagram, length)) {
+      case EspUdpDatagram::esp: return PortTraffic::tunnel;
+      case EspUdpDatagram::keepalive: return PortTraffic::keepalive;
+      case EspUdpDatagram::short_ike: return PortTraffic::short_control;
+      case EspUdpDatagram::ike: break;
+    }
+    *control_offset = kNonEspMarkerSize;
+    return PortTraffic::control;
+  }
+
   Verdict decapsulate(uint8_t* packet, uint32_t length, const ReceivedFrom& from, Inner* inner) override {
     uint32_t spi = 0, wire_sequence = 0;
     const EspStatus header = esp_parse_header(packet, length, &spi, &wire_sequence);
-    // SPI 0 is the RFC 3948 non-ESP marker, never an SA.
+    // SPI 0 is the RFC 3948 non-ESP marker, never an SA: IKE that no control channel took.
     if (header == EspStatus::spi_zero) return Verdict::drop(kDropUnknownSpi);
     if (header != EspStatus::ok) return Verdict::drop(kDropMalformed);
     const InboundSa* inbound = table_ ? table_->by_spi(spi) : nullptr;

@@ -62,8 +62,21 @@ struct TunnelConfig {
   int overhead(int family) const;
   // The IP protocols a raw-IP mode receives (one raw socket each); empty over UDP.
   std::vector<uint8_t> receive_protocols() const;
-  // Whether peers carry SAs (the forwarder turns their SA specs into states).
+  // Whether peers carry SAs (the forwarder turns their SA specs into states). IKE negotiates
+  // them: only such a mode has a control channel (underlay/control_channel.h).
   bool uses_security_associations() const { return mode == TunnelMode::esp; }
+  // Whether control traffic shares the data-path port: ESP in UDP carries IKE and NAT
+  // keepalives on port 4500 (RFC 3948). The data path then asks Tunnel::classify first.
+  bool control_on_data_port() const { return mode == TunnelMode::esp && esp_udp; }
+};
+
+// What a datagram on a mode's own UDP port is (Tunnel::classify). Only ESP in UDP has anything
+// but tunnel packets there.
+enum class PortTraffic : uint8_t {
+  tunnel,         // a tunnel packet: decapsulate it
+  keepalive,      // a NAT keepalive: accepted and counted, nothing else
+  control,        // a control message (IKE) for the control channel
+  short_control,  // marked as a control message, but too short to be one: malformed
 };
 
 // Where a received packet came from, as the data path knows it before decapsulating.
@@ -117,6 +130,13 @@ class Tunnel {
   // Validates and removes the overlay header (and trailer) of `packet`, what followed the outer
   // IP or UDP header. On pass, *inner says where the inner frame is and what it is.
   virtual Verdict decapsulate(uint8_t* packet, uint32_t length, const ReceivedFrom& from, Inner* inner) = 0;
+
+  // For modes whose port carries control traffic (TunnelConfig::control_on_data_port): what the
+  // datagram is, before it is looked at as a tunnel packet or its sender as a peer (IKE comes
+  // from hosts that are no peer yet). `control` puts the message at datagram + *control_offset.
+  virtual PortTraffic classify(const uint8_t* datagram, uint32_t length, uint32_t* control_offset) const {
+    return PortTraffic::tunnel;
+  }
 
   // Whether a decapsulated payload is authenticated (ESP's ICV covers every byte), so that
   // verifying its inner TCP checksums again could only ever succeed.

@@ -17,15 +17,6 @@ namespace ovl {
 
 namespace {
 
-SocketAddress with_port(SocketAddress address, uint16_t port) {
-  if (address.family() == AF_INET) {
-    reinterpret_cast<sockaddr_in*>(&address.storage)->sin_port = htons(port);
-  } else {
-    reinterpret_cast<sockaddr_in6*>(&address.storage)->sin6_port = htons(port);
-  }
-  return address;
-}
-
 void set_int(int fd, int level, int option, int value, const char* name) {
   if (::setsockopt(fd, level, option, &value, sizeof value) < 0) throw_errno(std::string("setsockopt(") + name + ")");
 }
@@ -96,7 +87,7 @@ std::vector<UniqueFd> open_entropy_sockets(const SocketAddress& local, size_t co
   int attempts = 0;
   while (sockets.size() < count) {
     const auto port = static_cast<uint16_t>(port_in_range(random));
-    const SocketAddress address = with_port(local, port);
+    const SocketAddress address = local.with_port(port);
     UniqueFd fd = open_udp(local, options);
     if (::bind(fd.get(), address.get(), address.length) == 0) {
       sockets.push_back(std::move(fd));

@@ -76,7 +76,9 @@ TEST(peer_table_rejects_duplicates) {
 
 TEST(stats_sections_are_per_worker_and_per_peer) {
   StatsBlock block(2, 4);
-  CHECK_EQ(block.size(), size_t{2 * 5 * kSectionSize});
+  // Two workers of five sections (totals and four peers), then the shared section.
+  CHECK_EQ(block.size(), size_t{(2 * 5 + 1) * kSectionSize});
+  CHECK(block.shared_section() == block.data() + 2 * 5 * kSectionSize);
   WorkerStats w0(block.worker_base(0), 4), w1(block.worker_base(1), 4);
   w0.add(2, kTxPackets);
   w0.add(2, kTxBytes, 100);

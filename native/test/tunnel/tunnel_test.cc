@@ -1015,3 +1015,37 @@ TEST(tunnel_esp_seals_with_exact_tailroom) {
   Loaded too_big(ipv4_packet(1327), 1344);
   CHECK_DROP(ends.a->encapsulate(too_big.buffer(), kEtherTypeIpv4, ends.b_seen_from_a()), kDropTooBig);
 }
+
+// Only ESP in UDP shares its port with control traffic (RFC 3948); every other mode, and ESP on
+// IP protocol 50, takes every datagram as a tunnel packet.
+TEST(tunnel_classify_port_traffic) {
+  const std::vector<uint8_t> keepalive = {0xff};
+  std::vector<uint8_t> ike(4 + 28, 0x22), short_ike(4 + 27, 0x22), esp(64, 0x22);
+  for (int i = 0; i < 4; i++) ike[i] = short_ike[i] = 0;
+  TunnelConfig udp = config_of(TunnelMode::esp, true);
+  udp.esp_udp = true;
+  CHECK(udp.control_on_data_port());
+  auto tunnel = make_tunnel(udp, kSlots, kMaxFrame);
+  uint32_t offset = 0;
+  CHECK(tunnel->classify(keepalive.data(), 1, &offset) == PortTraffic::keepalive);
+  CHECK(tunnel->classify(ike.data(), static_cast<uint32_t>(ike.size()), &offset) == PortTraffic::control);
+  CHECK_EQ(offset, 4u);
+  CHECK(tunnel->classify(short_ike.data(), static_cast<uint32_t>(short_ike.size()), &offset) == PortTraffic::short_control);
+  CHECK(tunnel->classify(esp.data(), static_cast<uint32_t>(esp.size()), &offset) == PortTraffic::tunnel);
+
+  TunnelConfig raw = udp;
+  raw.esp_udp = false;
+  CHECK(!raw.control_on_data_port());
+  CHECK(raw.uses_security_associations());
+  auto raw_tunnel = make_tunnel(raw, kSlots, kMaxFrame);
+  CHECK(raw_tunnel->classify(ike.data(), static_cast<uint32_t>(ike.size()), &offset) == PortTraffic::tunnel);
+  CHECK(raw_tunnel->classify(keepalive.data(), 1, &offset) == PortTraffic::tunnel);
+  for (TunnelMode mode : kAllModes) {
+    if (mode == TunnelMode::esp) continue;
+    const TunnelConfig config = config_of(mode, mode != TunnelMode::vxlan);
+    CHECK(!config.control_on_data_port());
+    auto other = make_tunnel(config, kSlots, kMaxFrame);
+    CHECK(other->classify(ike.data(), static_cast<uint32_t>(ike.size()), &offset) == PortTraffic::tunnel);
+    CHECK(other->classify(keepalive.data(), 1, &offset) == PortTraffic::tunnel);
+  }
+}
