@@ -76,6 +76,11 @@ export function encodeHashAlgorithms(ids: readonly number[] = SUPPORTED_HASH_ALG
   return out;
 }
 
+/** The SIGNATURE_HASH_ALGORITHMS notify data we send: the hashes we verify. */
+export function signatureHashAlgorithms(): Buffer {
+  return encodeHashAlgorithms(SUPPORTED_HASH_ALGORITHMS);
+}
+
 /** The identifiers of a received SIGNATURE_HASH_ALGORITHMS notify; throws on an odd length. */
 export function decodeHashAlgorithms(data: Buffer): number[] {
   if (data.length % 2 !== 0) throw new Error(`SIGNATURE_HASH_ALGORITHMS data must be 2-byte identifiers, got ${data.length} bytes`);
@@ -355,6 +360,11 @@ function tbsFields(raw: Buffer): { validity: Tlv; subject: Tlv } {
 export function certificateSubject(cert: X509Certificate): Buffer {
   const { subject } = tbsFields(cert.raw);
   return Buffer.from(cert.raw.subarray(subject.start, subject.end));
+}
+
+/** A certificate's subject as an identity (ID_DER_ASN1_DN): strongSwan's default ID with a certificate. */
+export function certificateIdentity(cert: X509Certificate): Identity {
+  return { type: ID_DER_ASN1_DN, data: certificateSubject(cert) };
 }
 
 /** notBefore and notAfter, read from the DER (UTCTime or GeneralizedTime, RFC 5280 §4.1.2.5). */

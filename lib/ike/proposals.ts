@@ -18,7 +18,6 @@ import {
   TRANSFORM_KEYWORDS,
   TRANSFORM_PRF,
   allowedTransformTypes,
-  integSpec,
   isAead,
   prfForInteg,
   sameTransform,
@@ -204,15 +203,16 @@ export function selectProposal(
 export type Checked<S> = { ok: true; suite: S } | { ok: false; reason: string };
 
 /**
- * The initiator's check of the responder's SA payload (RFC 7296 §2.7, §3.3): exactly one
+ * The initiator's check of the responder's SA payload (RFC 7296 §2.7, §3.3.6): exactly one
  * proposal, numbered as one of ours, one transform of each required type, each of them one we
- * offered in that proposal. Anything else is a protocol error (the SA is not set up).
- * With ignoreDh (IKE_AUTH), `offered` may be the configured proposals with their PFS groups:
- * DH is left out of the check, and suite.dh is the proposal's first PFS group.
+ * offered in that proposal. Anything else is a protocol error (the SA is not set up); the
+ * reason says which, for the log. With ignoreDh (IKE_AUTH), `offered` may be the configured
+ * proposals with their PFS groups: DH is left out of the check, and suite.dh is the
+ * proposal's first PFS group.
  */
-export function checkChosen(chosen: Proposal | readonly Proposal[], offered: readonly Proposal[], protocol: typeof PROTOCOL_IKE, options?: { ignoreDh?: boolean }): Checked<IkeSuite>;
-export function checkChosen(chosen: Proposal | readonly Proposal[], offered: readonly Proposal[], protocol: typeof PROTOCOL_ESP, options?: { ignoreDh?: boolean }): Checked<ChildSuite>;
-export function checkChosen(
+export function verifyChosen(chosen: Proposal | readonly Proposal[], offered: readonly Proposal[], protocol: typeof PROTOCOL_IKE, options?: { ignoreDh?: boolean }): Checked<IkeSuite>;
+export function verifyChosen(chosen: Proposal | readonly Proposal[], offered: readonly Proposal[], protocol: typeof PROTOCOL_ESP, options?: { ignoreDh?: boolean }): Checked<ChildSuite>;
+export function verifyChosen(
   chosenOrList: Proposal | readonly Proposal[],
   offered: readonly Proposal[],
   protocol: ProtocolId,
@@ -250,8 +250,16 @@ export function checkChosen(
   return { ok: true, suite: suiteOf(picked, protocol, pfs) };
 }
 
-/** The native ESP cipher of a negotiated Child SA (the data path's three AEADs). */
-export function espCipherOf(suite: ChildSuite): EspCipher {
+/** verifyChosen without the reason: the suite, or null for a choice that is not one of ours. */
+export function checkChosen(chosen: Proposal | readonly Proposal[], offered: readonly Proposal[], protocol: typeof PROTOCOL_IKE, options?: { ignoreDh?: boolean }): IkeSuite | null;
+export function checkChosen(chosen: Proposal | readonly Proposal[], offered: readonly Proposal[], protocol: typeof PROTOCOL_ESP, options?: { ignoreDh?: boolean }): ChildSuite | null;
+export function checkChosen(chosen: Proposal | readonly Proposal[], offered: readonly Proposal[], protocol: ProtocolId, options: { ignoreDh?: boolean } = {}): IkeSuite | ChildSuite | null {
+  const checked = protocol === PROTOCOL_IKE ? verifyChosen(chosen, offered, PROTOCOL_IKE, options) : verifyChosen(chosen, offered, PROTOCOL_ESP, options);
+  return checked.ok ? checked.suite : null;
+}
+
+/** The native ESP cipher of a negotiated Child SA (the data path's three AEADs); throws for any other. */
+export function childCipherOf(suite: ChildSuite): EspCipher {
   if (suite.encr.id === ENCR_AES_GCM_16 && suite.encr.keyLength === 128 && suite.integ === undefined) return 'aes-128-gcm';
   if (suite.encr.id === ENCR_AES_GCM_16 && suite.encr.keyLength === 256 && suite.integ === undefined) return 'aes-256-gcm';
   if (suite.encr.id === ENCR_CHACHA20_POLY1305 && suite.encr.keyLength === undefined && suite.integ === undefined) return 'chacha20-poly1305';
@@ -260,16 +268,16 @@ export function espCipherOf(suite: ChildSuite): EspCipher {
 
 /**
  * KEYMAT bytes per direction for a Child SA (RFC 7296 §2.17): the cipher key with its 4-byte
- * salt (RFC 4106 §8.1, RFC 7634 §2), then the integrity key (none for the AEADs).
+ * salt (RFC 4106 §8.1, RFC 7634 §2). The native ciphers are AEADs: no integrity key follows.
  */
-export function childKeyBytes(suite: ChildSuite): { encrKeyBytes: number; integKeyBytes: number } {
-  return { encrKeyBytes: espKeyBytes(espCipherOf(suite)), integKeyBytes: suite.integ === undefined ? 0 : (integSpec(suite.integ)?.keyBytes ?? 0) };
+export function keyBytesOf(suite: ChildSuite): number {
+  return espKeyBytes(childCipherOf(suite));
 }
 
 /** One direction's KEYMAT as the key of a native SA: hex of key | salt (lib/config/sa.ts). */
 export function espSaKey(suite: ChildSuite, keymat: Buffer): string {
-  const bytes = espKeyBytes(espCipherOf(suite));
-  if (keymat.length !== bytes) throw new Error(`ESP keying material for ${espCipherOf(suite)} is ${bytes} bytes, got ${keymat.length}`);
+  const bytes = keyBytesOf(suite);
+  if (keymat.length !== bytes) throw new Error(`ESP keying material for ${childCipherOf(suite)} is ${bytes} bytes, got ${keymat.length}`);
   return keymat.toString('hex');
 }
 

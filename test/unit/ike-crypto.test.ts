@@ -18,6 +18,7 @@ import {
   ID_IPV6_ADDR,
   ID_KEY_ID,
   ID_RFC822_ADDR,
+  certificateIdentity,
   certificateSubject,
   certificateValidity,
   decodeHashAlgorithms,
@@ -31,6 +32,7 @@ import {
   parseIdentity,
   pskAuth,
   signatureAuth,
+  signatureHashAlgorithms,
   signedOctets,
   verifyCertificateChain,
   verifyPskAuth,
@@ -486,6 +488,7 @@ describe('AUTH payloads', () => {
 
   it('SIGNATURE_HASH_ALGORITHMS carries 2-byte hash identifiers (RFC 7427 §4)', () => {
     expect(encodeHashAlgorithms().toString('hex')).toBe('0002000300040005');
+    expect(signatureHashAlgorithms()).toEqual(encodeHashAlgorithms([2, 3, 4, 5]));
     expect(decodeHashAlgorithms(hex('00020005'))).toEqual([2, 5]);
     expect(decodeHashAlgorithms(Buffer.alloc(0))).toEqual([]);
     expect(() => decodeHashAlgorithms(hex('000200'))).toThrow(/2-byte/);
@@ -650,6 +653,7 @@ describe('certificates', () => {
 
   it('encodes DNs byte for byte as OpenSSL does with PrintableString and UTF8String', () => {
     expect(encodeDn(hostDn)).toEqual(certificateSubject(load('host.pem')));
+    expect(certificateIdentity(load('host.pem'))).toEqual(parseIdentity(hostDn));
     expect(encodeDn('C=DE, O=Müller & Söhne, CN=ü.example')).toEqual(certificateSubject(load('utf8.pem')));
     expect(formatIdentity({ type: ID_DER_ASN1_DN, data: certificateSubject(load('utf8.pem')) })).toBe('C=DE, O=Müller & Söhne, CN=ü.example');
   });

@@ -8,14 +8,15 @@ import {
   DEFAULT_ESP_PROPOSALS,
   DEFAULT_IKE_PROPOSALS,
   checkChosen,
-  childKeyBytes,
+  childCipherOf,
   defaultProposals,
-  espCipherOf,
   espSaKey,
+  keyBytesOf,
   formatProposal,
   parseProposal,
   parseProposals,
   selectProposal,
+  verifyChosen,
   withSpi,
   withoutDh,
 } from '../../lib/ike/proposals';
@@ -232,10 +233,11 @@ describe("checking the responder's choice (initiator)", () => {
 
   it('accepts one of our proposals cut down to one transform per type', () => {
     const chosen = proposal(2, PROTOCOL_IKE, [t(E, 20, 128), t(P, 5), t(D, 19)], Buffer.alloc(8, 1));
-    expect(checkChosen(chosen, offered, PROTOCOL_IKE)).toEqual({ ok: true, suite: { encr: { id: ENCR_AES_GCM_16, keyLength: 128 }, prf: PRF_HMAC_SHA2_256, dh: DH_ECP_256 } });
+    expect(verifyChosen(chosen, offered, PROTOCOL_IKE)).toEqual({ ok: true, suite: { encr: { id: ENCR_AES_GCM_16, keyLength: 128 }, prf: PRF_HMAC_SHA2_256, dh: DH_ECP_256 } });
+    expect(checkChosen(chosen, offered, PROTOCOL_IKE)).toEqual({ encr: { id: ENCR_AES_GCM_16, keyLength: 128 }, prf: PRF_HMAC_SHA2_256, dh: DH_ECP_256 });
     // An explicit NONE integrity with the AEAD is harmless.
-    expect(checkChosen([proposal(2, PROTOCOL_IKE, [t(E, 20, 128), t(P, 5), t(I, 0), t(D, 19)])], offered, PROTOCOL_IKE).ok).toBe(true);
-    expect(checkChosen(proposal(4, PROTOCOL_IKE, [t(E, 12, 256), t(P, 5), t(I, 12), t(D, 14)]), offered, PROTOCOL_IKE).ok).toBe(true);
+    expect(verifyChosen([proposal(2, PROTOCOL_IKE, [t(E, 20, 128), t(P, 5), t(I, 0), t(D, 19)])], offered, PROTOCOL_IKE).ok).toBe(true);
+    expect(verifyChosen(proposal(4, PROTOCOL_IKE, [t(E, 12, 256), t(P, 5), t(I, 12), t(D, 14)]), offered, PROTOCOL_IKE).ok).toBe(true);
   });
 
   const bad: [string, Proposal | Proposal[], RegExp][] = [
@@ -250,24 +252,21 @@ describe("checking the responder's choice (initiator)", () => {
   ];
   for (const [what, chosen, reason] of bad) {
     it(`refuses ${what}`, () => {
-      const result = checkChosen(chosen, offered, PROTOCOL_IKE);
+      const result = verifyChosen(chosen, offered, PROTOCOL_IKE);
       expect(result.ok).toBe(false);
       if (!result.ok) expect(result.reason).toMatch(reason);
+      expect(checkChosen(chosen, offered, PROTOCOL_IKE)).toBeNull();
     });
   }
 
   it('checks ESP choices: ESN required, PFS kept when we required it, DH ignored for IKE_AUTH', () => {
     const esp = parseProposals(['aes256gcm16-x25519', 'aes128gcm16'], PROTOCOL_ESP);
-    expect(checkChosen(proposal(1, PROTOCOL_ESP, [t(E, 20, 256), t(D, 31), t(N, 1)]), esp, PROTOCOL_ESP)).toEqual({
-      ok: true,
-      suite: { encr: { id: ENCR_AES_GCM_16, keyLength: 256 }, dh: DH_CURVE25519, esn: true },
-    });
-    expect(checkChosen(proposal(1, PROTOCOL_ESP, [t(E, 20, 256), t(N, 1)]), esp, PROTOCOL_ESP)).toEqual({ ok: false, reason: 'the responder dropped the PFS group that every option of the proposal requires' });
-    expect(checkChosen(proposal(2, PROTOCOL_ESP, [t(E, 20, 128)]), esp, PROTOCOL_ESP)).toEqual({ ok: false, reason: "the responder's proposal has no ESN transform" });
-    expect(checkChosen(proposal(1, PROTOCOL_ESP, [t(E, 20, 256), t(N, 0)]), esp, PROTOCOL_ESP, { ignoreDh: true })).toEqual({
-      ok: true,
-      suite: { encr: { id: ENCR_AES_GCM_16, keyLength: 256 }, dh: DH_CURVE25519, esn: false },
-    });
+    expect(checkChosen(proposal(1, PROTOCOL_ESP, [t(E, 20, 256), t(D, 31), t(N, 1)]), esp, PROTOCOL_ESP)).toEqual({ encr: { id: ENCR_AES_GCM_16, keyLength: 256 }, dh: DH_CURVE25519, esn: true });
+    expect(verifyChosen(proposal(1, PROTOCOL_ESP, [t(E, 20, 256), t(N, 1)]), esp, PROTOCOL_ESP)).toEqual({ ok: false, reason: 'the responder dropped the PFS group that every option of the proposal requires' });
+    expect(verifyChosen(proposal(2, PROTOCOL_ESP, [t(E, 20, 128)]), esp, PROTOCOL_ESP)).toEqual({ ok: false, reason: "the responder's proposal has no ESN transform" });
+    expect(checkChosen(proposal(1, PROTOCOL_ESP, [t(E, 20, 256), t(N, 0)]), esp, PROTOCOL_ESP, { ignoreDh: true })).toEqual({ encr: { id: ENCR_AES_GCM_16, keyLength: 256 }, dh: DH_CURVE25519, esn: false });
+    // What the session offers without PFS: the configured proposals with DH dropped.
+    expect(checkChosen(proposal(1, PROTOCOL_ESP, [t(E, 20, 256), t(N, 1)]), withoutDh(esp), PROTOCOL_ESP)).toEqual({ encr: { id: ENCR_AES_GCM_16, keyLength: 256 }, dh: 0, esn: true });
   });
 });
 
@@ -276,13 +275,9 @@ describe('native ESP mapping', () => {
     const gcm128 = { encr: { id: ENCR_AES_GCM_16, keyLength: 128 }, dh: 0, esn: true };
     const gcm256 = { encr: { id: ENCR_AES_GCM_16, keyLength: 256 }, dh: 0, esn: true };
     const chacha = { encr: { id: ENCR_CHACHA20_POLY1305 }, dh: 0, esn: false };
-    expect([espCipherOf(gcm128), espCipherOf(gcm256), espCipherOf(chacha)]).toEqual(['aes-128-gcm', 'aes-256-gcm', 'chacha20-poly1305']);
-    expect([childKeyBytes(gcm128), childKeyBytes(gcm256), childKeyBytes(chacha)]).toEqual([
-      { encrKeyBytes: 20, integKeyBytes: 0 },
-      { encrKeyBytes: 36, integKeyBytes: 0 },
-      { encrKeyBytes: 36, integKeyBytes: 0 },
-    ]);
-    expect(() => espCipherOf({ encr: { id: ENCR_AES_CBC, keyLength: 256 }, integ: 12, dh: 0, esn: true })).toThrow(/not one of the native ESP ciphers/);
+    expect([childCipherOf(gcm128), childCipherOf(gcm256), childCipherOf(chacha)]).toEqual(['aes-128-gcm', 'aes-256-gcm', 'chacha20-poly1305']);
+    expect([keyBytesOf(gcm128), keyBytesOf(gcm256), keyBytesOf(chacha)]).toEqual([20, 36, 36]);
+    expect(() => childCipherOf({ encr: { id: ENCR_AES_CBC, keyLength: 256 }, integ: 12, dh: 0, esn: true })).toThrow(/not one of the native ESP ciphers/);
   });
 
   it('writes a direction of KEYMAT as an SA key that the config layer accepts', () => {
