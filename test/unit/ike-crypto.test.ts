@@ -1,7 +1,8 @@
 // IKEv2 cryptography: key exchange, PRF and key derivation, SK payload protection, AUTH
 // payloads, certificates and identities. Known answers come from the RFCs' published vectors
-// (RFC 7748, RFC 5903, RFC 4868, RFC 7634, NIST GCM); certificates are made with openssl (and
-// strongSwan's pki where installed) in a temporary directory.
+// (RFC 7748, RFC 5903, RFC 4868, RFC 7634, NIST GCM) and from a strongSwan 5.9.8 run (its
+// logged key schedule, AUTH values and encrypted messages); certificates are made with openssl
+// (and strongSwan's pki where installed) in a temporary directory.
 import { execFileSync } from 'node:child_process';
 import crypto, { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
@@ -402,6 +403,118 @@ describe('SK payload protection', () => {
     expect(() => createSkCipher({ encr: { id: ENCR_AES_GCM_16, keyLength: 128 } }, Buffer.alloc(16), Buffer.alloc(0))).toThrow(/20 bytes/);
     expect(() => createSkCipher({ encr: { id: ENCR_AES_CBC, keyLength: 256 }, integ: AUTH_HMAC_SHA2_256_128 }, Buffer.alloc(32), Buffer.alloc(16))).toThrow(/32 bytes/);
     expect(() => createSkCipher({ encr: { id: ENCR_AES_CBC, keyLength: 256 } }, Buffer.alloc(32), Buffer.alloc(0))).toThrow(/integrity/);
+  });
+});
+
+/**
+ * One run of two strongSwan 5.9.8 charons (PSK, aes256gcm16-prfsha256-x25519; a initiates, then
+ * rekeys its Child SA and its IKE SA, then deletes both), captured with
+ * test/unit/fixtures/ike/capture-strongswan.sh with charon's IKE log at level 4, which prints
+ * g^ir, SKEYSEED, the seven keys and the AUTH computation. Throwaway keys of a lab run.
+ */
+const charon = {
+  spiI: hex('a09739ca3a9dcf08'),
+  spiR: hex('ad4d5aaf2d34dd58'),
+  ni: hex('7e0878fae042e71b44c15282ca362947086c902c5e2d3d0752cb8ac3af450109'),
+  nr: hex('5a3f161c9bfa74ee7ae3811f0fad0843272bdf815dddb5f6a0d4f69aca15f2e3'),
+  gir: hex('645b0987995da2fb395b4ca00a5b3c51779ab6be58a1d645eb4e5c3ad893e54b'),
+  skeyseed: hex('6a28f24b3778b5c68ab4981dda7dcf0824721cca8ed5790f38f4cd4459cc3bdb'),
+  keys: {
+    skD: hex('7ecfbf2c6deec973ff154498c492122ecc8d124f1896a3612f7b56455b201bde'),
+    skAi: Buffer.alloc(0),
+    skAr: Buffer.alloc(0),
+    skEi: hex('cd49fd6232ba46e8b20b4d977c788286cf773c4ce4d784a650d277eedd8d77a9228cb840'),
+    skEr: hex('a694842ee0900524aaa1c89bf9c65c09932d541eb349c8837c9bcc04cf16ea81ec86d999'),
+    skPi: hex('0d08048bad319313c2ac0599d9f62271dffb3ea6ea1ee7b2d36cac7e0f239e36'),
+    skPr: hex('e59d5d7dcd1773fd6d890aaffb605f47a59fc33b675e0d308814b05887ff9a1f'),
+  },
+  psk: 'ikc codec capture, not a real secret',
+  // The IKE_SA_INIT request and response as sent: the start of each side's signed octets.
+  initRequest: hex(`a09739ca3a9dcf0800000000000000002120220800000000000001282200005402000024010100030300000c01000014800e01000300000802000005000000080400001f
+    0000002c020100040300000c0100000c800e0080030000080300000c0300000802000005000000080400000e28000028001f00000bd370ecf97c53947b0e8c9bd8953b0f68bdaa8831
+    afe121c98a831b81b9d37c290000247e0878fae042e71b44c15282ca362947086c902c5e2d3d0752cb8ac3af4501092900001c0000400456adc1d80c1fb53ee02902aea4898c1be4a0
+    46c62900001c00004005330938df599d8482ab7e95d4668c81949a272f4e290000080000402e290000100000402f00020003000400052b0000080000401600000014882fe56d6fd20d
+    bc2251613b2ebe5beb`),
+  initResponse: hex(`a09739ca3a9dcf08ad4d5aaf2d34dd582120222000000000000001042200002800000024010100030300000c01000014800e01000300000802000005000000080400001f
+    28000028001f00008f8d13fea29c9a2aa86e560224146d62962280c75a558f7d13bdd8c4050f7b49290000245a3f161c9bfa74ee7ae3811f0fad0843272bdf815dddb5f6a0d4f69a
+    ca15f2e32900001c00004004780d1a4c8fef77cc91d4044d611524d738e8a46f2900001c0000400569f09a30909d81569fee2e2cad52f53f7d1d4fd8290000080000402e29000010
+    0000402f000200030004000529000008000040222b0000080000401400000014882fe56d6fd20dbc2251613b2ebe5beb`),
+  authI: hex('e238cd71cc845ab0a92083982731c4eee777fb0f275872a05ab969ada8b4c8f6'),
+  authR: hex('518f101dbc6cf54baee59144223b2f5bc12bd1416842b709507ef04770b9755b'),
+  // INFORMATIONAL Deletes of the first Child SA, request (a) and response (b), on the first IKE SA.
+  deleteRequest: hex('a09739ca3a9dcf08ad4d5aaf2d34dd582e20250800000003000000452a0000295c2f83085700edc8eeb7f2ab086eefc13d92072d441be382e6e54c9a3697391b32b40c1bc3'),
+  deleteResponse: hex('a09739ca3a9dcf08ad4d5aaf2d34dd582e20252000000003000000452a0000290b9c0efba9465777b5185d5d8ca8a686063ac4797a088b2d28cc28c6cb23fd91290aefcf61'),
+  rekey: {
+    spiI: hex('19da5ab2eff04062'),
+    spiR: hex('9df334f30c608d76'),
+    ni: hex('1590a1bc5807f84a0bae3e15e2917b8c5660bedc512f2ec500c391549e93850d'),
+    nr: hex('bd4962eaa00583c793c2654a4a4e0ce1e9bfce2eae3d58281f3ccb2dc141961f'),
+    gir: hex('a242085a0911263338edc0dc202f4cc08fcabbbfb1f24e1d951cabc21d83c443'),
+    skeyseed: hex('b61843c38edd76628e9d567217e65ad487f0bdca2f1447683254863a14401459'),
+    keys: {
+      skD: hex('bfda5a3b449a047af617b22f5d802c8b29d18795441e16cebc0d007501c83288'),
+      skAi: Buffer.alloc(0),
+      skAr: Buffer.alloc(0),
+      skEi: hex('f875b89a7382eeb7079d3dd63772577f550238c1bc1e2c9ba38e4bf91fb1a4422529d594'),
+      skEr: hex('0923e0dc36b8d2b0e4b28ec057bb71680fd261c29e9f1593c972eba6f88fa8b6bd6c7028'),
+      skPi: hex('19aed8476f338889acec538102e0b90bad944c2a68c0398d84bd17c654e3997a'),
+      skPr: hex('5501bdf2c67db75d602bfe9c8c2dc2814b639e6e20588b2f75ba9a74455b2ff1'),
+    },
+    // The Delete of the second Child SA, on the rekeyed IKE SA.
+    deleteRequest: hex('19da5ab2eff040629df334f30c608d762e20250800000000000000452a00002911230354a90a41221755feb40dc9fb59cf6eef261c8af1468b042d12ee7027846a125b5288'),
+    deleteResponse: hex('19da5ab2eff040629df334f30c608d762e20252000000000000000452a0000298a2e2925bf3dc9e905c43babe97e672f123ed995e4099a749b7498b0f79ce2c8732f520c7c'),
+  },
+};
+
+describe('against strongSwan 5.9.8', () => {
+  const suite: IkeSuite = { encr: { id: ENCR_AES_GCM_16, keyLength: 256 }, prf: PRF_HMAC_SHA2_256, dh: DH_CURVE25519 };
+  /** The SK body of a message whose first payload is SK: AAD = IKE header | SK payload header. */
+  const split = (m: Buffer) => ({ aad: m.subarray(0, 32), body: m.subarray(32) });
+  /** A Delete payload for one ESP SPI (RFC 7296 §3.11), the only inner payload of these messages. */
+  const deleteOf = (spi: string) => hex(`0000000c 03 04 0001 ${spi}`);
+
+  it("derives charon's SKEYSEED and the seven IKE SA keys (RFC 7296 §2.14)", () => {
+    expect(prf(PRF_HMAC_SHA2_256, Buffer.concat([charon.ni, charon.nr]), charon.gir)).toEqual(charon.skeyseed);
+    expect(deriveIkeKeys(suite, charon.ni, charon.nr, charon.gir, charon.spiI, charon.spiR)).toEqual(charon.keys);
+  });
+
+  it("derives the rekeyed IKE SA's keys as charon did (RFC 7296 §2.18)", () => {
+    const r = charon.rekey;
+    expect(prf(PRF_HMAC_SHA2_256, charon.keys.skD, Buffer.concat([r.gir, r.ni, r.nr]))).toEqual(r.skeyseed);
+    expect(deriveRekeyedIkeKeys(suite, charon.keys.skD, PRF_HMAC_SHA2_256, r.gir, r.ni, r.nr, r.spiI, r.spiR)).toEqual(r.keys);
+  });
+
+  it("computes both sides' PSK AUTH payloads as charon did (RFC 7296 §2.15)", () => {
+    const octetsI = signedOctets(charon.initRequest, charon.nr, PRF_HMAC_SHA2_256, charon.keys.skPi, idPayloadBody(parseIdentity('a.ikc.example')));
+    expect(pskAuth(PRF_HMAC_SHA2_256, charon.psk, octetsI)).toEqual(charon.authI);
+    const octetsR = signedOctets(charon.initResponse, charon.ni, PRF_HMAC_SHA2_256, charon.keys.skPr, idPayloadBody(parseIdentity('b.ikc.example')));
+    expect(verifyPskAuth(PRF_HMAC_SHA2_256, charon.psk, octetsR, charon.authR)).toBe(true);
+  });
+
+  it('announces the same SIGNATURE_HASH_ALGORITHMS as charon (notify 16431)', () => {
+    expect(charon.initRequest.includes(Buffer.concat([hex('0000402f'), signatureHashAlgorithms()]))).toBe(true);
+  });
+
+  it("opens charon's SK payloads with the keys derived here, before and after the IKE SA rekey", () => {
+    const first = deriveIkeKeys(suite, charon.ni, charon.nr, charon.gir, charon.spiI, charon.spiR);
+    const r = charon.rekey;
+    const second = deriveRekeyedIkeKeys(suite, first.skD, PRF_HMAC_SHA2_256, r.gir, r.ni, r.nr, r.spiI, r.spiR);
+    const cases: [Buffer, Buffer, string][] = [
+      [charon.deleteRequest, first.skEi, '387008df'],
+      [charon.deleteResponse, first.skEr, '78b837a2'],
+      [r.deleteRequest, second.skEi, '574e3d53'],
+      [r.deleteResponse, second.skEr, '36197c47'],
+    ];
+    for (const [message, key, spi] of cases) {
+      const { aad, body } = split(message);
+      expect(createSkCipher(suite, key, Buffer.alloc(0)).open(aad, body)).toEqual(deleteOf(spi));
+    }
+  });
+
+  it("seals charon's Delete request byte for byte when given its IV (no AEAD padding, like charon)", () => {
+    const { aad, body } = split(charon.deleteRequest);
+    const cipher = createSkCipher(suite, charon.keys.skEi, Buffer.alloc(0), { firstIv: BigInt(`0x${body.subarray(0, 8).toString('hex')}`) });
+    expect(cipher.seal(aad, deleteOf('387008df'))).toEqual(body);
   });
 });
 

@@ -161,6 +161,22 @@ describe('choosing a proposal (responder)', () => {
     expect(chosen?.suite).toEqual({ encr: { id: ENCR_AES_CBC, keyLength: 256 }, prf: PRF_HMAC_SHA2_256, integ: AUTH_HMAC_SHA2_256_128, dh: DH_MODP_2048 });
   });
 
+  it('reads the proposals of a real charon 5.9.8 IKE_SA_INIT as strongSwan means the same strings', () => {
+    // Hand-decoded from the SA payload of the captured request (test/unit/ike-crypto.test.ts),
+    // sent for proposals = aes256gcm16-prfsha256-x25519, aes128-sha256-modp2048: charon adds
+    // prfsha256 to the second and writes integrity before the PRF.
+    const sent = [
+      proposal(1, PROTOCOL_IKE, [t(E, 20, 256), t(P, 5), t(D, 31)]),
+      proposal(2, PROTOCOL_IKE, [t(E, 12, 128), t(I, 12), t(P, 5), t(D, 14)]),
+    ];
+    const ours = parseProposals(['aes256gcm16-prfsha256-x25519', 'aes128-sha256-modp2048'], PROTOCOL_IKE);
+    const byType = (p: Proposal) => [...p.transforms].sort((a, b) => a.type - b.type);
+    expect(ours.map(byType)).toEqual(sent.map(byType));
+    expect(formatProposal(selectProposal(sent, defaultProposals(PROTOCOL_IKE), PROTOCOL_IKE, { keGroup: 31 })!.proposal)).toBe('aes256gcm16-prfsha256-x25519');
+    // What charon answered: proposal 1 as it was.
+    expect(checkChosen(sent[0]!, ours, PROTOCOL_IKE)).toEqual({ encr: { id: ENCR_AES_GCM_16, keyLength: 256 }, prf: PRF_HMAC_SHA2_256, dh: DH_CURVE25519 });
+  });
+
   it("prefers the initiator's order of proposals and transforms", () => {
     const offered = [proposal(1, PROTOCOL_IKE, [t(E, 28), t(E, 20, 256), t(P, 7), t(P, 5), t(D, 19), t(D, 31)])];
     const configured = parseProposals(['aes256gcm16-chacha20poly1305-prfsha256-prfsha512-x25519-ecp256'], PROTOCOL_IKE);
