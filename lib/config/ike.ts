@@ -19,6 +19,8 @@ export const IKE_DEFAULTS = {
   ikeRekeySeconds: 14400,
   dpdSeconds: 30,
   start: 'on-start' as IkeStartAction,
+  retransmitTimeoutMs: 1000,
+  retransmitTries: 5,
 };
 /** A pre-shared key shorter than this is refused: it would fall to an offline dictionary search of one captured handshake. */
 export const IKE_PSK_MIN_CHARS = 16;
@@ -42,6 +44,9 @@ export const ikeSchema = section({
   dpdSeconds: intRange(0, 3600).optional(),
   start: z.enum(IKE_START_ACTIONS, err(`must be one of: ${IKE_START_ACTIONS.join(', ')}`)).optional(),
   port: intRange(1, 65535).optional(),
+  /** The first retransmission after this long, doubling each time (RFC 7296 §2.1); the peer is gone after retransmitTries sends. */
+  retransmitTimeoutMs: intRange(100, 60000).optional(),
+  retransmitTries: intRange(1, 20).optional(),
 });
 export type IkeParsed = z.output<typeof ikeSchema>;
 export const IKE_KEYS = Object.keys(ikeSchema.shape);
@@ -70,6 +75,8 @@ export interface ResolvedIke {
   dpdSeconds: number;
   start: IkeStartAction;
   port: number;
+  retransmitTimeoutMs: number;
+  retransmitTries: number;
 }
 
 /** The shown form: the secret replaced, the file names kept. */
@@ -148,5 +155,7 @@ export function resolveIke(defaults: IkeParsed | undefined, own: IkeParsed | und
     dpdSeconds: merged.dpdSeconds ?? IKE_DEFAULTS.dpdSeconds,
     start: merged.start ?? IKE_DEFAULTS.start,
     port: merged.port ?? IKE_DEFAULTS.port,
+    retransmitTimeoutMs: merged.retransmitTimeoutMs ?? IKE_DEFAULTS.retransmitTimeoutMs,
+    retransmitTries: merged.retransmitTries ?? IKE_DEFAULTS.retransmitTries,
   };
 }

@@ -14,9 +14,6 @@ import type { Identity, LocalAuth, SessionTiming } from './session';
 import { PROTOCOL_ESP, PROTOCOL_IKE } from './transforms';
 import type { TrafficSelector } from './types';
 
-/** Retransmissions (§2.1): 1 s, doubling, five sends, as strongSwan's defaults scaled down a little. */
-export const RETRANSMIT_DEFAULTS = { timeoutMs: 1000, tries: 5 };
-
 const certificates = new Map<string, X509Certificate[]>();
 
 /** The certificates of a PEM file (a bundle may hold several), read once per path. */
@@ -129,8 +126,8 @@ export function ikePeersOf(config: ResolvedConfig, peers: readonly ResolvedPeer[
       childLifetimeMs: ike.lifetimeSeconds * 1000,
       ikeRekeyMs: ike.ikeRekeySeconds * 1000,
       dpdMs: ike.dpdSeconds * 1000,
-      retransmitTimeoutMs: RETRANSMIT_DEFAULTS.timeoutMs,
-      retransmitTries: RETRANSMIT_DEFAULTS.tries,
+      retransmitTimeoutMs: ike.retransmitTimeoutMs,
+      retransmitTries: ike.retransmitTries,
     };
     out.push({
       name: peer.name,

@@ -6,29 +6,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addTunnelAddress, Charon, isEstablished, Lab, Pki, strongswanUnavailableReason } from '../../lab';
+import { addTunnelAddress, Charon, isEstablished, Lab, Pki } from '../../lab';
 import type { Host, IkeSa, SwanctlConnection } from '../../lab';
-import { describeNetns, REQUIRE_NETNS, sleep, waitFor } from '../helpers/env';
+import { sleep, waitFor } from '../helpers/env';
+import { describeStrongswan } from '../helpers/strongswan';
 
-const TOOLS = ['swanctl', 'pki', 'tshark', 'unshare'];
 const PSK = 'lab-psk-0123456789abcdef';
-
-/** describeNetns(), plus the strongSwan pieces that are not commands on PATH (charon, plugins). */
-function describeStrongswan(name: string, fn: () => void): void {
-  const reason = strongswanUnavailableReason();
-  if (!reason) {
-    describeNetns(name, { addon: false, tools: TOOLS }, fn);
-  } else if (REQUIRE_NETNS) {
-    describe(name, () => {
-      it('has its prerequisites (OVERLAYFWD_REQUIRE_NETNS=1)', () => {
-        throw new Error(`OVERLAYFWD_REQUIRE_NETNS=1 but this suite cannot run: ${reason}`);
-      });
-    });
-  } else {
-    process.stderr.write(`[overlayfwd] skipping "${name}": ${reason} (set OVERLAYFWD_REQUIRE_NETNS=1 to make this a failure)\n`);
-    describe.skip(`${name} [skipped: ${reason}]`, fn);
-  }
-}
 
 /** Alive and not a zombie. */
 function pidAlive(pid: number): boolean {
