@@ -3,4 +3,15 @@ export { Overlay, type OverlayPeers, type PeerTable } from './overlay';
 export { parseConfig, loadConfigFile, ConfigError } from './config';
 export { ControlServer, controlRequest } from './control';
 export { diffCounters } from './stats';
+export {
+  createMetricsServer,
+  METRIC_NAMES,
+  OverlayMetrics,
+  type ExtraCollector,
+  type MetricsContext,
+  type MetricsServer,
+  type MetricsServerOptions,
+  type MetricsSource,
+  type OverlayMetricsOptions,
+} from './metrics';
 export * from './types';

@@ -97,6 +97,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
   if (config.ike) input['ike'] = { ...config.ike };
   if (config.registry) input['registry'] = registryInput(config.registry);
   if (config.node) input['node'] = { ...config.node };
+  if (config.metrics) input['metrics'] = { ...config.metrics };
   return input;
 }
 
@@ -308,6 +309,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       offloads: { active: { ...this.offloadState }, ...this.reader.offloadCounters(this.reader.totals()) },
       generated: this.reader.generated(this.reader.totals()),
       control: this.reader.control(this.reader.totals()),
+      tableGeneration: this.slots.generation,
     };
   }
 

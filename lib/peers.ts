@@ -78,6 +78,7 @@ export interface PeerEntry {
 export class PeerSlots {
   private readonly entries = new Map<string, PeerEntry>();
   private readonly free: number[];
+  private installed = 0;
 
   constructor(capacity: number) {
     // A queue: slots are handed out lowest first, and a freed slot goes to the back, so it is
@@ -135,5 +136,11 @@ export class PeerSlots {
 
   install(forwarder: NativeForwarder, negotiated?: (peer: string) => NativePeerSa | undefined): void {
     forwarder.setPeers(this.compile(negotiated));
+    this.installed++;
+  }
+
+  /** Table snapshots installed so far (every one goes through install()). */
+  get generation(): number {
+    return this.installed;
   }
 }

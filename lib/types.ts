@@ -127,6 +127,13 @@ export interface ResolvedConfig {
   registry?: ResolvedRegistry;
   /** Registry mode: how this host registers (absent without a registry). */
   node?: ResolvedNode;
+  /** Prometheus metrics served by `overlayfwd up` (absent: off). */
+  metrics?: ResolvedMetrics;
+}
+
+export interface ResolvedMetrics {
+  /** host:port to serve /metrics and /healthz on, an IP literal (IPv6 in brackets): "127.0.0.1:9469". */
+  listen: string;
 }
 
 export interface ResolvedRegistry {
@@ -204,6 +211,11 @@ export interface OverlayStats {
   generated: { icmpTooBig: number; mssClamped: number };
   /** Control traffic (totals only): what shares the underlay with the tunnel but is no tunnel packet. */
   control: ControlStats;
+  /**
+   * Peer-table snapshots installed since start (the first table is 1): it moves on every peer,
+   * route or SA change. Optional in the type: an instance older than this field does not send it.
+   */
+  tableGeneration?: number;
 }
 
 export interface ControlStats {

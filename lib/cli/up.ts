@@ -1,6 +1,7 @@
 // overlayfwd up -c FILE: start an instance and run it in the foreground until SIGINT/SIGTERM.
 import { formatEndpoint, loadConfigFile } from '../config';
 import { ControlServer, probeSocket } from '../control';
+import type { MetricsServer } from '../metrics';
 import type { ResolvedConfig } from '../types';
 import { EXIT_FAILURE, EXIT_OK, plural, reportError } from './common';
 
@@ -89,6 +90,18 @@ export async function runUp(opts: { config: string }): Promise<number> {
       return reportError(err);
     }
 
+    // metrics: { listen }: Prometheus /metrics and /healthz (a port in use is an error, exit 1).
+    let metrics: MetricsServer | null = null;
+    if (config.metrics) {
+      try {
+        metrics = await (await import('../metrics')).createMetricsServer(overlay, config.metrics.listen);
+      } catch (err) {
+        await control.close().catch(() => {});
+        await overlay.close().catch(() => {});
+        return reportError(err);
+      }
+    }
+
     // esp: an SA nearing its limit is worth a line (SPIs only, never keys).
     overlay.on('rekeyNeeded', (e) => {
       const spi = `0x${e.spi.toString(16).padStart(8, '0')}`;
@@ -113,7 +126,7 @@ export async function runUp(opts: { config: string }): Promise<number> {
     }
     if (!signals.stopped) {
       const active = Object.entries(overlay.stats().offloads.active).filter(([, on]) => on).map(([name]) => name);
-      process.stdout.write(`${upLine(overlay.config, overlay.device)}, offloads ${active.length ? active.join(' ') : 'none'}\n`);
+      process.stdout.write(`${upLine(overlay.config, overlay.device)}, offloads ${active.length ? active.join(' ') : 'none'}${metrics ? `, metrics ${metrics.url}/metrics` : ''}\n`);
     }
     // The data path can fail for good under us (the device deleted by hand): then stop, loudly.
     let healthTimer: NodeJS.Timeout | undefined;
@@ -131,6 +144,7 @@ export async function runUp(opts: { config: string }): Promise<number> {
     } else {
       process.stderr.write(`overlayfwd: ${reason}: shutting down ${config.name}\n`);
     }
+    await metrics?.close();
     await control.close().catch((err: unknown) => {
       code = reportError(err);
     });

@@ -111,6 +111,7 @@ export function parseConfig(input: unknown): ResolvedConfig {
     limits: { ...root.limits },
     peers: placed.map((p) => p.peer),
     control: { socket: root.control.socket ?? defaultSocketPath(root.name) },
+    ...(root.metrics ? { metrics: { listen: root.metrics.listen } } : {}),
     ...(root.registry
       ? {
           registry: {

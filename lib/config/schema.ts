@@ -8,6 +8,7 @@ import { ENCAP_KEYS, encapSchema } from './encap';
 import { cidr, err, ifName, interfaceName, intRange, ipAddress, list, mac, netnsName, nullToUndefined, peerName, section, trueOrFalse } from './fields';
 import { unknownKeyMessage } from './issues';
 import { DEVICE_TYPES } from './modes';
+import { METRICS_KEYS, metricsSchema } from './metrics';
 import { ETCD_KEYS, NODE_KEYS, REGISTRY_KEYS, nodeSchema, registrySchema } from './registry';
 import { ESP_REKEY_GRACE_DEFAULT_SECONDS, saSchema } from './sa';
 
@@ -161,6 +162,8 @@ export const rootSchema = section({
   // Registry mode: peers come from etcd (registry.ts).
   registry: z.preprocess(nullToUndefined, registrySchema.optional()),
   node: z.preprocess(nullToUndefined, nodeSchema.optional()),
+  // Prometheus /metrics and /healthz, served by `overlayfwd up` (metrics.ts); off when absent.
+  metrics: z.preprocess(nullToUndefined, metricsSchema.optional()),
 });
 
 export type RootParsed = z.output<typeof rootSchema>;
@@ -182,6 +185,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   registry: REGISTRY_KEYS,
   'registry.etcd': ETCD_KEYS,
   node: NODE_KEYS,
+  metrics: METRICS_KEYS,
 };
 
 /** The keys of the mapping at `items`; a peer's own when its issues are reported under a prefix or a list index. */
