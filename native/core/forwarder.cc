@@ -162,7 +162,15 @@ void Forwarder::open_udp_sockets(const SocketAddress& local, std::vector<Underla
   for (uint32_t w = 0; w < options_.workers; w++) {
     sockets[w].receivers.push_back(std::move(listeners[w]));
     sockets[w].receiver_protocols.push_back(0);
-    sockets[w].senders = open_entropy_sockets(local, options_.source_ports, udp);
+    // ESP in UDP leaves from the port IKE uses (RFC 3948 §2.1), so that a NAT maps both alike
+    // and a peer that checks the source port (RFC 3948 implementations may) accepts it: the
+    // worker sends on its own listening socket instead of spreading flows over entropy ports.
+    if (tunnel_of(options_).uses_security_associations()) {
+      sockets[w].senders.emplace_back(::dup(sockets[w].receivers.back().get()));
+      if (sockets[w].senders.back().get() < 0) throw_errno("dup", "an ESP sender socket");
+    } else {
+      sockets[w].senders = open_entropy_sockets(local, options_.source_ports, udp);
+    }
   }
   data_listener_fd_ = sockets[0].receivers[0].get();
   offloads_.udp_gso = options_.udp_gso && probe_udp_gso(sockets[0].senders[0].get());
