@@ -51,7 +51,8 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .command('up')
     .description('start an instance from a config file and run it in the foreground until SIGINT/SIGTERM')
     .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
-    .action(async (opts: { config: string }) => setCode(await runUp(opts)));
+    .option('--log-level <level>', 'warn (default), info (every IKE exchange and state change) or debug', 'warn')
+    .action(async (opts: { config: string; logLevel?: string }) => setCode(await runUp(opts)));
 
   program
     .command('check')

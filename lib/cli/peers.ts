@@ -1,11 +1,22 @@
 // overlayfwd peers list|add|remove, and overlayfwd fdb: peer and forwarding tables of a running instance.
 import { formatEndpoint, formatSpi } from '../config';
 import { controlRequest } from '../control';
+import type { IkeStatus } from '../ike/keying';
 import { EXIT_FAILURE, EXIT_OK, reportError, resolveSocket, table, type InstanceOptions } from './common';
 
 /** An endpoint as shown: address:port, or the address alone in the IP-protocol modes (port 0). */
 function showEndpoint(ep: { address: string; port: number }): string {
   return ep.port === 0 ? ep.address : formatEndpoint(ep);
+}
+
+/** A peer's IKE state as `swanctl --list-sas` would sum it up: the IKE SA, then its Child SA. */
+function ikeText(s: IkeStatus): string {
+  const parts = [s.state + (s.role ? ` (${s.role})` : '')];
+  if (s.spis) parts.push(`ike ${s.spis.initiator}_i ${s.spis.responder}_r`);
+  if (s.ageSeconds !== undefined) parts.push(`${s.ageSeconds}s`);
+  if (s.child) parts.push(`child ${s.child.cipher}${s.child.esn ? ' esn' : ''}${s.child.dhGroup ? ` pfs ${s.child.dhGroup}` : ''}, ${s.child.ageSeconds}s`);
+  if (s.state !== 'established' && s.lastError) parts.push(`last error: ${s.lastError}`);
+  return parts.join(', ');
 }
 
 export interface ListOptions extends InstanceOptions {
@@ -20,7 +31,7 @@ export async function runPeersList(opts: ListOptions): Promise<number> {
     } else if (peers.length === 0) {
       process.stdout.write('no peers\n');
     } else {
-      const esp = peers.some((p) => p.sa);
+      const esp = peers.some((p) => p.sa || p.ikeSa);
       const body = peers.map((p) => [
         p.name,
         showEndpoint(p.endpoint),
@@ -30,14 +41,18 @@ export async function runPeersList(opts: ListOptions): Promise<number> {
         // ESP: SPIs only (keys are never listed); an inbound SA in a rekey's grace period shows its time left.
         ...(esp
           ? [
-              p.sa
+              p.ikeSa?.child
+                ? `out ${formatSpi(p.ikeSa.child.outboundSpi)} in ${formatSpi(p.ikeSa.child.inboundSpi)}`
+                : p.sa
                 ? `out ${formatSpi(p.sa.out.spi)} in ${p.sa.in.map((x) => `${formatSpi(x.spi)}${x.retiresInSeconds !== undefined ? ` (retires in ${x.retiresInSeconds}s)` : ''}`).join(', ')}`
                 : '-',
             ]
           : []),
       ]);
-      const head = ['NAME', 'ENDPOINT', 'STATIC MACS', 'LEARNED', 'ALLOWED IPS', ...(esp ? ['SPIS'] : [])];
-      process.stdout.write(`${table(head, body, new Set([0, 1, 2, 4, 5]))}\n`);
+      const ike = peers.some((p) => p.ikeSa);
+      if (ike) peers.forEach((p, i) => body[i]!.push(p.ikeSa ? ikeText(p.ikeSa) : '-'));
+      const head = ['NAME', 'ENDPOINT', 'STATIC MACS', 'LEARNED', 'ALLOWED IPS', ...(esp ? ['SPIS'] : []), ...(ike ? ['IKE'] : [])];
+      process.stdout.write(`${table(head, body, new Set([0, 1, 2, 4, 5, 6]))}\n`);
     }
     return EXIT_OK;
   } catch (err) {

@@ -3,7 +3,7 @@ import { formatEndpoint, loadConfigFile } from '../config';
 import { ControlServer, probeSocket } from '../control';
 import type { MetricsServer } from '../metrics';
 import type { ResolvedConfig } from '../types';
-import { EXIT_FAILURE, EXIT_OK, plural, reportError } from './common';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, plural, reportError } from './common';
 
 interface StopSignal {
   /** Resolves with the first SIGINT/SIGTERM. */
@@ -58,7 +58,14 @@ function upLine(config: ResolvedConfig, device: { name: string; mtu: number }): 
   );
 }
 
-export async function runUp(opts: { config: string }): Promise<number> {
+const LOG_LEVELS = ['warn', 'info', 'debug'] as const;
+
+export async function runUp(opts: { config: string; logLevel?: string }): Promise<number> {
+  const logLevel = LOG_LEVELS.indexOf((opts.logLevel ?? 'warn') as (typeof LOG_LEVELS)[number]);
+  if (logLevel < 0) {
+    process.stderr.write(`overlayfwd: --log-level must be one of: ${LOG_LEVELS.join(', ')}\n`);
+    return EXIT_USAGE;
+  }
   let config: ResolvedConfig;
   try {
     config = loadConfigFile(opts.config);
@@ -110,6 +117,12 @@ export async function runUp(opts: { config: string }): Promise<number> {
           ? `overlayfwd: ${config.name}: peer ${e.peer}: outbound SA ${spi} has used up its sequence numbers; nothing is sent to ${e.peer} until it is rekeyed\n`
           : `overlayfwd: ${config.name}: peer ${e.peer}: outbound SA ${spi} nears the end of its sequence numbers; rekey it\n`,
       );
+    });
+    // IKE: one JSON line per exchange and state change at info, warnings always (never a key:
+    // the session logs SPIs, algorithms and reasons only).
+    overlay.on('ike', (line) => {
+      if (LOG_LEVELS.indexOf(line.level) > logLevel) return;
+      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), instance: config.name, component: 'ike', ...line })}\n`);
     });
     // Registry mode: hosts coming and going, etcd lost and back, records refused.
     const registry = overlay.registry;

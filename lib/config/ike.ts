@@ -5,6 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { ConfigIssue } from './errors';
+import { parseIdentity } from '../ike/auth';
+import { parseProposal } from '../ike/proposals';
+import { PROTOCOL_ESP, PROTOCOL_IKE } from '../ike/transforms';
 import { err, intRange, list, nullToUndefined, section } from './fields';
 
 export const IKE_AUTH_METHODS = ['psk', 'certificate'] as const;
@@ -89,6 +92,8 @@ export function publicIke(ike: ResolvedIke): ResolvedIke {
 export function ikeInput(ike: ResolvedIke, showKeys = false): Record<string, unknown> {
   const input: Record<string, unknown> = { ...(showKeys ? ike : publicIke(ike)) };
   if (ike.pskFile !== undefined) delete input['psk'];
+  // Empty lists mean "the defaults": left out, as they would be written.
+  for (const k of ['ca', 'proposals', 'espProposals']) if ((input[k] as unknown[]).length === 0) delete input[k];
   return input;
 }
 
@@ -131,6 +136,25 @@ export function resolveIke(defaults: IkeParsed | undefined, own: IkeParsed | und
       if (merged[k] === undefined) issues.push({ path: `${at}.ike.${k}`, message: 'required with auth: certificate' });
     }
     if (own?.psk !== undefined || own?.pskFile !== undefined) issues.push({ path: `${at}.ike.${own.psk !== undefined ? 'psk' : 'pskFile'}`, message: 'used only with auth: psk' });
+  }
+  // Proposals and identities are read here, so that `check` finds what would fail at start.
+  for (const [k, protocol] of [['proposals', PROTOCOL_IKE], ['espProposals', PROTOCOL_ESP]] as const) {
+    merged[k]?.forEach((text, i) => {
+      try {
+        parseProposal(text, protocol);
+      } catch (e) {
+        issues.push({ path: `${where(k)}[${i}]`, message: (e as Error).message });
+      }
+    });
+  }
+  for (const k of ['id', 'remoteId'] as const) {
+    const text = merged[k];
+    if (text === undefined) continue;
+    try {
+      parseIdentity(text);
+    } catch (e) {
+      issues.push({ path: where(k), message: (e as Error).message });
+    }
   }
   const rekeySeconds = merged.rekeySeconds ?? IKE_DEFAULTS.rekeySeconds;
   const lifetimeSeconds = merged.lifetimeSeconds ?? Math.ceil(rekeySeconds * 1.1);

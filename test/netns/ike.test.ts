@@ -15,14 +15,14 @@ async function established(p: Pair): Promise<void> {
 }
 
 describeNetns('IKEv2 between two overlayfwd hosts', { tools: ['ping'] }, () => {
-  for (const udp of [true, false]) {
-    describe(udp ? 'UDP-encapsulated ESP (IKE moves to 4500)' : 'ESP on IP protocol 50 (IKE stays on 500)', () => {
+  for (const [udp, family] of [[true, 4], [false, 4], [true, 6], [false, 6]] as const) {
+    describe(`${udp ? 'UDP-encapsulated ESP (IKE moves to 4500)' : 'ESP on IP protocol 50 (IKE stays on 500)'}, IPv${family} underlay`, () => {
       let lab: Lab;
       let p: Pair;
       const lines: unknown[] = [];
       beforeAll(async () => {
-        lab = await Lab.create({ prefix: udp ? 'ikeu' : 'iker' });
-        p = await overlayPair(lab, { device: 'tun', encap: { type: 'esp', udp }, extra: { ike: { auth: 'psk', psk: PSK, rekeySeconds: 3600 } } });
+        lab = await Lab.create({ prefix: `ike${udp ? 'u' : 'r'}${family}` });
+        p = await overlayPair(lab, { device: 'tun', family, encap: { type: 'esp', udp }, extra: { ike: { auth: 'psk', psk: PSK, rekeySeconds: 3600 } } });
         p.A.on('ike', (l) => lines.push(l));
         await established(p);
       }, 60_000);
