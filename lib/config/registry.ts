@@ -97,6 +97,7 @@ interface RegistryRoot {
   node?: NodeParsed | undefined;
   device: { type: string; addresses: readonly unknown[] };
   encap: { type: string };
+  ike?: unknown;
   underlay: { local: { family: 4 | 6 } };
 }
 
@@ -115,8 +116,10 @@ export function checkRegistry(root: RegistryRoot, issues: Issue[]): void {
   if (root.device.type === 'packet') {
     issues.push({ path: 'registry', message: 'a packet device bridges an existing segment: the registry needs device.type tap or tun' });
   }
-  if (root.encap.type === 'esp') {
-    issues.push({ path: 'registry', message: 'esp with a registry needs IKEv2 to key the SAs (not built yet): use a plaintext mode' });
+  // The registry holds no keys: every host's SAs are negotiated by IKE, with the top-level ike
+  // (one CA and a certificate per host, or one PSK in every host's own config).
+  if (root.encap.type === 'esp' && !root.ike) {
+    issues.push({ path: 'registry', message: 'esp with a registry needs a top-level ike (auth: certificate with one CA, or psk): the registry holds no keys' });
   }
   if (root.device.addresses.length > 0) {
     issues.push({ path: 'device.addresses', message: "not used with a registry: the device's address comes from the node's subnet" });

@@ -1,6 +1,7 @@
 // IKE for one overlay: the manager on the native control channel, and the Child SAs it makes
 // going into the native SA table. The overlay calls update() when its peers change and asks
 // nativeSa() for each IKE peer's SAs when it builds a table snapshot.
+import { IKE_DEFAULTS } from '../config/ike';
 import type { NativeForwarder, NativePeerSa } from '../native';
 import type { ResolvedConfig, ResolvedPeer } from '../types';
 import { publicChild, type PublicChildSa } from './child';
@@ -55,7 +56,9 @@ export class IkeKeying {
   /** The IKE port this overlay listens on (every IKE peer shares it). */
   static portOf(config: ResolvedConfig, peers: readonly ResolvedPeer[]): number | null {
     const first = peers.find((p) => p.ike);
-    return first?.ike ? first.ike.port : null;
+    if (first?.ike) return first.ike.port;
+    // A top-level ike: peers that come later (registry mode, peers.add) use it.
+    return config.encap.type === 'esp' && config.ike ? (config.ike.port ?? IKE_DEFAULTS.port) : null;
   }
 
   /** Opens the control channel (IKE on UDP 500 natively, and 4500 behind the non-ESP marker). */

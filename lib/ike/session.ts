@@ -37,6 +37,7 @@ import {
   verifyPskAuth,
   verifySignatureAuth,
   identityMatches,
+  identitiesEqual,
 } from './auth';
 import type { ChildSuite, IkeHeader, IkeKeys, IkeMessage, IkeSuite, KeyExchange, Payload, Proposal, SkCipher, TrafficSelector } from './types';
 import { AuthMethod, CertEncoding, Exchange, IdType, NotifyType, ProtocolId, TransformType, notifyTypeName, exchangeName } from './wire';
@@ -198,8 +199,9 @@ function idBody(id: Identity): Buffer {
   return Buffer.concat([Buffer.from([id.type, 0, 0, 0]), id.data]);
 }
 
+/** A configured identity and a proven one: DNs by their attributes, names without case (strongSwan's rule). */
 function sameId(a: Identity, b: Identity): boolean {
-  return a.type === b.type && a.data.equals(b.data);
+  return identitiesEqual(a, b);
 }
 
 /** The smaller of two nonces, as §2.8.1 compares them (as unsigned big-endian numbers). */
@@ -490,7 +492,6 @@ export class IkeSession extends EventEmitter<SessionEvents> {
     }
     this.state = 'established';
     this.log('info', 'IKE SA established', { suite: this.suite });
-    this.emit('established');
     this.scheduleIkeTimers();
     if (error !== undefined) {
       this.log('warn', 'IKE_AUTH: no Child SA', { notify: notifyTypeName(error) });
@@ -499,6 +500,8 @@ export class IkeSession extends EventEmitter<SessionEvents> {
     const child = this.childFromResponse(m, inboundSpi, init.ni, init.nr, undefined, 0);
     if (typeof child === 'string') return this.sendDeleteAndClose(child);
     this.installChild(child, null);
+    // Last: a listener may close this session (a duplicate of another), Child SA and all.
+    this.emit('established');
   }
 
   /** The Child SA a response (IKE_AUTH or CREATE_CHILD_SA) completes, or why it cannot. */
@@ -539,6 +542,8 @@ export class IkeSession extends EventEmitter<SessionEvents> {
   private readonly awaitingActivation = new Map<ChildSa, ChildSa>();
 
   private installChild(child: ChildSa, replaces: ChildSa | null, activate = true): void {
+    // A session closed meanwhile installs nothing: its SAs would outlive it in the table.
+    if (this.state === 'closed') return;
     if (replaces) this.retiring.push(replaces);
     if (replaces && !activate) {
       this.awaitingActivation.set(replaces, child);
@@ -639,10 +644,12 @@ export class IkeSession extends EventEmitter<SessionEvents> {
     const idAuth = this.authPayloads(init.response, init.ni, sa.keys.skPr);
     this.state = 'established';
     this.log('info', 'IKE SA established', { suite: this.suite });
-    this.emit('established');
     this.scheduleIkeTimers();
     const child = this.acceptChild(m, init.ni, init.nr, undefined, true);
-    if (!Array.isArray(child.payloads)) return idAuth;
+    // After the answer is sent: a listener may close this session (a duplicate of another).
+    setImmediate(() => {
+      if (this.state === 'established') this.emit('established');
+    });
     if (child.error !== undefined) {
       this.log('warn', 'IKE_AUTH: Child SA refused', { notify: notifyTypeName(child.error) });
       return [...idAuth, notify(child.error)];

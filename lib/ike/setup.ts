@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, type ConfigIssue } from '../config/errors';
 import type { ResolvedIke } from '../config/ike';
 import type { ResolvedConfig, ResolvedPeer } from '../types';
-import { certificateIdentity, parseIdentity } from './auth';
+import { certificateIdentity, certificateSubject, formatDn, parseIdentity } from './auth';
 import type { IkePeer } from './manager';
 import { defaultProposals, parseProposals } from './proposals';
 import { selectorsFromCidrs } from './selectors';
@@ -90,6 +90,25 @@ function localSelectors(config: ResolvedConfig, localCidrs: readonly string[]): 
 function remoteSelectors(config: ResolvedConfig, peer: ResolvedPeer): TrafficSelector[] {
   if (config.device.type !== 'tun') return selectorsFromCidrs(['0.0.0.0/0', '::/0']);
   return selectorsFromCidrs(peer.allowedIps);
+}
+
+/**
+ * The identity this host proves, as text ike.id takes (for the registry record): ike.id as
+ * configured, else with certificates the subject DN, else our underlay address. Undefined
+ * when the overlay runs no IKE.
+ */
+export function localIdentityText(config: ResolvedConfig): string | undefined {
+  const ike = config.ike;
+  if (config.encap.type !== 'esp' || !ike) return undefined;
+  if (ike.id) return ike.id;
+  if (ike.auth === 'certificate' && ike.certificate) {
+    try {
+      return `asn1dn:${formatDn(certificateSubject(readCertificates(ike.certificate)[0]!))}`;
+    } catch {
+      return undefined;
+    }
+  }
+  return config.underlay.local;
 }
 
 /**

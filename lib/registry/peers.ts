@@ -64,6 +64,8 @@ export class RegistryPeerSet {
       allowedIps: config.device.type === 'tun' ? [node.subnet] : [],
       macs: config.device.type === 'tap' && node.mac ? [node.mac] : [],
     };
+    // esp: keyed by IKE with the top-level settings; the host must prove the identity it registered.
+    if (config.encap.type === 'esp') input['ike'] = node.ikeId ? { remoteId: node.ikeId } : {};
     let result: Checked;
     try {
       result = { peer: parsePeer(input, `registry ${node.key}`, config, []) };

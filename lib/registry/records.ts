@@ -31,6 +31,8 @@ export const nodeRecordSchema = z.strictObject({
   name: z.string().regex(NAME_RE),
   endpoint: z.string().max(64).refine((s) => isIP(s) !== 0, 'not an IPv4 or IPv6 address'),
   mac: z.string().regex(MAC_RE).optional(),
+  /** esp: the IKE identity the host proves (never a secret), as ike.id takes it. */
+  ikeId: z.string().min(1).max(512).optional(),
 });
 export type NodeRecordBody = z.output<typeof nodeRecordSchema>;
 

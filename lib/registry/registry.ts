@@ -13,6 +13,7 @@
 //                the whole valid set to the overlay, which swaps its table without a lost packet
 //   4. renew     keep the lease alive; when it is lost (an outage longer than the TTL), claim the
 //                same subnet again under a new lease, with back-off
+import { localIdentityText } from '../ike/setup';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -196,6 +197,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
   private body(): string {
     const body: NodeRecordBody = { name: this.config.node!.name, endpoint: this.config.node!.endpoint };
     if (this.mac) body.mac = this.mac;
+    const ikeId = localIdentityText(this.config);
+    if (ikeId) body.ikeId = ikeId;
     return JSON.stringify(body);
   }
 
@@ -331,7 +334,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
         this.others.set(key, read.value);
         this.seen.set(key, Date.now());
         if (!previous) this.emit('nodeJoined', read.value);
-        else if (previous.endpoint !== read.value.endpoint || previous.mac !== read.value.mac || previous.name !== read.value.name) {
+        else if (previous.endpoint !== read.value.endpoint || previous.mac !== read.value.mac || previous.name !== read.value.name || previous.ikeId !== read.value.ikeId) {
           this.emit('nodeChanged', read.value, previous);
         }
       }

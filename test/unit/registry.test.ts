@@ -87,8 +87,9 @@ describe('registry config', () => {
     ]);
     expect(messages({ ...base(), registry: undefined, node: { name: 'x' } })).toEqual(['node: used only with registry (peers from etcd)']);
     expect(messages(base({ encap: { type: 'esp', cipher: 'aes-256-gcm' } }))).toEqual([
-      'registry: esp with a registry needs IKEv2 to key the SAs (not built yet): use a plaintext mode',
+      'registry: esp with a registry needs a top-level ike (auth: certificate with one CA, or psk): the registry holds no keys',
     ]);
+    expect(() => parseConfig(base({ encap: { type: 'esp' }, ike: { auth: 'psk', psk: 'a-mesh-wide-psk-0123456789' } }))).not.toThrow();
     expect(messages(base({ registry: { etcd: { endpoints: ['http://e:2379'], endpoint: 'x' } } }))[0]).toMatch(/^registry\.etcd\.endpoint: unknown key/);
   });
 });
