@@ -310,6 +310,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       generated: this.reader.generated(this.reader.totals()),
       control: this.reader.control(this.reader.totals()),
       tableGeneration: this.slots.generation,
+      ...(this.ike ? { ike: this.ike.stats() } : {}),
     };
   }
 

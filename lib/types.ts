@@ -216,6 +216,17 @@ export interface OverlayStats {
    * route or SA change. Optional in the type: an instance older than this field does not send it.
    */
   tableGeneration?: number;
+  /** esp with IKE peers: the IKE daemon's SAs and the IKE messages it dropped. */
+  ike?: IkeStats;
+}
+
+export interface IkeStats {
+  /** IKE SAs held: established, being set up, and half open. */
+  sessions: number;
+  /** Responder IKE SAs between IKE_SA_INIT and IKE_AUTH (above 16 a new initiator must return a COOKIE). */
+  halfOpen: number;
+  /** IKE messages dropped (not answered, or answered only with a refusal such as a COOKIE), by reason. */
+  drops: Record<string, number>;
 }
 
 export interface ControlStats {

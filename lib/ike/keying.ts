@@ -6,7 +6,7 @@ import type { NativeForwarder, NativePeerSa } from '../native';
 import type { ResolvedConfig, ResolvedPeer } from '../types';
 import { publicChild, type PublicChildSa } from './child';
 import { InstalledSas } from './installed';
-import { IkeManager, type IkePeerStatus } from './manager';
+import { IkeManager, type IkeManagerStats, type IkePeerStatus } from './manager';
 import type { IkeLogLine } from './session';
 import { ikePeersOf } from './setup';
 
@@ -90,6 +90,11 @@ export class IkeKeying {
     if (!session) return false;
     session.rekeyChild();
     return true;
+  }
+
+  /** IKE SAs held and messages dropped (OverlayStats.ike). */
+  stats(): IkeManagerStats {
+    return this.manager.stats();
   }
 
   status(peer: string): IkeStatus {

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import type { ChildSa } from './child';
 import { IkeSession, addressBytes, type Endpoint, type IkeLogLine, type SessionOptions } from './session';
 import type { IkeHeader, IkeMessage } from './types';
-import { Exchange, NotifyType } from './wire';
+import { Exchange, IKE_MAJOR_VERSION, NotifyType } from './wire';
 import { Reason, decodeMessage, encodeMessage } from './message';
 
 /** What the manager needs to know of a peer (built by the overlay from its config). */
@@ -44,6 +44,13 @@ const HALF_OPEN_LIMIT = 1024;
 const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 60000;
 const MAX_DATAGRAM = 65535;
+
+/** The manager's counters: IKE SAs held (all, and responder SAs still half open) and dropped messages by reason. */
+export interface IkeManagerStats {
+  sessions: number;
+  halfOpen: number;
+  drops: Record<string, number>;
+}
 
 export interface IkePeerStatus {
   peer: string;
@@ -221,12 +228,13 @@ export class IkeManager extends EventEmitter<ManagerEvents> {
       this.count(decoded.reason);
       const h = decoded.header;
       // An IKE_SA_INIT we cannot read is answered when the RFC says so (§2.5): a critical payload
-      // we do not know, or a major version above ours. Unprotected, so nothing else is.
+      // we do not know, or a major version above ours (a lower one, IKEv1, is only dropped: §2.5
+      // asks for INVALID_MAJOR_VERSION for a higher one). Unprotected, so nothing else is.
       if (h && !h.response && h.exchange === Exchange.IKE_SA_INIT) {
         const refusal =
           decoded.criticalType !== undefined
             ? { type: NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, data: Buffer.from([decoded.criticalType]) }
-            : decoded.reason === Reason.majorVersion
+            : decoded.reason === Reason.majorVersion && h.version >> 4 > IKE_MAJOR_VERSION
               ? { type: NotifyType.INVALID_MAJOR_VERSION, data: Buffer.alloc(0) }
               : null;
         if (refusal) this.refuseInit(h, refusal.type, refusal.data, d);
@@ -240,7 +248,17 @@ export class IkeManager extends EventEmitter<ManagerEvents> {
     // A request from the original initiator names our SPI as the responder's; anything from the
     // original responder names ours as the initiator's.
     const mine = header.initiator ? header.responderSpi : header.initiatorSpi;
-    if (header.exchange === Exchange.IKE_SA_INIT && !header.response) return this.onInitRequest(m, d, from);
+    if (header.exchange === Exchange.IKE_SA_INIT && !header.response) {
+      // Guarded like session.receive below: whatever throws here would reach the native
+      // channel's callback as an uncaught exception and end the process.
+      try {
+        this.onInitRequest(m, d, from);
+      } catch (e) {
+        this.count('internal error');
+        this.emit('log', { level: 'warn', msg: 'IKE_SA_INIT handling failed', error: (e as Error).message });
+      }
+      return;
+    }
     const session = this.bySpi.get(mine.toString('hex'));
     if (!session) return this.count('unknown IKE SPI');
     try {
@@ -279,8 +297,10 @@ export class IkeManager extends EventEmitter<ManagerEvents> {
       this.emit('log', { level: 'warn', msg: 'IKE_SA_INIT handling failed', error: (e as Error).message });
       return;
     }
+    // Kept until the session closes (onClosed), not only while half open: an IKE_SA_INIT that
+    // comes again once IKE_AUTH was received belongs to this SA and is ignored (§2.1), where a
+    // new responder SA for it would be one more half-open SA made by a replayed message.
     this.byInit.set(key, session);
-    session.once('established', () => this.byInit.delete(key));
     this.index(session);
   }
 
@@ -317,6 +337,12 @@ export class IkeManager extends EventEmitter<ManagerEvents> {
     } catch {
       // A full socket buffer drops the cookie; the initiator retransmits.
     }
+  }
+
+  stats(): IkeManagerStats {
+    let halfOpen = 0;
+    for (const s of this.sessions) if (s.halfOpen) halfOpen++;
+    return { sessions: this.sessions.size, halfOpen, drops: Object.fromEntries(this.drops) };
   }
 
   /** The peer's current session, for rekeys started from outside (rekeyNeeded). */

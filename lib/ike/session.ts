@@ -27,7 +27,7 @@ import {
 import { encodeMessage, type DecodedMessage } from './message';
 import { checkChosen, childCipherOf, selectProposal, keyBytesOf } from './proposals';
 import { narrow } from './selectors';
-import { openMessage, sealMessage } from './sk';
+import { SkReason, openMessage, sealMessage } from './sk';
 import {
   pskAuth,
   signatureAuth,
@@ -153,6 +153,9 @@ const NONCE_BYTES = 32;
 const INIT_RETRIES = 3;
 
 const ZERO_SPI = Buffer.alloc(8);
+
+/** openMessage's refusals before the ICV verified: nothing in such a message is the peer's. */
+const UNAUTHENTIC = new Set<string>(Object.values(SkReason));
 
 function notify(notifyType: number, data: Buffer = Buffer.alloc(0), protocol = 0, spi: Buffer = Buffer.alloc(0)): Payload {
   return { type: 'notify', critical: false, protocol, spi, notifyType, data };
@@ -287,9 +290,9 @@ export class IkeSession extends EventEmitter<SessionEvents> {
     this.emit('log', { level, msg, peer: this.remote.address, ...fields });
   }
 
-  private drop(reason: string): void {
+  private drop(reason: string, fields: Record<string, unknown> = {}): void {
     this.emit('dropped', reason);
-    this.log('debug', 'message dropped', { reason });
+    this.log('debug', 'message dropped', { reason, ...fields });
   }
 
   // ---- Initiator: IKE_SA_INIT ------------------------------------------------------------
@@ -304,10 +307,11 @@ export class IkeSession extends EventEmitter<SessionEvents> {
     this.sendInitRequest();
   }
 
-  private sendInitRequest(): void {
+  /** `again`: the Ni and KE of the request a COOKIE answered, sent unchanged (§2.6). */
+  private sendInitRequest(again?: { ni: Buffer; kex: KeyExchange }): void {
     const spiI = this.pendingSpiI!;
-    const kex = createKeyExchange(this.group);
-    const ni = randomBytes(NONCE_BYTES);
+    const kex = again?.kex ?? createKeyExchange(this.group);
+    const ni = again?.ni ?? randomBytes(NONCE_BYTES);
     const payloads: Payload[] = [];
     if (this.cookie) payloads.push(notify(NotifyType.COOKIE, this.cookie));
     payloads.push(
@@ -342,7 +346,10 @@ export class IkeSession extends EventEmitter<SessionEvents> {
       if (++this.initRetries > INIT_RETRIES) return this.close('responder keeps asking for a COOKIE');
       this.cookie = cookie.data;
       this.log('info', 'responder asked for a COOKIE: retrying');
-      return this.sendInitRequest();
+      // "with ... all other payloads unchanged" (§2.6): the responder's cookie may cover Ni (the
+      // RFC's own example, and ours in manager.ts, hash Ni | IPi | SPIi), so a fresh nonce
+      // would never match it.
+      return this.sendInitRequest({ ni: sent.ni, kex: sent.kex });
     }
     const invalidKe = findNotify(m, NotifyType.INVALID_KE_PAYLOAD);
     if (invalidKe) {
@@ -1034,10 +1041,15 @@ export class IkeSession extends EventEmitter<SessionEvents> {
     if (m.header.initiator === on.initiator) return this.drop('initiator flag of our own role');
     const opened = openMessage(raw, sk, on.receive);
     if (!opened.ok) {
-      // An authentic request with a critical payload we do not know is answered, not ignored (§2.5).
-      if (opened.criticalType !== undefined && !m.header.response) {
+      // An authentic request (the ICV verified; only its payloads failed to decode) is answered,
+      // not ignored: a critical payload we do not know with UNSUPPORTED_CRITICAL_PAYLOAD (§2.5),
+      // any other error with INVALID_SYNTAX (§3.10.1: it "MUST be sent in response to any error
+      // not covered by one of the other status types"). Else the peer retransmits it until it
+      // gives up on the IKE SA.
+      if (!UNAUTHENTIC.has(opened.reason) && !m.header.response) {
         this.lastHeard = Date.now();
-        return this.onRequest({ header: m.header, payloads: [] }, on, [notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, Buffer.from([opened.criticalType]))]);
+        const refusal = opened.criticalType !== undefined ? notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, Buffer.from([opened.criticalType])) : notify(NotifyType.INVALID_SYNTAX);
+        return this.onRequest({ header: m.header, payloads: [] }, on, [refusal]);
       }
       return this.drop(opened.reason);
     }
@@ -1065,7 +1077,8 @@ export class IkeSession extends EventEmitter<SessionEvents> {
       this.options.send(on.lastResponse.bytes, this.remote, this.localPort);
       return;
     }
-    if (id !== on.expectRequestId) return this.drop(`message ID ${id} outside the window (expected ${on.expectRequestId})`);
+    // A fixed reason (it keys a counter, which must not grow with what peers send); the IDs go to the log.
+    if (id !== on.expectRequestId) return this.drop('message ID outside the window', { id, expected: on.expectRequestId });
     let answer: Payload[];
     if (refusal) answer = refusal;
     else switch (m.header.exchange) {
@@ -1079,7 +1092,7 @@ export class IkeSession extends EventEmitter<SessionEvents> {
         answer = this.onInformationalRequest(m, on);
         break;
       default:
-        return this.drop(`unknown exchange ${exchangeName(m.header.exchange)}`);
+        return this.drop('unknown exchange type', { exchange: exchangeName(m.header.exchange) });
     }
     const header = { initiatorSpi: on.spiI, responderSpi: on.spiR, version: 0x20, exchange: m.header.exchange, initiator: on.initiator, response: true, messageId: id };
     const bytes = sealMessage(header, answer, on.send);

@@ -1,6 +1,7 @@
-// Crafted UDP datagrams sent from inside a lab namespace by a small python3 script, and builders
-// for VXLAN headers and Ethernet frames.
-import type { Host, Lab } from '../../lab';
+// Crafted UDP datagrams sent from inside a lab namespace by a small python3 script, builders
+// for VXLAN headers and Ethernet frames, and a relay of UDP sockets inside a namespace.
+import type { Host, Lab, LabProcess } from '../../lab';
+import { helperPath } from '../../lab/system';
 
 export interface Datagram {
   /** Source address to bind (must be an address of the sending host). */
@@ -154,4 +155,99 @@ export async function exchangeDatagram(lab: Lab, host: Host, spec: ExchangeSpec)
   const { stdout } = await lab.exec(host, 'python3', ['-c', PY_EXCHANGE, json], { timeoutMs: 60_000 });
   const out = JSON.parse(stdout) as { port: number; replies: { hex: string; address: string; port: number }[] };
   return { port: out.port, replies: out.replies.map((r) => ({ data: Buffer.from(r.hex, 'hex'), address: r.address, port: r.port })) };
+}
+
+export interface RelayDatagram {
+  /** The relay socket it arrived on. */
+  socket: string;
+  address: string;
+  port: number;
+  data: Buffer;
+  at: number;
+}
+
+/**
+ * UDP sockets inside a lab host, driven from this process (lab/helpers/udp-relay.py over
+ * stdin/stdout): a protocol endpoint in the test process (an IKE initiator) can send and
+ * receive as an address of that host. Every datagram that arrives is kept in `inbox` and
+ * passed to the listeners. Stopped by the lab's destroy() at the latest.
+ */
+export class UdpRelay {
+  readonly inbox: RelayDatagram[] = [];
+  private readonly listeners = new Set<(d: RelayDatagram) => void>();
+  private readonly opening = new Map<string, { resolve: (port: number) => void; reject: (e: Error) => void }>();
+  private readonly errors: string[] = [];
+  private partial = '';
+  private nextId = 0;
+
+  private constructor(private readonly proc: LabProcess) {
+    proc.child.stdout!.on('data', (chunk: Buffer) => {
+      const lines = (this.partial + chunk.toString('utf8')).split('\n');
+      this.partial = lines.pop()!;
+      for (const line of lines) this.onLine(line);
+    });
+  }
+
+  static start(lab: Lab, host: Host): UdpRelay {
+    return new UdpRelay(lab.spawn(host, 'python3', [helperPath('udp-relay.py')], { stdin: 'pipe' }));
+  }
+
+  private onLine(line: string): void {
+    const [what, id = '', a = '', b = '', hex = ''] = line.split(' ');
+    if (what === 'opened') {
+      this.opening.get(id)?.resolve(Number(a));
+      this.opening.delete(id);
+    } else if (what === 'recv') {
+      const d: RelayDatagram = { socket: id, address: a, port: Number(b), data: Buffer.from(hex, 'hex'), at: Date.now() };
+      this.inbox.push(d);
+      for (const l of this.listeners) l(d);
+    } else if (what === 'error') {
+      const text = line.slice(`error ${id} `.length);
+      const waiting = this.opening.get(id);
+      this.opening.delete(id);
+      if (waiting) waiting.reject(new Error(`udp-relay: socket ${id}: ${text}`));
+      else this.errors.push(`${id}: ${text}`);
+    }
+  }
+
+  private write(line: string): void {
+    if (!this.proc.running) throw new Error(`udp-relay exited (${this.proc.describeStatus()}): ${this.proc.stderr.slice(-500)}`);
+    this.proc.child.stdin!.write(`${line}\n`);
+  }
+
+  /** Binds a socket to address:port (0: any port); resolves with its id and port. */
+  async open(address: string, port = 0): Promise<{ id: string; port: number }> {
+    const id = `s${this.nextId++}`;
+    const bound = new Promise<number>((resolve, reject) => this.opening.set(id, { resolve, reject }));
+    this.write(`open ${id} ${address} ${port}`);
+    return { id, port: await bound };
+  }
+
+  send(id: string, address: string, port: number, data: Buffer): void {
+    this.write(`send ${id} ${address} ${port} ${data.toString('hex')}`);
+  }
+
+  close(id: string): void {
+    this.write(`close ${id}`);
+  }
+
+  /** Send failures so far (socket id: error). */
+  get sendErrors(): readonly string[] {
+    return this.errors;
+  }
+
+  on(listener: (d: RelayDatagram) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** What arrived on socket `id` (since index `from` of the inbox). */
+  received(id: string, from = 0): RelayDatagram[] {
+    return this.inbox.slice(from).filter((d) => d.socket === id);
+  }
+
+  async stop(): Promise<void> {
+    this.proc.child.stdin?.end();
+    await this.proc.stop(1000);
+  }
 }
