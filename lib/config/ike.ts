@@ -89,6 +89,8 @@ export function publicIke(ike: ResolvedIke): ResolvedIke {
 export function ikeInput(ike: ResolvedIke, showKeys = false): Record<string, unknown> {
   const input: Record<string, unknown> = { ...(showKeys ? ike : publicIke(ike)) };
   if (ike.pskFile !== undefined) delete input['psk'];
+  // Empty lists resolve from absent fields; given as [] they would fail the schema's min(1).
+  for (const k of ['ca', 'proposals', 'espProposals'] as const) if (ike[k].length === 0) delete input[k];
   return input;
 }
 
