@@ -40,7 +40,8 @@ class EspTunnel final : public Tunnel {
   uint8_t outer_protocol(const uint8_t*, uint32_t) const override { return kIpProtocolEsp; }
 
   Verdict encapsulate(PacketBuffer& buffer, uint16_t ethertype, const Peer* peer) override {
-    const EspSaState* sa = peer ? peer->sa_out.get() : nullptr;
+    if (peer == nullptr) return Verdict::drop(kDropNoRoute);
+    const EspSaState* sa = peer->sa_out.get();
     // A peer keyed by IKE has no outbound SA until the first exchange completes.
     if (sa == nullptr) return Verdict::drop(kDropNoSa);
     uint64_t sequence;

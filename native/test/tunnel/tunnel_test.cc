@@ -859,16 +859,16 @@ TEST(tunnel_esp_unknown_spi) {
 TEST(tunnel_esp_encapsulate_refusals) {
   EspEnds ends;
   const Bytes inner = ipv4_packet();
-  // No outbound SA, or no peer at all: nowhere to send it.
+  // No outbound SA (IKE has not made one yet): noSa; no peer at all: nowhere to send it.
   const Peer no_sa{0, ends.table_a->peers()[0].endpoint, nullptr};
   Loaded a(inner);
-  CHECK_DROP(ends.a->encapsulate(a.buffer(), kEtherTypeIpv4, &no_sa), kDropNoRoute);
+  CHECK_DROP(ends.a->encapsulate(a.buffer(), kEtherTypeIpv4, &no_sa), kDropNoSa);
   Loaded b(inner);
   CHECK_DROP(ends.a->encapsulate(b.buffer(), kEtherTypeIpv4, nullptr), kDropNoRoute);
   // A peer table spec without an SA gives such a peer.
   PeerTable table({esp_peer(0, "198.18.0.9", nullptr, {})});
   Loaded c(inner);
-  CHECK_DROP(ends.a->encapsulate(c.buffer(), kEtherTypeIpv4, &table.peers()[0]), kDropNoRoute);
+  CHECK_DROP(ends.a->encapsulate(c.buffer(), kEtherTypeIpv4, &table.peers()[0]), kDropNoSa);
   // A refused packet is left as it was.
   CHECK(c.bytes() == inner);
   CHECK_EQ(c.buffer().offset, kHeadroom);
