@@ -42,7 +42,8 @@ export const ikeSchema = section({
   proposals: list(text('an IKE proposal such as aes256gcm16-prfsha256-x25519'), 'proposals').min(1, 'must not be empty').optional(),
   espProposals: list(text('an ESP proposal such as aes256gcm16-x25519'), 'proposals').min(1, 'must not be empty').optional(),
   rekeySeconds: intRange(10, 7 * 86400).optional(),
-  ikeRekeySeconds: intRange(10, 30 * 86400).optional(),
+  // At most 24 days: a longer timer would overflow setTimeout (2^31 ms) and fire at once.
+  ikeRekeySeconds: intRange(10, 24 * 86400).optional(),
   lifetimeSeconds: intRange(11, 8 * 86400).optional(),
   dpdSeconds: intRange(0, 3600).optional(),
   start: z.enum(IKE_START_ACTIONS, err(`must be one of: ${IKE_START_ACTIONS.join(', ')}`)).optional(),
