@@ -323,6 +323,19 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     return this.live();
   }
 
+  /**
+   * esp with IKE: rekeys the peer's Child SA (or its IKE SA) now, as `swanctl --rekey` does;
+   * false when the peer has no established IKE SA.
+   */
+  rekeyIke(peer: string, what: 'child' | 'ike' = 'child'): boolean {
+    this.live();
+    const session = this.ike?.manager.session(peer);
+    if (!session) return false;
+    if (what === 'ike') session.rekeyIke();
+    else session.rekeyChild();
+    return true;
+  }
+
   /** Registry mode: this host, the registry's other hosts, and whether each is in the table. Throws without a registry. */
   nodes(): RegistryNodes {
     const registry = this.registry;

@@ -15,6 +15,10 @@ export interface IkeStatus extends IkePeerStatus {
   child?: PublicChildSa;
 }
 
+/** A Child SA the peer deleted still accepts, this long, the packets it sent before. */
+const PEER_DELETE_GRACE_MS = 2000;
+const PEER_DELETE_GRACE_REASONS = new Set(['deleted by the peer', 'redundant after a simultaneous rekey']);
+
 export interface IkeKeyingOptions {
   config: ResolvedConfig;
   forwarder: NativeForwarder;
@@ -49,8 +53,9 @@ export class IkeKeying {
     this.manager.on('log', options.log);
     this.manager.on('childUp', (peer, child, _replaces, activate) => this.installed.add(peer, child, activate));
     this.manager.on('childActive', (peer, child) => this.installed.activate(peer, child));
-    // A rekeyed SA keeps accepting what the peer sent before it switched; a deleted one goes now.
-    this.manager.on('childDown', (peer, child, reason) => this.installed.remove(peer, child, reason === 'rekeyed' ? graceMs() : 0));
+    // A rekeyed SA keeps accepting what the peer sent before it switched; one the peer deleted,
+    // what was already on its way; one whose IKE SA died goes now.
+    this.manager.on('childDown', (peer, child, reason) => this.installed.remove(peer, child, reason === 'rekeyed' ? graceMs() : PEER_DELETE_GRACE_REASONS.has(reason) ? PEER_DELETE_GRACE_MS : 0));
   }
 
   /** The IKE port this overlay listens on (every IKE peer shares it). */

@@ -776,7 +776,8 @@ export class IkeSession extends EventEmitter<SessionEvents> {
       if (Buffer.compare(ours, their) < 0) {
         // Ours holds the lowest nonce: ours is the redundant one, and we delete it.
         this.log('info', 'simultaneous Child SA rekey: ours is redundant, deleting it');
-        this.installChild(child, null);
+        // Its inbound SA only: we never send with it (the peer does not either).
+        this.installChild(child, null, false);
         this.child = theirs.child;
         this.activateReplacement(rekey.old);
         this.deleteChild(child, 'redundant after a simultaneous rekey');

@@ -1,8 +1,10 @@
 // IKEv2 between two overlayfwd hosts: the ESP SAs negotiated, not configured.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
-import { describeNetns, waitFor } from '../helpers/env';
-import { overlayPair, pingsBothWays, transferCounted, type Pair } from '../helpers/pair';
+import type { IkeLogLine } from '../../lib/ike/session';
+import { describeNetns, sleep, waitFor } from '../helpers/env';
+import { delta } from '../helpers/overlay';
+import { movedDrops, overlayPair, pingsBothWays, transferCounted, type Pair } from '../helpers/pair';
 
 const PSK = 'overlayfwd-test-psk-0123456789';
 
@@ -19,7 +21,7 @@ describeNetns('IKEv2 between two overlayfwd hosts', { tools: ['ping'] }, () => {
     describe(`${udp ? 'UDP-encapsulated ESP (IKE moves to 4500)' : 'ESP on IP protocol 50 (IKE stays on 500)'}, IPv${family} underlay`, () => {
       let lab: Lab;
       let p: Pair;
-      const lines: unknown[] = [];
+      const lines: IkeLogLine[] = [];
       beforeAll(async () => {
         lab = await Lab.create({ prefix: `ike${udp ? 'u' : 'r'}${family}` });
         p = await overlayPair(lab, { device: 'tun', family, encap: { type: 'esp', udp }, extra: { ike: { auth: 'psk', psk: PSK, rekeySeconds: 3600 } } });
@@ -37,6 +39,31 @@ describeNetns('IKEv2 between two overlayfwd hosts', { tools: ['ping'] }, () => {
         expect(a.child!.cipher).toBe('aes-256-gcm');
         expect(JSON.stringify(lines)).not.toContain(PSK);
       }, 120_000);
+
+      it('resolves simultaneous rekeys (RFC 7296 §2.8.1) of the Child SA and of the IKE SA without a lost packet', async () => {
+        const a0 = p.A.stats();
+        const b0 = p.B.stats();
+        const childBefore = p.A.peers.list()[0]!.ikeSa!.child!;
+        const ping = lab.ping(p.a, overlayAddress(2), { count: 150, intervalSec: 0.02 });
+        await sleep(300);
+        // Both ends start the same rekey in the same tick: two exchanges cross on the wire.
+        expect(p.A.rekeyIke('b') && p.B.rekeyIke('a')).toBe(true);
+        await sleep(1200);
+        expect(p.A.rekeyIke('b', 'ike') && p.B.rekeyIke('a', 'ike')).toBe(true);
+        const pinged = (await ping).received;
+        expect([pinged, movedDrops(delta(p.A.stats().totals, a0.totals)), movedDrops(delta(p.B.stats().totals, b0.totals))]).toEqual([150, {}, {}]);
+        await waitFor(() => {
+          const a = p.A.peers.list()[0]!.ikeSa!;
+          const b = p.B.peers.list()[0]!.ikeSa!;
+          return !!a.child && !!b.child && a.child.inboundSpi === b.child.outboundSpi && a.child.outboundSpi === b.child.inboundSpi && a.spis?.initiator === b.spis?.initiator;
+        }, 'one Child SA and one IKE SA left, the same on both ends', 10_000);
+        const a = p.A.peers.list()[0]!.ikeSa!;
+        expect(a.child!.inboundSpi).not.toBe(childBefore.inboundSpi);
+        await pingsBothWays(lab, p, false);
+        expect(movedDrops(delta(p.A.stats().totals, a0.totals))).toEqual({});
+        expect(movedDrops(delta(p.B.stats().totals, b0.totals))).toEqual({});
+        expect(lines.some((l) => /simultaneous/.test(String(l.msg)))).toBe(true);
+      }, 60_000);
     });
   }
 });
