@@ -178,6 +178,51 @@ const FAMILIES: readonly Family[] = [
     },
   },
   {
+    name: 'overlayfwd_ike_sessions',
+    help: 'esp with IKE: IKE SAs held (established, being set up, half open).',
+    type: 'gauge',
+    labels: [],
+    collect: (s, _src, emit) => {
+      if (s.ike) emit({}, s.ike.sessions);
+    },
+  },
+  {
+    name: 'overlayfwd_ike_half_open',
+    help: 'esp with IKE: responder IKE SAs between IKE_SA_INIT and IKE_AUTH (past 16, initiators must return a COOKIE).',
+    type: 'gauge',
+    labels: [],
+    collect: (s, _src, emit) => {
+      if (s.ike) emit({}, s.ike.halfOpen);
+    },
+  },
+  {
+    name: 'overlayfwd_ike_peers_established',
+    help: 'esp with IKE: peers with an established IKE SA and a Child SA in use.',
+    type: 'gauge',
+    labels: [],
+    collect: (s, _src, emit) => {
+      if (s.ike) emit({}, s.ike.established);
+    },
+  },
+  {
+    name: 'overlayfwd_ike_child_sas_total',
+    help: 'esp with IKE: Child SAs installed (the first of each peer, and every rekey).',
+    type: 'counter',
+    labels: [],
+    collect: (s, _src, emit) => {
+      if (s.ike) emit({}, s.ike.childSas);
+    },
+  },
+  {
+    name: 'overlayfwd_ike_messages_dropped_total',
+    help: 'esp with IKE: IKE messages dropped or refused, by reason.',
+    type: 'counter',
+    labels: ['reason'],
+    collect: (s, _src, emit) => {
+      for (const [reason, n] of Object.entries(s.ike?.drops ?? {})) emit({ reason }, n);
+    },
+  },
+  {
     name: 'overlayfwd_offload_active',
     help: 'Offloads in use after probing (1) or not (0): tso, udpGso, udpGro, uringWrites.',
     type: 'gauge',

@@ -225,6 +225,10 @@ export interface IkeStats {
   sessions: number;
   /** Responder IKE SAs between IKE_SA_INIT and IKE_AUTH (above 16 a new initiator must return a COOKIE). */
   halfOpen: number;
+  /** Peers with an established IKE SA and a Child SA in use. */
+  established: number;
+  /** Child SAs installed since start (the first of each peer and every rekey). */
+  childSas: number;
   /** IKE messages dropped (not answered, or answered only with a refusal such as a COOKIE), by reason. */
   drops: Record<string, number>;
 }

@@ -3,10 +3,10 @@
 // nativeSa() for each IKE peer's SAs when it builds a table snapshot.
 import { IKE_DEFAULTS } from '../config/ike';
 import type { NativeForwarder, NativePeerSa } from '../native';
-import type { ResolvedConfig, ResolvedPeer } from '../types';
+import type { IkeStats, ResolvedConfig, ResolvedPeer } from '../types';
 import { publicChild, type PublicChildSa } from './child';
 import { InstalledSas } from './installed';
-import { IkeManager, type IkeManagerStats, type IkePeerStatus } from './manager';
+import { IkeManager, type IkePeerStatus } from './manager';
 import type { IkeLogLine } from './session';
 import { ikePeersOf } from './setup';
 
@@ -98,7 +98,7 @@ export class IkeKeying {
   }
 
   /** IKE SAs held and messages dropped (OverlayStats.ike). */
-  stats(): IkeManagerStats {
+  stats(): IkeStats {
     return this.manager.stats();
   }
 

@@ -8,6 +8,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ChildSa } from './child';
 import { IkeSession, addressBytes, type Endpoint, type IkeLogLine, type SessionOptions } from './session';
+import type { IkeStats } from '../types';
 import type { IkeHeader, IkeMessage } from './types';
 import { Exchange, IKE_MAJOR_VERSION, NotifyType } from './wire';
 import { Reason, decodeMessage, encodeMessage } from './message';
@@ -46,11 +47,6 @@ const RESTART_MAX_MS = 60000;
 const MAX_DATAGRAM = 65535;
 
 /** The manager's counters: IKE SAs held (all, and responder SAs still half open) and dropped messages by reason. */
-export interface IkeManagerStats {
-  sessions: number;
-  halfOpen: number;
-  drops: Record<string, number>;
-}
 
 export interface IkePeerStatus {
   peer: string;
@@ -72,6 +68,7 @@ export class IkeManager extends EventEmitter<ManagerEvents> {
   private readonly usedSpis = new Set<number>();
   private cookieSecret = randomBytes(32);
   private closed = false;
+  private childSas = 0;
   /** Dropped messages by reason (the counters an operator reads). */
   readonly drops = new Map<string, number>();
 
@@ -156,7 +153,10 @@ export class IkeManager extends EventEmitter<ManagerEvents> {
     session.on('dropped', (reason) => this.count(reason));
     session.on('spis', () => this.index(session));
     session.on('established', () => this.onEstablished(peer.name, session));
-    session.on('childUp', (child, replaces, activate) => this.emit('childUp', peer.name, child, replaces, activate));
+    session.on('childUp', (child, replaces, activate) => {
+      this.childSas++;
+      this.emit('childUp', peer.name, child, replaces, activate);
+    });
     session.on('childActive', (child) => this.emit('childActive', peer.name, child));
     session.on('childDown', (child, reason) => {
       this.usedSpis.delete(child.inboundSpi);
@@ -339,10 +339,12 @@ export class IkeManager extends EventEmitter<ManagerEvents> {
     }
   }
 
-  stats(): IkeManagerStats {
+  stats(): IkeStats {
     let halfOpen = 0;
     for (const s of this.sessions) if (s.halfOpen) halfOpen++;
-    return { sessions: this.sessions.size, halfOpen, drops: Object.fromEntries(this.drops) };
+    let established = 0;
+    for (const name of this.peers.keys()) if (this.session(name)?.child) established++;
+    return { sessions: this.sessions.size, halfOpen, established, childSas: this.childSas, drops: Object.fromEntries(this.drops) };
   }
 
   /** The peer's current session, for rekeys started from outside (rekeyNeeded). */

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
 import type { IkeLogLine } from '../../lib/ike/session';
+import { OverlayMetrics } from '../../lib/metrics';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { delta } from '../helpers/overlay';
 import { movedDrops, overlayPair, pingsBothWays, transferCounted, type Pair } from '../helpers/pair';
@@ -38,6 +39,11 @@ describeNetns('IKEv2 between two overlayfwd hosts', { tools: ['ping'] }, () => {
         const a = p.A.peers.list()[0]!.ikeSa!;
         expect(a.child!.cipher).toBe('aes-256-gcm');
         expect(JSON.stringify(lines)).not.toContain(PSK);
+        // The IKE state reaches Prometheus too.
+        const text = await new OverlayMetrics([p.A]).metrics();
+        expect(text).toMatch(/^overlayfwd_ike_peers_established\{instance_name="ovl0"\} 1$/m);
+        expect(text).toMatch(/^overlayfwd_ike_child_sas_total\{instance_name="ovl0"\} [1-9]/m);
+        expect(text).not.toContain(PSK);
       }, 120_000);
 
       it('resolves simultaneous rekeys (RFC 7296 §2.8.1) of the Child SA and of the IKE SA without a lost packet', async () => {
