@@ -17,7 +17,7 @@ export interface IkeStatus extends IkePeerStatus {
 
 /** A Child SA the peer deleted still accepts, this long, the packets it sent before. */
 const PEER_DELETE_GRACE_MS = 2000;
-const PEER_DELETE_GRACE_REASONS = new Set(['deleted by the peer', 'redundant after a simultaneous rekey']);
+const PEER_DELETE_GRACE_REASONS = new Set(['deleted by the peer', 'redundant after a simultaneous rekey', 'duplicate IKE SA']);
 
 export interface IkeKeyingOptions {
   config: ResolvedConfig;
