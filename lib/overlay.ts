@@ -269,6 +269,11 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     }
     if (!this.ike) return;
     for (const entry of this.slots.values()) {
+      const limit = entry.peer.ike?.rekeyBytes ?? 0;
+      if (limit > 0) {
+        const c = this.reader.toCounters(this.reader.peer(entry.slot), entry.baseline);
+        this.ike.rekeyAfterBytes(entry.peer.name, c.txBytes + c.rxBytes, limit);
+      }
       if (entry.peer.ike?.start !== 'on-traffic') continue;
       const waiting = this.reader.counter(this.reader.peer(entry.slot), 'drop.noSa');
       const seen = this.noSaSeen.get(entry.peer.name);

@@ -42,6 +42,8 @@ export const ikeSchema = section({
   proposals: list(text('an IKE proposal such as aes256gcm16-prfsha256-x25519'), 'proposals').min(1, 'must not be empty').optional(),
   espProposals: list(text('an ESP proposal such as aes256gcm16-x25519'), 'proposals').min(1, 'must not be empty').optional(),
   rekeySeconds: intRange(10, 7 * 86400).optional(),
+  /** Also rekey the Child SA once this many bytes crossed it (both ways); 0: no byte limit. */
+  rekeyBytes: z.number(err('must be a whole number of bytes (0: no limit)')).int('must be a whole number of bytes (0: no limit)').min(0, 'must be a whole number of bytes (0: no limit)').optional(),
   // At most 24 days: a longer timer would overflow setTimeout (2^31 ms) and fire at once.
   ikeRekeySeconds: intRange(10, 24 * 86400).optional(),
   lifetimeSeconds: intRange(11, 8 * 86400).optional(),
@@ -72,6 +74,8 @@ export interface ResolvedIke {
   proposals: string[];
   espProposals: string[];
   rekeySeconds: number;
+  /** 0: no byte limit. */
+  rekeyBytes: number;
   ikeRekeySeconds: number;
   /** The hard end of a Child SA: past it the SA is deleted even if the rekey failed. */
   lifetimeSeconds: number;
@@ -175,6 +179,7 @@ export function resolveIke(defaults: IkeParsed | undefined, own: IkeParsed | und
     proposals: merged.proposals ?? [],
     espProposals: merged.espProposals ?? [],
     rekeySeconds,
+    rekeyBytes: merged.rekeyBytes ?? 0,
     ikeRekeySeconds: merged.ikeRekeySeconds ?? IKE_DEFAULTS.ikeRekeySeconds,
     lifetimeSeconds,
     dpdSeconds: merged.dpdSeconds ?? IKE_DEFAULTS.dpdSeconds,

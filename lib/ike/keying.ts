@@ -89,6 +89,24 @@ export class IkeKeying {
     this.manager.initiate(peer);
   }
 
+  /** Byte counts of each peer when its current Child SA came (the rekeyBytes limit counts from there). */
+  private readonly bytesAtChild = new Map<string, { child: unknown; bytes: number }>();
+
+  /** The peer has moved `bytes` in all (both ways): past `limit` since its Child SA came, rekey it. */
+  rekeyAfterBytes(peer: string, bytes: number, limit: number): void {
+    const child = this.manager.session(peer)?.child;
+    if (!child) return;
+    const mark = this.bytesAtChild.get(peer);
+    if (!mark || mark.child !== child) {
+      this.bytesAtChild.set(peer, { child, bytes });
+      return;
+    }
+    if (bytes - mark.bytes >= limit) {
+      mark.bytes = Infinity; // once per Child SA
+      this.rekey(peer);
+    }
+  }
+
   /** An outbound SA nears its sequence-number limit: rekey it now. */
   rekey(peer: string): boolean {
     const session = this.manager.session(peer);

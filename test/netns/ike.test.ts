@@ -72,4 +72,30 @@ describeNetns('IKEv2 between two overlayfwd hosts', { tools: ['ping'] }, () => {
       }, 60_000);
     });
   }
+
+  describe('a byte limit (ike.rekeyBytes)', () => {
+    let lab: Lab;
+    let p: Pair;
+    beforeAll(async () => {
+      lab = await Lab.create({ prefix: 'ikeb' });
+      p = await overlayPair(lab, { device: 'tun', encap: { type: 'esp' }, extra: { ike: { auth: 'psk', psk: PSK, rekeyBytes: 8_000_000 } } });
+      await established(p);
+    }, 60_000);
+    afterAll(async () => {
+      await lab?.destroy();
+    });
+
+    it('rekeys the Child SA once that many bytes crossed it, losing nothing', async () => {
+      const spis = new Set<number>();
+      const a0 = p.A.stats();
+      for (let i = 0; i < 4; i++) {
+        spis.add(p.A.peers.list()[0]!.ikeSa!.child!.inboundSpi);
+        await transferCounted(lab, p, 10, 'ike rekeyBytes');
+        await sleep(1500);
+      }
+      spis.add(p.A.peers.list()[0]!.ikeSa!.child!.inboundSpi);
+      expect(spis.size).toBeGreaterThanOrEqual(3);
+      expect(movedDrops(delta(p.A.stats().totals, a0.totals))).toEqual({});
+    }, 120_000);
+  });
 });
