@@ -98,4 +98,33 @@ describeNetns('IKEv2 between two overlayfwd hosts', { tools: ['ping'] }, () => {
       expect(movedDrops(delta(p.A.stats().totals, a0.totals))).toEqual({});
     }, 120_000);
   });
+
+  describe('start: on-traffic (and passive on the other end)', () => {
+    let lab: Lab;
+    let p: Pair;
+    beforeAll(async () => {
+      lab = await Lab.create({ prefix: 'iket' });
+      p = await overlayPair(lab, {
+        device: 'tun',
+        encap: { type: 'esp' },
+        extra: { ike: { auth: 'psk', psk: PSK } },
+        peerFields: (self) => ({ ike: { start: self === 1 ? 'on-traffic' : 'passive' } }),
+      });
+    }, 60_000);
+    afterAll(async () => {
+      await lab?.destroy();
+    });
+
+    it('negotiates nothing until a packet waits for the SA, then establishes and carries it', async () => {
+      await sleep(1500);
+      expect(p.A.peers.list()[0]!.ikeSa!.state).toBe('down');
+      expect(p.B.stats().ike!.sessions).toBe(0);
+      // The first packets wait (noSa); the poll sees them and starts IKE.
+      await lab.ping(p.a, overlayAddress(2), { count: 2, timeoutSec: 1 });
+      await established(p);
+      expect(p.A.stats().peers['b']!.drops.noSa).toBeGreaterThan(0);
+      expect(p.A.peers.list()[0]!.ikeSa!.role).toBe('initiator');
+      await pingsBothWays(lab, p, false);
+    }, 60_000);
+  });
 });
