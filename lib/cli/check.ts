@@ -1,9 +1,10 @@
 // overlayfwd check -c FILE [--json]: validate, and print the effective config with defaults filled in.
 import YAML from 'yaml';
-import { encapInput, formatEndpoint, formatSpi, loadConfigFile, overheadFor } from '../config';
+import { encapInput, formatEndpoint, formatSpi, overheadFor } from '../config';
+import { sourceName } from '../config/load';
 import { registryInput } from '../config/registry';
 import type { ResolvedConfig } from '../types';
-import { EXIT_OK, reportError } from './common';
+import { EXIT_OK, readConfig, reportError } from './common';
 
 const REDACTED = '<redacted>';
 
@@ -56,12 +57,13 @@ export function printableConfig(config: ResolvedConfig): Record<string, unknown>
   };
 }
 
-export function runCheck(opts: { config: string; json?: boolean }): number {
+/** check -c FILE ("-": stdin). */
+export async function runCheck(opts: { config: string; json?: boolean }): Promise<number> {
   let config: ResolvedConfig;
   try {
-    config = loadConfigFile(opts.config);
+    config = await readConfig(opts.config);
   } catch (err) {
-    return reportError(err, `invalid config ${opts.config}`);
+    return reportError(err, `invalid config ${sourceName(opts.config)}`);
   }
   const printable = redact(printableConfig(config));
   if (opts.json) {
@@ -74,7 +76,7 @@ export function runCheck(opts: { config: string; json?: boolean }): number {
       // no fixed overhead for this mode
     }
     const secrets = config.encap.type === 'esp' ? '; SA keys not shown' : '';
-    process.stdout.write(`# ${opts.config}: valid${overhead}${secrets}\n`);
+    process.stdout.write(`# ${sourceName(opts.config)}: valid${overhead}${secrets}\n`);
     process.stdout.write(YAML.stringify(printable, { lineWidth: 0 }));
   }
   return EXIT_OK;

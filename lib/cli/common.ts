@@ -1,8 +1,10 @@
 // Shared by the CLI commands: exit codes, error reporting, finding the instance, table output.
 import fs from 'node:fs';
 import path from 'node:path';
-import { defaultSocketPath, isConfigError, runDir, type ConfigError } from '../config';
+import { ConfigError, defaultSocketPath, isConfigError, loadConfigFile, runDir } from '../config';
+import { loadConfigText, sourceName } from '../config/load';
 import { probeSocket } from '../control';
+import type { ResolvedConfig } from '../types';
 
 export const EXIT_OK = 0;
 /** A runtime failure: a system call failed, no instance is running, ... */
@@ -42,18 +44,8 @@ export interface InstanceOptions {
   socket?: string;
 }
 
-/**
- * The control socket to talk to: --socket; else <run dir>/<--instance>.sock; else the only live
- * instance in the run directory.
- */
-export async function resolveSocket(opts: InstanceOptions): Promise<string> {
-  if (opts.socket) return opts.socket;
-  if (opts.instance !== undefined) {
-    if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(opts.instance)) {
-      throw new UsageError(`invalid instance name ${JSON.stringify(opts.instance)}`);
-    }
-    return defaultSocketPath(opts.instance);
-  }
+/** The control sockets in the run directory that an instance listens on, by name. */
+async function liveInstances(): Promise<string[]> {
   const dir = runDir();
   let names: string[] = [];
   try {
@@ -66,12 +58,121 @@ export async function resolveSocket(opts: InstanceOptions): Promise<string> {
     const file = path.join(dir, name);
     if ((await probeSocket(file).catch(() => 'absent')) === 'live') live.push(file);
   }
+  return live;
+}
+
+function namedSocket(opts: InstanceOptions): string | undefined {
+  if (opts.socket) return opts.socket;
+  if (opts.instance === undefined) return undefined;
+  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(opts.instance)) {
+    throw new UsageError(`invalid instance name ${JSON.stringify(opts.instance)}`);
+  }
+  return defaultSocketPath(opts.instance);
+}
+
+/**
+ * The control socket of a read-only command (stats, peers list, fdb, nodes, showconf): --socket;
+ * else <run dir>/<--instance>.sock; else the only live instance in the run directory.
+ */
+export async function resolveSocket(opts: InstanceOptions): Promise<string> {
+  const named = namedSocket(opts);
+  if (named !== undefined) return named;
+  const dir = runDir();
+  const live = await liveInstances();
   if (live.length === 1) return live[0]!;
   if (live.length === 0) {
     throw new Error(`no running instance found in ${dir} (start one with "overlayfwd up", or use -n NAME / -s SOCKET)`);
   }
   const instances = live.map((f) => path.basename(f, '.sock'));
   throw new UsageError(`several instances are running (${instances.join(', ')}): choose one with -n NAME`);
+}
+
+/**
+ * The control socket of a command that changes an instance (peers add|remove, reload): it must
+ * be named, with -n NAME or -s SOCKET, even when only one instance runs, so that a command meant
+ * for one host's instance never lands on another because it happened to be the only one up.
+ * `command` is how the command is called in the message ("peers add").
+ */
+export async function requireSocket(opts: InstanceOptions, command: string): Promise<string> {
+  const named = namedSocket(opts);
+  if (named !== undefined) return named;
+  const running = (await liveInstances().catch(() => [])).map((f) => path.basename(f, '.sock'));
+  throw new UsageError(
+    `${command} changes a running instance: name it with -n NAME or -s SOCKET` +
+      (running.length > 0 ? ` (running here: ${running.join(', ')})` : ''),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading input files: configs and SA files, "-" for stdin
+
+/** The most a config read from stdin may hold (a file on disk is read by loadConfigFile). */
+export const MAX_STDIN_CONFIG_BYTES = 16 * 1024 * 1024;
+
+/** Reads all of stdin, refusing more than `maxBytes`. Throws ConfigError at `(file)`. */
+export async function readStdin(maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const stdin = process.stdin;
+  if (stdin.isTTY) process.stderr.write('overlayfwd: reading from stdin (end with Ctrl-D)\n');
+  try {
+    for await (const chunk of stdin) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+      total += buf.length;
+      if (total > maxBytes) {
+        throw new ConfigError([{ path: '(file)', message: `${sourceName('-')}: more than ${formatBytes(maxBytes)}; refusing it` }]);
+      }
+      chunks.push(buf);
+    }
+  } finally {
+    stdin.destroy();
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The config named by -c: a file, or stdin for "-". Throws ConfigError (exit 2). */
+export async function readConfig(file: string): Promise<ResolvedConfig> {
+  if (file !== '-') return loadConfigFile(file);
+  return loadConfigText(await readStdin(MAX_STDIN_CONFIG_BYTES), sourceName('-'));
+}
+
+/**
+ * Reads a small file that holds secrets (an SA file), or stdin for "-": at most `maxBytes`, and
+ * never a device or a FIFO that would not end. Throws ConfigError at `(file)`.
+ */
+export async function readSmallFile(file: string, maxBytes: number): Promise<string> {
+  if (file === '-') return readStdin(maxBytes);
+  const fail = (why: string): never => {
+    throw new ConfigError([{ path: '(file)', message: `cannot read ${file}: ${why}` }]);
+  };
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return fail(code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (st.isDirectory()) return fail('is a directory');
+    if (!st.isFile()) return fail('not a regular file');
+    if (st.size > maxBytes) return fail(`larger than ${formatBytes(maxBytes)}`);
+    warnIfOthersCanRead(file, st);
+    const buf = Buffer.alloc(maxBytes + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    if (n > maxBytes) return fail(`larger than ${formatBytes(maxBytes)}`);
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** As wg-quick does: a file with keys that group or others may read gets a warning on stderr. */
+export function warnIfOthersCanRead(file: string, st: fs.Stats): void {
+  if ((st.mode & 0o077) === 0) return;
+  const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
+  process.stderr.write(`overlayfwd: warning: ${file} holds keys and is accessible by others (mode ${mode}); chmod 600 ${file}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------

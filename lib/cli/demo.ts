@@ -11,7 +11,7 @@ import type { Counters } from '../types';
 export interface DemoOptions {
   /** Length of the traffic phase in seconds (default 5). */
   durationSeconds?: number;
-  /** Where lines go (default: stdout). */
+  /** Where lines go (default: stdout; errors to stderr, prefixed "overlayfwd: " as every command's are). */
   write?: (line: string) => void;
 }
 
@@ -61,12 +61,13 @@ function peerCounters(side: Side): Counters | undefined {
 
 export async function runDemo(options: DemoOptions = {}): Promise<number> {
   const out = options.write ?? ((line: string) => void process.stdout.write(`${line}\n`));
+  const error = options.write ?? ((line: string) => void process.stderr.write(`overlayfwd: ${line}\n`));
   const duration = Math.max(1, Math.round(options.durationSeconds ?? 5));
 
   const reason = labUnavailableReason();
   if (reason) {
-    out(`overlayfwd demo: ${reason}.`);
-    out('The demo creates network namespaces, veth pairs and TAP devices, which needs root: run `sudo overlayfwd demo`.');
+    error(`demo: ${reason}.`);
+    error('the demo creates network namespaces, veth pairs and TAP devices, which needs root: run `sudo overlayfwd demo`.');
     return 1;
   }
 
@@ -194,8 +195,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
     out(crossed ? 'traffic crossed the overlay: OK' : 'traffic did NOT cross the overlay');
     return crossed ? 0 : 1;
   } catch (err) {
-    if (err instanceof Interrupted) return 130;
-    out(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
+    // Interrupted before it could show traffic crossing: not a success (exit 1, as documented).
+    if (err instanceof Interrupted) return 1;
+    error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   } finally {
     if (ticker) clearInterval(ticker);
@@ -204,7 +206,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
         await lab.destroy();
         out('removed the demo namespaces, devices and processes');
       } catch (err) {
-        out(`cleanup error: ${err instanceof Error ? err.message : String(err)}`);
+        error(`demo: cleanup error: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
     process.off('SIGINT', onSignal);

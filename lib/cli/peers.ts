@@ -2,7 +2,9 @@
 import { formatEndpoint, formatSpi } from '../config';
 import { controlRequest } from '../control';
 import type { IkeStatus } from '../ike/keying';
-import { EXIT_FAILURE, EXIT_OK, reportError, resolveSocket, table, type InstanceOptions } from './common';
+import { sourceName } from '../config/load';
+import { EXIT_FAILURE, EXIT_OK, reportError, requireSocket, resolveSocket, table, type InstanceOptions } from './common';
+import { readSaFile } from './sa-file';
 
 /** An endpoint as shown: address:port, or the address alone in the IP-protocol modes (port 0). */
 function showEndpoint(ep: { address: string; port: number }): string {
@@ -65,30 +67,44 @@ export interface AddOptions extends InstanceOptions {
   endpoint: string;
   mac?: string[];
   allowedIp?: string[];
+  /** esp: a file with the peer's manual SAs, `{ out: { spi, key }, in: { spi, key } }` ("-": stdin). */
+  saFile?: string;
+  json?: boolean;
 }
 
+/** peers add: changes the instance, so it must be named (-n NAME or -s SOCKET). */
 export async function runPeersAdd(opts: AddOptions): Promise<number> {
   const peer: Record<string, unknown> = { name: opts.name, endpoint: opts.endpoint };
   if (opts.mac?.length) peer.macs = opts.mac;
   if (opts.allowedIp?.length) peer.allowedIps = opts.allowedIp;
+  let socket: string;
   try {
-    const added = await controlRequest(await resolveSocket(opts), { cmd: 'peers.add', peer });
-    process.stdout.write(`added peer ${added.name} at ${showEndpoint(added.endpoint)}\n`);
+    socket = await requireSocket(opts, 'peers add');
+    if (opts.saFile !== undefined) peer.sa = await readSaFile(opts.saFile);
+  } catch (err) {
+    return reportError(err, `invalid SA file ${sourceName(opts.saFile ?? '-')}`);
+  }
+  try {
+    // The request carries the keys (over the root-only socket); the answer has SPIs only.
+    const added = await controlRequest(socket, { cmd: 'peers.add', peer });
+    if (opts.json) process.stdout.write(`${JSON.stringify(added, null, 2)}\n`);
+    else process.stdout.write(`added peer ${added.name} at ${showEndpoint(added.endpoint)}${added.sa ? `, SAs out ${formatSpi(added.sa.out.spi)} in ${added.sa.in.map((x) => formatSpi(x.spi)).join(', ')}` : ''}\n`);
     return EXIT_OK;
   } catch (err) {
     return reportError(err, `invalid peer ${opts.name}`);
   }
 }
 
-export async function runPeersRemove(opts: InstanceOptions & { name: string }): Promise<number> {
+/** peers remove: changes the instance, so it must be named (-n NAME or -s SOCKET). */
+export async function runPeersRemove(opts: InstanceOptions & { name: string; json?: boolean }): Promise<number> {
   try {
-    const socket = await resolveSocket(opts);
+    const socket = await requireSocket(opts, 'peers remove');
     const { removed } = await controlRequest(socket, { cmd: 'peers.remove', name: opts.name });
     if (!removed) {
       process.stderr.write(`overlayfwd: no peer named ${JSON.stringify(opts.name)}\n`);
       return EXIT_FAILURE;
     }
-    process.stdout.write(`removed peer ${opts.name}\n`);
+    process.stdout.write(opts.json ? `${JSON.stringify({ name: opts.name, removed: true }, null, 2)}\n` : `removed peer ${opts.name}\n`);
     return EXIT_OK;
   } catch (err) {
     return reportError(err);

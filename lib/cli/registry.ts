@@ -1,17 +1,18 @@
 // overlayfwd registry init|show (the network's settings and hosts in etcd) and overlayfwd nodes
 // (what a running instance knows of the registry's hosts).
 import { Etcd3 } from 'etcd3';
-import { ConfigError, loadConfigFile } from '../config';
+import { ConfigError } from '../config';
+import { sourceName } from '../config/load';
 import { controlRequest } from '../control';
 import { clientOptions, networkRecordOf } from '../registry/registry';
 import { readNetworkRecord, readNodeRecord } from '../registry/records';
 import { formatNetwork, parseIpv4Network } from '../registry/subnets';
 import type { ResolvedConfig } from '../types';
-import { EXIT_FAILURE, EXIT_OK, reportError, resolveSocket, table, UsageError, type InstanceOptions } from './common';
+import { EXIT_FAILURE, EXIT_OK, readConfig, reportError, resolveSocket, table, UsageError, type InstanceOptions } from './common';
 
-function registryConfig(file: string): ResolvedConfig {
-  const config = loadConfigFile(file);
-  if (!config.registry) throw new ConfigError([{ path: 'registry', message: `${file} has no registry: section` }]);
+async function registryConfig(file: string): Promise<ResolvedConfig> {
+  const config = await readConfig(file);
+  if (!config.registry) throw new ConfigError([{ path: 'registry', message: `${sourceName(file)} has no registry: section` }]);
   return config;
 }
 
@@ -26,7 +27,7 @@ export interface RegistryInitOptions {
 export async function runRegistryInit(opts: RegistryInitOptions): Promise<number> {
   let client: Etcd3 | undefined;
   try {
-    const config = registryConfig(opts.config);
+    const config = await registryConfig(opts.config);
     const network = opts.network ?? config.registry!.network;
     const subnetLength = opts.subnetLength ?? config.registry!.subnetLength;
     if (!network || subnetLength === null || subnetLength === undefined) {
@@ -52,7 +53,7 @@ export async function runRegistryInit(opts: RegistryInitOptions): Promise<number
     process.stdout.write(`${key}: ${value}\n`);
     return EXIT_OK;
   } catch (err) {
-    return reportError(err, `invalid config ${opts.config}`);
+    return reportError(err, `invalid config ${sourceName(opts.config)}`);
   } finally {
     client?.close();
   }
@@ -62,7 +63,7 @@ export async function runRegistryInit(opts: RegistryInitOptions): Promise<number
 export async function runRegistryShow(opts: { config: string; json?: boolean }): Promise<number> {
   let client: Etcd3 | undefined;
   try {
-    const config = registryConfig(opts.config);
+    const config = await registryConfig(opts.config);
     const prefix = config.registry!.etcd.prefix;
     client = new Etcd3(clientOptions(config));
     const networkBytes = await client.get(`${prefix}/config`).buffer();
@@ -88,7 +89,7 @@ export async function runRegistryShow(opts: { config: string; json?: boolean }):
     process.stdout.write(rows.length ? `${table(['NAME', 'SUBNET', 'ENDPOINT', 'MAC', 'RECORD'], rows, new Set([0, 1, 2, 3, 4]))}\n` : 'no hosts\n');
     return EXIT_OK;
   } catch (err) {
-    return reportError(err, `invalid config ${opts.config}`);
+    return reportError(err, `invalid config ${sourceName(opts.config)}`);
   } finally {
     client?.close();
   }

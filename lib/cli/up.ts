@@ -1,9 +1,10 @@
 // overlayfwd up -c FILE: start an instance and run it in the foreground until SIGINT/SIGTERM.
-import { formatEndpoint, loadConfigFile } from '../config';
+import { formatEndpoint } from '../config';
+import { sourceName } from '../config/load';
 import { ControlServer, probeSocket } from '../control';
 import type { MetricsServer } from '../metrics';
 import type { ResolvedConfig } from '../types';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, plural, reportError } from './common';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, plural, readConfig, reportError } from './common';
 
 interface StopSignal {
   /** Resolves with the first SIGINT/SIGTERM. */
@@ -68,9 +69,10 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
   }
   let config: ResolvedConfig;
   try {
-    config = loadConfigFile(opts.config);
+    // -c - reads stdin once: a reload (SIGHUP, `overlayfwd reload`) has no file to read again.
+    config = await readConfig(opts.config);
   } catch (err) {
-    return reportError(err, `invalid config ${opts.config}`);
+    return reportError(err, `invalid config ${sourceName(opts.config)}`);
   }
 
   const signals = catchStopSignals();
@@ -86,7 +88,7 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
     try {
       overlay = await Overlay.create(config);
     } catch (err) {
-      return reportError(err, `invalid config ${opts.config}`);
+      return reportError(err, `invalid config ${sourceName(opts.config)}`);
     }
 
     let control: ControlServer;

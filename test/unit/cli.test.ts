@@ -1,12 +1,12 @@
 // Runs the compiled CLI (dist/lib/cli/main.js) as a user would. Needs neither root nor the addon:
 // the commands that talk to an instance are pointed at a ControlServer over a fake overlay.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { loadConfigFile, parseConfig, parsePeer, publicPeer } from '../../lib/config';
+import { loadConfigFile, parseConfig, parsePeer, parseSaKey, publicPeer } from '../../lib/config';
 import { ControlServer, controlRequest, type OverlayLike } from '../../lib/control';
 import { printableConfig, redact } from '../../lib/cli/check';
 import { renderRates, renderStats } from '../../lib/cli/stats';
@@ -26,9 +26,10 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
+/** Runs the CLI with `args`; `stdin`, when given, is written to its standard input and closed. */
+function run(args: string[], env: Record<string, string> = {}, stdin?: string): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       [mainJs, ...args],
       { cwd: tmp, env: { ...process.env, ...env }, timeout: 20_000 },
@@ -37,6 +38,7 @@ function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
         resolve({ code, stdout, stderr });
       },
     );
+    if (stdin !== undefined) child.stdin!.end(stdin);
   });
 }
 
@@ -124,6 +126,82 @@ describe('overlayfwd check', () => {
   });
 });
 
+/** A "billion laughs": nine levels of nine aliases each, 387 million strings if expanded. */
+const ALIAS_BOMB = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+  .concat(['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'].map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(', ')}]`))
+  .join('\n');
+
+/** Nothing in a message that names the YAML library or its API instead of saying what is wrong. */
+function expectNoLibraryNames(text: string): void {
+  expect(text).not.toMatch(/maxAliasCount|parseAllDocuments|parseDocument|YAML\.|ReferenceError|resource exhaustion|toJS|Error:|at .*\.js:\d+/);
+}
+
+/** The number of the line after GOOD's last. */
+const AFTER_GOOD = GOOD.split('\n').length;
+
+describe('config input: -c - and YAML that is refused', () => {
+  it('check -c - reads the config from stdin', async () => {
+    const r = await run(['check', '-c', '-', '--json'], {}, GOOD);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).peers[1].endpoint).toBe('198.18.0.3:4790');
+    const yaml = await run(['check', '-c', '-'], {}, GOOD);
+    expect(yaml.stdout.split('\n')[0]).toBe('# <stdin>: valid; vxlan overhead 50 bytes');
+  });
+
+  it('an error in a config from stdin names <stdin>; an empty stdin is an error', async () => {
+    const bad = await run(['check', '-c', '-'], {}, GOOD.replace('vni: 42', 'vni: -1'));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('overlayfwd: invalid config <stdin>:\n  encap.vni: must be an integer from 0 to 16777215\n');
+    const empty = await run(['check', '-c', '-'], {}, '');
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toBe('overlayfwd: invalid config <stdin>:\n  (file): <stdin> is empty\n');
+  });
+
+  it('up -c - reads stdin too (and stops at a config error, exit 2)', async () => {
+    const r = await run(['up', '-c', '-'], {}, GOOD.replace('vni: 42', 'vni: -1'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^overlayfwd: invalid config <stdin>:\n {2}encap\.vni: /);
+  });
+
+  it.each([
+    ['an alias bomb (billion laughs)', `${GOOD}${ALIAS_BOMB}\n`, /: its aliases \(\*name\) expand anchored content more than 100 times \(as a "billion laughs" does\); refusing it$/],
+    ['two documents', `${GOOD}---\n${GOOD}`, new RegExp(`: line ${AFTER_GOOD}, column 1: a second YAML document starts here \\("---"\\); the file must hold one$`)],
+    ['an alias without its anchor', `${GOOD}extra: *nowhere\n`, /: an alias \(\*name\) refers to no anchor \(&name\) before it$/],
+  ])('%s is a config error (exit 2) naming the file, without library names', async (_what, text, expected) => {
+    const file = write('refused.yaml', text);
+    for (const [args, name, input] of [
+      [['check', '-c', file], file, undefined],
+      [['up', '-c', file], file, undefined],
+      [['check', '-c', '-'], '<stdin>', text],
+    ] as const) {
+      const started = Date.now();
+      const r = await run([...args], {}, input);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+      const lines = r.stderr.trimEnd().split('\n');
+      expect(lines).toHaveLength(2);
+      expect(lines[0]).toBe(`overlayfwd: invalid config ${name}:`);
+      expect(lines[1]!.startsWith(`  (file): ${name}: `), lines[1]).toBe(true);
+      expect(lines[1]).toMatch(expected);
+      expectNoLibraryNames(r.stderr);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    }
+  });
+
+  it('a YAML syntax error gives the line and column, never the text around it (it may be a key)', async () => {
+    const key = 'c0ffee00'.repeat(9);
+    const r = await run(['check', '-c', write('leak.yaml', `${GOOD}secret: |${key}\n  x\n`)]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`leak.yaml: line ${AFTER_GOOD}, column 10: unexpected text (not valid YAML here)`);
+    expect(r.stderr.toLowerCase()).not.toContain('c0ffee');
+    const esc = await run(['check', '-c', write('leak2.yaml', `${GOOD}secret: "${key}\\q"\n`)]);
+    expect(esc.code).toBe(2);
+    expect(esc.stderr).toContain(`leak2.yaml: line ${AFTER_GOOD}, column ${10 + key.length}: invalid escape sequence in a double-quoted string`);
+    expect(esc.stderr.toLowerCase()).not.toContain('c0ffee');
+  });
+});
+
 // ESP: keys are secrets. `check` shows SPIs and "<redacted>" where a key was, and an error about a
 // key names the field and the expected length, never the key.
 const ESP_KEYS = {
@@ -131,6 +209,9 @@ const ESP_KEYS = {
   bIn: 'fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210aabbccdd',
   cOut: '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff99887766',
   cIn: 'a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf0a0b0c0d',
+  // Not in the config: what `peers add --sa-file` brings.
+  dOut: '5a5b5c5d5e5f606162636465666768697071727374757677787980818283848586878889',
+  dIn: '1f2e3d4c5b6a79880f1e2d3c4b5a69780e1d2c3b4a59687706152433425160798a9bacbd',
 };
 const ESP = `name: esp0
 device:
@@ -261,10 +342,55 @@ describe('usage', () => {
     [['demo', '--duration', 'soon'], /must be a positive number of seconds/],
     [['check', '-c', 'x.yaml', 'extra'], /too many arguments/],
     [[], /Usage: overlayfwd/],
+    [['genkey', '--cipher', 'des'], /argument 'des' is invalid\. Allowed choices are aes-128-gcm, aes-256-gcm, chacha20-poly1305/],
+    [['genkey', '--spi', '0'], /SPI 0 is reserved/],
+    [['help', 'frobnicate'], /no command 'frobnicate' \(overlayfwd help lists them\)/],
+    [['help', 'peers', 'frob'], /no command 'frob' of 'peers'/],
   ])('%j exits 2', async (args, pattern) => {
     const r = await run(args);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(pattern);
+    // One prefix for every error, commander's own included; then where the help is.
+    if (args.length > 0) {
+      expect(r.stderr).toMatch(/^overlayfwd: /);
+      expect(r.stderr).not.toMatch(/^error:/m);
+    }
+  });
+
+  it('a usage error says where the help for that command is', async () => {
+    const r = await run(['peers', 'list', '--frob']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("overlayfwd: unknown option '--frob'\n(see: overlayfwd help peers list)\n");
+  });
+
+  it('help lists every command, grouped, with the exit status', async () => {
+    const r = await run(['help']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    for (const cmd of ['up', 'check', 'stats', 'peers', 'fdb', 'nodes', 'genkey', 'registry', 'demo', 'help']) {
+      expect(r.stdout).toMatch(new RegExp(`^  ${cmd}\\b`, 'm'));
+    }
+    expect(r.stdout).toMatch(/^A running instance \(-n NAME or -s SOCKET; the read-only ones may leave it out when only one runs\):$/m);
+    expect(r.stdout).toContain('Exit status: 0 ok, 1 runtime failure');
+    expect(r.stdout).toContain('overlayfwd up -c -');
+    expect((await run(['--help'])).stdout).toBe(r.stdout);
+  });
+
+  it('help COMMAND prints that command\'s help, nested ones included', async () => {
+    const add = await run(['help', 'peers', 'add']);
+    expect(add.code).toBe(0);
+    expect(add.stdout).toMatch(/^Usage: overlayfwd peers add \[options\]/);
+    expect(add.stdout).toMatch(/--sa-file <file>/);
+    expect(add.stdout).toMatch(/-n, --instance <name> +instance name: .*\(required, or -s\)/s);
+    expect(add.stdout).toBe((await run(['peers', 'add', '--help'])).stdout);
+    const stats = await run(['help', 'stats']);
+    expect(stats.code).toBe(0);
+    expect(stats.stdout).toMatch(/default: the only\s+running\s+instance/);
+    const peers = await run(['help', 'peers']);
+    expect(peers.stdout).toMatch(/^ {2}list \[options\]/m);
+    expect(peers.stdout).toMatch(/^ {2}remove \[options\]/m);
+    const genkey = await run(['help', 'genkey']);
+    expect(genkey.stdout.replace(/\s+/g, ' ')).toContain('--cipher <cipher> the cipher the key is for (choices: "aes-128-gcm", "aes-256-gcm", "chacha20-poly1305", default: "aes-256-gcm")');
   });
 
   it('--version prints the package version', async () => {
@@ -278,6 +404,63 @@ describe('usage', () => {
     const r = await run(['--help']);
     expect(r.code).toBe(0);
     for (const cmd of ['up', 'check', 'stats', 'peers', 'demo']) expect(r.stdout).toMatch(new RegExp(`^  ${cmd}\\b`, 'm'));
+  });
+});
+
+describe('overlayfwd genkey', () => {
+  it.each([
+    [[], 'aes-256-gcm', 72],
+    [['--cipher', 'aes-256-gcm'], 'aes-256-gcm', 72],
+    [['--cipher', 'aes-128-gcm'], 'aes-128-gcm', 40],
+    [['--cipher', 'chacha20-poly1305'], 'chacha20-poly1305', 72],
+  ] as const)('%j prints a fresh key for %s: %d hex digits (cipher key + 4-byte salt)', async (args, cipher, digits) => {
+    const keys = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      const r = await run(['genkey', ...args]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^[0-9a-f]{${digits}}\n$`));
+      const key = r.stdout.trim();
+      expect(parseSaKey(key, cipher)).toEqual({ ok: true, value: key });
+      keys.add(key);
+    }
+    expect(keys.size).toBe(3);
+  });
+
+  it('--spi prints a { spi, key } the config and an SA file accept', async () => {
+    const r = await run(['genkey', '--spi', '0x1001']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^\{ spi: 0x00001001, key: "[0-9a-f]{72}" \}\n$/);
+    const sa = YAML.parse(r.stdout) as { spi: number; key: string };
+    expect(sa.spi).toBe(0x1001);
+    expect(parseSaKey(sa.key, 'aes-256-gcm').ok).toBe(true);
+    expect((await run(['genkey', '--spi', '4097', '--cipher', 'aes-128-gcm'])).stdout).toMatch(/^\{ spi: 0x00001001, key: "[0-9a-f]{40}" \}\n$/);
+    // Two of them make an SA file, and a config with them is valid.
+    const other = YAML.parse((await run(['genkey', '--spi', '0x2001'])).stdout) as { spi: number; key: string };
+    const config = ESP.replace(/ {4}sa:\n {6}out: \{ spi: 0x1001.*\n.*\n/, `    sa: { out: { spi: ${sa.spi}, key: "${sa.key}" }, in: { spi: ${other.spi}, key: "${other.key}" } }\n`);
+    expect(loadConfigFile(write('genkey-esp.yaml', config)).peers[0]!.sa).toEqual({ out: sa, in: [other] });
+  });
+
+  it('warns, as wg genkey does, when the key goes into a file others can read', async () => {
+    const into = async (mode: number): Promise<{ stderr: string; key: string }> => {
+      const file = path.join(tmp, `key-${mode.toString(8)}`);
+      fs.rmSync(file, { force: true });
+      const fd = fs.openSync(file, 'w', mode);
+      fs.fchmodSync(fd, mode);
+      const stderr = await new Promise<string>((resolve) => {
+        const child = spawn(process.execPath, [mainJs, 'genkey'], { stdio: ['ignore', fd, 'pipe'] });
+        let err = '';
+        child.stderr!.on('data', (d: Buffer) => (err += String(d)));
+        child.on('close', () => resolve(err));
+      });
+      fs.closeSync(fd);
+      return { stderr, key: fs.readFileSync(file, 'utf8').trim() };
+    };
+    const open = await into(0o644);
+    expect(open.stderr).toBe('overlayfwd: warning: writing a key to a file that others can read (run umask 077 first)\n');
+    expect(open.key).toMatch(/^[0-9a-f]{72}$/);
+    const closed = await into(0o600);
+    expect(closed.stderr).toBe('');
+    expect(closed.key).toMatch(/^[0-9a-f]{72}$/);
   });
 });
 
@@ -403,6 +586,52 @@ describe('overlayfwd stats / peers against a running instance', () => {
     expect(again.stderr).toMatch(/no peer named "c"/);
   });
 
+  it('peers add and remove need -n or -s even with one instance running; the read-only commands do not', async () => {
+    const names = async (sock: string) => (await controlRequest(sock, { cmd: 'peers.list' })).map((p) => p.name);
+    const sock0 = path.join(runDir, 'ovl0.sock');
+    const none = await run(['peers', 'add', '--name', 'c', '--endpoint', '198.18.0.3'], env);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toBe('overlayfwd: peers add changes a running instance: name it with -n NAME or -s SOCKET\n');
+
+    await start('ovl0');
+    const add = await run(['peers', 'add', '--name', 'c', '--endpoint', '198.18.0.3'], env);
+    expect(add.code).toBe(2);
+    expect(add.stdout).toBe('');
+    expect(add.stderr).toBe('overlayfwd: peers add changes a running instance: name it with -n NAME or -s SOCKET (running here: ovl0)\n');
+    const remove = await run(['peers', 'remove', '--name', 'b', '--json'], env);
+    expect(remove.code).toBe(2);
+    expect(remove.stderr).toBe('overlayfwd: peers remove changes a running instance: name it with -n NAME or -s SOCKET (running here: ovl0)\n');
+    expect(await names(sock0)).toEqual(['b']);
+    for (const args of [['stats', '--json'], ['peers', 'list', '--json'], ['fdb', '--json']]) {
+      const r = await run(args, env);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      JSON.parse(r.stdout);
+    }
+
+    await start('ovl1');
+    const two = await run(['peers', 'add', '--name', 'c', '--endpoint', '198.18.0.3'], env);
+    expect(two.code).toBe(2);
+    expect(two.stderr).toMatch(/\(running here: ovl0, ovl1\)\n$/);
+    expect((await run(['peers', 'add', '-n', 'ovl1', '--name', 'c', '--endpoint', '198.18.0.3'], env)).code).toBe(0);
+    expect((await run(['peers', 'remove', '-s', sock0, '--name', 'b'], env)).code).toBe(0);
+    expect(await names(sock0)).toEqual([]);
+    expect(await names(path.join(runDir, 'ovl1.sock'))).toEqual(['b', 'c']);
+  });
+
+  it('peers add and remove print JSON with --json', async () => {
+    await start('ovl0');
+    const add = await run(['peers', 'add', '-n', 'ovl0', '--name', 'c', '--endpoint', '198.18.0.3', '--mac', '02:00:00:00:00:03', '--json'], env);
+    expect(add.code, add.stderr).toBe(0);
+    expect(JSON.parse(add.stdout)).toEqual({ name: 'c', endpoint: { address: '198.18.0.3', port: 4789 }, allowedIps: [], macs: ['02:00:00:00:00:03'] });
+    const remove = await run(['peers', 'remove', '-n', 'ovl0', '--name', 'c', '--json'], env);
+    expect(remove.code).toBe(0);
+    expect(JSON.parse(remove.stdout)).toEqual({ name: 'c', removed: true });
+    const again = await run(['peers', 'remove', '-n', 'ovl0', '--name', 'c', '--json'], env);
+    expect(again.code).toBe(1);
+    expect(again.stdout).toBe('');
+    expect(again.stderr).toBe('overlayfwd: no peer named "c"\n');
+  });
+
   it('peers add prints validation issues from the instance and exits 2', async () => {
     await start('ovl0');
     const r = await run(['peers', 'add', '-n', 'ovl0', '--name', 'b', '--endpoint', '198.18.0.999', '--mac', 'ff:ff:ff:ff:ff:ff'], env);
@@ -425,8 +654,8 @@ describe('ESP peers through the control socket', () => {
     server = undefined;
   });
 
-  /** A fake ESP instance whose peers.add returns the resolved peer, keys and all, as Overlay's does. */
-  async function startEsp(): Promise<void> {
+  /** A fake ESP instance whose peers.add returns the resolved peer, keys and all, as Overlay's does. Returns its table. */
+  async function startEsp(): Promise<ResolvedPeer[]> {
     const config = loadConfigFile(write('esp-fake.yaml', ESP));
     const table: ResolvedPeer[] = [...config.peers];
     const overlay: OverlayLike = {
@@ -452,7 +681,107 @@ describe('ESP peers through the control socket', () => {
       },
     };
     server = await ControlServer.listen(overlay, socket);
+    return table;
   }
+
+  /** An SA file (mode 0600 unless told), as `peers add --sa-file` reads it. */
+  function saFile(name: string, text: string, mode = 0o600): string {
+    const file = write(name, text);
+    fs.chmodSync(file, mode);
+    return file;
+  }
+
+  const D_SA = `out: { spi: 0x1004, key: "${ESP_KEYS.dOut}" }\nin:  { spi: 0x4001, key: "${ESP_KEYS.dIn}" }\n`;
+  const addD = ['peers', 'add', '-s', socket, '--name', 'd', '--endpoint', '198.18.0.4', '--allowed-ip', '198.19.0.4/32'];
+
+  it('peers add --sa-file adds an ESP peer with the SAs the file holds; its output shows SPIs only', async () => {
+    const table = await startEsp();
+    const r = await run([...addD, '--sa-file', saFile('d.sa.yaml', D_SA)]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('added peer d at 198.18.0.4:4500, SAs out 0x00001004 in 0x00004001\n');
+    expect(table.find((p) => p.name === 'd')!.sa).toEqual({ out: { spi: 0x1004, key: ESP_KEYS.dOut }, in: [{ spi: 0x4001, key: ESP_KEYS.dIn }] });
+    const list = await run(['peers', 'list', '-s', socket]);
+    expect(list.stdout).toMatch(/^d\s+198\.18\.0\.4:4500\s+-\s+0\s+198\.19\.0\.4\/32\s+out 0x00001004 in 0x00004001$/m);
+    expectNoKeys(list.stdout);
+  });
+
+  it('peers add --sa-file reads JSON, a list of inbound SAs, stdin (-), and prints --json without keys', async () => {
+    const table = await startEsp();
+    const json = JSON.stringify({ out: { spi: '0x1004', key: ESP_KEYS.dOut }, in: [{ spi: 0x4001, key: `0x${ESP_KEYS.dIn.toUpperCase()}` }] });
+    const r = await run([...addD, '--sa-file', saFile('d.sa.json', json), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      name: 'd',
+      endpoint: { address: '198.18.0.4', port: 4500 },
+      allowedIps: ['198.19.0.4/32'],
+      macs: [],
+      sa: { out: { spi: 0x1004 }, in: [{ spi: 0x4001 }] },
+    });
+    expectNoKeys(r.stdout);
+    expect(table.find((p) => p.name === 'd')!.sa!.in[0]!.key).toBe(ESP_KEYS.dIn);
+    const e = await run(['peers', 'add', '-s', socket, '--name', 'e', '--endpoint', '198.18.0.5', '--sa-file', '-'], {}, D_SA.replace('0x1004', '0x1005').replace('0x4001', '0x5001').replace(ESP_KEYS.dOut, ESP_KEYS.dOut.slice(2) + '55').replace(ESP_KEYS.dIn, ESP_KEYS.dIn.slice(2) + '66'));
+    expect(e.code, e.stderr).toBe(0);
+    expect(e.stdout).toBe('added peer e at 198.18.0.5:4500, SAs out 0x00001005 in 0x00005001\n');
+  });
+
+  it('warns about an SA file others can read, as wg-quick does, and still adds the peer', async () => {
+    await startEsp();
+    const file = saFile('d-open.sa.yaml', D_SA, 0o644);
+    const r = await run([...addD, '--sa-file', file]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe(`overlayfwd: warning: ${file} holds keys and is accessible by others (mode 644); chmod 600 ${file}\n`);
+  });
+
+  it.each([
+    // Checked by the CLI before anything is sent: the file, its YAML, the shape, SPIs, hex keys.
+    ['a key that is not hex', D_SA.replace(ESP_KEYS.dOut, `${ESP_KEYS.dOut.slice(0, 70)}zz`), 'file', ['sa.out.key: must be a hex string (the cipher key followed by a 4-byte salt); it holds characters that are not hex digits']],
+    ['a key in the SPI field', D_SA.replace('spi: 0x4001', `spi: "${ESP_KEYS.dOut}"`), 'file', ['sa.in.spi: must be an integer from 1 to 4294967295, or a hex string such as "0x1001"']],
+    ['a misspelt field', D_SA.replace('key: "' + ESP_KEYS.dIn, 'kee: "' + ESP_KEYS.dIn), 'file', ['sa.in.kee: unknown key (did you mean "key"?)', 'sa.in.key: required']],
+    ['no inbound SA', D_SA.split('\n')[0]!, 'file', ['sa.in: required']],
+    ['a key that is not a string', D_SA.replace(`"${ESP_KEYS.dIn}"`, '12345678'), 'file', ['sa.in.key: must be a hex string (the cipher key followed by a 4-byte salt), quoted in YAML']],
+    ['text, not a mapping', `${ESP_KEYS.dOut}\n`, 'file', ['sa: must be a mapping with out and in']],
+    ['two documents', `${D_SA}---\n${D_SA}`, 'file', ['(file): FILE: line 3, column 1: a second YAML document starts here ("---"); the file must hold one']],
+    ['an alias bomb', `${D_SA}${ALIAS_BOMB}\n`, 'file', ['(file): FILE: its aliases (*name) expand anchored content more than 100 times (as a "billion laughs" does); refusing it']],
+    ['a syntax error next to a key', `out: { spi: 1, key: |${ESP_KEYS.dOut} }\n`, 'file', ['(file): FILE: line 1, column 21: a plain value cannot start with this character (quote the value)']],
+    ['an empty file', '# nothing\n', 'file', ['(file): FILE is empty (it should hold out: { spi, key } and in: { spi, key })']],
+    // Checked by the instance, against its cipher and its other peers, as for a peer in its config.
+    ['a short key', D_SA.replace(ESP_KEYS.dIn, ESP_KEYS.dIn.slice(2)), 'peer', ['peer.sa.in.key: must be a hex string of 36 bytes (72 hex digits: the 32-byte aes-256-gcm key followed by a 4-byte salt); got 70 hex digits']],
+    ["another peer's inbound SPI", D_SA.replace('0x4001', '0x2001'), 'peer', ['peer.sa.in.spi: SPI 0x00002001 is already an inbound SPI of peer "b" (inbound SPIs must be unique: the SPI tells whose packet it is)']],
+  ])('refuses an SA file with %s: exit 2, naming the field, quoting no key', async (_what, text, heading, expected) => {
+    await startEsp();
+    const file = saFile('bad.sa.yaml', text);
+    const r = await run([...addD, '--sa-file', file]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.split('\n')).toEqual([heading === 'file' ? `overlayfwd: invalid SA file ${file}:` : 'overlayfwd: invalid peer d:', ...expected.map((l) => `  ${l.replace('FILE', file)}`), '']);
+    expectNoKeys(r.stderr);
+    expectNoLibraryNames(r.stderr);
+  });
+
+  it('refuses an SA file it cannot read, and one on a vxlan instance', async () => {
+    await startEsp();
+    const missing = path.join(tmp, 'missing.sa.yaml');
+    const r = await run([...addD, '--sa-file', missing]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`overlayfwd: invalid SA file ${missing}:\n  (file): cannot read ${missing}: no such file\n`);
+    const dir = await run([...addD, '--sa-file', tmp]);
+    expect(dir.code).toBe(2);
+    expect(dir.stderr).toMatch(/: is a directory\n$/);
+    const dev = await run([...addD, '--sa-file', '/dev/zero']);
+    expect(dev.code).toBe(2);
+    expect(dev.stderr).toMatch(/cannot read \/dev\/zero: not a regular file\n$/);
+
+    const vx = await ControlServer.listen(fakeOverlay('vx0'), path.join(runDir, 'vx0.sock'));
+    try {
+      const v = await run(['peers', 'add', '-s', path.join(runDir, 'vx0.sock'), '--name', 'd', '--endpoint', '198.18.0.4', '--sa-file', saFile('d2.sa.yaml', D_SA)]);
+      expect(v.code).toBe(2);
+      expect(v.stderr).toMatch(/^overlayfwd: invalid peer d:\n {2}peer\.sa: /);
+      expectNoKeys(v.stderr);
+    } finally {
+      await vx.close();
+    }
+  });
 
   it('answers peers.add with SPIs, never the keys it was sent', async () => {
     await startEsp();

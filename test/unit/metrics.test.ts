@@ -388,14 +388,14 @@ describe('config: metrics', () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ovlmetrics-'));
     afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-    it('exits 2 on a bad metrics.listen, naming the field', () => {
+    it('exits 2 on a bad metrics.listen, naming the field', async () => {
       const file = path.join(tmp, 'bad.yaml');
       fs.writeFileSync(file, 'name: ovl0\nencap: { vni: 42 }\nunderlay: { local: 198.18.0.1 }\nmetrics: { listen: "9469" }\n');
       const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
       let code: number;
       let text: string;
       try {
-        code = runCheck({ config: file });
+        code = await runCheck({ config: file });
         text = stderr.mock.calls.map((c) => String(c[0])).join('');
       } finally {
         stderr.mockRestore();
