@@ -71,8 +71,8 @@ export function decodeCertreq(critical: boolean, buf: Buffer, start: number, end
 //   ~                      Authentication Data                      ~
 //
 // With Digital Signature (14, RFC 7427 §3) the data starts with a one-byte length and that many
-// bytes of ASN.1 AlgorithmIdentifier, and the signature follows; auth.ts reads them, the codec
-// only checks that the length does not lie and leaves a signature.
+// bytes of ASN.1 AlgorithmIdentifier, and the signature follows; signature.ts reads them, the
+// codec only checks that the length does not lie and leaves a signature.
 export function decodeAuth(critical: boolean, buf: Buffer, start: number, end: number): Body {
   if (end - start < 4) return fail(Reason.authShort);
   const method = buf[start]!;
