@@ -7,7 +7,8 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ChildSa } from './child';
-import { IkeSession, addressBytes, type Endpoint, type IkeLogLine, type SessionOptions } from './session';
+import { addressBytes } from './payloads';
+import { IkeSession, type Endpoint, type IkeLogLine, type SessionOptions } from './session';
 import type { IkeStats } from '../types';
 import type { IkeHeader, IkeMessage } from './types';
 import { Exchange, IKE_MAJOR_VERSION, NotifyType } from './wire';

@@ -1,6 +1,7 @@
 // The seams between the parts of the IKEv2 implementation (RFC 7296): the message codec
-// (message.ts, sk.ts), the cryptography (crypto.ts, transforms.ts, auth.ts), the proposals and
-// traffic selectors, and the session state machine (session.ts) that drives them.
+// (message.ts and its codec-*.ts parts, sk.ts), the cryptography (crypto.ts, transforms.ts, and
+// auth.ts with identity.ts, signature.ts, certificates.ts), the proposals and traffic selectors,
+// and the session state machine (session.ts and its exchange modules) that drives them.
 // Every part is pure: bytes in, bytes or a reason out. Only the session keeps state and only
 // the manager touches sockets.
 
