@@ -281,6 +281,24 @@ const FAMILIES: readonly Family[] = [
     labels: [],
     collect: (s, _src, emit) => emit({}, s.generated.mssClamped),
   },
+  {
+    name: 'overlayfwd_neighbor_announcements_total',
+    help: 'Gratuitous ARPs and unsolicited Neighbor Advertisements sent on the TAP device for its addresses.',
+    type: 'counter',
+    labels: [],
+    collect: (s, _src, emit) => {
+      if (s.generated.announcements !== undefined) emit({}, s.generated.announcements);
+    },
+  },
+  {
+    name: 'overlayfwd_neighbor_announce_failures_total',
+    help: 'Announcements of the TAP device\'s addresses that could not be sent.',
+    type: 'counter',
+    labels: [],
+    collect: (s, _src, emit) => {
+      if (s.generated.announceFailures !== undefined) emit({}, s.generated.announceFailures);
+    },
+  },
 ];
 
 /** The names of the metrics OverlayMetrics exports (before any extra collector's). */

@@ -128,6 +128,14 @@ export interface NativeControlOptions {
   onDatagram: (d: NativeControlDatagram) => void;
 }
 
+/** One announced address: `family` 0 and `address` '' when the addresses could not be read. */
+export interface NativeAnnounceResult {
+  address: string;
+  family: 4 | 6 | 0;
+  /** What failed (the system call and its error); absent when the frame was sent. */
+  error?: string;
+}
+
 export interface NativeForwarder {
   /**
    * Counters block shared with the workers: [worker][section][counter], section 0 = totals,
@@ -167,6 +175,21 @@ export interface NativeForwarder {
   sendControl(localPort: number, address: string, port: number, data: Uint8Array): void;
   /** Stops delivery (queued datagrams are dropped) and closes the IKE socket; also done by close(). Idempotent. */
   closeControl(): void;
+  /**
+   * tap: announces every address the device has now, sent on the device (so the workers flood it
+   * to the current peers): a gratuitous ARP per IPv4 address, an unsolicited Neighbor
+   * Advertisement per IPv6 one out of duplicate address detection. Counted in the shared
+   * section (neighborAnnouncements, neighborAnnounceFailures); a failure is an entry with
+   * `error`, never a throw. Other devices: []. Throws once closed.
+   */
+  announceAddresses(): NativeAnnounceResult[];
+  /**
+   * tap: from now on, each address the device gains (`ip addr add`, or an IPv6 address leaving
+   * duplicate address detection) is announced the same way, and onAnnounced gets the results
+   * (on the JS thread; the watch does not keep the event loop alive; close() ends it). Once per
+   * forwarder; false for other devices (nothing watched).
+   */
+  watchAddresses(onAnnounced: (results: NativeAnnounceResult[]) => void): boolean;
   /** Stops and joins the workers, closes every fd; the device disappears. Idempotent. */
   close(): void;
 }

@@ -2,10 +2,12 @@
 // path, keeps the peer table and reads the shared counters. Nothing here runs per packet.
 import { EventEmitter } from 'node:events';
 import { ConfigError, ESP_REKEY_GRACE_DEFAULT_SECONDS, encapInput, parseConfig, parseRekey, publicPeer } from './config';
+import { chooseDeviceMac } from './device-mac';
 import { ikeInput } from './config/ike';
 import { registryInput } from './config/registry';
 import {
   loadNative,
+  type NativeAnnounceResult,
   type NativeDeviceInfo,
   type NativeForwarder,
   type NativeForwarderOptions,
@@ -34,6 +36,24 @@ export interface OverlayEvents {
   rekeyNeeded: [RekeyNeeded];
   /** esp with IKE: one line per exchange and state change (structured; never a key). */
   ike: [IkeLogLine];
+  /**
+   * tap: an address of the device was announced to the peers (a gratuitous ARP, or an
+   * unsolicited Neighbor Advertisement for IPv6), or could not be (`error`): every address
+   * once the overlay is up (`when: 'start'`, emitted after create() resolved), and each address
+   * added to the device later (`when: 'added'`). Never fatal; also counted in
+   * stats().generated (announcements, announceFailures).
+   */
+  announce: [AnnounceEvent];
+}
+
+export interface AnnounceEvent {
+  /** The address announced ('' when the device's addresses could not be read). */
+  address: string;
+  family: 4 | 6 | 0;
+  kind: 'gratuitousArp' | 'unsolicitedNa' | 'none';
+  when: 'start' | 'added';
+  /** What failed: the system call and its error. Absent when the frame was sent. */
+  error?: string;
 }
 
 export interface RekeyOptions {
@@ -116,7 +136,7 @@ function splitCidr(cidr: string): { address: string; prefixLength: number } {
   return { address: cidr.slice(0, slash), prefixLength: Number(cidr.slice(slash + 1)) };
 }
 
-function nativeOptions(config: ResolvedConfig, extraAddresses: readonly string[] = []): NativeForwarderOptions {
+function nativeOptions(config: ResolvedConfig, extraAddresses: readonly string[], mac: string | null): NativeForwarderOptions {
   const device = config.device.type;
   const encap = config.encap.type;
   return {
@@ -127,7 +147,7 @@ function nativeOptions(config: ResolvedConfig, extraAddresses: readonly string[]
       name: config.device.name,
       mtu: config.device.mtu ?? 0,
       addresses: [...config.device.addresses, ...extraAddresses].map(splitCidr),
-      mac: config.device.mac ?? '',
+      mac: mac ?? '',
     },
     encap: {
       type: encap,
@@ -177,7 +197,11 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   /** Validates `config` (as in the YAML file, or a config already resolved by parseConfig) and starts the data path. */
   static async create(config: unknown): Promise<Overlay> {
     const resolved = parseConfig(isResolved(config) ? configToInput(config) : config);
-    if (!resolved.registry) return new Overlay(resolved, null);
+    if (!resolved.registry) {
+      const overlay = new Overlay(resolved, null);
+      overlay.startAnnouncing();
+      return overlay;
+    }
     // Registry mode: claim a subnet first (the device's address comes from it), then start the
     // data path, then follow the other hosts.
     const registry = await Registry.open(resolved);
@@ -186,6 +210,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       overlay = new Overlay(resolved, registry);
       if (resolved.device.type === 'tap') await registry.setMac(overlay.device.mac);
       await registry.follow((nodes) => overlay!.setRegistryNodes(nodes));
+      overlay.startAnnouncing();
       return overlay;
     } catch (err) {
       await overlay?.close();
@@ -197,7 +222,9 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   private constructor(config: ResolvedConfig, registry: Registry | null) {
     super();
     const native = loadNative();
-    const forwarder = new native.Forwarder(nativeOptions(config, registry ? [registry.deviceAddress] : []));
+    const mac = chooseDeviceMac(config);
+    if (mac.warning) warnOnce(`random-mac:${config.name}`, mac.warning, 'OVERLAYFWD_RANDOM_MAC');
+    const forwarder = new native.Forwarder(nativeOptions(config, registry ? [registry.deviceAddress] : [], mac.mac));
     try {
       this.name = config.name;
       this.currentConfig = config;
@@ -227,6 +254,33 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     if (config.encap.type === 'esp' && typeof forwarder.espStatus === 'function') {
       this.espPoll = setInterval(() => this.pollEspStatus(), ESP_STATUS_POLL_MS);
       this.espPoll.unref();
+    }
+  }
+
+  /**
+   * tap: announces the device's addresses to the peers, now that they are in the table (the
+   * workers flood the frames to the current peers), and from now on each address added to the
+   * device. A failure is reported (the announce event) and counted, never thrown: traffic
+   * flows without it, only a peer's stale neighbour entry lingers until it expires.
+   */
+  private startAnnouncing(): void {
+    const forwarder = this.live();
+    if (this.currentConfig.device.type !== 'tap') return;
+    let results: NativeAnnounceResult[];
+    try {
+      forwarder.watchAddresses((added) => this.reportAnnounced(added, 'added'));
+      results = forwarder.announceAddresses();
+    } catch (err) {
+      results = [{ address: '', family: 0, error: (err as Error).message }];
+    }
+    // After create() resolved, so that a listener attached right after it hears them.
+    setImmediate(() => this.reportAnnounced(results, 'start'));
+  }
+
+  private reportAnnounced(results: NativeAnnounceResult[], when: AnnounceEvent['when']): void {
+    for (const r of results) {
+      const kind = r.family === 4 ? 'gratuitousArp' : r.family === 6 ? 'unsolicitedNa' : 'none';
+      this.emit('announce', { address: r.address, family: r.family, kind, when, ...(r.error !== undefined ? { error: r.error } : {}) });
     }
   }
 
@@ -509,6 +563,15 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       ...(peer.ike && this.ike ? { ikeSa: this.ike.status(peer.name) } : {}),
     }));
   }
+}
+
+const warned = new Set<string>();
+
+/** process.emitWarning, once per process for `key`: the library's way to say something without a logger. */
+function warnOnce(key: string, message: string, code: string): void {
+  if (warned.has(key)) return;
+  warned.add(key);
+  process.emitWarning(message, { code });
 }
 
 // A config parseConfig produced: endpoints are objects and every section is filled in.

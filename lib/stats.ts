@@ -1,6 +1,6 @@
 // Reads the native counters block (shared memory the workers write) into the public stats
 // shape. One read sums the workers' sections; no call into native code per counter.
-import { DROP_REASONS, OFFLOAD_COUNTERS, type ControlStats, type Counters, type DropReason, type OffloadStats } from './types';
+import { DROP_REASONS, OFFLOAD_COUNTERS, type ControlStats, type Counters, type DropReason, type OffloadStats, type OverlayStats } from './types';
 
 type OffloadCounter = (typeof OFFLOAD_COUNTERS)[number];
 import type { NativeStatsLayout } from './native';
@@ -76,12 +76,17 @@ export class CountersReader {
   }
 
   /** Packets the data path generated or rewrote (totals only). */
-  generated(raw: RawSection): { icmpTooBig: number; mssClamped: number } {
+  generated(raw: RawSection): OverlayStats['generated'] {
     const at = (name: string): number => {
       const i = this.index.layout.counters.indexOf(name);
       return i < 0 ? 0 : raw[i]!;
     };
-    return { icmpTooBig: at('icmpTooBigSent'), mssClamped: at('mssClamped') };
+    return {
+      icmpTooBig: at('icmpTooBigSent'),
+      mssClamped: at('mssClamped'),
+      announcements: at('neighborAnnouncements'),
+      announceFailures: at('neighborAnnounceFailures'),
+    };
   }
 
   /** Control traffic (totals only): NAT keepalives, control datagrams passed up and sent. */

@@ -87,6 +87,11 @@ export interface ResolvedConfig {
     /** null: derived at start from the underlay interface MTU minus the encapsulation overhead. */
     mtu: number | null;
     addresses: string[]; // CIDR, e.g. 198.19.0.1/24 or fd00::1/64
+    /**
+     * tap: the MAC as configured; null: derived at start from the machine ID, the instance and
+     * device names and underlay.local (lib/device-mac.ts), the same at every start. The MAC in
+     * use is `overlay.device.mac`.
+     */
     mac: string | null;
     /**
      * packet devices only: the existing Ethernet interface attached to the overlay (`name` is the
@@ -207,8 +212,13 @@ export interface OverlayStats {
   peers: Record<string, Counters>;
   fdb: { learned: number; static: number };
   offloads: OffloadStats;
-  /** Packets the data path made or rewrote itself: ICMP Fragmentation Needed / Packet Too Big sent to the device, TCP SYNs whose MSS was clamped. */
-  generated: { icmpTooBig: number; mssClamped: number };
+  /**
+   * Packets the data path made or rewrote itself: ICMP Fragmentation Needed / Packet Too Big sent
+   * to the device, TCP SYNs whose MSS was clamped; and (tap) the gratuitous ARPs and unsolicited
+   * Neighbor Advertisements sent on the device for its addresses, and those that failed
+   * (optional in the type: an instance older than these fields does not send them).
+   */
+  generated: { icmpTooBig: number; mssClamped: number; announcements?: number; announceFailures?: number };
   /** Control traffic (totals only): what shares the underlay with the tunnel but is no tunnel packet. */
   control: ControlStats;
   /**

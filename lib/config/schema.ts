@@ -21,12 +21,17 @@ const deviceSchema = section({
       error: (iss) => `${JSON.stringify(iss.input)} is not a device type (one of: ${DEVICE_TYPES.join(', ')})`,
     })
     .default('tap'),
+  /** The interface to create (default: the instance name); one that exists already is an error. */
   name: ifName.optional(),
   mtu: z.preprocess(
     (v) => (v === null || v === 'auto' ? undefined : v),
     intRange(576, 65535).optional(),
   ),
   addresses: list(cidr, 'CIDR prefixes').default([]),
+  /**
+   * tap: the device's MAC. Default: derived from the machine ID, the instance and device names
+   * and underlay.local (lib/device-mac.ts), the same at every start; random without a machine ID.
+   */
   mac: z.preprocess(nullToUndefined, mac.optional()),
   /** packet: the existing Ethernet interface to put on the overlay (a NIC or a veth port). */
   interface: interfaceName.optional(),

@@ -318,6 +318,77 @@ class JsControlSink final : public ovl::ControlSink {
   std::atomic<size_t> queued_bytes_{0};
 };
 
+// [{ address, family: 4 | 6, error? }] of Forwarder::announce_*.
+Napi::Array announce_results(Napi::Env env, const std::vector<ovl::AnnounceResult>& results) {
+  Napi::Array out = Napi::Array::New(env, results.size());
+  for (uint32_t i = 0; i < results.size(); i++) {
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("address", results[i].address);
+    entry.Set("family", results[i].family == AF_INET6 ? 6 : results[i].family == AF_INET ? 4 : 0);
+    if (!results[i].error.empty()) entry.Set("error", results[i].error);
+    out.Set(i, entry);
+  }
+  return out;
+}
+
+// watchAddresses: the forwarder's address watch descriptor polled on the JavaScript thread's
+// own event loop (unreferenced, like the forwarder), so no thread is needed for it. The handle
+// is freed by libuv's close callback; Stop() may run any number of times.
+class AddressPoll {
+ public:
+  AddressPoll(Napi::Env env, ovl::Forwarder* forwarder, int fd, Napi::Function callback)
+      : env_(env), forwarder_(forwarder), context_(env, "overlayfwd.addresses") {
+    callback_ = Napi::Persistent(callback);
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "watchAddresses: no event loop");
+    handle_ = new uv_poll_t;
+    if (uv_poll_init(loop, handle_, fd) != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      throw Napi::Error::New(env, "watchAddresses: uv_poll_init failed");
+    }
+    handle_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
+    uv_poll_start(handle_, UV_READABLE, OnReadable);
+  }
+  AddressPoll(const AddressPoll&) = delete;
+  AddressPoll& operator=(const AddressPoll&) = delete;
+  ~AddressPoll() { Stop(); }
+
+  // Before the forwarder closes the descriptor.
+  void Stop() {
+    if (handle_ == nullptr) return;
+    uv_poll_stop(handle_);
+    uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+    handle_ = nullptr;
+  }
+
+ private:
+  static void OnReadable(uv_poll_t* handle, int status, int) {
+    auto* self = static_cast<AddressPoll*>(handle->data);
+    if (status < 0 || self == nullptr || self->handle_ == nullptr) return;
+    std::vector<ovl::AnnounceResult> results;
+    try {
+      results = self->forwarder_->announce_added_addresses();
+    } catch (const std::exception& failure) {
+      results.push_back({"", 0, failure.what()});
+    }
+    if (results.empty()) return;
+    Napi::HandleScope scope(self->env_);
+    try {
+      self->callback_.MakeCallback(self->env_.Global(), {announce_results(self->env_, results)}, self->context_);
+    } catch (const Napi::Error& error) {
+      napi_fatal_exception(self->env_, error.Value());
+    }
+  }
+
+  Napi::Env env_;
+  ovl::Forwarder* forwarder_;
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext context_;
+  uv_poll_t* handle_ = nullptr;
+};
+
 class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -333,6 +404,8 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
                            InstanceMethod<&ForwarderWrap::OpenControl>("openControl"),
                            InstanceMethod<&ForwarderWrap::SendControl>("sendControl"),
                            InstanceMethod<&ForwarderWrap::CloseControl>("closeControl"),
+                           InstanceMethod<&ForwarderWrap::AnnounceAddresses>("announceAddresses"),
+                           InstanceMethod<&ForwarderWrap::WatchAddresses>("watchAddresses"),
                            InstanceMethod<&ForwarderWrap::Close>("close"),
                        });
   }
@@ -359,6 +432,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
   }
 
   ~ForwarderWrap() override {
+    address_poll_.reset();
     if (forwarder_) forwarder_->close();
     if (control_sink_) control_sink_->Close();
   }
@@ -515,7 +589,26 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
     return info.Env().Undefined();
   }
 
+  // announceAddresses(): [{ address, family, error? }], one per address of the device.
+  Napi::Value AnnounceAddresses(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto results = guarded(env, [&] { return forwarder_->announce_addresses(); });
+    return announce_results(env, results);
+  }
+
+  // watchAddresses(onAnnounced): from now on each address the device gains is announced, and
+  // onAnnounced gets the results. False without a TAP device (nothing to watch).
+  Napi::Value WatchAddresses(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "onAnnounced must be a function");
+    const int fd = guarded(env, [&] { return forwarder_->watch_addresses(); });
+    if (fd < 0) return Napi::Boolean::New(env, false);
+    address_poll_ = std::make_unique<AddressPoll>(env, forwarder_.get(), fd, info[0].As<Napi::Function>());
+    return Napi::Boolean::New(env, true);
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    address_poll_.reset();
     forwarder_->close();
     if (control_sink_) control_sink_->Close();
     return info.Env().Undefined();
@@ -523,6 +616,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
 
   std::unique_ptr<ovl::Forwarder> forwarder_;
   std::shared_ptr<JsControlSink> control_sink_;
+  std::unique_ptr<AddressPoll> address_poll_;
   Napi::Reference<Napi::TypedArrayOf<uint64_t>> counters_;
 };
 

@@ -11,6 +11,7 @@
 
 #include "wire/ethernet.h"
 #include "system/clock.h"
+#include "system/link_announce.h"
 #include "system/link_config.h"
 #include "system/netns.h"
 #include "underlay/raw_socket.h"
@@ -297,12 +298,73 @@ void Forwarder::close_control() { control_.close(); }
 
 std::vector<LearnedEntry> Forwarder::learned_fdb() const { return fdb_.snapshot(monotonic_seconds()); }
 
+std::vector<AnnounceResult> Forwarder::announce_each(const std::vector<LinkAddress>* given) {
+  std::vector<LinkAddress> addresses;
+  if (given) addresses = *given;
+  std::vector<AnnounceResult> results;
+  std::string failure;
+  try {
+    // The sockets are the namespace's and /proc/sys/net the calling thread's: all made in there.
+    run_in_netns(options_.netns, [&] {
+      if (!given) {
+        for (const LinkAddress& address : link_addresses(device_.ifindex)) {
+          if (address.usable()) addresses.push_back(address);
+        }
+      }
+      if (addresses.empty()) return;
+      LinkAnnouncer announcer(device_.name, device_.ifindex, device_.mac);
+      for (const LinkAddress& address : addresses) results.push_back({address.literal(), address.family, announcer.announce(address)});
+    });
+  } catch (const std::exception& error) {
+    failure = error.what();
+  }
+  if (!failure.empty()) {
+    results.clear();
+    for (const LinkAddress& address : addresses) results.push_back({address.literal(), address.family, failure});
+    if (results.empty()) results.push_back({"", 0, failure});  // the addresses could not be read
+  }
+  SharedStats shared(stats_->shared_section());
+  for (const AnnounceResult& result : results) shared.add(result.error.empty() ? kNeighborAnnouncements : kNeighborAnnounceFailures);
+  return results;
+}
+
+std::vector<AnnounceResult> Forwarder::announce_addresses() {
+  std::lock_guard<std::mutex> lock(control_mutex_);
+  if (closed_) throw InvalidArgument("forwarder is closed");
+  if (!tap_ || options_.layer != DeviceLayer::ethernet) return {};
+  return announce_each(nullptr);
+}
+
+int Forwarder::watch_addresses() {
+  std::lock_guard<std::mutex> lock(control_mutex_);
+  if (closed_) throw InvalidArgument("forwarder is closed");
+  if (!tap_ || options_.layer != DeviceLayer::ethernet) return -1;
+  if (address_watch_) throw InvalidState("the device's addresses are watched already");
+  address_watch_.emplace(AddressWatch::open(options_.netns, device_.ifindex));
+  return address_watch_->fd();
+}
+
+std::vector<AnnounceResult> Forwarder::announce_added_addresses() {
+  std::lock_guard<std::mutex> lock(control_mutex_);
+  if (closed_ || !address_watch_) return {};
+  std::vector<LinkAddress> added;
+  try {
+    added = address_watch_->take_added();
+  } catch (const std::exception& error) {
+    SharedStats(stats_->shared_section()).add(kNeighborAnnounceFailures);
+    return {AnnounceResult{"", 0, error.what()}};
+  }
+  if (added.empty()) return {};
+  return announce_each(&added);
+}
+
 void Forwarder::close() {
   std::lock_guard<std::mutex> lock(control_mutex_);
   if (closed_) return;
   closed_ = true;
   // First: once close() returns, nothing is delivered to a control sink any more.
   control_.close();
+  address_watch_.reset();
   if (stop_fd_.valid()) {
     const uint64_t one = 1;
     (void)!::write(stop_fd_.get(), &one, sizeof one);

@@ -20,6 +20,7 @@
 #include "tables/table_publisher.h"
 #include "device/tun_tap_device.h"
 #include "tunnel/tunnel.h"
+#include "system/link_addresses.h"
 #include "system/unique_fd.h"
 #include "underlay/control_channel.h"
 
@@ -98,6 +99,14 @@ struct EspOutboundStatus {
   bool exhausted;     // nothing more is sent with this SA
 };
 
+// One address announced on the device (a gratuitous ARP or an unsolicited NA): `error` is what
+// failed, empty when the frame was sent.
+struct AnnounceResult {
+  std::string address;
+  int family = 0;  // AF_INET or AF_INET6
+  std::string error;
+};
+
 class Worker;
 struct UnderlaySockets;
 struct SocketAddress;
@@ -130,9 +139,24 @@ class Forwarder {
   // Stops delivery and closes the IKE socket; close() does it too.
   void close_control();
 
+  // TAP only (elsewhere nothing, and empty results): announces each address the device has
+  // now, IPv4 with a gratuitous ARP and IPv6 (once out of duplicate address detection) with
+  // an unsolicited Neighbor Advertisement (system/link_announce.h). The frames leave through
+  // the device, so the workers flood them to the peers of the current table: call it once the
+  // peers are in. Each frame counts in the shared section (neighborAnnouncements, or
+  // neighborAnnounceFailures); a failure is reported, never thrown.
+  std::vector<AnnounceResult> announce_addresses();
+  // TAP only: follows the addresses of the device from now on (AddressWatch) and returns a
+  // descriptor that is readable when they change (or -1 without a TAP device). Once.
+  int watch_addresses();
+  // When that descriptor was readable: announces the addresses the device gained since.
+  std::vector<AnnounceResult> announce_added_addresses();
+
   void close();
 
  private:
+  // Announces `given`, or when null the device's usable addresses now; counts each result.
+  std::vector<AnnounceResult> announce_each(const std::vector<LinkAddress>* given);
   static TunnelConfig tunnel_of(const ForwarderOptions& options);
   std::shared_ptr<EspSaState> sa_state(bool outbound, const EspSaSpec& spec,
                                        std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>>& next);
@@ -155,6 +179,7 @@ class Forwarder {
   int data_listener_fd_ = -1;  // UDP modes: worker 0's listener (the worker owns it)
 
   std::optional<TunTapDevice> tap_;
+  std::optional<AddressWatch> address_watch_;
   std::optional<PacketDevice> packet_;
   UniqueFd stop_fd_;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -45,6 +45,8 @@ const char* counter_name(uint32_t counter) {
     case kNatKeepalives: return "natKeepalives";
     case kControlRx: return "controlRx";
     case kControlTx: return "controlTx";
+    case kNeighborAnnouncements: return "neighborAnnouncements";
+    case kNeighborAnnounceFailures: return "neighborAnnounceFailures";
     default: return nullptr;
   }
 }

@@ -8,8 +8,8 @@
 // read-modify-write: a relaxed load and store keep the reader from seeing torn values.
 // Sections are 512 bytes, so two workers never share a cache line. The shared section at the
 // end is for the threads that are not workers (the control channel's reader, the JavaScript
-// thread sending control messages): totals only, written with atomic adds (SharedStats), and
-// added to the workers' totals by the reader.
+// thread sending control messages or announcing the device's addresses): totals only, written
+// with atomic adds (SharedStats), and added to the workers' totals by the reader.
 #pragma once
 
 #include <cstddef>
@@ -64,6 +64,9 @@ enum Counter : uint32_t {
   kNatKeepalives,     // NAT keepalives (one byte 0xFF) accepted on the ESP UDP port
   kControlRx,         // control datagrams (IKE) passed up to JavaScript
   kControlTx,         // control datagrams sent for JavaScript
+  // What the device says about itself: gratuitous ARPs and unsolicited NAs sent on it.
+  kNeighborAnnouncements,
+  kNeighborAnnounceFailures,
   kCounterCount,
 };
 
@@ -124,7 +127,7 @@ class WorkerStats {
 };
 
 // The shared section's view for threads that are not workers: any number of writers, so every
-// add is atomic. Only control traffic counts here, never a packet of the data path.
+// add is atomic. Only control traffic and announcements count here, never a packet of the data path.
 class SharedStats {
  public:
   explicit SharedStats(uint64_t* section) : section_(section) {}
