@@ -82,6 +82,11 @@ export class InstalledSas {
     return { ...(p.out ? { out: p.out.sa } : {}), in: p.in.map((x) => x.sa) } as NativePeerSa;
   }
 
+  /** The peer has an outbound SA. */
+  sending(peer: string): boolean {
+    return !!this.peers.get(peer)?.out;
+  }
+
   /** Inbound SPIs in use (so that no other SA gets one). */
   has(spi: number): boolean {
     for (const p of this.peers.values()) if (p.in.some((x) => x.sa.spi === spi)) return true;

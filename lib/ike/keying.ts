@@ -51,7 +51,10 @@ export class IkeKeying {
     );
     const graceMs = () => (this.config.esp?.rekeyGraceSeconds ?? 30) * 1000;
     this.manager.on('log', options.log);
-    this.manager.on('childUp', (peer, child, _replaces, activate) => this.installed.add(peer, child, activate));
+    // A second IKE SA's first Child SA (both ends started at once) does not take over sending:
+    // the peer may not have installed its inbound side yet, and one of the two IKE SAs is about
+    // to go; if it is the one we send with, remove() moves sending to the other.
+    this.manager.on('childUp', (peer, child, replaces, activate) => this.installed.add(peer, child, activate && (replaces !== null || !this.installed.sending(peer))));
     this.manager.on('childActive', (peer, child) => this.installed.activate(peer, child));
     // A rekeyed SA keeps accepting what the peer sent before it switched; one the peer deleted,
     // what was already on its way; one whose IKE SA died goes now.

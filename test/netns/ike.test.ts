@@ -13,8 +13,9 @@ async function established(p: Pair): Promise<void> {
   await waitFor(() => {
     const a = p.A.peers.list()[0]?.ikeSa;
     const b = p.B.peers.list()[0]?.ikeSa;
-    return a?.state === 'established' && !!a.child && b?.state === 'established' && !!b.child;
-  }, 'IKE SAs established on both hosts', 15_000);
+    // Both ends start at once: wait until the pair has settled on one IKE SA.
+    return a?.state === 'established' && !!a.child && b?.state === 'established' && !!b.child && p.A.stats().ike?.sessions === 1 && p.B.stats().ike?.sessions === 1;
+  }, 'one IKE SA established between the hosts', 15_000);
 }
 
 describeNetns('IKEv2 between two overlayfwd hosts', { tools: ['ping'] }, () => {
