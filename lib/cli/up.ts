@@ -126,6 +126,11 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
       if (LOG_LEVELS.indexOf(line.level) > logLevel) return;
       process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), instance: config.name, component: 'ike', ...line })}\n`);
     });
+    // TAP: the gratuitous ARP / unsolicited NA for each address; a failure is worth a line.
+    overlay.on('announce', (e) => {
+      if (e.error) process.stderr.write(`overlayfwd: ${config.name}: could not announce ${e.address || 'the device addresses'}: ${e.error}\n`);
+      else if (logLevel >= LOG_LEVELS.indexOf('info')) process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), instance: config.name, component: 'device', level: 'info', msg: 'address announced', ...e })}\n`);
+    });
     // Registry mode: hosts coming and going, etcd lost and back, records refused.
     const registry = overlay.registry;
     if (registry) {
