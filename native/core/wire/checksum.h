@@ -19,10 +19,44 @@
 namespace ovl {
 
 // Adds `length` bytes at `data` to `initial`. The bytes are taken as big-endian 16-bit words
-// starting at data[0]; an odd final byte is padded with a zero low byte. So only the last block
-// of a multi-call sum may have an odd length (otherwise the words would be misaligned).
-// Sums 8 bytes at a time into a 64-bit accumulator with end-around carry.
+// starting at data[0], whatever the address's alignment; an odd final byte is padded with a
+// zero low byte. So only the last block of a multi-call sum may have an odd length (otherwise
+// the words would be misaligned). The result is checksum_combine(initial, F) where F is the
+// data's sum folded to 16 bits: 0 only when every byte is zero, 0xFFFF for other data whose
+// sum is a multiple of 0xFFFF (the serial 16-bit sum's own representation, whatever the
+// implementation).
+//
+// It runs one of several implementations, all with identical results (see
+// ChecksumImplementation below), picked once per process on the first call: the fastest this
+// CPU can run, unless the environment variable OVERLAYFWD_CHECKSUM names another one it can
+// run ("scalar", "avx2", "avx512"; any other value, or one this CPU lacks, is ignored).
 uint32_t checksum_add(const uint8_t* data, size_t length, uint32_t initial);
+
+// The implementations of checksum_add, slowest first. Each sums 64-bit or wider words with
+// several independent accumulators (no serial carry chain) and takes any alignment.
+enum class ChecksumImplementation : uint8_t {
+  scalar,  // plain C++: four 64-bit accumulators, their carries counted apart; any CPU
+  avx2,    // x86-64 AVX2: 32-byte aligned loads, 32-bit halves summed in 64-bit lanes
+  avx512,  // x86-64 AVX-512 F + BW: 64-byte aligned loads, the ragged ends as masked loads
+};
+constexpr ChecksumImplementation kChecksumImplementations[] = {
+    ChecksumImplementation::scalar, ChecksumImplementation::avx2, ChecksumImplementation::avx512};
+
+// "scalar", "avx2", "avx512": the names OVERLAYFWD_CHECKSUM takes.
+const char* checksum_implementation_name(ChecksumImplementation implementation);
+// Whether this build and CPU can run it (checked with the CPU's feature bits, OS support of the
+// wide registers included). scalar always can.
+bool checksum_implementation_supported(ChecksumImplementation implementation);
+// The implementation checksum_add runs (choosing it now if no call has yet).
+ChecksumImplementation checksum_implementation();
+// Makes checksum_add run `implementation` from now on, for tests and benches; returns false and
+// changes nothing when it is not supported. Not meant to race with checksum_add on other
+// threads (it would be safe, but which implementation a concurrent call runs is unspecified).
+bool checksum_use_implementation(ChecksumImplementation implementation);
+// checksum_add with one given implementation, bypassing the choice: for tests and benches.
+// `implementation` must be supported (an unsupported one runs scalar).
+uint32_t checksum_add_with(ChecksumImplementation implementation, const uint8_t* data, size_t length,
+                           uint32_t initial);
 
 // Adds two partial sums (one's complement addition; keeps the result within 32 bits).
 inline uint32_t checksum_combine(uint32_t a, uint32_t b) {

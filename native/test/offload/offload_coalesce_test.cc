@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "wire/checksum.h"
 #include "wire/ethernet.h"
 #include "offload/offload_segment.h"
 #include "base/packet_buffer.h"
@@ -573,4 +574,22 @@ TEST(coalesce_tun_ipv4_and_reuse_across_batches) {
   }
   std::vector<CoalescedFrame> out;
   CHECK_EQ(tap.finish(out), 80u);
+}
+
+// The verifying tests above again, under each checksum implementation (wire/checksum.h): the
+// coalescer checks every segment's IPv4 and TCP checksums, so a wrong sum would split runs or
+// let a corrupted segment merge. To see which implementation fails, run core_tests with
+// OVERLAYFWD_CHECKSUM=scalar, avx2 or avx512.
+TEST(coalesce_checksums_under_every_checksum_implementation) {
+  const ChecksumImplementation chosen = checksum_implementation();
+  for (ChecksumImplementation implementation : kChecksumImplementations) {
+    if (!checksum_use_implementation(implementation)) continue;
+    test_coalesce_round_trip_ipv4_tap_with_timestamps();
+    test_coalesce_round_trip_ipv6_tun_and_vlan();
+    test_coalesce_round_trip_largest();
+    test_coalesce_merges_a_stream_and_reports_gso();
+    test_coalesce_bad_checksum_passes_through_untouched_and_splits_the_run();
+    test_coalesce_tun_ipv4_and_reuse_across_batches();
+  }
+  checksum_use_implementation(chosen);
 }
