@@ -10,25 +10,11 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Lab, execIn, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
 import type { OverlayStats } from '../../lib/types';
+import { ensureCliBuilt, CLI_MAIN } from '../helpers/cli';
 import { describeNetns, ROOT, waitFor } from '../helpers/env';
 import { checkCountersShape } from '../helpers/overlay';
 
-const MAIN = path.join(ROOT, 'dist', 'lib', 'cli', 'main.js');
-
-/** Compiles the TypeScript when dist/ is missing or older than a source file. */
-async function ensureBuilt(): Promise<void> {
-  const newest = (dir: string): number => {
-    let t = 0;
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) t = Math.max(t, newest(p));
-      else if (e.name.endsWith('.ts')) t = Math.max(t, fs.statSync(p).mtimeMs);
-    }
-    return t;
-  };
-  if (fs.existsSync(MAIN) && fs.statSync(MAIN).mtimeMs >= newest(path.join(ROOT, 'lib'))) return;
-  await execIn(null, process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')], { timeoutMs: 180_000, cwd: ROOT });
-}
+const MAIN = CLI_MAIN;
 
 function cli(args: string[], timeoutMs = 30_000, env: NodeJS.ProcessEnv = process.env) {
   return execIn(null, process.execPath, [MAIN, ...args], { timeoutMs, allowFailure: true, cwd: ROOT, env });
@@ -49,7 +35,7 @@ describeNetns('overlayfwd CLI', {}, () => {
 
   beforeAll(async () => {
     if (!fs.existsSync(path.join(ROOT, 'lib', 'cli', 'main.ts'))) throw new Error('lib/cli/main.ts does not exist yet');
-    await ensureBuilt();
+    await ensureCliBuilt();
     lab = await Lab.create();
     [a, b] = await lab.pair('a', 'b');
     await lab.kernelVxlan(b, { vni: 42, remotes: [a.underlay], addresses: [`${overlayAddress(2)}/24`] });

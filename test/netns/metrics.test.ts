@@ -12,33 +12,13 @@ import { Lab, execIn, overlayAddress } from '../../lab';
 import type { Host, LabProcess } from '../../lab';
 import { controlRequest } from '../../lib/control';
 import type { OverlayStats } from '../../lib/types';
+import { ensureCliBuilt, CLI_MAIN } from '../helpers/cli';
 import { describeNetns, ROOT, sleep, waitFor } from '../helpers/env';
 import { startForwarder } from '../helpers/overlay';
 
-const MAIN = path.join(ROOT, 'dist', 'lib', 'cli', 'main.js');
+const MAIN = CLI_MAIN;
 const METRICS_PORT = 9469;
 const PROMETHEUS_PORT = 9090;
-
-/** Compiles the TypeScript when dist/ is missing or older than a source file. */
-async function ensureBuilt(): Promise<void> {
-  const newest = (dir: string): number => {
-    let t = 0;
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) t = Math.max(t, newest(p));
-      else if (e.name.endsWith('.ts')) t = Math.max(t, fs.statSync(p).mtimeMs);
-    }
-    return t;
-  };
-  if (fs.existsSync(MAIN) && fs.statSync(MAIN).mtimeMs >= newest(path.join(ROOT, 'lib'))) return;
-  // Type errors elsewhere (files being written in parallel) still emit JavaScript.
-  await execIn(null, process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')], {
-    timeoutMs: 180_000,
-    cwd: ROOT,
-    allowFailure: true,
-  });
-  if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} was not built`);
-}
 
 /** An HTTP GET from inside `host`'s namespace (its loopback is its own). */
 async function httpGet(lab: Lab, host: Host, url: string): Promise<{ status: number; body: string }> {
@@ -103,7 +83,7 @@ describeNetns('Prometheus metrics (metrics.listen) scraped by a real Prometheus'
   const stats = () => controlRequest(sock, { cmd: 'stats' }) as Promise<OverlayStats>;
 
   beforeAll(async () => {
-    await ensureBuilt();
+    await ensureCliBuilt({ tolerateTypeErrors: true });
     lab = await Lab.create();
     [a, b] = await lab.pair('a', 'b');
     dir = lab.tmpdir();
