@@ -42,9 +42,6 @@ export {
 } from './signature';
 export { certificateIdentity, certificateSubject, certificateValidity, identityMatches, verifyCertificateChain, type CertificateVerdict } from './certificates';
 
-/** AUTH methods (RFC 7296 §3.8, RFC 7427 §7). */
-export const AUTH_METHOD_SHARED_KEY = 2;
-export const AUTH_METHOD_DIGITAL_SIGNATURE = 14;
 
 /** RestOfIDPayload (RFC 7296 §2.15): ID type, three reserved bytes, the identification data. */
 export function idPayloadBody(id: Identity): Buffer {

@@ -76,7 +76,7 @@ export interface SessionOptions {
   send(data: Buffer, to: Endpoint, fromPort: number): void;
 }
 
-export type SessionState = 'connecting' | 'established' | 'rekeying' | 'closed';
+export type SessionState = 'connecting' | 'established' | 'closed';
 
 export interface IkeLogLine {
   level: 'debug' | 'info' | 'warn';
@@ -342,7 +342,7 @@ export class IkeSession extends EventEmitter<SessionEvents> implements SessionCo
         answer = this.role === 'responder' && this.state === 'connecting' ? this.auth.onRequest(m) : [notify(NotifyType.INVALID_SYNTAX)];
         break;
       case Exchange.CREATE_CHILD_SA:
-        answer = this.state === 'established' || this.state === 'rekeying' ? this.onCreateChildSaRequest(m) : [notify(NotifyType.INVALID_SYNTAX)];
+        answer = this.state === 'established' ? this.onCreateChildSaRequest(m) : [notify(NotifyType.INVALID_SYNTAX)];
         break;
       case Exchange.INFORMATIONAL:
         answer = this.informational.onRequest(m, on);
