@@ -83,7 +83,8 @@ export function encodeTs(selectors: TrafficSelector[]): Buffer {
   );
 }
 
-function addressBytes(text: string, family: 4 | 6): Buffer {
+/** An address literal as its 4 or 16 bytes (IPv6 in any valid form, IPv4-mapped included). */
+export function addressBytes(text: string, family: 4 | 6): Buffer {
   if (family === 4) {
     need(isIPv4(text), `${JSON.stringify(text)} is not an IPv4 address`);
     return Buffer.from(text.split('.').map(Number));

@@ -8,6 +8,7 @@
 //   natHash              NAT_DETECTION_*_IP data (§2.23)
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
+import { addressBytes as literalBytes } from './codec-selectors';
 import type { Endpoint } from './session';
 import type { IkeMessage, Payload, Proposal } from './types';
 import { TransformType } from './wire';
@@ -40,15 +41,7 @@ export function payload<T extends Payload['type']>(message: IkeMessage, type: T)
 
 /** An address literal as its 4 or 16 bytes. */
 export function addressBytes(address: string): Buffer {
-  if (isIP(address) === 4) return Buffer.from(address.split('.').map(Number));
-  const [head = '', tail = ''] = address.split('::');
-  const words = (s: string) => (s === '' ? [] : s.split(':'));
-  const h = words(head);
-  const t = words(tail);
-  const all = address.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
-  const out = Buffer.alloc(16);
-  all.forEach((w, i) => out.writeUInt16BE(parseInt(w, 16), i * 2));
-  return out;
+  return literalBytes(address, isIP(address) === 4 ? 4 : 6);
 }
 
 /** NAT_DETECTION_*_IP data: SHA-1(SPIi | SPIr | address | port) (§2.23). */
