@@ -129,12 +129,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
     ];
     let last = sides.map((s) => peerCounters(s));
     let lastTime = process.hrtime.bigint();
-    let elapsed = 0;
+    let startTime = lastTime;
     const tick = () => {
       const now = process.hrtime.bigint();
       const dt = Number(now - lastTime) / 1e9 || 1;
       lastTime = now;
-      elapsed++;
+      // Seconds since traffic started, from the clock: on a busy machine a timer fires late.
+      const elapsed = Math.max(1, Math.round(Number(now - startTime) / 1e9));
       const cur = sides.map((s) => peerCounters(s));
       for (const [i, side] of sides.entries()) {
         const c = cur[i];
@@ -158,6 +159,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
       const server: LabProcess = l.spawn(b, 'iperf3', ['-s', '-1', '-B', overlayAddress(2), '-p', '5201']);
       await step(l.waitForListen(b, 5201, { timeoutMs: 10_000 }));
       const client = l.spawn(a, 'iperf3', ['-c', overlayAddress(2), '-p', '5201', '-t', String(duration), '-J']);
+      startTime = process.hrtime.bigint();
       ticker = setInterval(tick, 1000);
       const status = await step(client.wait((duration + 30) * 1000));
       clearInterval(ticker);
@@ -176,6 +178,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
       await server.stop(1000);
     } else {
       out(`iperf3 is not installed: ping flood a -> b for ${duration} s instead`);
+      startTime = process.hrtime.bigint();
       ticker = setInterval(tick, 1000);
       const flood = await step(l.ping(a, overlayAddress(2), { count: duration * 500, intervalSec: 0.002, size: 1400, timeoutSec: 1 }));
       clearInterval(ticker);

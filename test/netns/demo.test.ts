@@ -14,12 +14,14 @@ function demoNamespaces(): string[] {
 describeNetns('overlayfwd demo', {}, () => {
   it('moves traffic across the overlay, prints live stats and cleans up', async () => {
     const lines: string[] = [];
-    const code = await runDemo({ durationSeconds: 3, write: (l) => lines.push(l) });
+    const code = await runDemo({ durationSeconds: 4, write: (l) => lines.push(l) });
     const text = lines.join('\n');
     expect(code, text).toBe(0);
     expect(text).toMatch(/ping a -> b .*: 3\/3 replies/);
-    expect(text).toMatch(/\[\s*2s\] a peer b: tx [\d,]+ pkt/);
-    expect(text).toMatch(/\[\s*2s\] b peer a: .*rx [\d,]+ pkt/);
+    // Live lines once a second while iperf3 runs (a busy machine may fire a timer late, so
+    // ask for two of each, not for particular seconds).
+    expect(text.match(/\[\s*\d+s\] a peer b: tx [\d,]+ pkt/g)?.length ?? 0, text).toBeGreaterThanOrEqual(2);
+    expect(text.match(/\[\s*\d+s\] b peer a: .*rx [\d,]+ pkt/g)?.length ?? 0, text).toBeGreaterThanOrEqual(2);
     expect(text).toContain('traffic crossed the overlay: OK');
     expect(demoNamespaces()).toEqual([]);
   });
