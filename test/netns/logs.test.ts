@@ -170,6 +170,8 @@ describeNetns('structured logs of overlayfwd up', {}, () => {
     expect(lines.some((l) => l.component === 'ike' && l.msg === 'IKE SA established' && l.peer === 'b')).toBe(true);
     expect(lines.some((l) => l.component === 'ike' && l.msg === 'Child SA installed' && typeof l.spiIn === 'string')).toBe(true);
     expect(find('peer table installed', { cause: 'add' })).toEqual([expect.objectContaining({ component: 'peers', level: 'info', peers: 3, added: ['c'] })]);
+    // The Child SA going into the table is a table change too.
+    expect(find('peer table installed', { cause: 'ike' }).length).toBeGreaterThanOrEqual(1);
 
     const summaries = find('packets dropped');
     expect(summaries.map(({ time: _t, withinSeconds: _w, ...s }) => s)).toEqual([
@@ -185,4 +187,16 @@ describeNetns('structured logs of overlayfwd up', {}, () => {
     expectNoSecret(up.stdout, 'stdout');
     expect(up.stdout.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^overlayfwd: logs0 up: device logs0 mtu \d+, esp aes-256-gcm on /)]);
   }, 90_000);
+
+  it('exits 1 when the data path fails (its device deleted), with an error line even at the default level', async () => {
+    const up = startUp([]);
+    await waitFor(() => !up.running || up.stdout.includes('logs0 up: device'), 'the up banner', 30_000);
+    expect(up.running, `up exited early:\n${up.stderr}`).toBe(true);
+    await lab.ip(a, ['link', 'del', 'logs0']);
+    const st = await up.wait(20_000);
+    expect({ code: st.code, signal: st.signal }, up.stderr).toEqual({ code: 1, signal: null });
+    expect(parseLines(up.stderr).map(({ time: _t, reason: _r, ...l }) => l)).toEqual([
+      { level: 'error', instance: 'logs0', component: 'datapath', healthy: false, device: 'logs0', msg: 'the data path failed (device logs0 gone?)' },
+    ]);
+  }, 60_000);
 });
