@@ -61,7 +61,8 @@ export interface OverlayEvents {
   announce: [AnnounceEvent];
   /**
    * A new peer-table snapshot went to the workers: peers added, removed or changed, SAs
-   * installed. Emitted after the swap; the diff is only computed while someone listens.
+   * installed. Emitted just after the call that swapped it (from a microtask, in order); the
+   * diff is only computed while someone listens.
    */
   tableChanged: [TableChange];
   /** The data path turned unhealthy (or healthy again); looked at once a second. */
@@ -226,6 +227,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
    * emitted just after, so that a listener attached right after create() hears them; null then.
    */
   private heldIke: IkeLogLine[] | null = [];
+  private readonly pendingTableChanges: TableChange[] = [];
 
   /** Validates `config` (as in the YAML file, or a config already resolved by parseConfig) and starts the data path. */
   static async create(config: unknown): Promise<Overlay> {
@@ -547,7 +549,20 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     const all = [...peers, ...this.registryPeers];
     this.slots.replace(all, (slot) => this.reader.peer(slot));
     this.slots.install(forwarder, (name) => this.ike?.nativeSa(name));
-    if (before) this.emit('tableChanged', { generation: this.slots.generation, cause, peers: all.length, ...diffPeers(before, all) });
+    if (before) this.queueTableChange({ generation: this.slots.generation, cause, peers: all.length, ...diffPeers(before, all) });
+  }
+
+  /**
+   * tableChanged goes out once the change that caused it is complete (the config updated, IKE
+   * told): from a microtask, in the order of the swaps, so that a listener sees a consistent
+   * overlay and cannot interrupt a change halfway.
+   */
+  private queueTableChange(change: TableChange): void {
+    if (this.pendingTableChanges.push(change) > 1) return;
+    queueMicrotask(() => {
+      const changes = this.pendingTableChanges.splice(0);
+      for (const c of changes) this.emit('tableChanged', c);
+    });
   }
 
   // A peer change is validated as a whole new config, so every cross-check (unique names,

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Lab, execIn } from '../../lab';
 import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
-import type { OverlayStats } from '../../lib/types';
+import type { OverlayStats, TableChange } from '../../lib/types';
 import { CLI_MAIN, ensureCliBuilt } from '../helpers/cli';
 import { describeNetns, ROOT, sleep, waitFor } from '../helpers/env';
 import { loadOverlay } from '../helpers/overlay';
@@ -101,7 +101,8 @@ describeNetns('structured logs of overlayfwd up', {}, () => {
       name: 'logsb',
       netns: b.ns,
       device: { type: 'tun', name: 'logsb', addresses: [`${inner(2)}/24`] },
-      encap: { type: 'esp' },
+      // The cipher for the manual peers the tableChanged test adds (IKE negotiates its own).
+      encap: { type: 'esp', cipher: 'aes-256-gcm' },
       underlay: { local: b.underlay },
       workers: 1,
       ike: { auth: 'psk', psk: PSK, start: 'passive' },
@@ -187,6 +188,28 @@ describeNetns('structured logs of overlayfwd up', {}, () => {
     expectNoSecret(up.stdout, 'stdout');
     expect(up.stdout.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^overlayfwd: logs0 up: device logs0 mtu \d+, esp aes-256-gcm on /)]);
   }, 90_000);
+
+  it('the library emits one tableChanged per swap, after the call, with the generation and the names (never keys)', async () => {
+    const changes: TableChange[] = [];
+    B.on('tableChanged', (c) => changes.push(c));
+    const g0 = B.stats().tableGeneration!;
+    const x = { name: 'x', endpoint: a.underlay.replace(/\.\d+$/, '.211'), allowedIps: [`${inner(11)}/32`], sa: { out: { spi: 0x9001, key: keys[0] }, in: { spi: 0x9101, key: keys[1] } } };
+    B.peers.add(x);
+    expect(changes).toEqual([]); // not yet: once the call is done
+    await Promise.resolve();
+    B.peers.replace([{ name: 'a', endpoint: a.underlay, allowedIps: [`${inner(1)}/32`] }, { ...x, allowedIps: [`${inner(12)}/32`] }, { ...x, name: 'y', endpoint: a.underlay.replace(/\.\d+$/, '.212'), allowedIps: [`${inner(13)}/32`], sa: { out: { spi: 0x9201, key: keys[2] }, in: { spi: 0x9301, key: keys[3] } } }]);
+    B.peers.remove('x');
+    B.peers.remove('y');
+    await Promise.resolve();
+    expect(changes).toEqual([
+      { generation: g0 + 1, cause: 'add', peers: 2, added: ['x'], removed: [], changed: [] },
+      { generation: g0 + 2, cause: 'replace', peers: 3, added: ['y'], removed: [], changed: ['x'] },
+      { generation: g0 + 3, cause: 'remove', peers: 2, added: [], removed: ['x'], changed: [] },
+      { generation: g0 + 4, cause: 'remove', peers: 1, added: [], removed: ['y'], changed: [] },
+    ]);
+    expect(B.stats().tableGeneration).toBe(g0 + 4);
+    expectNoSecret(JSON.stringify(changes), 'the tableChanged events');
+  });
 
   it('exits 1 when the data path fails (its device deleted), with an error line even at the default level', async () => {
     const up = startUp([]);
