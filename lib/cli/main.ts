@@ -69,7 +69,7 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .requiredOption('-c, --config <file>', CONFIG_HELP)
     .option(
       '--log-level <level>',
-      'error, warn (default: warnings, errors and the drop summary), info (also start and stop, peers, IKE, registry, offloads), debug or silent',
+      'error, warn (warnings, errors and the drop summary), info (also start and stop, peers, IKE, registry, offloads), debug or silent',
       'warn',
     )
     .action(async (opts: { config: string; logLevel?: string }) => setCode(await runUp(opts)));
