@@ -1,9 +1,11 @@
 // overlayfwd up -c FILE: start an instance and run it in the foreground until SIGINT/SIGTERM.
 import { formatEndpoint } from '../config';
 import { sourceName } from '../config/load';
-import { ControlServer, probeSocket } from '../control';
+import { ControlError, ControlServer, probeSocket } from '../control';
 import type { MetricsServer } from '../metrics';
-import type { ResolvedConfig } from '../types';
+import type { Overlay } from '../overlay';
+import type { ReloadResult, ResolvedConfig } from '../types';
+import { reloadSummary } from './reload';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, plural, readConfig, reportError } from './common';
 
 interface StopSignal {
@@ -40,12 +42,30 @@ function catchStopSignals(): StopSignal {
   };
 }
 
-function encapLine(config: ResolvedConfig): string {
-  if (config.encap.type === 'esp') {
-    const where = config.encap.udp === false ? `${config.underlay.local} (IP protocol 50)` : formatEndpoint({ address: config.underlay.local, port: config.encap.port });
-    return `esp ${config.encap.cipher ?? ''} on ${where}`;
+/** The mode as the banner says it: what rides where, with only the options the mode has. */
+export function encapLine(config: ResolvedConfig): string {
+  const { encap } = config;
+  const local = config.underlay.local;
+  const ipProto = (n: number, what: string) => `${local} (IP protocol ${n}, ${what})`;
+  const greOptions = () =>
+    [encap.key !== null && encap.key !== undefined ? `key ${encap.key}` : '', encap.checksum ? 'checksum' : '', encap.sequence ? 'sequence' : ''].filter(Boolean).join(' ');
+  switch (encap.type) {
+    case 'vxlan':
+    case 'geneve':
+      return `${encap.type} vni ${encap.vni} on ${formatEndpoint({ address: local, port: encap.port })}`;
+    case 'gre-udp':
+      return `gre-udp${greOptions() ? ` ${greOptions()}` : ''} on ${formatEndpoint({ address: local, port: encap.port })}`;
+    case 'gre':
+      return `gre${greOptions() ? ` ${greOptions()}` : ''} on ${ipProto(47, 'GRE')}`;
+    case 'ipip':
+      // The protocol number names the inner packet: 4 for IPv4 inside, 41 for IPv6 inside.
+      return `ipip on ${local} (IP protocols 4 and 41, IPv4 and IPv6 in IP)`;
+    case 'esp': {
+      const keying = config.peers.some((p) => p.ike) || config.ike ? 'IKEv2' : 'manual SAs';
+      const where = encap.udp === false ? ipProto(50, 'ESP') : formatEndpoint({ address: local, port: encap.port });
+      return `esp ${encap.cipher ?? 'negotiated'} (${keying}) on ${where}`;
+    }
   }
-  return `${config.encap.type} vni ${config.encap.vni} on ${formatEndpoint({ address: config.underlay.local, port: config.encap.port })}`;
 }
 
 function upLine(config: ResolvedConfig, device: { name: string; mtu: number }): string {
@@ -60,6 +80,25 @@ function upLine(config: ResolvedConfig, device: { name: string; mtu: number }): 
 }
 
 const LOG_LEVELS = ['warn', 'info', 'debug'] as const;
+
+/**
+ * The reload of `up`: re-reads the file it started from and applies it, one at a time (a
+ * SIGHUP during an `overlayfwd reload` waits for it). A config read from stdin cannot be read
+ * again: that is refused.
+ */
+function fileReloader(file: string, overlay: Overlay): () => Promise<ReloadResult> {
+  let last: Promise<unknown> = Promise.resolve();
+  return () => {
+    const run = last.then(async () => {
+      if (file === '-') {
+        throw new ControlError('this instance read its config from stdin (-c -): there is no file to re-read; restart it, or change peers with peers add|remove');
+      }
+      return overlay.reload(await readConfig(file));
+    });
+    last = run.catch(() => {});
+    return run;
+  };
+}
 
 export async function runUp(opts: { config: string; logLevel?: string }): Promise<number> {
   const logLevel = LOG_LEVELS.indexOf((opts.logLevel ?? 'warn') as (typeof LOG_LEVELS)[number]);
@@ -79,7 +118,12 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
   try {
     // Refuse before touching the system if the control socket is taken.
     if ((await probeSocket(config.control.socket).catch(() => 'absent')) === 'live') {
-      process.stderr.write(`overlayfwd: another instance is running (${config.control.socket} is in use)\n`);
+      // Control sockets live in /run, shared by every network namespace: the same name started
+      // in two namespaces meets here. Say how to run both.
+      process.stderr.write(
+        `overlayfwd: another instance is running (${config.control.socket} is in use), perhaps one of the same name in another network namespace; ` +
+          'give this one another name, or its own control.socket\n',
+      );
       return EXIT_FAILURE;
     }
 
@@ -91,9 +135,10 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
       return reportError(err, `invalid config ${sourceName(opts.config)}`);
     }
 
+    const reload = fileReloader(opts.config, overlay);
     let control: ControlServer;
     try {
-      control = await ControlServer.listen(overlay, config.control.socket);
+      control = await ControlServer.listen(overlay, config.control.socket, { reload });
     } catch (err) {
       await overlay.close().catch(() => {});
       return reportError(err);
@@ -110,6 +155,15 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
         return reportError(err);
       }
     }
+
+    // SIGHUP re-reads the config file, as `overlayfwd reload` does (it no longer ends the process).
+    const onHangup = () => {
+      reload().then(
+        (r) => process.stderr.write(`overlayfwd: ${config.name}: reloaded ${sourceName(opts.config)}: ${reloadSummary(r)}\n`),
+        (err: unknown) => reportError(err, `reload of ${sourceName(opts.config)} refused; the running config stays`),
+      );
+    };
+    process.on('SIGHUP', onHangup);
 
     // esp: an SA nearing its limit is worth a line (SPIs only, never keys).
     overlay.on('rekeyNeeded', (e) => {
@@ -157,6 +211,7 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
     });
     const reason = await Promise.race([signals.received, failed]);
     clearInterval(healthTimer);
+    process.off('SIGHUP', onHangup);
     let code = EXIT_OK;
     if (reason === 'failed') {
       process.stderr.write(`overlayfwd: ${config.name}: the data path failed (device ${overlay.device.name} gone?); shutting down\n`);
