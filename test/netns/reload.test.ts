@@ -1,6 +1,6 @@
 // Reloading a running `overlayfwd up`: `overlayfwd reload -s SOCK` and SIGHUP re-read the
 // config file and apply what changed through the table swap while a UDP stream flows to a peer
-// that stays (iperf3 counts every datagram: none may be lost but what the kernel itself counts
+// that stays (every datagram counted: none may be lost but what the kernel itself counts
 // as dropped, a starved reader on a busy machine); a change that needs a restart,
 // or a broken file, is refused with exit 2 naming the field, and the running table stays;
 // `showconf` prints the running config, peers added at runtime included, as YAML that `check`
@@ -17,14 +17,14 @@ import type { PeerInfo } from '../../lib/types';
 import { CLI_MAIN, ensureCliBuilt } from '../helpers/cli';
 import { describeNetns, ROOT, sleep, waitFor } from '../helpers/env';
 import { delta, startForwarder } from '../helpers/overlay';
-import { kernelDrops, kernelDropsBetween } from '../helpers/kernel-drops';
 import { movedDrops } from '../helpers/pair';
+import { startUdpStream } from '../helpers/udp-stream';
 
 function cli(args: string[], timeoutMs = 30_000) {
   return execIn(null, process.execPath, [CLI_MAIN, ...args], { timeoutMs, allowFailure: true, cwd: ROOT });
 }
 
-describeNetns('reload and showconf', { tools: ['iperf3'] }, () => {
+describeNetns('reload and showconf', {}, () => {
   let lab: Lab;
   let a: Host;
   let b: Host;
@@ -84,10 +84,7 @@ describeNetns('reload and showconf', { tools: ['iperf3'] }, () => {
   it('reload and SIGHUP apply added, removed and changed peers under a UDP stream to a peer that stays: nothing lost', async () => {
     const beforeB = B.stats();
     const before = JSON.parse((await cli(['stats', '--json', '-s', sock])).stdout) as ReturnType<Overlay['stats']>;
-    const kernelBefore = await kernelDrops(lab, [a, b]);
-    const server = lab.spawn(b, 'iperf3', ['-s', '-1', '-B', overlayAddress(2), '-p', '5401']);
-    await lab.waitForListen(b, 5401);
-    const stream = lab.exec(a, 'iperf3', ['-c', overlayAddress(2), '-p', '5401', '-u', '-b', '5M', '-l', '1000', '-t', '6', '-J'], { timeoutMs: 60_000 });
+    const stream = await startUdpStream(lab, { from: a, to: b, address: overlayAddress(2), port: 5401, pps: 1000 });
     await sleep(700);
 
     // 1. overlayfwd reload: c added, d moved (changed), b untouched.
@@ -106,16 +103,14 @@ describeNetns('reload and showconf', { tools: ['iperf3'] }, () => {
     expect(up.running).toBe(true);
     expect(await peerNames()).toEqual(['b']);
 
-    const report = JSON.parse((await stream).stdout) as { end: { sum: { packets: number; lost_packets: number } } };
-    await server.wait(10_000);
+    await sleep(700);
+    const r = await stream.stop();
     const after = JSON.parse((await cli(['stats', '--json', '-s', sock])).stdout) as ReturnType<Overlay['stats']>;
-    const kernel = kernelDropsBetween(kernelBefore, await kernelDrops(lab, [a, b]));
-    const lost = report.end.sum.lost_packets;
-    console.log(`[reload] ${lost}/${report.end.sum.packets} datagrams lost across two reloads; the kernel dropped ${kernel.total} ${JSON.stringify(kernel.where)}`);
-    expect(report.end.sum.packets).toBeGreaterThan(2000);
+    console.log(`[reload] ${r.lost}/${r.sent} datagrams lost across two reloads; the kernel dropped ${r.kernel.total} ${JSON.stringify(r.kernel.where)}`);
+    expect(r.sent).toBeGreaterThan(1500);
     // Nothing lost but what the kernel dropped itself (a reader starved of CPU on a busy
     // machine overflows its socket or device queue, and the kernel counts it there).
-    expect(lost, `${lost} datagrams lost across two reloads, the kernel dropped ${kernel.total}: ${JSON.stringify(kernel.where)}`).toBeLessThanOrEqual(kernel.total);
+    expect(r.lost, `${r.lost} datagrams lost across two reloads, the kernel dropped ${r.kernel.total}: ${JSON.stringify(r.kernel.where)}`).toBeLessThanOrEqual(r.kernel.total);
     expect(movedDrops(delta(after.totals, before.totals))).toEqual({});
     expect(movedDrops(delta(B.stats().totals, beforeB.totals))).toEqual({});
     expect(after.tableGeneration).toBe((before.tableGeneration ?? 0) + 2);
