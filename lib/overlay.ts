@@ -20,6 +20,7 @@ import { formatNetwork } from './registry/subnets';
 import { IkeKeying } from './ike/keying';
 import type { IkeLogLine } from './ike/session';
 import { diffPeers, PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
+import { planIsEmpty, planReload } from './config/reload';
 import { CounterIndex, CountersReader } from './stats';
 import type {
   FdbEntry,
@@ -29,6 +30,7 @@ import type {
   PeerInfo,
   PublicPeer,
   RegistryNodes,
+  ReloadResult,
   ResolvedConfig,
   ResolvedPeer,
   SecurityAssociation,
@@ -467,6 +469,31 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     if (what === 'ike') session.rekeyIke();
     else session.rekeyChild();
     return true;
+  }
+
+  /**
+   * Makes `input` (a whole config, as in the YAML file) the running config: validated whole,
+   * then the peers (added, removed, changed: endpoints, allowed IPs, MACs, SAs, IKE settings)
+   * and the esp/ike settings applied in one table swap, so traffic between peers that stay
+   * loses nothing. Peers added at runtime that `input` lacks are removed: the file is the
+   * truth. A change to what was fixed at start (device, encapsulation, underlay, workers,
+   * limits, control socket, registry, ...) needs a restart: the reload is refused whole with a
+   * ConfigError naming each such field, and nothing changes. IKE SAs of peers that stay are
+   * kept; new IKE settings (a PSK, proposals) apply from their next negotiation.
+   */
+  reload(input: unknown): ReloadResult {
+    this.live();
+    const next = parseConfig(isResolved(input) ? configToInput(input) : input);
+    const plan = planReload(this.currentConfig, next, (c) => IkeKeying.portOf(c, c.peers));
+    if (plan.restartNeeded.length > 0) throw new ConfigError(plan.restartNeeded);
+    const result: ReloadResult = { ...plan.peers, settings: plan.settings, applied: !planIsEmpty(plan), tableGeneration: this.slots.generation };
+    if (!result.applied) return result;
+    this.applyPeers(next.peers, 'reload');
+    this.currentConfig = next;
+    // esp: a file that brings the first IKE peer starts IKE now (its port was not open).
+    if (!this.ike) this.startIke(this.registry ? [this.registry.subnetText] : []);
+    else this.ike.update(next, this.allPeers());
+    return { ...result, tableGeneration: this.slots.generation };
   }
 
   /** Registry mode: this host, the registry's other hosts, and whether each is in the table. Throws without a registry. */

@@ -136,6 +136,20 @@ export interface ResolvedConfig {
   metrics?: ResolvedMetrics;
 }
 
+/** What a reload did (overlay.reload, `overlayfwd reload`). */
+export interface ReloadResult {
+  /** Peers by name: new in the file, gone from it, and changed. */
+  added: string[];
+  removed: string[];
+  changed: string[];
+  /** Live settings that changed besides peers ('esp', 'ike'). */
+  settings: string[];
+  /** false: the file matches the running config; nothing was swapped. */
+  applied: boolean;
+  /** The table generation now running. */
+  tableGeneration: number;
+}
+
 export interface ResolvedMetrics {
   /** host:port to serve /metrics and /healthz on, an IP literal (IPv6 in brackets): "127.0.0.1:9469". */
   listen: string;
@@ -307,6 +321,8 @@ export type TableChangeCause =
   /** esp: overlay.peers.rekey installed new manual SAs; 'retire': a replaced inbound SA's grace period ended. */
   | 'rekey'
   | 'retire'
+  /** overlay.reload (overlayfwd reload, SIGHUP): the config file's peers. */
+  | 'reload'
   /** Registry mode: the registry's hosts changed. */
   | 'registry'
   /** esp with IKE: a Child SA was installed, activated or removed. */

@@ -8,6 +8,7 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, packageVersion, reportError, UsageEr
 import { DEFAULT_GENKEY_CIPHER, runGenkey } from './genkey';
 import { runFdb, runPeersAdd, runPeersList, runPeersRemove, type AddOptions } from './peers';
 import { runNodes, runRegistryInit, runRegistryShow } from './registry';
+import { runReload, runShowconf } from './reload';
 import { runStats } from './stats';
 import { runUp } from './up';
 
@@ -115,8 +116,19 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .option('--json', 'print JSON')
     .action(async (opts: { instance?: string; socket?: string; json?: boolean }) => setCode(await runNodes(opts)));
 
-  // Commands that change a running instance go here, each built with withInstance(..., 'mutating')
-  // and a --json option: `reload -n NAME` (re-read the config file and apply what changed) is next.
+  withInstance(program.command('showconf').description('print the running config (peers added at runtime included) as YAML that check accepts'), 'read-only')
+    .option('--show-keys', 'print SA keys and pre-shared keys instead of <redacted>')
+    .option('--json', 'print JSON')
+    .action(async (opts: { instance?: string; socket?: string; json?: boolean; showKeys?: boolean }) => setCode(await runShowconf(opts)));
+
+  withInstance(
+    program
+      .command('reload')
+      .description('re-read the config file and apply what changed (peers, routes, SAs) without a lost packet; also SIGHUP'),
+    'mutating',
+  )
+    .option('--json', 'print what changed as JSON')
+    .action(async (opts: { instance?: string; socket?: string; json?: boolean }) => setCode(await runReload(opts)));
 
   program.commandsGroup('Keys and the registry:');
   program

@@ -67,7 +67,7 @@ export function renderRates(stats: OverlayStats, prev: OverlayStats | undefined,
   const lines = [
     `${heading(stats)}  (every 1 s, Ctrl-C to quit)  ${new Date().toLocaleTimeString()}`,
     '',
-    table(['PEER', 'TX PKTS', 'TX RATE', 'TX BITS', 'RX PKTS', 'RX RATE', 'RX BITS', 'DROP RATE', 'DROPS'], body, new Set([0, 8])),
+    table(['PEER', 'TX PKTS', 'TX PKT/S', 'TX BIT/S', 'RX PKTS', 'RX PKT/S', 'RX BIT/S', 'DROPS/S', 'DROPS'], body, new Set([0, 8])),
     `flooded: ${stats.totals.floodPackets} packets`,
   ];
   return `${lines.join('\n')}\n`;

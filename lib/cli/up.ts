@@ -1,10 +1,11 @@
 // overlayfwd up -c FILE: start an instance and run it in the foreground until SIGINT/SIGTERM,
 // logging through lib/log (JSON lines on stderr, readable ones on a terminal).
-import { formatEndpoint } from '../config';
+import { formatEndpoint, isConfigError } from '../config';
 import { sourceName } from '../config/load';
-import { ControlServer, probeSocket } from '../control';
+import { ControlError, ControlServer, probeSocket } from '../control';
 import type { MetricsServer } from '../metrics';
-import type { ResolvedConfig } from '../types';
+import type { Overlay } from '../overlay';
+import type { ReloadResult, ResolvedConfig } from '../types';
 import { DROP_SUMMARY_MIN_MS, dropSummaryInterval } from '../log/drop-summary';
 import { componentLogger, createLogger, DEFAULT_LOG_LEVEL, isLogLevel, type Logger } from '../log/logger';
 import { logOverlay } from '../log/overlay-log';
@@ -47,12 +48,30 @@ function catchStopSignals(log: Logger): StopSignal {
   };
 }
 
-function encapLine(config: ResolvedConfig): string {
-  if (config.encap.type === 'esp') {
-    const where = config.encap.udp === false ? `${config.underlay.local} (IP protocol 50)` : formatEndpoint({ address: config.underlay.local, port: config.encap.port });
-    return `esp ${config.encap.cipher ?? ''} on ${where}`;
+/** The mode as the banner says it: what rides where, with only the options the mode has. */
+export function encapLine(config: ResolvedConfig): string {
+  const { encap } = config;
+  const local = config.underlay.local;
+  const ipProto = (n: number, what: string) => `${local} (IP protocol ${n}, ${what})`;
+  const greOptions = () =>
+    [encap.key !== null && encap.key !== undefined ? `key ${encap.key}` : '', encap.checksum ? 'checksum' : '', encap.sequence ? 'sequence' : ''].filter(Boolean).join(' ');
+  switch (encap.type) {
+    case 'vxlan':
+    case 'geneve':
+      return `${encap.type} vni ${encap.vni} on ${formatEndpoint({ address: local, port: encap.port })}`;
+    case 'gre-udp':
+      return `gre-udp${greOptions() ? ` ${greOptions()}` : ''} on ${formatEndpoint({ address: local, port: encap.port })}`;
+    case 'gre':
+      return `gre${greOptions() ? ` ${greOptions()}` : ''} on ${ipProto(47, 'GRE')}`;
+    case 'ipip':
+      // The protocol number names the inner packet: 4 for IPv4 inside, 41 for IPv6 inside.
+      return `ipip on ${local} (IP protocols 4 and 41, IPv4 and IPv6 in IP)`;
+    case 'esp': {
+      const keying = config.peers.some((p) => p.ike) || config.ike ? 'IKEv2' : 'manual SAs';
+      const where = encap.udp === false ? ipProto(50, 'ESP') : formatEndpoint({ address: local, port: encap.port });
+      return `esp ${encap.cipher ?? 'negotiated'} (${keying}) on ${where}`;
+    }
   }
-  return `${config.encap.type} vni ${config.encap.vni} on ${formatEndpoint({ address: config.underlay.local, port: config.encap.port })}`;
 }
 
 function upLine(config: ResolvedConfig, device: { name: string; mtu: number }): string {
@@ -68,6 +87,46 @@ function upLine(config: ResolvedConfig, device: { name: string; mtu: number }): 
 
 /** The levels --log-level takes, in the order its help lists them. */
 const LEVELS_TEXT = ['error', 'warn', 'info', 'debug', 'silent'] as const;
+
+/**
+ * The reload of `up`: re-reads the file it started from and applies it, one at a time (a
+ * SIGHUP during an `overlayfwd reload` waits for it). A config read from stdin cannot be read
+ * again: that is refused.
+ */
+function fileReloader(file: string, overlay: Overlay): () => Promise<ReloadResult> {
+  let last: Promise<unknown> = Promise.resolve();
+  return () => {
+    const run = last.then(async () => {
+      if (file === '-') {
+        throw new ControlError('this instance read its config from stdin (-c -): there is no file to re-read; restart it, or change peers with peers add|remove');
+      }
+      return overlay.reload(await readConfig(file));
+    });
+    last = run.catch(() => {});
+    return run;
+  };
+}
+
+/**
+ * The reload with a log line for each, asked for by SIGHUP or the control socket: what changed
+ * (names only), or why it was refused (the config's issues, which never quote a key). The
+ * caller still gets the result or the error.
+ */
+function loggedReload(reload: () => Promise<ReloadResult>, log: Logger, file: string): (via: 'SIGHUP' | 'control socket') => Promise<ReloadResult> {
+  return (via) =>
+    reload().then(
+      (r) => {
+        const { added, removed, changed, settings, applied, tableGeneration } = r;
+        log.info({ via, file, applied, added, removed, changed, settings, tableGeneration }, applied ? `reloaded ${file}` : `reloaded ${file}: nothing to change`);
+        return r;
+      },
+      (err: unknown) => {
+        const why = isConfigError(err) ? { issues: err.issues.map((i) => ({ path: i.path, message: i.message })) } : { error: err instanceof Error ? err.message : String(err) };
+        log.warn({ via, file, ...why }, `reload of ${file} refused; the running config stays`);
+        throw err;
+      },
+    );
+}
 
 export async function runUp(opts: { config: string; logLevel?: string }): Promise<number> {
   const level = opts.logLevel ?? DEFAULT_LOG_LEVEL;
@@ -92,7 +151,12 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
   try {
     // Refuse before touching the system if the control socket is taken.
     if ((await probeSocket(config.control.socket).catch(() => 'absent')) === 'live') {
-      process.stderr.write(`overlayfwd: another instance is running (${config.control.socket} is in use)\n`);
+      // Control sockets live in /run, shared by every network namespace: the same name started
+      // in two namespaces meets here. Say how to run both.
+      process.stderr.write(
+        `overlayfwd: another instance is running (${config.control.socket} is in use), perhaps one of the same name in another network namespace; ` +
+          'give this one another name, or its own control.socket\n',
+      );
       return EXIT_FAILURE;
     }
 
@@ -107,9 +171,10 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
     const interval = dropSummaryInterval();
     const overlayLog = logOverlay(overlay, logger, { dropSummaryMs: interval.ms });
 
+    const reload = loggedReload(fileReloader(opts.config, overlay), log, sourceName(opts.config));
     let control: ControlServer;
     try {
-      control = await ControlServer.listen(overlay, config.control.socket);
+      control = await ControlServer.listen(overlay, config.control.socket, { reload: () => reload('control socket') });
     } catch (err) {
       overlayLog.close();
       await overlay.close().catch(() => {});
@@ -132,6 +197,9 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
     if (interval.invalid !== undefined) {
       log.warn({ value: interval.invalid, ms: interval.ms }, `OVERLAYFWD_DROP_SUMMARY_MS must be a whole number of ms of at least ${DROP_SUMMARY_MIN_MS}; using ${interval.ms}`);
     }
+    // SIGHUP re-reads the config file, as `overlayfwd reload` does (it no longer ends the process).
+    const onHangup = () => void reload('SIGHUP').catch(() => {});
+    process.on('SIGHUP', onHangup);
     if (metrics) componentLogger(logger, 'metrics').info({ url: `${metrics.url}/metrics` }, 'metrics served');
     log.info(startFields(overlay, { metricsUrl: metrics?.url, version: packageVersion() }), 'started');
 
@@ -148,6 +216,7 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
       process.stdout.write(`${upLine(overlay.config, overlay.device)}, offloads ${active.length ? active.join(' ') : 'none'}${metrics ? `, metrics ${metrics.url}/metrics` : ''}\n`);
     }
     const reason = await Promise.race([signals.received, failed]);
+    process.off('SIGHUP', onHangup);
     let code = reason === 'failed' ? EXIT_FAILURE : EXIT_OK;
     log.info({ reason: reason === 'failed' ? 'the data path failed' : reason }, 'stopping');
     overlayLog.close();
