@@ -186,7 +186,7 @@ describeNetns('structured logs of overlayfwd up', {}, () => {
 
     expectNoSecret(up.stderr, 'stderr');
     expectNoSecret(up.stdout, 'stdout');
-    expect(up.stdout.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^overlayfwd: logs0 up: device logs0 mtu \d+, esp aes-256-gcm on /)]);
+    expect(up.stdout.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^overlayfwd: logs0 up: device logs0 mtu \d+, esp aes-256-gcm \(IKEv2\) on /)]);
   }, 90_000);
 
   it('the library emits one tableChanged per swap, after the call, with the generation and the names (never keys)', async () => {
