@@ -306,3 +306,55 @@ export interface RegistryNodes {
     inTable: boolean;
   }[];
 }
+
+// ---- Overlay events that report state changes (lib/overlay.ts OverlayEvents). Each carries
+// names and numbers only, never a key: listeners may log them as they are.
+
+/** What made the overlay install a new peer-table snapshot. */
+export type TableChangeCause =
+  /** The first table, installed by create() (before any listener can hear it). */
+  | 'start'
+  /** overlay.peers.add / remove / replace (the control socket's peers add and remove too). */
+  | 'add'
+  | 'remove'
+  | 'replace'
+  /** esp: overlay.peers.rekey installed new manual SAs; 'retire': a replaced inbound SA's grace period ended. */
+  | 'rekey'
+  | 'retire'
+  /** overlay.reload (overlayfwd reload, SIGHUP): the config file's peers. */
+  | 'reload'
+  /** Registry mode: the registry's hosts changed. */
+  | 'registry'
+  /** esp with IKE: a Child SA was installed, activated or removed. */
+  | 'ike';
+
+/** A new peer-table snapshot was installed (the `tableChanged` event). */
+export interface TableChange {
+  /** stats().tableGeneration after the swap. */
+  generation: number;
+  cause: TableChangeCause;
+  /** Peers in the table now (the config's and the registry's). */
+  peers: number;
+  /** Peers that joined, left, or stayed with a new endpoint, prefixes, MACs or SAs (by name). */
+  added: string[];
+  removed: string[];
+  changed: string[];
+}
+
+/** The data path's health changed (the `healthChanged` event; stats().healthy says the same). */
+export interface HealthChange {
+  healthy: boolean;
+  /** Why, when unhealthy. */
+  reason?: string;
+}
+
+/**
+ * The kernel refused an offload at run time and the data path turned it off (the
+ * `offloadFallback` event; stats().offloads.fallbacks counts them).
+ */
+export interface OffloadFallback {
+  /** Fallbacks since the last event. */
+  added: number;
+  /** stats().offloads.fallbacks now. */
+  total: number;
+}

@@ -1,31 +1,16 @@
 #!/usr/bin/env node
 // The overlayfwd command. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
-import fs from 'node:fs';
-import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ESP_CIPHERS, parseSpi } from '../config';
 import type { EspCipher } from '../types';
 import { runCheck } from './check';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, reportError, UsageError } from './common';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, packageVersion, reportError, UsageError } from './common';
 import { DEFAULT_GENKEY_CIPHER, runGenkey } from './genkey';
 import { runFdb, runPeersAdd, runPeersList, runPeersRemove, type AddOptions } from './peers';
 import { runNodes, runRegistryInit, runRegistryShow } from './registry';
 import { runReload, runShowconf } from './reload';
 import { runStats } from './stats';
 import { runUp } from './up';
-
-function packageVersion(): string {
-  // lib/cli (sources) or dist/lib/cli (compiled): walk up to the package's own package.json.
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    try {
-      const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'overlayfwd' && pkg.version) return pkg.version;
-    } catch {
-      // keep looking
-    }
-    if (path.dirname(dir) === dir) return 'unknown';
-  }
-}
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
@@ -83,7 +68,11 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .command('up')
     .description('start an instance from a config file and run it in the foreground until SIGINT/SIGTERM')
     .requiredOption('-c, --config <file>', CONFIG_HELP)
-    .option('--log-level <level>', 'warn (default), info (every IKE exchange and state change) or debug', 'warn')
+    .option(
+      '--log-level <level>',
+      'error, warn (warnings, errors and the drop summary), info (also start and stop, peers, IKE, registry, offloads), debug or silent',
+      'warn',
+    )
     .action(async (opts: { config: string; logLevel?: string }) => setCode(await runUp(opts)));
 
   program

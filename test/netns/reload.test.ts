@@ -38,6 +38,12 @@ describeNetns('reload and showconf', {}, () => {
   const peerB = () => ({ name: 'b', endpoint: b.underlay, allowedIps: [`${overlayAddress(2)}/32`] });
   const writeConfig = (peers: unknown[], extra: Record<string, unknown> = {}) =>
     fs.writeFileSync(file, YAML.stringify({ ...base, ...extra, peers }), { mode: 0o600 });
+  /** `up`'s stderr, every line a JSON log line. */
+  const upLog = (): Array<Record<string, unknown>> =>
+    up.stderr
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   const peerNames = async (): Promise<string[]> => {
     const r = await cli(['peers', 'list', '--json', '-s', sock]);
     expect(r.code, r.stderr).toBe(0);
@@ -72,7 +78,8 @@ describeNetns('reload and showconf', {}, () => {
         peers: [{ name: 'a', endpoint: a.underlay, allowedIps: [`${overlayAddress(1)}/32`] }],
       },
     });
-    up = lab.spawn(null, process.execPath, [CLI_MAIN, 'up', '-c', file], { cwd: ROOT });
+    // At info `up` logs each reload (a JSON line on stderr); refusals are warnings, logged at any level.
+    up = lab.spawn(null, process.execPath, [CLI_MAIN, 'up', '-c', file, '--log-level', 'info'], { cwd: ROOT });
     await waitFor(() => !up.running || fs.existsSync(sock), 'the control socket', 30_000);
     expect(up.running, `overlayfwd up exited early:\n${up.stderr}${up.stdout}`).toBe(true);
     expect((await lab.ping(a, overlayAddress(2), { count: 3, intervalSec: 0.05 })).received).toBe(3);
@@ -99,7 +106,11 @@ describeNetns('reload and showconf', {}, () => {
     // 2. SIGHUP: c and d removed. `up` keeps running and says what it did.
     writeConfig([peerB()]);
     up.kill('SIGHUP');
-    await waitFor(() => /reloaded .*removed c, d/.test(up.stderr), 'the SIGHUP reload line', 10_000);
+    await waitFor(() => upLog().some((l) => l.msg === `reloaded ${file}` && l.via === 'SIGHUP'), 'the SIGHUP reload line', 10_000);
+    expect(upLog().filter((l) => String(l.msg).startsWith('reloaded')).map(({ via, added, removed, changed, applied }) => ({ via, added, removed, changed, applied }))).toEqual([
+      { via: 'control socket', added: ['c'], removed: [], changed: ['d'], applied: true },
+      { via: 'SIGHUP', added: [], removed: ['c', 'd'], changed: [], applied: true },
+    ]);
     expect(up.running).toBe(true);
     expect(await peerNames()).toEqual(['b']);
 
@@ -138,7 +149,18 @@ describeNetns('reload and showconf', {}, () => {
     expect(r2.code).toBe(2);
     expect(r2.stderr).toMatch(/line \d+, column \d+/);
     up.kill('SIGHUP');
-    await waitFor(() => /reload of .* refused; the running config stays/.test(up.stderr), 'the refused SIGHUP line', 10_000);
+    const refusedBySighup = () => upLog().filter((l) => l.msg === `reload of ${file} refused; the running config stays` && l.via === 'SIGHUP');
+    await waitFor(() => refusedBySighup().length > 0, 'the refused SIGHUP line', 10_000);
+    expect(refusedBySighup()).toEqual([expect.objectContaining({ level: 'warn', component: 'control', issues: [expect.objectContaining({ message: expect.stringMatching(/line \d+, column \d+/) })] })]);
+    // The refusals asked for over the control socket are logged by the instance too, naming the fields.
+    const refusedBySocket = upLog().filter((l) => l.msg === `reload of ${file} refused; the running config stays` && l.via === 'control socket');
+    expect(refusedBySocket[0]).toMatchObject({
+      level: 'warn',
+      issues: expect.arrayContaining([
+        { path: 'workers', message: expect.stringMatching(/restart/) },
+        { path: 'device.mtu', message: expect.stringMatching(/restart/) },
+      ]),
+    });
     expect(up.running).toBe(true);
     expect(await peerNames()).toEqual(['b']);
   });
