@@ -11,7 +11,8 @@
 // waits for a reader; a slow reader loses the oldest records, and is told how many.
 //
 // The data path pays for this only when it drops a packet: the slot's words, the clock, and a
-// copy of at most kDropCaptureBytes.
+// copy of at most kDropCaptureBytes (NOTES.md: why a seqlock per slot and a ring per worker,
+// and what a drop costs).
 #pragma once
 
 #include <sys/socket.h>
