@@ -213,4 +213,14 @@ describeNetns('overlayfwd drops: the recent dropped packets, their reasons and b
       `[drops] 48 MB b→a at ${transfer.mbitPerSecond.toFixed(0)} Mbit/s (${quiet.mbitPerSecond.toFixed(0)} Mbit/s without drops or reads) while ${BAD} wrong-VNI datagrams were dropped and the rings read ${reads} times (${returned} records read, ${missed} overwritten first)`,
     );
   });
+
+  it('refuses a cursor that is none, and still answers once the overlay is closed', async () => {
+    expect(() => p.A.recentDrops([-1])).toThrow(TypeError);
+    expect(() => p.A.recentDrops([0.5, 1])).toThrow(/cursor of an earlier call/);
+    const open = p.A.recentDrops();
+    await p.A.close();
+    const closed = p.A.recentDrops();
+    expect(closed.drops).toEqual(open.drops);
+    expect(p.A.recentDrops(closed.cursor)).toMatchObject({ drops: [], missed: 0 });
+  });
 });
