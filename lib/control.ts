@@ -6,11 +6,12 @@ import path from 'node:path';
 import { ConfigError, isConfigError, publicPeer, type ConfigIssue } from './config';
 import { printableConfig } from './config/printable';
 import type { Overlay, OverlayPeers } from './overlay';
-import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer, RegistryNodes, ReloadResult } from './types';
+import { isDropCursor } from './drops';
+import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer, RecentDrops, RegistryNodes, ReloadResult } from './types';
 
 /** What the control socket serves: it adds, removes and lists peers one at a time. */
 export type OverlayLike = Pick<Overlay, 'name' | 'stats' | 'fdb'> &
-  Partial<Pick<Overlay, 'nodes' | 'config'>> & { peers: Pick<OverlayPeers, 'add' | 'remove' | 'list'> };
+  Partial<Pick<Overlay, 'nodes' | 'config' | 'recentDrops'>> & { peers: Pick<OverlayPeers, 'add' | 'remove' | 'list'> };
 
 export interface ControlServerOptions {
   /**
@@ -28,7 +29,9 @@ export type ControlRequest =
   | { cmd: 'fdb' }
   | { cmd: 'nodes' }
   | { cmd: 'reload' }
-  | { cmd: 'showconf'; showKeys?: boolean };
+  | { cmd: 'showconf'; showKeys?: boolean }
+  /** The recent drops; `since`: the cursor of the previous answer, for only what came after it. */
+  | { cmd: 'drops'; since?: number[] };
 
 export interface ControlResults {
   stats: OverlayStats;
@@ -41,6 +44,7 @@ export interface ControlResults {
   reload: ReloadResult;
   /** The running config in input form; secrets replaced by "<redacted>" unless showKeys. */
   showconf: Record<string, unknown>;
+  drops: RecentDrops;
 }
 
 export type ControlResponse =
@@ -126,8 +130,12 @@ async function dispatch(overlay: OverlayLike, request: unknown, options: Control
       if (req.showKeys !== undefined && typeof req.showKeys !== 'boolean') throw new ControlError('showconf: "showKeys" must be true or false');
       // Keys cross this socket only when asked for; it is root-only (0600).
       return printableConfig(overlay.config, { showKeys: req.showKeys === true });
+    case 'drops':
+      if (!overlay.recentDrops) throw new ControlError('drops: this instance does not record drops');
+      if (req.since !== undefined && !isDropCursor(req.since)) throw new ControlError('drops: "since" must be the "cursor" of an earlier answer');
+      return overlay.recentDrops(req.since as number[] | undefined);
     default:
-      throw new ControlError(`unknown command ${JSON.stringify(req.cmd)} (known: stats, peers.list, peers.add, peers.remove, fdb, nodes, reload, showconf)`);
+      throw new ControlError(`unknown command ${JSON.stringify(req.cmd)} (known: stats, peers.list, peers.add, peers.remove, fdb, nodes, reload, showconf, drops)`);
   }
 }
 

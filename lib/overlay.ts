@@ -22,6 +22,7 @@ import type { IkeLogLine } from './ike/session';
 import { diffPeers, PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
 import { planIsEmpty, planReload } from './config/reload';
 import { CounterIndex, CountersReader } from './stats';
+import { dropsOf, isDropCursor } from './drops';
 import type {
   FdbEntry,
   HealthChange,
@@ -29,6 +30,7 @@ import type {
   OverlayStats,
   PeerInfo,
   PublicPeer,
+  RecentDrops,
   RegistryNodes,
   ReloadResult,
   ResolvedConfig,
@@ -205,6 +207,8 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   private currentConfig: ResolvedConfig;
   private forwarder: NativeForwarder | null;
   private readonly reader: CountersReader;
+  /** The drop rings outlive close(), as the counters do. */
+  private readonly dropRings: Pick<NativeForwarder, 'recentDrops'>;
   private readonly slots: PeerSlots;
   /** Inbound SAs in a rekey's grace period, by peer name and SPI: their removal timers. */
   private readonly retirements = new Map<string, { peer: string; sa: SecurityAssociation; dueAt: number; timer: NodeJS.Timeout }>();
@@ -271,6 +275,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       this.device = forwarder.device;
       this.offloadState = forwarder.offloads;
       this.reader = new CountersReader(forwarder.counters, new CounterIndex(native.statsLayout), config.workers);
+      this.dropRings = forwarder;
       this.slots = new PeerSlots(config.limits.maxPeers);
       this.registry = registry;
       this.applyPeers(config.peers, 'start');
@@ -446,6 +451,30 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       control: this.reader.control(this.reader.totals()),
       tableGeneration: this.slots.generation,
       ...(this.ike ? { ike: this.ike.stats() } : {}),
+    };
+  }
+
+  /**
+   * The most recent dropped packets, oldest first: reason, direction, peer, worker, time, and
+   * the first bytes of each (outer and inner headers), from a small ring per worker (256 drops)
+   * that the worker fills only when it drops a packet and that is read without stopping it.
+   * `since`: the `cursor` of an earlier call, for only the drops recorded after it (`missed`
+   * then says how many of those the rings had already overwritten). Still answers after close().
+   */
+  recentDrops(since?: number[]): RecentDrops {
+    if (since !== undefined && !isDropCursor(since)) {
+      throw new TypeError('recentDrops: since must be the cursor of an earlier call (an array of non-negative integers)');
+    }
+    const readout = this.dropRings.recentDrops(since);
+    const bySlot = new Map<number, string>();
+    for (const entry of this.slots.values()) bySlot.set(entry.slot, entry.peer.name);
+    return {
+      name: this.name,
+      device: { name: this.device.name, layer: this.currentConfig.device.type === 'tun' ? 'ip' : 'ethernet' },
+      underlay: { local: this.currentConfig.underlay.local },
+      drops: dropsOf(readout, (slot) => bySlot.get(slot)),
+      cursor: readout.cursor,
+      missed: readout.missed,
     };
   }
 

@@ -4,6 +4,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ESP_CIPHERS, parseSpi } from '../config';
 import type { EspCipher } from '../types';
 import { runCheck } from './check';
+import { runDrops, type DropsOptions } from './drops';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, packageVersion, reportError, UsageError } from './common';
 import { DEFAULT_GENKEY_CIPHER, runGenkey } from './genkey';
 import { runFdb, runPeersAdd, runPeersList, runPeersRemove, type AddOptions } from './peers';
@@ -116,6 +117,12 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .option('--json', 'print JSON')
     .action(async (opts: { instance?: string; socket?: string; json?: boolean }) => setCode(await runNodes(opts)));
 
+  withInstance(program.command('drops').description("show a running instance's most recent dropped packets: reason, peer, worker, time and first bytes"), 'read-only')
+    .option('-f, --follow', 'keep printing drops as they happen, until Ctrl-C')
+    .option('--pcap <file>', 'write them as a pcapng capture instead, the reason, peer and worker in each packet comment (- for stdout)')
+    .option('--json', 'print JSON (with --follow: one line per drop)')
+    .action(async (opts: DropsOptions) => setCode(await runDrops(opts)));
+
   withInstance(program.command('showconf').description('print the running config (peers added at runtime included) as YAML that check accepts'), 'read-only')
     .option('--show-keys', 'print SA keys and pre-shared keys instead of <redacted>')
     .option('--json', 'print JSON')
@@ -202,6 +209,8 @@ Examples:
   overlayfwd genkey --spi 0x1001          # { spi: 0x00001001, key: "<72 hex digits>" }
   overlayfwd registry init -c overlay.yaml --network 10.100.0.0/16 --subnet-length 24
   overlayfwd nodes -n ovl0
+  overlayfwd drops -n ovl0 --follow
+  overlayfwd drops -n ovl0 --pcap drops.pcapng   # then: tshark -r drops.pcapng -T fields -e frame.comment
   overlayfwd help peers add
 
 Exit status: 0 ok, 1 runtime failure (no instance running, a system call failed, ...),

@@ -15,7 +15,10 @@ export function fakeOffloadStats(): OffloadStats {
   };
 }
 
-/** Counters whose values all derive from `n` (txPackets = scale.tx * n, ...), with `n` wrongVni drops. */
+/**
+ * Counters whose values all derive from `n` (txPackets = scale.tx * n, ...), with `n` wrongVni
+ * drops; wire bytes add 36 bytes a packet (vxlan over IPv4).
+ */
 export function fakeCounters(n: number, scale: { tx: number; rx: number; flood: number; bytesPerPacket: number }): Counters {
   const drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
   drops.wrongVni = n;
@@ -25,6 +28,8 @@ export function fakeCounters(n: number, scale: { tx: number; rx: number; flood: 
     rxPackets: scale.rx * n,
     rxBytes: scale.bytesPerPacket * scale.rx * n,
     floodPackets: scale.flood,
+    txWireBytes: (scale.bytesPerPacket + 36) * scale.tx * n,
+    rxWireBytes: (scale.bytesPerPacket + 36) * scale.rx * n,
     drops,
   };
 }

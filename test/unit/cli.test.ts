@@ -526,8 +526,11 @@ describe('overlayfwd stats / peers against a running instance', () => {
     await start('ovl0');
     const r = await run(['stats', '-n', 'ovl0'], env);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^b\s+10\s+1\.50 kB\s+20\s+3\.00 kB\s+wrongVni 1$/m);
-    expect(r.stdout).toMatch(/^TOTAL\s+30\s+4\.50 kB\s+60\s+9\.00 kB\s+wrongVni 3$/m);
+    expect(r.stdout).toMatch(/^PEER\s+TX PKTS\s+TX BYTES\s+TX WIRE\s+RX PKTS\s+RX BYTES\s+RX WIRE\s+DROPS$/m);
+    expect(r.stdout).toMatch(/^b\s+10\s+1\.50 kB\s+1\.86 kB\s+20\s+3\.00 kB\s+3\.72 kB\s+wrongVni 1$/m);
+    expect(r.stdout).toMatch(/^TOTAL\s+30\s+4\.50 kB\s+5\.58 kB\s+60\s+9\.00 kB\s+11\.2 kB\s+wrongVni 3$/m);
+    // The average the outer headers add, from the totals' inner and wire bytes.
+    expect(r.stdout).toContain('encapsulation: tx 36.0 B/packet (+24.0 %), rx 36.0 B/packet (+24.0 %)');
   });
 
   it('finds the only running instance, and refuses to guess between several', async () => {
@@ -851,5 +854,17 @@ describe('check helpers', () => {
     const later: OverlayStats = { ...stats, totals: { ...stats.totals, txPackets: 2030, txBytes: 4500 + 125_000 } };
     expect(renderRates(later, stats, 2)).toMatch(/^TOTAL\s+2030\s+1\.00 kpps\s+500 kbit\/s\s+60\s+0 pps\s+0 bit\/s\s+0 \/s\s+wrongVni 3$/m);
     expect(renderStats(stats)).toContain('flooded: 3 packets');
+  });
+
+  it('renders the stats of an instance that does not count wire bytes with dashes there', () => {
+    const stats = fakeOverlay('ovl0').stats();
+    const strip = (c: Counters): Counters => {
+      const { txWireBytes: _t, rxWireBytes: _r, ...rest } = c;
+      return rest;
+    };
+    const old: OverlayStats = { ...stats, totals: strip(stats.totals), peers: { b: strip(stats.peers.b!) } };
+    const text = renderStats(old);
+    expect(text).toMatch(/^TOTAL\s+30\s+4\.50 kB\s+-\s+60\s+9\.00 kB\s+-\s+wrongVni 3$/m);
+    expect(text).not.toContain('encapsulation:');
   });
 });
