@@ -91,6 +91,7 @@ export type RegistryParsed = z.output<typeof registrySchema>;
 export type NodeParsed = z.output<typeof nodeSchema>;
 export const REGISTRY_KEYS = Object.keys(registrySchema.shape);
 export const ETCD_KEYS = Object.keys(etcdSchema.shape);
+export const ETCD_TLS_KEYS = Object.keys(tlsSchema.shape);
 export const NODE_KEYS = Object.keys(nodeSchema.shape);
 
 interface RegistryRoot {

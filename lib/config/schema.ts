@@ -9,7 +9,7 @@ import { cidr, err, ifName, interfaceName, intRange, ipAddress, list, mac, netns
 import { unknownKeyMessage } from './issues';
 import { DEVICE_TYPES } from './modes';
 import { METRICS_KEYS, metricsSchema } from './metrics';
-import { ETCD_KEYS, NODE_KEYS, REGISTRY_KEYS, nodeSchema, registrySchema } from './registry';
+import { ETCD_KEYS, ETCD_TLS_KEYS, NODE_KEYS, REGISTRY_KEYS, nodeSchema, registrySchema } from './registry';
 import { ESP_REKEY_GRACE_DEFAULT_SECONDS, saSchema } from './sa';
 
 /** sizeof(sockaddr_un.sun_path) - 1 */
@@ -189,6 +189,7 @@ export const KNOWN_KEYS: Record<string, readonly string[]> = {
   peer: Object.keys(peerSchema.shape),
   registry: REGISTRY_KEYS,
   'registry.etcd': ETCD_KEYS,
+  'registry.etcd.tls': ETCD_TLS_KEYS,
   node: NODE_KEYS,
   metrics: METRICS_KEYS,
 };

@@ -91,6 +91,13 @@ describe('registry config', () => {
     ]);
     expect(() => parseConfig(base({ encap: { type: 'esp' }, ike: { auth: 'psk', psk: 'a-mesh-wide-psk-0123456789' } }))).not.toThrow();
     expect(messages(base({ registry: { etcd: { endpoints: ['http://e:2379'], endpoint: 'x' } } }))[0]).toMatch(/^registry\.etcd\.endpoint: unknown key/);
+    // The TLS mapping's keys are named too (it once said "known: " with nothing after it).
+    expect(messages(base({ registry: { etcd: { endpoints: ['https://e:2379'], tls: { ca: '/ca.pem', cerf: '/c.pem' } } } }))[0]).toBe(
+      'registry.etcd.tls.cerf: unknown key (did you mean "cert"?)',
+    );
+    expect(messages(base({ registry: { etcd: { endpoints: ['https://e:2379'], tls: { ca: '/ca.pem', clientCertificate: '/c.pem' } } } }))[0]).toBe(
+      'registry.etcd.tls.clientCertificate: unknown key (known: ca, cert, key)',
+    );
   });
 });
 
