@@ -26,6 +26,14 @@ export function printIssues(heading: string, err: ConfigError): void {
 }
 
 /** Prints an error the way every command does and returns the exit code for it. */
+/** Which privilege a refused system call wanted, as far as its message tells. */
+function privilegeHint(e: NodeJS.ErrnoException): string {
+  const text = `${e.syscall ?? ''} ${e.message}`;
+  if (/\bbind\b/.test(text)) return 'binding a port below 1024 (IKE on 500) needs CAP_NET_BIND_SERVICE (run as root, or grant it)';
+  if (/\bsetns\b|netns/.test(text)) return 'entering another network namespace (netns:) needs CAP_SYS_ADMIN (run as root, or grant it)';
+  return 'creating devices and raw sockets needs CAP_NET_ADMIN and CAP_NET_RAW (run as root, or grant them)';
+}
+
 export function reportError(err: unknown, configHeading = 'invalid config'): number {
   if (isConfigError(err)) {
     printIssues(configHeading, err);
@@ -33,9 +41,7 @@ export function reportError(err: unknown, configHeading = 'invalid config'): num
   }
   const e: NodeJS.ErrnoException = err instanceof Error ? err : new Error(String(err));
   process.stderr.write(`overlayfwd: ${e.message}\n`);
-  if ((e.code === 'EPERM' || e.code === 'EACCES') && e.syscall) {
-    process.stderr.write('overlayfwd: hint: creating devices and raw sockets needs CAP_NET_ADMIN (run as root)\n');
-  }
+  if ((e.code === 'EPERM' || e.code === 'EACCES') && e.syscall) process.stderr.write(`overlayfwd: hint: ${privilegeHint(e)}\n`);
   return err instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
 }
 
