@@ -20,10 +20,12 @@ import { formatNetwork } from './registry/subnets';
 import { IkeKeying } from './ike/keying';
 import type { IkeLogLine } from './ike/session';
 import { PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
+import { kernelRoutesFor, type KernelRoutes, type KernelRouteState, type RouteEvent } from './routes';
 import { CounterIndex, CountersReader } from './stats';
 import type { FdbEntry, RegistryNodes, OverlayStats, PeerInfo, PublicPeer, ResolvedConfig, ResolvedPeer, SecurityAssociation } from './types';
 
 export type { RekeyNeeded } from './peers';
+export type { KernelRouteState, RouteEvent } from './routes';
 
 /** How often the outbound SAs' sequence counters are looked at (esp). */
 const ESP_STATUS_POLL_MS = 1000;
@@ -44,6 +46,12 @@ export interface OverlayEvents {
    * stats().generated (announcements, announceFailures).
    */
   announce: [AnnounceEvent];
+  /**
+   * tun with device.routes auto: kernel routes added or removed as the peers change, and those
+   * the kernel refused: `exists` (a route of the same prefix, table and metric that is not ours,
+   * left alone) or `failed`. Never fatal. Those of the start are emitted after create() resolved.
+   */
+  route: [RouteEvent];
 }
 
 export interface AnnounceEvent {
@@ -96,6 +104,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
   if (config.device.mtu !== null) device['mtu'] = config.device.mtu;
   if (config.device.mac !== null) device['mac'] = config.device.mac;
   if (config.device.interface !== undefined) device['interface'] = config.device.interface;
+  for (const k of ['routes', 'routeTable', 'routeMetric'] as const) if (config.device[k] !== undefined) device[k] = config.device[k];
   const input: Record<string, unknown> = {
     name: config.name,
     device,
@@ -193,6 +202,10 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   private ike: IkeKeying | null = null;
   /** on-traffic IKE peers: their noSa drops when last looked at. */
   private readonly noSaSeen = new Map<string, number>();
+  /** tun, device.routes auto: the kernel routes that follow the peers (lib/routes.ts). */
+  private kernelRouteSet: KernelRoutes | null = null;
+  /** Route events until create() resolved (then null: emitted as they come). */
+  private routeEvents: RouteEvent[] | null = [];
 
   /** Validates `config` (as in the YAML file, or a config already resolved by parseConfig) and starts the data path. */
   static async create(config: unknown): Promise<Overlay> {
@@ -200,6 +213,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     if (!resolved.registry) {
       const overlay = new Overlay(resolved, null);
       overlay.startAnnouncing();
+      overlay.startReporting();
       return overlay;
     }
     // Registry mode: claim a subnet first (the device's address comes from it), then start the
@@ -211,6 +225,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       if (resolved.device.type === 'tap') await registry.setMac(overlay.device.mac);
       await registry.follow((nodes) => overlay!.setRegistryNodes(nodes));
       overlay.startAnnouncing();
+      overlay.startReporting();
       return overlay;
     } catch (err) {
       await overlay?.close();
@@ -234,6 +249,9 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       this.reader = new CountersReader(forwarder.counters, new CounterIndex(native.statsLayout), config.workers);
       this.slots = new PeerSlots(config.limits.maxPeers);
       this.registry = registry;
+      const table = config.device.routeTable ?? 254;
+      const metric = config.device.routeMetric ?? 0;
+      this.kernelRouteSet = kernelRoutesFor(config, forwarder.device.name, registry ? [registry.deviceAddress] : [], (op, prefixes) => forwarder.routes(op, prefixes, table, metric), (e) => this.reportRoute(e));
       this.applyPeers(config.peers);
       this.startIke(registry ? [registry.subnetText] : []);
     } catch (err) {
@@ -275,6 +293,25 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     }
     // After create() resolved, so that a listener attached right after it hears them.
     setImmediate(() => this.reportAnnounced(results, 'start'));
+  }
+
+  /** Emits the route events of the start, after create() resolved, and from now on each as it comes. */
+  private startReporting(): void {
+    setImmediate(() => {
+      const pending = this.routeEvents ?? [];
+      this.routeEvents = null;
+      for (const e of pending) this.emit('route', e);
+    });
+  }
+
+  private reportRoute(e: RouteEvent): void {
+    if (this.routeEvents) this.routeEvents.push(e);
+    else this.emit('route', e);
+  }
+
+  /** tun with device.routes auto: the kernel routes this overlay holds, and the prefixes that have none (why); else null. */
+  kernelRoutes(): KernelRouteState | null {
+    return this.kernelRouteSet?.state() ?? null;
   }
 
   private reportAnnounced(results: NativeAnnounceResult[], when: AnnounceEvent['when']): void {
@@ -441,6 +478,8 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     this.ike?.close();
     this.ike = null;
     forwarder?.close();
+    // The device went, and the kernel removed its routes with it.
+    this.kernelRouteSet?.forget();
     await this.registry?.close();
   }
 
@@ -468,8 +507,17 @@ export class Overlay extends EventEmitter<OverlayEvents> {
 
   private applyPeers(peers: ResolvedPeer[]): void {
     const forwarder = this.live();
-    this.slots.replace([...peers, ...this.registryPeers], (slot) => this.reader.peer(slot));
-    this.slots.install(forwarder, (name) => this.ike?.nativeSa(name));
+    const all = [...peers, ...this.registryPeers];
+    // Kernel routes the new table needs go in before it, stale ones go after it (lib/routes.ts).
+    const routes = this.kernelRouteSet?.begin(all);
+    try {
+      this.slots.replace(all, (slot) => this.reader.peer(slot));
+      this.slots.install(forwarder, (name) => this.ike?.nativeSa(name));
+    } catch (err) {
+      routes?.abort();
+      throw err;
+    }
+    routes?.commit();
   }
 
   // A peer change is validated as a whole new config, so every cross-check (unique names,

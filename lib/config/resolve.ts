@@ -11,7 +11,7 @@ import { DEFAULT_PORTS, ENCAP_TYPES, usesUdp } from './modes';
 import { checkConfig, checkUnique, resolvePeer, type PeerContext, type PlacedPeer } from './rules';
 import { ikeSchema, publicIke } from './ike';
 import { CIPHER_TEXT, ESP_CIPHERS, ESP_REKEY_GRACE_DEFAULT_SECONDS } from './sa';
-import { knownKeysAt, peerSchema, rootSchema, type PeerParsed, type RootParsed } from './schema';
+import { knownKeysAt, peerSchema, ROUTE_TABLE_MAIN, rootSchema, type PeerParsed, type RootParsed } from './schema';
 
 function parseOnePeer(input: unknown, at: string, issues: ConfigIssue[]): PeerParsed | undefined {
   const r = peerSchema.safeParse(input, { error: defaultMessage });
@@ -92,6 +92,9 @@ export function parseConfig(input: unknown): ResolvedConfig {
       addresses: root.device.addresses.map((a) => a.cidr),
       mac: root.device.mac ?? null,
       ...(root.device.type === 'packet' ? { interface: root.device.interface } : {}),
+      ...(root.device.type === 'tun'
+        ? { routes: root.device.routes ?? 'auto', routeTable: root.device.routeTable ?? ROUTE_TABLE_MAIN, routeMetric: root.device.routeMetric ?? 0 }
+        : {}),
     },
     encap: root.encap,
     ...(root.ike ? { ike: root.ike } : {}),

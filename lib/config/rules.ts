@@ -216,6 +216,13 @@ export function checkConfig(root: RootParsed, peerCount: number, issues: ConfigI
   if (root.device.type === 'tun' && root.device.mac !== undefined) {
     issues.push({ path: 'device.mac', message: 'a tun device has no MAC address' });
   }
+  if (root.device.type !== 'tun') {
+    for (const field of ['routes', 'routeTable', 'routeMetric'] as const) {
+      if (root.device[field] !== undefined) {
+        issues.push({ path: `device.${field}`, message: `used only with device.type tun (kernel routes follow the peers' allowedIps; a ${root.device.type} device forwards by MAC)` });
+      }
+    }
+  }
   const addresses = root.device.addresses.map((a) => a.cidr);
   addresses.forEach((a, i) => {
     const first = addresses.indexOf(a);
