@@ -3,6 +3,7 @@ import { formatEndpoint } from '../config';
 import { sourceName } from '../config/load';
 import { ControlServer, probeSocket } from '../control';
 import type { MetricsServer } from '../metrics';
+import { describeRouteEvent } from '../routes';
 import type { ResolvedConfig } from '../types';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, plural, readConfig, reportError } from './common';
 
@@ -90,6 +91,12 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
     } catch (err) {
       return reportError(err, `invalid config ${sourceName(opts.config)}`);
     }
+    // TUN kernel routes (device.routes): a refused one is a warning; every change at info. Before
+    // any other await: the start's events come right after create() resolved.
+    overlay.on('route', (e) => {
+      if (e.kind === 'exists' || e.kind === 'failed') process.stderr.write(`overlayfwd: ${config.name}: warning: ${describeRouteEvent(e)}\n`);
+      else if (logLevel >= LOG_LEVELS.indexOf('info')) process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), instance: config.name, component: 'routes', level: 'info', msg: describeRouteEvent(e), ...e })}\n`);
+    });
 
     let control: ControlServer;
     try {
