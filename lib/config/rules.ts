@@ -192,11 +192,8 @@ export function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues:
 const LAYER_TEXT: Record<DeviceLayer, string> = { ethernet: 'Ethernet frames', ip: 'IP packets' };
 const DEVICE_FOR_LAYER: Record<DeviceLayer, DeviceType> = { ethernet: 'tap', ip: 'tun' };
 
-/** Rules across the sections of a config whose fields are each valid; `peerCount` entries were given. */
-export function checkConfig(root: RootParsed, peerCount: number, issues: ConfigIssue[]): void {
-  if (peerCount > root.limits.maxPeers) {
-    issues.push({ path: 'peers', message: `${peerCount} peers exceed limits.maxPeers (${root.limits.maxPeers})` });
-  }
+/** Rules across the sections of a config whose fields are each valid (the number of peers is checked before them, in resolve.ts). */
+export function checkConfig(root: RootParsed, issues: ConfigIssue[]): void {
   // What the device carries must be what the encapsulation carries (a packet device: below).
   const mode = MODES[root.encap.type];
   if (root.device.type !== 'packet' && !mode.carries.includes(DEVICE_LAYERS[root.device.type])) {
