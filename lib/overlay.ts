@@ -20,6 +20,7 @@ import { formatNetwork } from './registry/subnets';
 import { IkeKeying } from './ike/keying';
 import type { IkeLogLine } from './ike/session';
 import { PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
+import { explainSetupError, preflight } from './preflight';
 import { kernelRoutesFor, type KernelRoutes, type KernelRouteState, type RouteEvent } from './routes';
 import { CounterIndex, CountersReader } from './stats';
 import type { FdbEntry, RegistryNodes, OverlayStats, PeerInfo, PublicPeer, ResolvedConfig, ResolvedPeer, SecurityAssociation } from './types';
@@ -239,7 +240,14 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     const native = loadNative();
     const mac = chooseDeviceMac(config);
     if (mac.warning) warnOnce(`random-mac:${config.name}`, mac.warning, 'OVERLAYFWD_RANDOM_MAC');
-    const forwarder = new native.Forwarder(nativeOptions(config, registry ? [registry.deviceAddress] : [], mac.mac));
+    const extraAddresses = registry ? [registry.deviceAddress] : [];
+    preflight(config, extraAddresses, native);
+    let forwarder: NativeForwarder;
+    try {
+      forwarder = new native.Forwarder(nativeOptions(config, extraAddresses, mac.mac));
+    } catch (err) {
+      throw explainSetupError(err, config, native);
+    }
     try {
       this.name = config.name;
       this.currentConfig = config;
@@ -257,7 +265,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     } catch (err) {
       this.ike?.close();
       forwarder.close();
-      throw err;
+      throw explainSetupError(err, config, native);
     }
     this.peers = {
       add: (peer) => this.addPeer(peer),

@@ -17,7 +17,7 @@
 // It is tried again at the next change of the peer set. On close the device goes, and the kernel
 // removes its routes with it (explicit removals first would open a moment in which the prefixes
 // follow other routes, the default one included, in clear).
-import { parseIp } from './config';
+import { prefixBits, prefixContains, prefixNetworkText, type PrefixBits } from './config/addresses';
 import type { NativeRouteResult } from './native';
 import type { ResolvedConfig, ResolvedPeer } from './types';
 
@@ -54,46 +54,6 @@ export interface KernelRouteState {
 
 /** Installs (add) or removes (remove) routes of `prefixes` into the device: one result per prefix. */
 export type RouteApplier = (op: 'add' | 'remove', prefixes: string[]) => NativeRouteResult[];
-
-interface Prefix {
-  family: 4 | 6;
-  value: bigint;
-  length: number;
-}
-
-function parsePrefix(cidr: string): Prefix {
-  const slash = cidr.indexOf('/');
-  const address = cidr.slice(0, slash);
-  const length = Number(cidr.slice(slash + 1));
-  if (!address.includes(':')) {
-    const value = address.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
-    return { family: 4, value, length };
-  }
-  const [head = '', tail] = address.split('::');
-  const headGroups = head ? head.split(':') : [];
-  const tailGroups = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? headGroups : [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
-  return { family: 6, value: groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n), length };
-}
-
-const BITS = { 4: 32, 6: 128 } as const;
-
-/** The network of `p` (host bits cleared) in canonical text: "10.2.0.0/16", "fd00:198:20::/64". */
-function networkText(p: Prefix): string {
-  const bits = BITS[p.family];
-  const value = p.length === 0 ? 0n : (p.value >> BigInt(bits - p.length)) << BigInt(bits - p.length);
-  if (p.family === 4) return `${[24n, 16n, 8n, 0n].map((s) => (value >> s) & 255n).join('.')}/${p.length}`;
-  const groups = Array.from({ length: 8 }, (_, i) => ((value >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
-  const ip = parseIp(groups.join(':'));
-  return `${ip.ok ? ip.value.address : groups.join(':')}/${p.length}`;
-}
-
-/** True when `outer` holds all of `inner` (same family, no longer, same leading bits). */
-function contains(outer: Prefix, inner: Prefix): boolean {
-  if (outer.family !== inner.family || outer.length > inner.length) return false;
-  const shift = BigInt(BITS[outer.family] - outer.length);
-  return outer.value >> shift === inner.value >> shift;
-}
 
 const ROUTE_TABLE_NAMES: Record<number, string> = { 253: 'default', 254: 'main' };
 
@@ -133,7 +93,7 @@ export function describeRouteEvent(e: RouteEvent): string {
  * connected route already and gets none.
  */
 export class KernelRoutes {
-  private readonly connected: Prefix[];
+  private readonly connected: PrefixBits[];
   /** Networks this overlay added, in the order added. */
   private readonly installed = new Set<string>();
   /** Networks without a route of ours, by what the kernel said (EEXIST: somebody else's route). */
@@ -149,7 +109,7 @@ export class KernelRoutes {
     private readonly apply: RouteApplier,
     private readonly report: (e: RouteEvent) => void,
   ) {
-    this.connected = connected.map(parsePrefix);
+    this.connected = connected.map(prefixBits);
   }
 
   /** The networks `peers` need routes for, in order, each once. */
@@ -159,8 +119,8 @@ export class KernelRoutes {
       for (const cidr of peer.allowedIps) {
         let network = this.classified.get(cidr);
         if (network === undefined) {
-          const prefix = parsePrefix(cidr);
-          network = this.connected.some((c) => contains(c, prefix)) ? null : networkText(prefix);
+          const prefix = prefixBits(cidr);
+          network = this.connected.some((c) => prefixContains(c, prefix)) ? null : prefixNetworkText(prefix);
           this.classified.set(cidr, network);
         }
         if (network !== null) out.add(network);

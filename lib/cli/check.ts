@@ -4,7 +4,7 @@ import { encapInput, formatEndpoint, formatSpi, overheadFor } from '../config';
 import { sourceName } from '../config/load';
 import { registryInput } from '../config/registry';
 import type { ResolvedConfig } from '../types';
-import { EXIT_OK, readConfig, reportError } from './common';
+import { EXIT_OK, printWarnings, readConfigWithWarnings, reportError } from './common';
 
 const REDACTED = '<redacted>';
 
@@ -61,7 +61,9 @@ export function printableConfig(config: ResolvedConfig): Record<string, unknown>
 export async function runCheck(opts: { config: string; json?: boolean }): Promise<number> {
   let config: ResolvedConfig;
   try {
-    config = await readConfig(opts.config);
+    const read = await readConfigWithWarnings(opts.config);
+    config = read.config;
+    printWarnings(read.warnings);
   } catch (err) {
     return reportError(err, `invalid config ${sourceName(opts.config)}`);
   }

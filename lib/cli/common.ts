@@ -1,7 +1,8 @@
 // Shared by the CLI commands: exit codes, error reporting, finding the instance, table output.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError, defaultSocketPath, isConfigError, runDir } from '../config';
+import { ConfigError, defaultSocketPath, isConfigError, runDir, type ConfigIssue } from '../config';
+import { configWarnings } from '../config/warnings';
 import { configTooLarge, loadConfigText, maxConfigBytes, readBounded, sourceName, type BoundedText } from '../config/load';
 import { probeSocket } from '../control';
 import type { ResolvedConfig } from '../types';
@@ -140,6 +141,18 @@ export async function readConfigText(file: string): Promise<BoundedText> {
 /** The config named by -c: a file, or stdin for "-". Throws ConfigError (exit 2). */
 export async function readConfig(file: string): Promise<ResolvedConfig> {
   return loadConfigText((await readConfigText(file)).text, sourceName(file));
+}
+
+/** The config named by -c and its warnings (lib/config/warnings.ts), for check and up. Throws ConfigError (exit 2). */
+export async function readConfigWithWarnings(file: string): Promise<{ config: ResolvedConfig; warnings: ConfigIssue[] }> {
+  const { text, mode } = await readConfigText(file);
+  const config = loadConfigText(text, sourceName(file));
+  return { config, warnings: configWarnings(config, file === '-' ? null : { name: file, mode }) };
+}
+
+/** One line on stderr per warning: `overlayfwd: warning: FIELD: what`. */
+export function printWarnings(warnings: readonly ConfigIssue[]): void {
+  for (const w of warnings) process.stderr.write(`overlayfwd: warning: ${w.path === '(file)' ? '' : `${w.path}: `}${w.message}\n`);
 }
 
 /**

@@ -5,7 +5,7 @@ import { ControlServer, probeSocket } from '../control';
 import type { MetricsServer } from '../metrics';
 import { describeRouteEvent } from '../routes';
 import type { ResolvedConfig } from '../types';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, plural, readConfig, reportError } from './common';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, plural, printWarnings, readConfigWithWarnings, reportError } from './common';
 
 interface StopSignal {
   /** Resolves with the first SIGINT/SIGTERM. */
@@ -71,7 +71,9 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
   let config: ResolvedConfig;
   try {
     // -c - reads stdin once: a reload (SIGHUP, `overlayfwd reload`) has no file to read again.
-    config = await readConfig(opts.config);
+    const read = await readConfigWithWarnings(opts.config);
+    config = read.config;
+    printWarnings(read.warnings);
   } catch (err) {
     return reportError(err, `invalid config ${sourceName(opts.config)}`);
   }

@@ -80,6 +80,51 @@ export function networkOf(cidr: string): string {
     .join(':')}/${length}`;
 }
 
+/** A prefix as numbers: its family, its address as one integer (host bits as given) and its length. */
+export interface PrefixBits {
+  family: 4 | 6;
+  value: bigint;
+  length: number;
+}
+
+const FAMILY_BITS = { 4: 32, 6: 128 } as const;
+
+/**
+ * A canonical CIDR ("10.2.0.7/16", as parseCidr gives) or a bare address (a /32 or /128) as
+ * numbers. IPv6 in the canonical form parseIp gives (hex groups, at most one "::", no dotted quad).
+ */
+export function prefixBits(text: string): PrefixBits {
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  if (!address.includes(':')) {
+    const value = address.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+    return { family: 4, value, length: slash < 0 ? 32 : Number(text.slice(slash + 1)) };
+  }
+  const [head = '', tail] = address.split('::');
+  const headGroups = head ? head.split(':') : [];
+  const tailGroups = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? headGroups : [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
+  return { family: 6, value: groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n), length: slash < 0 ? 128 : Number(text.slice(slash + 1)) };
+}
+
+/** True when `outer` holds all of `inner` (same family, no longer, the same leading bits). */
+export function prefixContains(outer: PrefixBits, inner: PrefixBits): boolean {
+  if (outer.family !== inner.family || outer.length > inner.length) return false;
+  const shift = BigInt(FAMILY_BITS[outer.family] - outer.length);
+  return outer.value >> shift === inner.value >> shift;
+}
+
+/** The network of `p`, host bits cleared, in canonical text: "10.2.0.0/16", "fd00:198:20::/64". */
+export function prefixNetworkText(p: PrefixBits): string {
+  const bits = FAMILY_BITS[p.family];
+  const shift = BigInt(bits - p.length);
+  const value = (p.value >> shift) << shift;
+  if (p.family === 4) return `${[24n, 16n, 8n, 0n].map((s) => (value >> s) & 255n).join('.')}/${p.length}`;
+  const groups = Array.from({ length: 8 }, (_, i) => ((value >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
+  const ip = parseIp(groups.join(':'));
+  return `${ip.ok ? ip.value.address : groups.join(':')}/${p.length}`;
+}
+
 /** A unicast Ethernet address, returned lower-case with colons. */
 export function parseMac(text: string): Parsed<string> {
   if (!/^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/.test(text)) {

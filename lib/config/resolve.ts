@@ -41,6 +41,7 @@ function peerContextOf(input: object, root: RootParsed | undefined): PeerContext
   if (cipher !== undefined) ctx.cipher = cipher;
   if (udp !== undefined) ctx.udp = udp;
   if (root) ctx.local = root.underlay.local;
+  if (root) ctx.deviceAddresses = root.device.addresses.map((a) => a.cidr);
   const ikeDefaults = root ? root.ike : ikeSchema.safeParse((input as { ike?: unknown }).ike ?? undefined).data;
   if (ikeDefaults) ctx.ikeDefaults = ikeDefaults;
   return ctx;
@@ -171,6 +172,7 @@ export function parsePeer(
     const local = parseIp(config.underlay.local);
     if (local.ok) ctx.local = local.value;
     ctx.deviceMac = config.device.mac;
+    ctx.deviceAddresses = config.device.addresses;
     if (config.ike) ctx.ikeDefaults = config.ike;
   }
   const peer = resolvePeer(parsed, ctx, at, issues);
