@@ -27,8 +27,10 @@ async function ourRoutes(lab: Lab, host: Host): Promise<string[]> {
 function tunConfig(host: Host, addresses: string[], peers: Array<Record<string, unknown>>, device: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     device: { type: 'tun', name: 'ovl0', addresses, ...device },
-    encap: { type: 'gre-udp', key: 7 },
+    // The README's TUN example, as written (b's allowedIps there, plus an IPv6 prefix of the same kind).
+    encap: { type: 'gre', key: 7 },
     underlay: { local: host.underlay },
+    mssClamp: 'auto',
     peers,
   };
 }
