@@ -17,7 +17,7 @@
 // It is tried again at the next change of the peer set. On close the device goes, and the kernel
 // removes its routes with it (explicit removals first would open a moment in which the prefixes
 // follow other routes, the default one included, in clear).
-import { prefixBits, prefixContains, prefixNetworkText, type PrefixBits } from './config/addresses';
+import { isNetwork, prefixBits, prefixContains, prefixNetworkText, type PrefixBits } from './config/addresses';
 import type { NativeRouteResult } from './native';
 import type { ResolvedConfig, ResolvedPeer } from './types';
 
@@ -120,7 +120,8 @@ export class KernelRoutes {
         let network = this.classified.get(cidr);
         if (network === undefined) {
           const prefix = prefixBits(cidr);
-          network = this.connected.some((c) => prefixContains(c, prefix)) ? null : prefixNetworkText(prefix);
+          // A cidr as parseCidr gives it is canonical: with no host bits it is its own network's text.
+          network = this.connected.some((c) => prefixContains(c, prefix)) ? null : isNetwork(prefix) ? cidr : prefixNetworkText(prefix);
           this.classified.set(cidr, network);
         }
         if (network !== null) out.add(network);

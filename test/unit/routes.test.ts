@@ -2,7 +2,8 @@
 // around a table swap, what is never removed (somebody else's route), retries, abort, and the
 // lines `up` prints. The real kernel is in test/netns/routes.test.ts.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../lib/config';
+import { ConfigError, networkOf, parseCidr, parseConfig } from '../../lib/config';
+import { isNetwork, prefixBits, prefixContains, prefixNetworkText } from '../../lib/config/addresses';
 import type { NativeRouteResult } from '../../lib/native';
 import { describeRouteEvent, KernelRoutes, kernelRoutesFor, type RouteEvent } from '../../lib/routes';
 import type { ResolvedPeer } from '../../lib/types';
@@ -199,5 +200,35 @@ describe('kernel routes (lib/routes.ts)', () => {
       "device.routes: used only with device.type tun (kernel routes follow the peers' allowedIps; a tap device forwards by MAC)",
       "device.routeMetric: used only with device.type tun (kernel routes follow the peers' allowedIps; a tap device forwards by MAC)",
     ]);
+  });
+
+  it('prefix arithmetic agrees with the config layer on random prefixes (networks, containment, RFC 5952 text)', () => {
+    let seed = 12345;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+    for (let k = 0; k < 2000; k++) {
+      const v6 = k % 2 === 1;
+      // Zero groups now and then, so that "::" runs of every length and place come up.
+      const raw = v6
+        ? Array.from({ length: 8 }, () => (rand(3) === 0 ? '0' : rand(65536).toString(16))).join(':') + `/${rand(129)}`
+        : Array.from({ length: 4 }, () => rand(256)).join('.') + `/${rand(33)}`;
+      const parsed = parseCidr(raw);
+      expect(parsed.ok).toBe(true);
+      if (!parsed.ok) continue;
+      const cidr = parsed.value.cidr;
+      const network = networkOf(cidr);
+      const canonical = parseCidr(network);
+      expect(canonical.ok).toBe(true);
+      const bits = prefixBits(cidr);
+      expect(prefixNetworkText(bits)).toBe(canonical.ok ? canonical.value.cidr : '');
+      expect(isNetwork(bits)).toBe(canonical.ok && canonical.value.cidr === cidr);
+      // A prefix holds its own network and every longer prefix inside it; not a shorter one.
+      const net = prefixBits(network);
+      expect(prefixContains(net, bits)).toBe(true);
+      if (bits.length > 0) expect(prefixContains({ ...net, length: net.length }, { ...net, length: net.length - 1 })).toBe(false);
+    }
+    expect(prefixContains(prefixBits('198.19.0.0/24'), prefixBits('198.19.0.77'))).toBe(true);
+    expect(prefixContains(prefixBits('198.19.0.0/24'), prefixBits('198.19.1.77'))).toBe(false);
+    expect(prefixContains(prefixBits('fd00:198:19::/64'), prefixBits('fd00:198:19::2'))).toBe(true);
+    expect(prefixContains(prefixBits('fd00:198:19::/64'), prefixBits('198.19.0.2'))).toBe(false);
   });
 });
