@@ -231,4 +231,9 @@ describe('kernel routes (lib/routes.ts)', () => {
     expect(prefixContains(prefixBits('fd00:198:19::/64'), prefixBits('fd00:198:19::2'))).toBe(true);
     expect(prefixContains(prefixBits('fd00:198:19::/64'), prefixBits('198.19.0.2'))).toBe(false);
   });
+
+  it('registry mode: the device address takes the network\'s length, so the hosts\' subnets need no route; a static peer outside does', () => {
+    const { routes } = setup(['10.100.7.1/16']);
+    expect([...routes.wanted([peer('h1', ['10.100.3.0/24']), peer('h2', ['10.100.200.0/24']), peer('static', ['10.2.0.0/16'])])]).toEqual(['10.2.0.0/16']);
+  });
 });
