@@ -103,9 +103,12 @@ export function resolvePeer(p: PeerParsed, ctx: PeerContext, at: string, issues:
     ['allowedIps', p.allowedIps.map((c) => networkOf(c.cidr))],
     ['macs', p.macs],
   ] as const) {
+    // A map, not indexOf: a peer may hold tens of thousands of prefixes.
+    const firstIndex = new Map<string, number>();
     values.forEach((v, i) => {
-      const first = values.indexOf(v);
-      if (first !== i) issues.push({ path: `${at}.${field}[${i}]`, message: `${v} is listed twice (also ${field}[${first}])` });
+      const first = firstIndex.get(v);
+      if (first === undefined) firstIndex.set(v, i);
+      else issues.push({ path: `${at}.${field}[${i}]`, message: `${v} is listed twice (also ${field}[${first}])` });
     });
   }
   p.macs.forEach((m, i) => {
