@@ -259,7 +259,8 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       this.registry = registry;
       const table = config.device.routeTable ?? 254;
       const metric = config.device.routeMetric ?? 0;
-      this.kernelRouteSet = kernelRoutesFor(config, forwarder.device.name, registry ? [registry.deviceAddress] : [], (op, prefixes) => forwarder.routes(op, prefixes, table, metric), (e) => this.reportRoute(e));
+      const apply = (op: 'add' | 'remove', prefixes: string[]) => forwarder.routes(op, prefixes, table, metric);
+      this.kernelRouteSet = kernelRoutesFor(config, forwarder.device.name, extraAddresses, apply, (e) => this.reportRoute(e));
       this.applyPeers(config.peers);
       this.startIke(registry ? [registry.subnetText] : []);
     } catch (err) {
