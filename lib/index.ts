@@ -1,5 +1,5 @@
 // overlayfwd: a userspace overlay-network forwarder for Node.js.
-export { Overlay, type AnnounceEvent, type OverlayEvents, type OverlayPeers, type PeerTable } from './overlay';
+export { Overlay, type AnnounceEvent, type KernelRouteState, type OverlayEvents, type OverlayPeers, type PeerTable, type RouteEvent } from './overlay';
 export { parseConfig, loadConfigFile, ConfigError } from './config';
 export { ControlServer, controlRequest } from './control';
 export { diffCounters } from './stats';

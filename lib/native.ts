@@ -169,6 +169,9 @@ export interface NativeDropReadout {
   missed: number;
 }
 
+/** One route of NativeForwarder.routes: 0 when the kernel did it, else its errno and message. */
+export type NativeRouteResult = 0 | { code: string; errno: number; message: string };
+
 export interface NativeForwarder {
   /**
    * Counters block shared with the workers: [worker][section][counter], section 0 = totals,
@@ -228,6 +231,15 @@ export interface NativeForwarder {
    * forwarder; false for other devices (nothing watched).
    */
   watchAddresses(onAnnounced: (results: NativeAnnounceResult[]) => void): boolean;
+  /**
+   * tun only: installs ('add': RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL) or removes ('remove':
+   * RTM_DELROUTE) the kernel routes `PREFIX dev DEVICE proto 79 scope link` of `prefixes` in
+   * `table` with `metric`, inside the device's namespace (native/core/system/kernel_routes.h).
+   * One result per prefix, in order: a refused route is a result (EEXIST: a route of that prefix,
+   * table and metric exists; ESRCH: no such route of ours), never a throw. Throws
+   * ERR_INVALID_ARG_VALUE for another device type, a bad prefix, or once closed.
+   */
+  routes(op: 'add' | 'remove', prefixes: string[], table: number, metric: number): NativeRouteResult[];
   /** Stops and joins the workers, closes every fd; the device disappears. Idempotent. */
   close(): void;
 }
@@ -274,6 +286,13 @@ export interface NativeBinding {
   tunnelModes(): NativeTunnelMode[];
   /** What a packet grows by in a mode, as the forwarder computes it for the device MTU. */
   tunnelOverhead(query: NativeTunnelOverheadQuery): number;
+  /**
+   * The interface that holds `address` in network namespace `netns` ('' for ours) and its MTU.
+   * Throws a Node-shaped EADDRNOTAVAIL (syscall 'getifaddrs') when no interface there has it.
+   */
+  interfaceWithAddress(netns: string, address: string): { name: string; mtu: number };
+  /** /proc/net/`name` (udp, udp6, raw, raw6, ...) as network namespace `netns` ('' for ours) has it; at most 4 MiB. */
+  readProcNet(netns: string, name: string): string;
 }
 
 /** Error thrown by the addon for a failed system call, shaped like Node's own system errors. */

@@ -21,6 +21,8 @@ import { IkeKeying } from './ike/keying';
 import type { IkeLogLine } from './ike/session';
 import { diffPeers, PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
 import { planIsEmpty, planReload } from './config/reload';
+import { explainSetupError, preflight } from './preflight';
+import { kernelRoutesFor, type KernelRoutes, type KernelRouteState, type RouteEvent } from './routes';
 import { CounterIndex, CountersReader } from './stats';
 import { dropsOf, isDropCursor } from './drops';
 import type {
@@ -41,6 +43,7 @@ import type {
 } from './types';
 
 export type { RekeyNeeded } from './peers';
+export type { KernelRouteState, RouteEvent } from './routes';
 
 /** How often the outbound SAs' sequence counters are looked at (esp). */
 const ESP_STATUS_POLL_MS = 1000;
@@ -73,6 +76,12 @@ export interface OverlayEvents {
   healthChanged: [HealthChange];
   /** The kernel refused an offload at run time and the workers turned it off; looked at once a second. */
   offloadFallback: [OffloadFallback];
+  /**
+   * tun with device.routes auto: kernel routes added or removed as the peers change, and those
+   * the kernel refused: `exists` (a route of the same prefix, table and metric that is not ours,
+   * left alone) or `failed`. Never fatal. Those of the start are emitted after create() resolved.
+   */
+  route: [RouteEvent];
 }
 
 export interface AnnounceEvent {
@@ -125,6 +134,7 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
   if (config.device.mtu !== null) device['mtu'] = config.device.mtu;
   if (config.device.mac !== null) device['mac'] = config.device.mac;
   if (config.device.interface !== undefined) device['interface'] = config.device.interface;
+  for (const k of ['routes', 'routeTable', 'routeMetric'] as const) if (config.device[k] !== undefined) device[k] = config.device[k];
   const input: Record<string, unknown> = {
     name: config.name,
     device,
@@ -234,6 +244,10 @@ export class Overlay extends EventEmitter<OverlayEvents> {
    */
   private heldIke: IkeLogLine[] | null = [];
   private readonly pendingTableChanges: TableChange[] = [];
+  /** tun, device.routes auto: the kernel routes that follow the peers (lib/routes.ts). */
+  private kernelRouteSet: KernelRoutes | null = null;
+  /** Route events until create() resolved (then null: emitted as they come). */
+  private routeEvents: RouteEvent[] | null = [];
 
   /** Validates `config` (as in the YAML file, or a config already resolved by parseConfig) and starts the data path. */
   static async create(config: unknown): Promise<Overlay> {
@@ -242,6 +256,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       const overlay = new Overlay(resolved, null);
       overlay.startAnnouncing();
       overlay.releaseHeldIke();
+      overlay.startReporting();
       return overlay;
     }
     // Registry mode: claim a subnet first (the device's address comes from it), then start the
@@ -254,6 +269,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       await registry.follow((nodes) => overlay!.setRegistryNodes(nodes));
       overlay.startAnnouncing();
       overlay.releaseHeldIke();
+      overlay.startReporting();
       return overlay;
     } catch (err) {
       await overlay?.close();
@@ -267,7 +283,14 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     const native = loadNative();
     const mac = chooseDeviceMac(config);
     if (mac.warning) warnOnce(`random-mac:${config.name}`, mac.warning, 'OVERLAYFWD_RANDOM_MAC');
-    const forwarder = new native.Forwarder(nativeOptions(config, registry ? [registry.deviceAddress] : [], mac.mac));
+    const extraAddresses = registry ? [registry.deviceAddress] : [];
+    preflight(config, extraAddresses, native);
+    let forwarder: NativeForwarder;
+    try {
+      forwarder = new native.Forwarder(nativeOptions(config, extraAddresses, mac.mac));
+    } catch (err) {
+      throw explainSetupError(err, config, native);
+    }
     try {
       this.name = config.name;
       this.currentConfig = config;
@@ -278,12 +301,16 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       this.dropRings = forwarder;
       this.slots = new PeerSlots(config.limits.maxPeers);
       this.registry = registry;
+      const table = config.device.routeTable ?? 254;
+      const metric = config.device.routeMetric ?? 0;
+      const apply = (op: 'add' | 'remove', prefixes: string[]) => forwarder.routes(op, prefixes, table, metric);
+      this.kernelRouteSet = kernelRoutesFor(config, forwarder.device.name, extraAddresses, apply, (e) => this.reportRoute(e));
       this.applyPeers(config.peers, 'start');
       this.startIke(registry ? [registry.subnetText] : []);
     } catch (err) {
       this.ike?.close();
       forwarder.close();
-      throw err;
+      throw explainSetupError(err, config, native);
     }
     this.peers = {
       add: (peer) => this.addPeer(peer),
@@ -356,6 +383,25 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     }
     // After create() resolved, so that a listener attached right after it hears them.
     setImmediate(() => this.reportAnnounced(results, 'start'));
+  }
+
+  /** Emits the route events of the start, after create() resolved, and from now on each as it comes. */
+  private startReporting(): void {
+    setImmediate(() => {
+      const pending = this.routeEvents ?? [];
+      this.routeEvents = null;
+      for (const e of pending) this.emit('route', e);
+    });
+  }
+
+  private reportRoute(e: RouteEvent): void {
+    if (this.routeEvents) this.routeEvents.push(e);
+    else this.emit('route', e);
+  }
+
+  /** tun with device.routes auto: the kernel routes this overlay holds, and the prefixes that have none (why); else null. */
+  kernelRoutes(): KernelRouteState | null {
+    return this.kernelRouteSet?.state() ?? null;
   }
 
   private reportAnnounced(results: NativeAnnounceResult[], when: AnnounceEvent['when']): void {
@@ -573,6 +619,8 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     this.ike?.close();
     this.ike = null;
     forwarder?.close();
+    // The device went, and the kernel removed its routes with it.
+    this.kernelRouteSet?.forget();
     await this.registry?.close();
   }
 
@@ -603,8 +651,16 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     // The diff costs a pass over both sets: only when someone listens (100,000 routes swap too).
     const before = this.listenerCount('tableChanged') > 0 ? [...this.slots.values()].map((e) => e.peer) : null;
     const all = [...peers, ...this.registryPeers];
-    this.slots.replace(all, (slot) => this.reader.peer(slot));
-    this.slots.install(forwarder, (name) => this.ike?.nativeSa(name));
+    // Kernel routes the new table needs go in before it, stale ones go after it (lib/routes.ts).
+    const routes = this.kernelRouteSet?.begin(all);
+    try {
+      this.slots.replace(all, (slot) => this.reader.peer(slot));
+      this.slots.install(forwarder, (name) => this.ike?.nativeSa(name));
+    } catch (err) {
+      routes?.abort();
+      throw err;
+    }
+    routes?.commit();
     if (before) this.queueTableChange({ generation: this.slots.generation, cause, peers: all.length, ...diffPeers(before, all) });
   }
 

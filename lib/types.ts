@@ -98,6 +98,15 @@ export interface ResolvedConfig {
      * same; mtu, addresses and mac stay unset: overlayfwd does not change that interface).
      */
     interface?: string;
+    /**
+     * tun only: kernel routes for the peers' allowedIps outside `addresses` ('auto', the
+     * default), or none ('off'); lib/routes.ts. Absent on tap and packet devices.
+     */
+    routes?: 'auto' | 'off';
+    /** tun only: the routing table they go in (254, main, by default). */
+    routeTable?: number;
+    /** tun only: their metric (0 by default; IPv6 stores 0 as 1024). */
+    routeMetric?: number;
   };
   /** The mode and its options, every field filled in (see lib/config/encap.ts). */
   encap: ResolvedEncap;

@@ -18,6 +18,7 @@
       'native/core/forwarder.cc',
       'native/core/offload/offload_coalesce.cc',
       'native/core/offload/offload_segment.cc',
+      'native/core/system/kernel_routes.cc',
       'native/core/system/link_addresses.cc',
       'native/core/system/link_announce.cc',
       'native/core/system/link_config.cc',

@@ -4,7 +4,7 @@ import { overheadFor } from '../config';
 import { printableConfig } from '../config/printable';
 import { sourceName } from '../config/load';
 import type { ResolvedConfig } from '../types';
-import { EXIT_OK, readConfig, reportError } from './common';
+import { EXIT_OK, printWarnings, readConfigWithWarnings, reportError } from './common';
 
 export { printableConfig, redact } from '../config/printable';
 
@@ -12,7 +12,9 @@ export { printableConfig, redact } from '../config/printable';
 export async function runCheck(opts: { config: string; json?: boolean }): Promise<number> {
   let config: ResolvedConfig;
   try {
-    config = await readConfig(opts.config);
+    const read = await readConfigWithWarnings(opts.config);
+    config = read.config;
+    printWarnings(read.warnings);
   } catch (err) {
     return reportError(err, `invalid config ${sourceName(opts.config)}`);
   }

@@ -1,8 +1,9 @@
 // Shared by the CLI commands: exit codes, error reporting, finding the instance, table output.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError, defaultSocketPath, isConfigError, loadConfigFile, runDir } from '../config';
-import { loadConfigText, sourceName } from '../config/load';
+import { ConfigError, defaultSocketPath, isConfigError, runDir, type ConfigIssue } from '../config';
+import { configWarnings } from '../config/warnings';
+import { configTooLarge, loadConfigText, maxConfigBytes, readBounded, sourceName, type BoundedText } from '../config/load';
 import { probeSocket } from '../control';
 import type { ResolvedConfig } from '../types';
 
@@ -112,11 +113,8 @@ export async function requireSocket(opts: InstanceOptions, command: string): Pro
 // ---------------------------------------------------------------------------------------------
 // Reading input files: configs and SA files, "-" for stdin
 
-/** The most a config read from stdin may hold (a file on disk is read by loadConfigFile). */
-export const MAX_STDIN_CONFIG_BYTES = 16 * 1024 * 1024;
-
-/** Reads all of stdin, refusing more than `maxBytes`. Throws ConfigError at `(file)`. */
-export async function readStdin(maxBytes: number): Promise<string> {
+/** Reads all of stdin, refusing more than `maxBytes` (stops reading at the byte over). Throws ConfigError at `(file)`. */
+export async function readStdin(maxBytes: number, tooLarge?: () => ConfigError): Promise<string> {
   const chunks: Buffer[] = [];
   let total = 0;
   const stdin = process.stdin;
@@ -126,7 +124,7 @@ export async function readStdin(maxBytes: number): Promise<string> {
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
       total += buf.length;
       if (total > maxBytes) {
-        throw new ConfigError([{ path: '(file)', message: `${sourceName('-')}: more than ${formatBytes(maxBytes)}; refusing it` }]);
+        throw tooLarge?.() ?? new ConfigError([{ path: '(file)', message: `${sourceName('-')}: more than ${formatBytes(maxBytes)}; refusing it` }]);
       }
       chunks.push(buf);
     }
@@ -136,10 +134,31 @@ export async function readStdin(maxBytes: number): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/**
+ * The text of the config named by -c: a file, or stdin for "-", at most maxConfigBytes() (16 MiB
+ * unless $OVERLAYFWD_MAX_CONFIG_BYTES says otherwise). Throws ConfigError (exit 2).
+ */
+export async function readConfigText(file: string): Promise<BoundedText> {
+  const limit = maxConfigBytes();
+  if (file !== '-') return readBounded(file, limit);
+  return { text: await readStdin(limit, () => configTooLarge(sourceName('-'), limit)), mode: null };
+}
+
 /** The config named by -c: a file, or stdin for "-". Throws ConfigError (exit 2). */
 export async function readConfig(file: string): Promise<ResolvedConfig> {
-  if (file !== '-') return loadConfigFile(file);
-  return loadConfigText(await readStdin(MAX_STDIN_CONFIG_BYTES), sourceName('-'));
+  return loadConfigText((await readConfigText(file)).text, sourceName(file));
+}
+
+/** The config named by -c and its warnings (lib/config/warnings.ts), for check and up. Throws ConfigError (exit 2). */
+export async function readConfigWithWarnings(file: string): Promise<{ config: ResolvedConfig; warnings: ConfigIssue[] }> {
+  const { text, mode } = await readConfigText(file);
+  const config = loadConfigText(text, sourceName(file));
+  return { config, warnings: configWarnings(config, file === '-' ? null : { name: file, mode }) };
+}
+
+/** One line on stderr per warning: `overlayfwd: warning: FIELD: what`. */
+export function printWarnings(warnings: readonly ConfigIssue[]): void {
+  for (const w of warnings) process.stderr.write(`overlayfwd: warning: ${w.path === '(file)' ? '' : `${w.path}: `}${w.message}\n`);
 }
 
 /**

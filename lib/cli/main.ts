@@ -214,7 +214,10 @@ Examples:
   overlayfwd help peers add
 
 Exit status: 0 ok, 1 runtime failure (no instance running, a system call failed, ...),
-2 usage or config error (unknown option, invalid config, peer or SA file).`,
+2 usage or config error (unknown option, invalid config, peer or SA file).
+
+Environment: OVERLAYFWD_RUN_DIR (where control sockets live, default /run/overlayfwd),
+OVERLAYFWD_MAX_CONFIG_BYTES (the largest config read, default 16 MiB).`,
   );
 
   // After every command exists: each usage error ends with where its help is.

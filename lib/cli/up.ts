@@ -11,7 +11,7 @@ import { componentLogger, createLogger, DEFAULT_LOG_LEVEL, isLogLevel, type Logg
 import { logOverlay } from '../log/overlay-log';
 import { routeProcessWarnings } from '../log/process-warnings';
 import { startFields } from '../log/start-summary';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, packageVersion, plural, readConfig, reportError } from './common';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, packageVersion, plural, printWarnings, readConfig, readConfigWithWarnings, reportError } from './common';
 
 interface StopSignal {
   /** Resolves with the first SIGINT/SIGTERM. */
@@ -137,7 +137,9 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
   let config: ResolvedConfig;
   try {
     // -c - reads stdin once: a reload (SIGHUP, `overlayfwd reload`) has no file to read again.
-    config = await readConfig(opts.config);
+    const read = await readConfigWithWarnings(opts.config);
+    config = read.config;
+    printWarnings(read.warnings);
   } catch (err) {
     return reportError(err, `invalid config ${sourceName(opts.config)}`);
   }

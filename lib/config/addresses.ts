@@ -80,6 +80,85 @@ export function networkOf(cidr: string): string {
     .join(':')}/${length}`;
 }
 
+/**
+ * A prefix as numbers: its family, its address as 16-bit groups (IPv4: two; IPv6: eight), host
+ * bits as given, and its length. Numbers, not one bigint: 100,000 of these are made per change of
+ * a large peer set (lib/routes.ts), and bigint arithmetic made that take seconds.
+ */
+export interface PrefixBits {
+  family: 4 | 6;
+  groups: number[];
+  length: number;
+}
+
+/**
+ * A canonical CIDR ("10.2.0.7/16", as parseCidr gives) or a bare address (a /32 or /128) as
+ * numbers. IPv6 in the canonical form parseIp gives (hex groups, at most one "::", no dotted quad).
+ */
+export function prefixBits(text: string): PrefixBits {
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  if (!address.includes(':')) {
+    const [a = 0, b = 0, c = 0, d = 0] = address.split('.').map(Number);
+    return { family: 4, groups: [(a << 8) | b, (c << 8) | d], length: slash < 0 ? 32 : Number(text.slice(slash + 1)) };
+  }
+  const cut = address.indexOf('::');
+  const head = cut < 0 ? address : address.slice(0, cut);
+  const tail = cut < 0 ? '' : address.slice(cut + 2);
+  const headGroups = head ? head.split(':') : [];
+  const tailGroups = tail ? tail.split(':') : [];
+  const groups = new Array<number>(8).fill(0);
+  headGroups.forEach((g, i) => (groups[i] = parseInt(g, 16)));
+  tailGroups.forEach((g, i) => (groups[8 - tailGroups.length + i] = parseInt(g, 16)));
+  return { family: 6, groups, length: slash < 0 ? 128 : Number(text.slice(slash + 1)) };
+}
+
+/** The 16-bit mask of group `i` for a prefix of `length` bits. */
+function groupMask(length: number, i: number): number {
+  const keep = Math.max(0, Math.min(16, length - i * 16));
+  return keep === 0 ? 0 : (0xffff << (16 - keep)) & 0xffff;
+}
+
+/** True when `outer` holds all of `inner` (same family, no longer, the same leading bits). */
+export function prefixContains(outer: PrefixBits, inner: PrefixBits): boolean {
+  if (outer.family !== inner.family || outer.length > inner.length) return false;
+  for (let i = 0; i < outer.groups.length && i * 16 < outer.length; i++) {
+    const mask = groupMask(outer.length, i);
+    if ((outer.groups[i]! & mask) !== (inner.groups[i]! & mask)) return false;
+  }
+  return true;
+}
+
+/** True when `p` has no host bits set (it is its own network). */
+export function isNetwork(p: PrefixBits): boolean {
+  return p.groups.every((g, i) => (g & ~groupMask(p.length, i) & 0xffff) === 0);
+}
+
+/** The network of `p`, host bits cleared, in canonical text: "10.2.0.0/16", "fd00:198:20::/64" (RFC 5952). */
+export function prefixNetworkText(p: PrefixBits): string {
+  const g = p.groups.map((x, i) => x & groupMask(p.length, i));
+  if (p.family === 4) return `${g[0]! >> 8}.${g[0]! & 255}.${g[1]! >> 8}.${g[1]! & 255}/${p.length}`;
+  // The longest run of two or more zero groups (the first of equal ones) becomes "::".
+  let best = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLength) {
+      best = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  const hex = g.map((x) => x.toString(16));
+  const text = best < 0 ? hex.join(':') : `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLength).join(':')}`;
+  return `${text}/${p.length}`;
+}
+
 /** A unicast Ethernet address, returned lower-case with colons. */
 export function parseMac(text: string): Parsed<string> {
   if (!/^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/.test(text)) {

@@ -2,7 +2,7 @@
 // peer's own `ike:` overrides them field by field. A peer of an esp overlay is keyed either by
 // hand (`sa:`) or by IKE. The pre-shared key is a secret: no message here quotes it, and the
 // shown config (check, showconf, peers list) carries `psk: (redacted)` at most.
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { z } from 'zod';
 import type { ConfigIssue } from './errors';
 import { parseIdentity } from '../ike/auth';
@@ -58,6 +58,22 @@ export const ikeSchema = section({
 export type IkeParsed = z.output<typeof ikeSchema>;
 export const IKE_KEYS = Object.keys(ikeSchema.shape);
 export const optionalIke = z.preprocess(nullToUndefined, ikeSchema.optional());
+
+/** The most a pskFile is read of: a key is short, and a device such as /dev/zero never ends. */
+export const PSK_FILE_MAX_BYTES = 64 * 1024;
+
+/** The trimmed text of a key file, or null when it holds more than PSK_FILE_MAX_BYTES (reading stops there). */
+function readKeyFile(file: string): string | null {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(PSK_FILE_MAX_BYTES + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    return n > PSK_FILE_MAX_BYTES ? null : buf.subarray(0, n).toString('utf8').trim();
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** A peer's IKE settings, merged and checked. `psk` is a secret. */
 export interface ResolvedIke {
@@ -122,7 +138,8 @@ export function resolveIke(defaults: IkeParsed | undefined, own: IkeParsed | und
       issues.push({ path: where('pskFile'), message: 'give psk or pskFile, not both' });
     } else if (merged.pskFile !== undefined) {
       try {
-        psk = readFileSync(merged.pskFile, 'utf8').trim();
+        psk = readKeyFile(merged.pskFile) ?? undefined;
+        if (psk === undefined) issues.push({ path: where('pskFile'), message: `${merged.pskFile} holds more than ${PSK_FILE_MAX_BYTES} bytes: not a pre-shared key` });
       } catch (e) {
         issues.push({ path: where('pskFile'), message: `cannot read ${merged.pskFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}` });
       }

@@ -11,7 +11,7 @@ import { DEFAULT_PORTS, ENCAP_TYPES, usesUdp } from './modes';
 import { checkConfig, checkUnique, resolvePeer, type PeerContext, type PlacedPeer } from './rules';
 import { ikeSchema, publicIke } from './ike';
 import { CIPHER_TEXT, ESP_CIPHERS, ESP_REKEY_GRACE_DEFAULT_SECONDS } from './sa';
-import { knownKeysAt, peerSchema, rootSchema, type PeerParsed, type RootParsed } from './schema';
+import { knownKeysAt, limitsSchema, peerSchema, ROUTE_TABLE_MAIN, rootSchema, type PeerParsed, type RootParsed } from './schema';
 
 function parseOnePeer(input: unknown, at: string, issues: ConfigIssue[]): PeerParsed | undefined {
   const r = peerSchema.safeParse(input, { error: defaultMessage });
@@ -41,6 +41,7 @@ function peerContextOf(input: object, root: RootParsed | undefined): PeerContext
   if (cipher !== undefined) ctx.cipher = cipher;
   if (udp !== undefined) ctx.udp = udp;
   if (root) ctx.local = root.underlay.local;
+  if (root) ctx.deviceAddresses = root.device.addresses.map((a) => a.cidr);
   const ikeDefaults = root ? root.ike : ikeSchema.safeParse((input as { ike?: unknown }).ike ?? undefined).data;
   if (ikeDefaults) ctx.ikeDefaults = ikeDefaults;
   return ctx;
@@ -57,9 +58,15 @@ export function parseConfig(input: unknown): ResolvedConfig {
   if (!r.success) collectIssues(r.error, knownKeysAt, issues);
   const root: RootParsed | undefined = r.success ? r.data : undefined;
 
-  // Peers: validated even when other sections are broken, against whatever is known.
+  // Peers: validated even when other sections are broken, against whatever is known. But first
+  // their number: over limits.maxPeers, not one is validated (that could take long), and the
+  // limit is the one problem reported about them.
   const rawPeers = (input as { peers?: unknown }).peers;
   const peerInputs = Array.isArray(rawPeers) ? rawPeers : [];
+  const maxPeers = root?.limits.maxPeers ?? limitsSchema.safeParse((input as { limits?: unknown }).limits ?? {}).data?.maxPeers ?? limitsSchema.parse({}).maxPeers;
+  if (peerInputs.length > maxPeers) {
+    fail([...issues, { path: 'peers', message: `${peerInputs.length} peers exceed limits.maxPeers (${maxPeers}); none of them was validated` }]);
+  }
   const ctx = peerContextOf(input, root);
   const placed: PlacedPeer[] = [];
   const peerIssues: ConfigIssue[] = [];
@@ -79,7 +86,7 @@ export function parseConfig(input: unknown): ResolvedConfig {
   issues.push(...peerIssues.sort((a, b) => indexOf(a) - indexOf(b)));
 
   if (!root || issues.length > 0) fail(issues);
-  checkConfig(root, peerInputs.length, issues);
+  checkConfig(root, issues);
   if (issues.length > 0) fail(issues);
 
   return {
@@ -92,6 +99,9 @@ export function parseConfig(input: unknown): ResolvedConfig {
       addresses: root.device.addresses.map((a) => a.cidr),
       mac: root.device.mac ?? null,
       ...(root.device.type === 'packet' ? { interface: root.device.interface } : {}),
+      ...(root.device.type === 'tun'
+        ? { routes: root.device.routes ?? 'auto', routeTable: root.device.routeTable ?? ROUTE_TABLE_MAIN, routeMetric: root.device.routeMetric ?? 0 }
+        : {}),
     },
     encap: root.encap,
     ...(root.ike ? { ike: root.ike } : {}),
@@ -162,6 +172,7 @@ export function parsePeer(
     const local = parseIp(config.underlay.local);
     if (local.ok) ctx.local = local.value;
     ctx.deviceMac = config.device.mac;
+    ctx.deviceAddresses = config.device.addresses;
     if (config.ike) ctx.ikeDefaults = config.ike;
   }
   const peer = resolvePeer(parsed, ctx, at, issues);

@@ -1,6 +1,6 @@
 // Stage 2 of validation: rules across fields and sections, once each field is valid on its own.
 import type { DeviceType, EncapType, EspCipher, PeerSecurityAssociations, ResolvedPeer } from '../types';
-import { formatEndpoint, isMulticast, isUnspecified, networkOf } from './addresses';
+import { formatEndpoint, isMulticast, isUnspecified, networkOf, prefixBits, prefixContains } from './addresses';
 import { defaultWorkers } from './defaults';
 import type { ConfigIssue } from './errors';
 import { DEVICE_LAYERS, ENCAP_TYPES, MODES, usesUdp, type DeviceLayer } from './modes';
@@ -26,6 +26,27 @@ export interface PeerContext {
   deviceMac?: string | null;
   /** esp: the top-level ike (every peer's defaults). */
   ikeDefaults?: IkeParsed;
+  /** device.addresses (CIDR): an endpoint inside one of them would be routed into the overlay itself. */
+  deviceAddresses?: readonly string[];
+}
+
+/** The minimum MTU of a link that carries IPv6 (RFC 8200 §5): the kernel refuses IPv6 below it. */
+export const IPV6_MIN_MTU = 1280;
+
+/**
+ * Why an underlay address inside the overlay's own prefix is an error, not a warning: the
+ * device's connected route then claims it too, and whether the kernel sends the encapsulated
+ * packets to the underlay or back into the device depends on prefix lengths and the order the
+ * routes came in. When it picks the device, every tunnel packet loops (dropped as `loop`) and
+ * the underlay is blackholed without a word. No working overlay needs the two to overlap.
+ */
+const OVERLAP = 'the overlay device would have a route to the underlay address, and the tunnel\'s own packets could be sent into the tunnel (a loop that blackholes the underlay); overlay and underlay addresses must not overlap';
+
+/** The first of `cidrs` (device.addresses) that holds `address`, with its index. */
+export function deviceAddressHolding(cidrs: readonly string[], address: string): { cidr: string; index: number } | null {
+  const inner = prefixBits(address);
+  const index = cidrs.findIndex((c) => prefixContains(prefixBits(c), inner));
+  return index < 0 ? null : { cidr: cidrs[index]!, index };
 }
 
 /** How a mode without a port is described in messages. */
@@ -48,6 +69,10 @@ export function resolvePeer(p: PeerParsed, ctx: PeerContext, at: string, issues:
   }
   if (isUnspecified(ep.address, ep.family) || isMulticast(ep.address, ep.family)) {
     issues.push({ path: `${at}.endpoint`, message: `${ep.address} is not a unicast address` });
+  }
+  const inside = ctx.deviceAddresses ? deviceAddressHolding(ctx.deviceAddresses, ep.address) : null;
+  if (inside) {
+    issues.push({ path: `${at}.endpoint`, message: `${ep.address} is inside device.addresses[${inside.index}] ${inside.cidr}: ${OVERLAP}` });
   }
   if (ctx.encapType && !usesUdp({ type: ctx.encapType, udp: ctx.udp }) && ep.port !== undefined) {
     issues.push({ path: `${at}.endpoint`, message: `${ipProtocolName({ type: ctx.encapType, udp: ctx.udp })}; give the address alone` });
@@ -78,9 +103,12 @@ export function resolvePeer(p: PeerParsed, ctx: PeerContext, at: string, issues:
     ['allowedIps', p.allowedIps.map((c) => networkOf(c.cidr))],
     ['macs', p.macs],
   ] as const) {
+    // A map, not indexOf: a peer may hold tens of thousands of prefixes.
+    const firstIndex = new Map<string, number>();
     values.forEach((v, i) => {
-      const first = values.indexOf(v);
-      if (first !== i) issues.push({ path: `${at}.${field}[${i}]`, message: `${v} is listed twice (also ${field}[${first}])` });
+      const first = firstIndex.get(v);
+      if (first === undefined) firstIndex.set(v, i);
+      else issues.push({ path: `${at}.${field}[${i}]`, message: `${v} is listed twice (also ${field}[${first}])` });
     });
   }
   p.macs.forEach((m, i) => {
@@ -192,11 +220,8 @@ export function checkUnique(existing: PlacedPeer[], added: PlacedPeer[], issues:
 const LAYER_TEXT: Record<DeviceLayer, string> = { ethernet: 'Ethernet frames', ip: 'IP packets' };
 const DEVICE_FOR_LAYER: Record<DeviceLayer, DeviceType> = { ethernet: 'tap', ip: 'tun' };
 
-/** Rules across the sections of a config whose fields are each valid; `peerCount` entries were given. */
-export function checkConfig(root: RootParsed, peerCount: number, issues: ConfigIssue[]): void {
-  if (peerCount > root.limits.maxPeers) {
-    issues.push({ path: 'peers', message: `${peerCount} peers exceed limits.maxPeers (${root.limits.maxPeers})` });
-  }
+/** Rules across the sections of a config whose fields are each valid (the number of peers is checked before them, in resolve.ts). */
+export function checkConfig(root: RootParsed, issues: ConfigIssue[]): void {
   // What the device carries must be what the encapsulation carries (a packet device: below).
   const mode = MODES[root.encap.type];
   if (root.device.type !== 'packet' && !mode.carries.includes(DEVICE_LAYERS[root.device.type])) {
@@ -216,11 +241,29 @@ export function checkConfig(root: RootParsed, peerCount: number, issues: ConfigI
   if (root.device.type === 'tun' && root.device.mac !== undefined) {
     issues.push({ path: 'device.mac', message: 'a tun device has no MAC address' });
   }
+  if (root.device.type !== 'tun') {
+    for (const field of ['routes', 'routeTable', 'routeMetric'] as const) {
+      if (root.device[field] !== undefined) {
+        issues.push({ path: `device.${field}`, message: `used only with device.type tun (kernel routes follow the peers' allowedIps; a ${root.device.type} device forwards by MAC)` });
+      }
+    }
+  }
   const addresses = root.device.addresses.map((a) => a.cidr);
   addresses.forEach((a, i) => {
     const first = addresses.indexOf(a);
     if (first !== i) issues.push({ path: `device.addresses[${i}]`, message: `${a} is listed twice (also device.addresses[${first}])` });
   });
+  const local = root.underlay.local.address;
+  const holding = deviceAddressHolding(addresses, local);
+  if (holding) issues.push({ path: `device.addresses[${holding.index}]`, message: `${holding.cidr} holds underlay.local ${local}: ${OVERLAP}` });
+  const mtu = root.device.mtu;
+  if (mtu !== undefined && mtu < IPV6_MIN_MTU) {
+    root.device.addresses.forEach((a, i) => {
+      if (a.family === 6) {
+        issues.push({ path: `device.addresses[${i}]`, message: `${a.cidr} is IPv6, which needs an MTU of at least ${IPV6_MIN_MTU} (RFC 8200), and device.mtu is ${mtu}: raise device.mtu or leave the IPv6 address out` });
+      }
+    });
+  }
 }
 
 /** The modes a packet device can run: those that carry Ethernet frames, but esp (not supported there yet). */

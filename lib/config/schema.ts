@@ -12,6 +12,18 @@ import { METRICS_KEYS, metricsSchema } from './metrics';
 import { ETCD_KEYS, ETCD_TLS_KEYS, NODE_KEYS, REGISTRY_KEYS, nodeSchema, registrySchema } from './registry';
 import { ESP_REKEY_GRACE_DEFAULT_SECONDS, saSchema } from './sa';
 
+export const ROUTE_MODES = ['auto', 'off'] as const;
+/** RT_TABLE_MAIN, where `ip route add` puts a route when no table is named. */
+export const ROUTE_TABLE_MAIN = 254;
+
+const ROUTE_TABLE_TEXT = 'must be main or a table number from 1 to 4294967295, not 255 (local, the kernel\'s own)';
+const routeTable = z
+  .number(err(ROUTE_TABLE_TEXT))
+  .int(ROUTE_TABLE_TEXT)
+  .min(1, ROUTE_TABLE_TEXT)
+  .max(4294967295, ROUTE_TABLE_TEXT)
+  .refine((t) => t !== 255, ROUTE_TABLE_TEXT);
+
 /** sizeof(sockaddr_un.sun_path) - 1 */
 const MAX_SOCKET_PATH_BYTES = 107;
 
@@ -35,6 +47,18 @@ const deviceSchema = section({
   mac: z.preprocess(nullToUndefined, mac.optional()),
   /** packet: the existing Ethernet interface to put on the overlay (a NIC or a veth port). */
   interface: interfaceName.optional(),
+  /**
+   * tun: kernel routes into the device for every peer's allowedIps outside the device's own
+   * prefixes, following the peers (lib/routes.ts); off: none (the host routes by itself).
+   */
+  routes: z.preprocess(
+    nullToUndefined,
+    z.enum(ROUTE_MODES, { error: (iss) => (iss.input === undefined ? 'required' : `${JSON.stringify(iss.input)} must be auto or off`) }).optional(),
+  ),
+  /** tun: the kernel routing table those routes go in (default main, 254). */
+  routeTable: z.preprocess((v) => (v === null ? undefined : v === 'main' ? ROUTE_TABLE_MAIN : v), routeTable.optional()),
+  /** tun: their metric (RTA_PRIORITY; default 0, which IPv6 stores as 1024). */
+  routeMetric: z.preprocess(nullToUndefined, intRange(0, 4294967295).optional()),
 });
 
 export const espSchema = section({

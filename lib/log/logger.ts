@@ -15,7 +15,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 /** Quiet by default: warnings, errors and the drop summary only. */
 export const DEFAULT_LOG_LEVEL: LogLevel = 'warn';
 
-export const COMPONENTS = ['control', 'device', 'peers', 'datapath', 'ike', 'registry', 'metrics'] as const;
+export const COMPONENTS = ['control', 'device', 'peers', 'routes', 'datapath', 'ike', 'registry', 'metrics'] as const;
 export type Component = (typeof COMPONENTS)[number];
 
 export function isLogLevel(value: unknown): value is LogLevel {

@@ -3,6 +3,7 @@
 // The library emits the events; this glue (used by `overlayfwd up`) is the one place that turns
 // them into lines. Each line is built field by field from names, SPIs, addresses and counts.
 import type { Overlay, OverlayEvents } from '../overlay';
+import { describeRouteEvent } from '../routes';
 import type { TableChange } from '../types';
 import { DropSummary } from './drop-summary';
 import { componentLogger, type Logger } from './logger';
@@ -48,6 +49,7 @@ export function logOverlay(overlay: Overlay, logger: Logger, options: OverlayLog
   const log = {
     device: componentLogger(logger, 'device'),
     peers: componentLogger(logger, 'peers'),
+    routes: componentLogger(logger, 'routes'),
     datapath: componentLogger(logger, 'datapath'),
     ike: componentLogger(logger, 'ike'),
     registry: componentLogger(logger, 'registry'),
@@ -76,6 +78,13 @@ export function logOverlay(overlay: Overlay, logger: Logger, options: OverlayLog
     else log.datapath.error({ healthy: false, reason: e.reason, device: overlay.device.name }, `the data path failed (device ${overlay.device.name} gone?)`);
   });
   on('tableChanged', (e) => log.peers.info(tableFields(e), 'peer table installed'));
+  // tun, device.routes auto: kernel routes as the peers change; one the kernel refused (or that
+  // somebody else's route of the same prefix shadows) is a warning.
+  on('route', (e) => {
+    const fields = { kind: e.kind, op: e.op, prefixes: e.prefixes.slice(0, MAX_NAMES), count: e.prefixes.length, device: e.device, table: e.table, metric: e.metric, ...(e.code ? { code: e.code } : {}) };
+    if (e.kind === 'exists' || e.kind === 'failed') log.routes.warn(fields, describeRouteEvent(e));
+    else log.routes.info(fields, describeRouteEvent(e));
+  });
   // esp: an SA nearing its limit (SPIs only, never keys).
   on('rekeyNeeded', (e) => {
     const fields = { peer: e.peer, spi: hexSpi(e.spi), sequence: e.sequence.toString(), exhausted: e.exhausted };

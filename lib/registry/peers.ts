@@ -29,6 +29,11 @@ export class RegistryPeerSet {
     const present = new Set<string>();
     for (const node of nodes) {
       present.add(node.key);
+      // The limit before the validation: past it, records are skipped without being looked at.
+      if (accepted.length + config.peers.length >= config.limits.maxPeers) {
+        this.report(node.key, `limits.maxPeers (${config.limits.maxPeers}) reached`);
+        continue;
+      }
       const result = this.check(node, config);
       let reason: string | null = 'reason' in result ? result.reason : null;
       if ('peer' in result) {
@@ -36,7 +41,6 @@ export class RegistryPeerSet {
         if (names.has(peer.name)) reason = `name ${peer.name} is taken (by this host, a configured peer or an earlier record)`;
         else if (endpoints.has(peer.endpoint.address)) reason = `endpoint ${peer.endpoint.address} is taken (by this host, a configured peer or an earlier record)`;
         else if (peer.macs.some((m) => macs.has(m))) reason = `MAC ${peer.macs[0]} is taken`;
-        else if (accepted.length + config.peers.length >= config.limits.maxPeers) reason = `limits.maxPeers (${config.limits.maxPeers}) reached`;
         else {
           names.add(peer.name);
           endpoints.add(peer.endpoint.address);

@@ -15,6 +15,9 @@
 #include "base/stats_layout.h"
 #include "forwarder.h"
 #include "tunnel/esp/esp_aead.h"
+#include "system/kernel_routes.h"
+#include "system/link_config.h"
+#include "system/netns.h"
 #include "system/sys_error.h"
 #include "tunnel/tunnel.h"
 #include "underlay/control_channel.h"
@@ -410,6 +413,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
                            InstanceMethod<&ForwarderWrap::CloseControl>("closeControl"),
                            InstanceMethod<&ForwarderWrap::AnnounceAddresses>("announceAddresses"),
                            InstanceMethod<&ForwarderWrap::WatchAddresses>("watchAddresses"),
+                           InstanceMethod<&ForwarderWrap::Routes>("routes"),
                            InstanceMethod<&ForwarderWrap::Close>("close"),
                        });
   }
@@ -662,6 +666,50 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
     return Napi::Boolean::New(env, true);
   }
 
+  // routes('add' | 'remove', prefixes, table, metric): one entry per prefix, 0 when the kernel
+  // accepted it, else { code, errno, message }, message being the kernel's own when it gave one.
+  Napi::Value Routes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString()) throw Napi::TypeError::New(env, "op must be 'add' or 'remove'");
+    const std::string op_name = info[0].As<Napi::String>().Utf8Value();
+    if (op_name != "add" && op_name != "remove") throw Napi::TypeError::New(env, "op must be 'add' or 'remove'");
+    if (!info[1].IsArray()) throw Napi::TypeError::New(env, "prefixes must be an array");
+    const auto list = info[1].As<Napi::Array>();
+    std::vector<ovl::KernelRoute> routes;
+    routes.reserve(list.Length());
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      const Napi::Value item = list.Get(i);
+      const std::string text = item.IsString() ? item.As<Napi::String>().Utf8Value() : std::string();
+      const auto route = ovl::parse_kernel_route(text);
+      if (!route) throw Napi::TypeError::New(env, "not an IP prefix: " + text);
+      routes.push_back(*route);
+    }
+    auto number = [&](size_t index, const char* name) -> uint32_t {
+      const double value = info[index].IsNumber() ? info[index].As<Napi::Number>().DoubleValue() : -1;
+      if (!(value >= 0 && value <= 4294967295.0 && value == static_cast<double>(static_cast<uint32_t>(value)))) {
+        throw Napi::RangeError::New(env, std::string(name) + " must be an unsigned 32-bit integer");
+      }
+      return static_cast<uint32_t>(value);
+    };
+    const uint32_t table = number(2, "table");
+    const uint32_t metric = number(3, "metric");
+    const ovl::RouteOp op = op_name == "add" ? ovl::RouteOp::add : ovl::RouteOp::remove;
+    const auto results = guarded(env, [&] { return forwarder_->apply_routes(op, routes, table, metric); });
+    Napi::Array out = Napi::Array::New(env, results.size());
+    for (uint32_t i = 0; i < results.size(); i++) {
+      if (results[i].error == 0) {
+        out.Set(i, Napi::Number::New(env, 0));
+        continue;
+      }
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("code", uv_err_name(-results[i].error));
+      entry.Set("errno", -results[i].error);
+      entry.Set("message", results[i].message.empty() ? std::string(std::strerror(results[i].error)) : results[i].message);
+      out.Set(i, entry);
+    }
+    return out;
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     address_poll_.reset();
     forwarder_->close();
@@ -726,7 +774,36 @@ Napi::Value TunnelOverhead(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, tunnel.overhead(bool_at(options, "ipv6") ? AF_INET6 : AF_INET));
 }
 
+// interfaceWithAddress(netns, address): { name, mtu } of the interface that holds `address` in
+// `netns` ('' for ours); a Node-shaped EADDRNOTAVAIL when none does.
+Napi::Value InterfaceWithAddress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsString()) throw Napi::TypeError::New(env, "interfaceWithAddress(netns, address) takes two strings");
+  const std::string netns = info[0].As<Napi::String>().Utf8Value();
+  const std::string address = info[1].As<Napi::String>().Utf8Value();
+  const ovl::AddressOwner owner = guarded(env, [&] {
+    ovl::AddressOwner found{"", 0};
+    ovl::run_in_netns(netns, [&] { found = ovl::interface_with_address(address); });
+    return found;
+  });
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("name", owner.name);
+  out.Set("mtu", owner.mtu);
+  return out;
+}
+
+// readProcNet(netns, name): /proc/net/NAME as `netns` ('' for ours) has it (at most 4 MiB).
+Napi::Value ReadProcNet(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsString()) throw Napi::TypeError::New(env, "readProcNet(netns, name) takes two strings");
+  const std::string netns = info[0].As<Napi::String>().Utf8Value();
+  const std::string name = info[1].As<Napi::String>().Utf8Value();
+  return Napi::String::New(env, guarded(env, [&] { return ovl::read_proc_net(netns, name, 4u << 20); }));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("interfaceWithAddress", Napi::Function::New(env, InterfaceWithAddress, "interfaceWithAddress"));
+  exports.Set("readProcNet", Napi::Function::New(env, ReadProcNet, "readProcNet"));
   exports.Set("tunnelModes", Napi::Function::New(env, TunnelModes, "tunnelModes"));
   exports.Set("tunnelOverhead", Napi::Function::New(env, TunnelOverhead, "tunnelOverhead"));
   exports.Set("Forwarder", ForwarderWrap::Define(env));

@@ -374,6 +374,17 @@ std::vector<AnnounceResult> Forwarder::announce_added_addresses() {
   return announce_each(&added);
 }
 
+std::vector<RouteResult> Forwarder::apply_routes(RouteOp op, const std::vector<KernelRoute>& routes, uint32_t table,
+                                                uint32_t metric) {
+  std::lock_guard<std::mutex> lock(control_mutex_);
+  if (closed_) throw InvalidArgument("forwarder is closed");
+  if (!tap_ || options_.layer != DeviceLayer::ip) throw InvalidArgument("kernel routes are for a tun device");
+  std::vector<RouteResult> results;
+  const RouteTarget target{device_.ifindex, table, metric};
+  run_in_netns(options_.netns, [&] { results = apply_kernel_routes(op, routes, target); });
+  return results;
+}
+
 void Forwarder::close() {
   std::lock_guard<std::mutex> lock(control_mutex_);
   if (closed_) return;

@@ -21,6 +21,7 @@
 #include "tables/table_publisher.h"
 #include "device/tun_tap_device.h"
 #include "tunnel/tunnel.h"
+#include "system/kernel_routes.h"
 #include "system/link_addresses.h"
 #include "system/unique_fd.h"
 #include "underlay/control_channel.h"
@@ -167,6 +168,11 @@ class Forwarder {
   int watch_addresses();
   // When that descriptor was readable: announces the addresses the device gained since.
   std::vector<AnnounceResult> announce_added_addresses();
+
+  // tun only: installs (add) or removes kernel routes of `routes` into the device, in its
+  // namespace (system/kernel_routes.h). One result per route; a failed route is a result, not a
+  // throw. Throws once closed: the device went, and the kernel took its routes with it.
+  std::vector<RouteResult> apply_routes(RouteOp op, const std::vector<KernelRoute>& routes, uint32_t table, uint32_t metric);
 
   void close();
 

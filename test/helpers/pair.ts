@@ -35,6 +35,8 @@ export interface PairOptions {
   mtu?: number;
   /** More prefixes A routes to B (TUN). */
   extraRoutesToB?: string[];
+  /** device.routes of both (TUN; default auto: kernel routes for allowedIps outside the device's prefix). */
+  routes?: 'auto' | 'off';
   /** More fields of the peer entry on host 1 (a) or 2 (b), e.g. ESP `sa`. */
   peerFields?: (self: 1 | 2) => Record<string, unknown>;
   /** More peers for A, made once the hosts exist. */
@@ -81,7 +83,13 @@ export async function overlayPair(lab: Lab, options: PairOptions): Promise<Pair>
       address: `${overlayAddress(self)}/24`,
       peers: [],
       extra: {
-        device: { type: options.device, name: 'ovl0', addresses: [`${overlayAddress(self)}/24`], ...(options.mtu ? { mtu: options.mtu } : {}) },
+        device: {
+          type: options.device,
+          name: 'ovl0',
+          addresses: [`${overlayAddress(self)}/24`],
+          ...(options.mtu ? { mtu: options.mtu } : {}),
+          ...(options.routes ? { routes: options.routes } : {}),
+        },
         encap: { ...options.encap },
         underlay: { local: self === 1 ? underlayA : underlayB },
         peers: [

@@ -252,6 +252,7 @@ function expectNoKeys(text: string): void {
 describe('overlayfwd check with ESP', () => {
   it('prints SPIs, cipher and transport, and <redacted> for every SA key (YAML and JSON)', async () => {
     const file = write('esp.yaml', ESP);
+    fs.chmodSync(file, 0o600); // it holds keys: readable by others, check warns (config-warnings.test.ts)
     const r = await run(['check', '-c', file]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

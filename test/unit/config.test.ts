@@ -68,7 +68,8 @@ describe('parseConfig defaults', () => {
       name: 'v6',
       encap: { vni: 0, port: 8472 },
       underlay: { local: 'FD00::1' },
-      device: { mac: '02-AA-BB-CC-DD-EE', mtu: 'auto', addresses: ['FD00:0:0::1/64', '198.19.0.1/24'] },
+      // Overlay addresses apart from the underlay's fd00::/64 (overlapping ones are an error).
+      device: { mac: '02-AA-BB-CC-DD-EE', mtu: 'auto', addresses: ['FD00:0:0:1:0::1/64', '198.19.0.1/24'] },
       peers: [
         { name: 'a', endpoint: 'fd00::2' },
         { name: 'b', endpoint: '[fd00:0::3]:4789', macs: ['02:AA:00:00:00:01'] },
@@ -80,7 +81,7 @@ describe('parseConfig defaults', () => {
     expect(cfg.underlay.local).toBe('fd00::1');
     expect(cfg.device.mac).toBe('02:aa:bb:cc:dd:ee');
     expect(cfg.device.mtu).toBeNull();
-    expect(cfg.device.addresses).toEqual(['fd00::1/64', '198.19.0.1/24']);
+    expect(cfg.device.addresses).toEqual(['fd00:0:0:1::1/64', '198.19.0.1/24']);
     expect(cfg.peers.map((p) => p.endpoint)).toEqual([
       { address: 'fd00::2', port: 8472 },
       { address: 'fd00::3', port: 4789 },

@@ -150,7 +150,7 @@ void link_add_address(int ifindex, const std::string& address, int prefix_length
   netlink_transact(message, "RTM_NEWADDR " + address + "/" + std::to_string(prefix_length));
 }
 
-int mtu_of_interface_with_address(const std::string& address) {
+AddressOwner interface_with_address(const std::string& address) {
   const auto wanted = parse_socket_address(address, 0);
   if (!wanted) throw InvalidArgument("not an IP address: " + address);
   const AddressKey key = address_key(wanted->get());
@@ -169,7 +169,9 @@ int mtu_of_interface_with_address(const std::string& address) {
     errno = EADDRNOTAVAIL;
     throw_errno("getifaddrs", "underlay address " + address + " is not assigned to any interface");
   }
-  return link_info(name).mtu;
+  return AddressOwner{name, link_info(name).mtu};
 }
+
+int mtu_of_interface_with_address(const std::string& address) { return interface_with_address(address).mtu; }
 
 }  // namespace ovl

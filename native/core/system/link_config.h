@@ -22,6 +22,12 @@ void link_set_up(const std::string& name);
 // Adds `address`/`prefix_length` to the interface (RTM_NEWADDR); IPv6 without DAD, so the
 // address is usable at once.
 void link_add_address(int ifindex, const std::string& address, int prefix_length);
+struct AddressOwner {
+  std::string name;  // the interface
+  int mtu;
+};
+// The interface that holds `address` (the underlay) and its MTU, or throws EADDRNOTAVAIL.
+AddressOwner interface_with_address(const std::string& address);
 // MTU of the interface that holds `address` (the underlay), or throws EADDRNOTAVAIL.
 int mtu_of_interface_with_address(const std::string& address);
 
