@@ -8,9 +8,10 @@
 // One process per host, run inside the host's network namespace (`ip netns exec NS ...`). It
 // creates the TAP device TAP (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, TUNSETVNETHDRSZ 10,
 // TUNSETOFFLOAD CSUM | TSO4 | TSO6), gives it ADDRESS/PREFIX and the MTU, sets its gso_max_segs
-// (rtnetlink) and brings it up; binds a UDP socket to LOCAL:PORT, connected to REMOTE:PORT, with
-// UDP_GRO on. Every frame from the TAP goes to REMOTE (point to point: no FDB, no learning, no
-// peers table); every datagram from REMOTE with VXLAN flags 0x08 and this VNI goes to the TAP.
+// (rtnetlink) and brings it up; binds a UDP socket to LOCAL:PORT with UDP_GRO on. Every frame
+// from the TAP goes to REMOTE:PORT (point to point: no FDB, no learning, no peers table); every
+// datagram from REMOTE (any source port: the kernel's VXLAN device sends from a flow hash) with
+// VXLAN flags 0x08 and this VNI goes to the TAP. The UDP source port is PORT.
 // IPv4 underlay only.
 //
 // Per super-frame (a TCP TSO frame of up to 64 KB from the TAP, gso_type TCPV4/TCPV6):
@@ -218,7 +219,7 @@ struct tx_stats {  // TAP -> UDP
 struct rx_stats {  // UDP -> TAP
   uint64_t recvmmsg_calls, datagrams, gro_trains, segments, bytes;
   uint64_t coalesced_writes, coalesced_segments, single_writes;
-  uint64_t drops, wrong_vni, write_errors;
+  uint64_t drops, wrong_vni, unknown_source, write_errors;
 };
 
 #define BUMP(x, n) __atomic_store_n(&(x), (x) + (n), __ATOMIC_RELAXED)
@@ -239,6 +240,7 @@ struct config {
 
 static struct config cfg;
 static int tap_fd = -1, udp_fd = -1;
+static struct sockaddr_in remote_addr;  // where every datagram goes
 static uint8_t vxlan_header[VXLAN_HLEN];
 static unsigned tx_train_max;  // datagrams per UDP_SEGMENT send at this MTU
 static int gso_max_segs_set;   // what the TAP got, or -1 if setting it failed
@@ -262,9 +264,7 @@ struct tx {
 
 static void send_error(int err) {
   BUMP(txs.send_errors, 1);
-  // A connected UDP socket reports the peer's ICMP port unreachable (it is not up yet) on a later
-  // send: not worth a line.
-  if (err != ECONNREFUSED && !first_send_error_printed) {
+  if (!first_send_error_printed) {
     first_send_error_printed = 1;
     fprintf(stderr, "ceiling_vxlan: send: %s (counted from now on)\n", strerror(err));
   }
@@ -362,7 +362,7 @@ static void tx_super_frame(struct tx* t, uint8_t* frame, size_t len, const struc
       t->train_iov[2 * j] = (struct iovec){h, VXLAN_HLEN + hl};
       t->train_iov[2 * j + 1] = (struct iovec){frame + off, plen};
     }
-    struct msghdr msg = {.msg_iov = t->train_iov, .msg_iovlen = 2 * k};
+    struct msghdr msg = {.msg_name = &remote_addr, .msg_namelen = sizeof remote_addr, .msg_iov = t->train_iov, .msg_iovlen = 2 * k};
     if (k > 1) {
       memset(t->control, 0, sizeof t->control);
       msg.msg_control = t->control;
@@ -420,7 +420,7 @@ static int tx_turn(struct tx* t) {
     }
     t->iov[slot][0] = (struct iovec){vxlan_header, VXLAN_HLEN};
     t->iov[slot][1] = (struct iovec){t->buf[slot], len};
-    t->mm[slot].msg_hdr = (struct msghdr){.msg_iov = t->iov[slot], .msg_iovlen = 2};
+    t->mm[slot].msg_hdr = (struct msghdr){.msg_name = &remote_addr, .msg_namelen = sizeof remote_addr, .msg_iov = t->iov[slot], .msg_iovlen = 2};
     t->pending++;
     BUMP(txs.single_frames, 1);
     if (t->pending == TX_BATCH) tx_flush(t);
@@ -448,6 +448,7 @@ struct run {  // consecutive TCP segments of one flow, to be written as one GSO 
 
 struct rx {
   uint8_t* buf[RX_BATCH];
+  struct sockaddr_in from[RX_BATCH];
   struct mmsghdr mm[RX_BATCH];
   struct iovec iov[RX_BATCH];
   char control[RX_BATCH][CMSG_SPACE(sizeof(int))];
@@ -599,6 +600,8 @@ static void rx_segment(struct run* r, const uint8_t* seg, size_t slen) {
 // One recvmmsg batch, every segment of every train handled. Returns the datagrams received.
 static int rx_turn(struct rx* x) {
   for (int i = 0; i < RX_BATCH; i++) {
+    x->mm[i].msg_hdr.msg_name = &x->from[i];
+    x->mm[i].msg_hdr.msg_namelen = sizeof x->from[i];
     x->mm[i].msg_hdr.msg_control = x->control[i];
     x->mm[i].msg_hdr.msg_controllen = sizeof x->control[i];
     x->mm[i].msg_hdr.msg_flags = 0;
@@ -607,7 +610,7 @@ static int rx_turn(struct rx* x) {
   for (;;) {
     n = recvmmsg(udp_fd, x->mm, RX_BATCH, MSG_DONTWAIT, NULL);
     if (n >= 0) break;
-    if (errno == EINTR || errno == ECONNREFUSED) continue;
+    if (errno == EINTR) continue;
     if (errno == EAGAIN) return 0;
     die("recvmmsg");
   }
@@ -618,6 +621,10 @@ static int rx_turn(struct rx* x) {
     BUMP(rxs.datagrams, 1);
     if (m->msg_flags & MSG_TRUNC) {
       BUMP(rxs.drops, 1);
+      continue;
+    }
+    if (x->from[i].sin_addr.s_addr != cfg.remote.s_addr) {  // the one peer
+      BUMP(rxs.unknown_source, 1);
       continue;
     }
     size_t seg = len;
@@ -785,8 +792,6 @@ static int open_udp(int* gro) {
   set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);
   struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(cfg.port), .sin_addr = cfg.local};
   if (bind(fd, (struct sockaddr*)&local, sizeof local) < 0) die("bind");
-  struct sockaddr_in remote = {.sin_family = AF_INET, .sin_port = htons(cfg.port), .sin_addr = cfg.remote};
-  if (connect(fd, (struct sockaddr*)&remote, sizeof remote) < 0) die("connect");
   int on = 1;
   *gro = setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on) == 0;
   return fd;
@@ -800,11 +805,11 @@ static void print_stats(const char* event) {
       "stats {\"event\":\"%s\",\"tx\":{\"tapReads\":%llu,\"tapBytes\":%llu,\"superFrames\":%llu,\"superSegments\":%llu,\"gsoSends\":%llu,"
       "\"singleFrames\":%llu,\"sendmmsgCalls\":%llu,\"drops\":%llu,\"sendErrors\":%llu},"
       "\"rx\":{\"recvmmsgCalls\":%llu,\"datagrams\":%llu,\"groTrains\":%llu,\"segments\":%llu,\"bytes\":%llu,\"coalescedWrites\":%llu,"
-      "\"coalescedSegments\":%llu,\"singleWrites\":%llu,\"drops\":%llu,\"wrongVni\":%llu,\"writeErrors\":%llu}}\n",
+      "\"coalescedSegments\":%llu,\"singleWrites\":%llu,\"drops\":%llu,\"wrongVni\":%llu,\"unknownSource\":%llu,\"writeErrors\":%llu}}\n",
       event, LOAD(txs.tap_reads), LOAD(txs.tap_bytes), LOAD(txs.super_frames), LOAD(txs.super_segments), LOAD(txs.gso_sends), LOAD(txs.single_frames),
       LOAD(txs.sendmmsg_calls), LOAD(txs.drops), LOAD(txs.send_errors), LOAD(rxs.recvmmsg_calls), LOAD(rxs.datagrams), LOAD(rxs.gro_trains),
       LOAD(rxs.segments), LOAD(rxs.bytes), LOAD(rxs.coalesced_writes), LOAD(rxs.coalesced_segments), LOAD(rxs.single_writes), LOAD(rxs.drops),
-      LOAD(rxs.wrong_vni), LOAD(rxs.write_errors));
+      LOAD(rxs.wrong_vni), LOAD(rxs.unknown_source), LOAD(rxs.write_errors));
   fflush(stdout);
   pthread_mutex_unlock(&print_lock);
 }
@@ -942,6 +947,7 @@ int main(int argc, char** argv) {
   }
   int gro = 0;
   udp_fd = open_udp(&gro);
+  remote_addr = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(cfg.port), .sin_addr = cfg.remote};
 
   pthread_t threads[2];
   if (cfg.threads == 1) {

@@ -57,6 +57,8 @@ export interface CeilingStats {
     singleWrites: number;
     drops: number;
     wrongVni: number;
+    /** Datagrams from another address than REMOTE. */
+    unknownSource: number;
     writeErrors: number;
   };
 }
@@ -110,31 +112,36 @@ export interface CeilingEnd {
   address: string;
 }
 
-/**
- * Starts ceiling_vxlan in both namespaces (TAP CEILING_DEV, VNI, UDP port) and waits for both to
- * be ready; stops both when either fails to come up.
- */
-export async function startCeilingPair(
-  lab: Lab,
-  binary: string,
-  ends: [CeilingEnd, CeilingEnd],
-  options: { vni: number; port: number; threads: number; mtu?: number },
-): Promise<CeilingPair> {
-  const procs: LabProcess[] = [];
+export interface CeilingOptions {
+  vni: number;
+  port: number;
+  threads: number;
+  mtu?: number;
+}
+
+/** Starts ceiling_vxlan in one namespace and waits for its ready line. */
+export async function startCeiling(lab: Lab, binary: string, end: CeilingEnd, options: CeilingOptions): Promise<{ proc: LabProcess; ready: CeilingReady }> {
+  const args = [CEILING_DEV, end.local, end.remote, String(options.vni), String(options.port), end.address, '--mtu', String(options.mtu ?? CEILING_MTU), '--threads', String(options.threads)];
+  const proc = lab.spawn(end.host, binary, args);
   try {
-    const ready: CeilingReady[] = [];
-    for (const end of ends) {
-      const args = [CEILING_DEV, end.local, end.remote, String(options.vni), String(options.port), end.address, '--mtu', String(options.mtu ?? CEILING_MTU), '--threads', String(options.threads)];
-      const proc = lab.spawn(end.host, binary, args);
-      procs.push(proc);
-      await proc.waitForOutput(/^ready \{.*\}$/m, 10_000);
-      const r = jsonAfter<CeilingReady>(proc.stdout, 'ready', 0);
-      if (!r) throw new Error(`ceiling_vxlan in ${end.host.label}: no ready line: ${proc.stdout}${proc.stderr}`);
-      ready.push(r);
-    }
-    return { binary, threads: options.threads, a: procs[0]!, b: procs[1]!, ready: { a: ready[0]!, b: ready[1]! } };
+    await proc.waitForOutput(/^ready \{.*\}$/m, 10_000);
+    const ready = jsonAfter<CeilingReady>(proc.stdout, 'ready', 0);
+    if (!ready) throw new Error(`ceiling_vxlan in ${end.host.label}: no ready line: ${proc.stdout}${proc.stderr}`);
+    return { proc, ready };
   } catch (err) {
-    for (const p of procs) await p.stop(1000).catch(() => undefined);
+    await proc.stop(1000).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Starts ceiling_vxlan in both namespaces; stops the first when the second fails to come up. */
+export async function startCeilingPair(lab: Lab, binary: string, ends: [CeilingEnd, CeilingEnd], options: CeilingOptions): Promise<CeilingPair> {
+  const a = await startCeiling(lab, binary, ends[0], options);
+  try {
+    const b = await startCeiling(lab, binary, ends[1], options);
+    return { binary, threads: options.threads, a: a.proc, b: b.proc, ready: { a: a.ready, b: b.ready } };
+  } catch (err) {
+    await a.proc.stop(1000).catch(() => undefined);
     throw err;
   }
 }
@@ -143,7 +150,8 @@ function statsCount(proc: LabProcess): number {
   return proc.stdout.split('\n').filter((l) => l.startsWith('stats {')).length;
 }
 
-async function statsOf(proc: LabProcess, signal: NodeJS.Signals): Promise<CeilingStats> {
+/** One end's counters: now (SIGUSR1), or when it exits (SIGTERM). */
+export async function ceilingStats(proc: LabProcess, signal: 'SIGUSR1' | 'SIGTERM'): Promise<CeilingStats> {
   const before = statsCount(proc);
   if (signal === 'SIGUSR1') proc.kill('SIGUSR1');
   else await proc.stop(2000, signal);
@@ -158,12 +166,12 @@ async function statsOf(proc: LabProcess, signal: NodeJS.Signals): Promise<Ceilin
 
 /** Both ends' counters now (SIGUSR1). */
 export async function ceilingSnapshot(pair: CeilingPair): Promise<{ a: CeilingStats; b: CeilingStats }> {
-  return { a: await statsOf(pair.a, 'SIGUSR1'), b: await statsOf(pair.b, 'SIGUSR1') };
+  return { a: await ceilingStats(pair.a, 'SIGUSR1'), b: await ceilingStats(pair.b, 'SIGUSR1') };
 }
 
 /** Stops both ends (SIGTERM) and returns their last counters (null for an end that printed none). */
 export async function stopCeilingPair(pair: CeilingPair): Promise<{ a: CeilingStats | null; b: CeilingStats | null }> {
-  const stop = (p: LabProcess) => statsOf(p, 'SIGTERM').catch(() => null);
+  const stop = (p: LabProcess) => ceilingStats(p, 'SIGTERM').catch(() => null);
   return { a: await stop(pair.a), b: await stop(pair.b) };
 }
 
@@ -205,7 +213,7 @@ export function summarizeCeiling(a: CeilingStats, b: CeilingStats): CeilingSumma
     segmentsPerDatagram: per(b.rx.segments, b.rx.datagrams),
     segmentsPerRecvmmsg: per(b.rx.segments, b.rx.recvmmsgCalls),
     segmentsPerCoalescedWrite: per(b.rx.coalescedSegments, b.rx.coalescedWrites),
-    drops: a.tx.drops + a.rx.drops + a.rx.wrongVni + b.tx.drops + b.rx.drops + b.rx.wrongVni,
+    drops: a.tx.drops + a.rx.drops + a.rx.wrongVni + a.rx.unknownSource + b.tx.drops + b.rx.drops + b.rx.wrongVni + b.rx.unknownSource,
     errors: a.tx.sendErrors + a.rx.writeErrors + b.tx.sendErrors + b.rx.writeErrors,
   };
 }
