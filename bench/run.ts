@@ -209,7 +209,7 @@ function netnsMarkdown(netns: NetnsResult, started: Date, prov: Provenance): str
     parts.push(
       '',
       `Kernel VXLAN, the ceiling (a minimal C forwarder doing only the unavoidable work: one readv per TSO super-frame, one UDP_SEGMENT sendmsg per train, ` +
-        `one UDP_GRO recvmmsg slot per train, one writev per coalesced run; ${c ? `${c.threads} forwarding thread${c.threads > 1 ? 's' : ''} per end` : 'not run'}) ` +
+        `one UDP_GRO recvmmsg slot per train, one writev per coalesced run, small frames of one size as UDP_SEGMENT trains; ${c ? `${c.threads} forwarding thread${c.threads > 1 ? 's' : ''} per end` : 'not run'}) ` +
         `and overlayfwd vxlan (TAP, w=1), measured one after the other in this run:`,
       '',
       markdownTable(
@@ -308,11 +308,11 @@ function netnsMarkdown(netns: NetnsResult, started: Date, prov: Provenance): str
     parts.push(
       '',
       'The ceiling\'s counters per test, data direction a -> b (a: TCP super-frames read from the TAP and cut into VXLAN datagrams, sent as UDP_SEGMENT trains; ' +
-        'b: VXLAN datagrams per recvmmsg slot (UDP_GRO trains) and per coalesced TAP write; frames sent one per datagram per sendmmsg):',
+        'other frames per UDP message (a run of one size is one UDP_SEGMENT train) and per sendmmsg; b: VXLAN datagrams per recvmmsg slot (UDP_GRO trains) and per coalesced TAP write):',
       '',
       markdownTable(
-        ['test', 'a: super-frames', 'a: segments per super-frame', 'a: datagrams per GSO send', 'a: frames per sendmmsg', 'b: datagrams per recv slot', 'b: segments per coalesced write', 'drops / errors'],
-        ceil.map((r) => [r.test, r.superFrames, r.segmentsPerSuperFrame, r.segmentsPerGsoSend, r.framesPerSendmmsg, r.segmentsPerDatagram, r.segmentsPerCoalescedWrite, r.dropsErrors]),
+        ['test', 'a: super-frames', 'a: segments per super-frame', 'a: datagrams per GSO send', 'a: small frames per message / per sendmmsg', 'b: datagrams per recv slot', 'b: segments per coalesced write', 'drops / errors'],
+        ceil.map((r) => [r.test, r.superFrames, r.segmentsPerSuperFrame, r.segmentsPerGsoSend, r.framesPerMessage, r.segmentsPerDatagram, r.segmentsPerCoalescedWrite, r.dropsErrors]),
         [false, true, true, true, true, true, true, true],
       ),
     );

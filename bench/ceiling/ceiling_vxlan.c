@@ -2,7 +2,7 @@
 // socket cannot avoid, and nothing else: the ceiling the bench holds overlayfwd's vxlan mode to.
 //
 //   ceiling_vxlan TAP LOCAL REMOTE VNI PORT ADDRESS/PREFIX [--mtu 1450] [--threads 1|2]
-//                 [--gso-max-segs N|auto]
+//                 [--gso-max-segs N|auto] [--no-small-trains]
 //   ceiling_vxlan --checksum-selftest
 //
 // One process per host, run inside the host's network namespace (`ip netns exec NS ...`). It
@@ -35,8 +35,10 @@
 //     The inner TCP checksums are not verified: the outer UDP checksum covers the inner frame
 //     on the wire and the kernel checks it.
 // Anything else (ARP, ICMP, UDP, a lone TCP segment) is one frame per datagram: read from the
-// TAP one by one (NEEDS_CSUM completed), sent in sendmmsg batches of up to 64; received in
-// recvmmsg batches of up to 64 and written to the TAP one writev each.
+// TAP one by one (NEEDS_CSUM completed), up to 64 sent with one sendmmsg, where each run of
+// frames of one length (the last may be shorter: 64-byte UDP, pure ACKs) is one UDP_SEGMENT
+// message, as overlayfwd sends them (--no-small-trains: one datagram per message); received in
+// recvmmsg batches of up to 64 (a train in one slot) and written to the TAP one writev each.
 // No payload byte is copied in userspace: the four kernel copies (TAP read, UDP send, UDP
 // receive, TAP write) are the only ones.
 //
@@ -131,6 +133,7 @@ static void die(const char* what) {
 static void usage(void) {
   fprintf(stderr,
           "usage: ceiling_vxlan TAP LOCAL REMOTE VNI PORT ADDRESS/PREFIX [--mtu N] [--threads 1|2] [--gso-max-segs N|auto]\n"
+          "                     [--no-small-trains]\n"
           "       ceiling_vxlan --checksum-selftest\n");
   exit(2);
 }
@@ -212,7 +215,7 @@ static void ipv4_header_checksum(uint8_t* ip, unsigned ihl) {
 struct tx_stats {  // TAP -> UDP
   uint64_t tap_reads, tap_bytes;
   uint64_t super_frames, super_segments, gso_sends;
-  uint64_t single_frames, sendmmsg_calls;
+  uint64_t single_frames, single_messages, small_trains, small_train_frames, sendmmsg_calls;
   uint64_t drops, send_errors;
 };
 
@@ -236,6 +239,7 @@ struct config {
   unsigned mtu;
   int threads;
   int gso_max_segs;  // -1: auto
+  int small_trains;  // runs of equal-size small frames as UDP_SEGMENT trains
 };
 
 static struct config cfg;
@@ -254,9 +258,11 @@ static int first_send_error_printed, first_write_error_printed;
 struct tx {
   uint8_t* buf[TX_BATCH];
   struct vnet_hdr vh[TX_BATCH];
+  size_t len[TX_BATCH];
+  struct iovec iov[TX_BATCH][2];  // [VXLAN header, frame] per frame, contiguous: a train is a slice
+  int pending;                    // frames queued for the next sendmmsg
   struct mmsghdr mm[TX_BATCH];
-  struct iovec iov[TX_BATCH][2];
-  int pending;  // frames queued for the next sendmmsg
+  char train_control[TX_BATCH][CMSG_SPACE(sizeof(uint16_t))];
   uint8_t hdr[MAX_TRAIN][HDR_SLOT];
   struct iovec train_iov[2 * MAX_TRAIN];
   char control[CMSG_SPACE(sizeof(uint16_t))];
@@ -270,10 +276,46 @@ static void send_error(int err) {
   }
 }
 
+static void set_udp_segment(struct msghdr* msg, char* control, size_t control_size, uint16_t segment) {
+  memset(control, 0, control_size);
+  msg->msg_control = control;
+  msg->msg_controllen = control_size;
+  struct cmsghdr* c = CMSG_FIRSTHDR(msg);
+  c->cmsg_level = SOL_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  memcpy(CMSG_DATA(c), &segment, sizeof segment);
+}
+
+// Sends the queued frames, one sendmmsg for all: with small trains on, each run of frames of one
+// length (the last may be shorter) is one UDP_SEGMENT message, as overlayfwd sends them;
+// otherwise one datagram per message.
 static void tx_flush(struct tx* t) {
+  if (!t->pending) return;
+  int msgs = 0;
+  for (int i = 0; i < t->pending;) {
+    const size_t len = t->len[i];
+    int n = 1;
+    if (cfg.small_trains) {
+      size_t cap = MAX_UDP_PAYLOAD / (VXLAN_HLEN + len);
+      if (cap > MAX_TRAIN) cap = MAX_TRAIN;
+      while (i + n < t->pending && (size_t)n < cap && t->len[i + n] <= len && t->len[i + n - 1] == len) n++;
+    }
+    struct msghdr* m = &t->mm[msgs].msg_hdr;
+    *m = (struct msghdr){.msg_name = &remote_addr, .msg_namelen = sizeof remote_addr, .msg_iov = t->iov[i], .msg_iovlen = 2 * (size_t)n};
+    if (n > 1) {
+      set_udp_segment(m, t->train_control[msgs], sizeof t->train_control[msgs], (uint16_t)(VXLAN_HLEN + len));
+      BUMP(txs.small_trains, 1);
+      BUMP(txs.small_train_frames, (uint64_t)n);
+    }
+    msgs++;
+    i += n;
+  }
+  BUMP(txs.single_messages, (uint64_t)msgs);
   int off = 0;
-  while (off < t->pending) {
-    int n = sendmmsg(udp_fd, t->mm + off, (unsigned)(t->pending - off), 0);
+  while (off < msgs) {
+    int n = sendmmsg(udp_fd, t->mm + off, (unsigned)(msgs - off), 0);
+    BUMP(txs.sendmmsg_calls, 1);
     if (n < 0) {
       if (errno == EINTR) continue;
       send_error(errno);
@@ -281,7 +323,6 @@ static void tx_flush(struct tx* t) {
     }
     off += n;
   }
-  if (t->pending) BUMP(txs.sendmmsg_calls, 1);
   t->pending = 0;
 }
 
@@ -363,17 +404,7 @@ static void tx_super_frame(struct tx* t, uint8_t* frame, size_t len, const struc
       t->train_iov[2 * j + 1] = (struct iovec){frame + off, plen};
     }
     struct msghdr msg = {.msg_name = &remote_addr, .msg_namelen = sizeof remote_addr, .msg_iov = t->train_iov, .msg_iovlen = 2 * k};
-    if (k > 1) {
-      memset(t->control, 0, sizeof t->control);
-      msg.msg_control = t->control;
-      msg.msg_controllen = sizeof t->control;
-      struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_UDP;
-      c->cmsg_type = UDP_SEGMENT;
-      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-      const uint16_t segment = (uint16_t)seg_bytes;
-      memcpy(CMSG_DATA(c), &segment, sizeof segment);
-    }
+    if (k > 1) set_udp_segment(&msg, t->control, sizeof t->control, (uint16_t)seg_bytes);
     for (;;) {
       if (sendmsg(udp_fd, &msg, 0) >= 0) break;
       if (errno == EINTR) continue;
@@ -420,7 +451,7 @@ static int tx_turn(struct tx* t) {
     }
     t->iov[slot][0] = (struct iovec){vxlan_header, VXLAN_HLEN};
     t->iov[slot][1] = (struct iovec){t->buf[slot], len};
-    t->mm[slot].msg_hdr = (struct msghdr){.msg_name = &remote_addr, .msg_namelen = sizeof remote_addr, .msg_iov = t->iov[slot], .msg_iovlen = 2};
+    t->len[slot] = len;
     t->pending++;
     BUMP(txs.single_frames, 1);
     if (t->pending == TX_BATCH) tx_flush(t);
@@ -803,11 +834,11 @@ static void print_stats(const char* event) {
   pthread_mutex_lock(&print_lock);
   printf(
       "stats {\"event\":\"%s\",\"tx\":{\"tapReads\":%llu,\"tapBytes\":%llu,\"superFrames\":%llu,\"superSegments\":%llu,\"gsoSends\":%llu,"
-      "\"singleFrames\":%llu,\"sendmmsgCalls\":%llu,\"drops\":%llu,\"sendErrors\":%llu},"
+      "\"singleFrames\":%llu,\"singleMessages\":%llu,\"smallTrains\":%llu,\"smallTrainFrames\":%llu,\"sendmmsgCalls\":%llu,\"drops\":%llu,\"sendErrors\":%llu},"
       "\"rx\":{\"recvmmsgCalls\":%llu,\"datagrams\":%llu,\"groTrains\":%llu,\"segments\":%llu,\"bytes\":%llu,\"coalescedWrites\":%llu,"
       "\"coalescedSegments\":%llu,\"singleWrites\":%llu,\"drops\":%llu,\"wrongVni\":%llu,\"unknownSource\":%llu,\"writeErrors\":%llu}}\n",
       event, LOAD(txs.tap_reads), LOAD(txs.tap_bytes), LOAD(txs.super_frames), LOAD(txs.super_segments), LOAD(txs.gso_sends), LOAD(txs.single_frames),
-      LOAD(txs.sendmmsg_calls), LOAD(txs.drops), LOAD(txs.send_errors), LOAD(rxs.recvmmsg_calls), LOAD(rxs.datagrams), LOAD(rxs.gro_trains),
+      LOAD(txs.single_messages), LOAD(txs.small_trains), LOAD(txs.small_train_frames), LOAD(txs.sendmmsg_calls), LOAD(txs.drops), LOAD(txs.send_errors), LOAD(rxs.recvmmsg_calls), LOAD(rxs.datagrams), LOAD(rxs.gro_trains),
       LOAD(rxs.segments), LOAD(rxs.bytes), LOAD(rxs.coalesced_writes), LOAD(rxs.coalesced_segments), LOAD(rxs.single_writes), LOAD(rxs.drops),
       LOAD(rxs.wrong_vni), LOAD(rxs.unknown_source), LOAD(rxs.write_errors));
   fflush(stdout);
@@ -909,7 +940,12 @@ int main(int argc, char** argv) {
   cfg.mtu = 1450;
   cfg.threads = 1;
   cfg.gso_max_segs = -1;
+  cfg.small_trains = 1;
   for (int i = 7; i < argc; i++) {
+    if (strcmp(argv[i], "--no-small-trains") == 0) {
+      cfg.small_trains = 0;
+      continue;
+    }
     if (i + 1 >= argc) usage();
     if (strcmp(argv[i], "--mtu") == 0) cfg.mtu = (unsigned)parse_num(argv[++i], 576, 65000, "--mtu");
     else if (strcmp(argv[i], "--threads") == 0) cfg.threads = (int)parse_num(argv[++i], 1, 2, "--threads");
@@ -960,8 +996,8 @@ int main(int argc, char** argv) {
   inet_ntop(AF_INET, &cfg.remote, remote, sizeof remote);
   pthread_mutex_lock(&print_lock);
   printf("ready {\"tap\":\"%s\",\"mtu\":%u,\"local\":\"%s\",\"remote\":\"%s\",\"vni\":%u,\"port\":%u,\"threads\":%d,\"udpGro\":%s,"
-         "\"gsoMaxSegs\":%d,\"segmentsPerTrainMax\":%u}\n",
-         cfg.tap_name, cfg.mtu, local, remote, cfg.vni, cfg.port, cfg.threads, gro ? "true" : "false", gso_max_segs_set, tx_train_max);
+         "\"gsoMaxSegs\":%d,\"segmentsPerTrainMax\":%u,\"smallTrains\":%s}\n",
+         cfg.tap_name, cfg.mtu, local, remote, cfg.vni, cfg.port, cfg.threads, gro ? "true" : "false", gso_max_segs_set, tx_train_max, cfg.small_trains ? "true" : "false");
   fflush(stdout);
   pthread_mutex_unlock(&print_lock);
 

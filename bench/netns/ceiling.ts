@@ -26,6 +26,8 @@ export interface CeilingReady {
   gsoMaxSegs: number;
   /** Datagrams in one UDP_SEGMENT send at this MTU (65,507 bytes of UDP payload). */
   segmentsPerTrainMax: number;
+  /** Runs of equal-size small frames sent as UDP_SEGMENT trains (off with --no-small-trains). */
+  smallTrains: boolean;
 }
 
 /** `stats {...}`: ceiling_vxlan's counters (since it started). */
@@ -37,8 +39,11 @@ export interface CeilingStats {
     superFrames: number;
     superSegments: number;
     gsoSends: number;
-    /** Frames sent one per datagram (ARP, ICMP, UDP, ACKs), and the sendmmsg calls that sent them. */
+    /** Frames sent one per datagram (ARP, ICMP, UDP, ACKs), the messages that carried them (a run of one size is one UDP_SEGMENT message), the trains among them and their frames, and the sendmmsg calls. */
     singleFrames: number;
+    singleMessages: number;
+    smallTrains: number;
+    smallTrainFrames: number;
     sendmmsgCalls: number;
     drops: number;
     sendErrors: number;
@@ -117,11 +122,14 @@ export interface CeilingOptions {
   port: number;
   threads: number;
   mtu?: number;
+  /** false: --no-small-trains (one datagram per message for frames that are not TCP super-frames). */
+  smallTrains?: boolean;
 }
 
 /** Starts ceiling_vxlan in one namespace and waits for its ready line. */
 export async function startCeiling(lab: Lab, binary: string, end: CeilingEnd, options: CeilingOptions): Promise<{ proc: LabProcess; ready: CeilingReady }> {
   const args = [CEILING_DEV, end.local, end.remote, String(options.vni), String(options.port), end.address, '--mtu', String(options.mtu ?? CEILING_MTU), '--threads', String(options.threads)];
+  if (options.smallTrains === false) args.push('--no-small-trains');
   const proc = lab.spawn(end.host, binary, args);
   try {
     await proc.waitForOutput(/^ready \{.*\}$/m, 10_000);
@@ -192,7 +200,8 @@ export interface CeilingSummary {
   /** a: segments per TCP super-frame, and per UDP_SEGMENT send. */
   segmentsPerSuperFrame: number | null;
   segmentsPerGsoSend: number | null;
-  /** a: frames per sendmmsg of the one-per-datagram path. */
+  /** a: frames per UDP message and per sendmmsg of the one-per-datagram path. */
+  framesPerMessage: number | null;
   framesPerSendmmsg: number | null;
   /** b: VXLAN datagrams per recvmmsg slot (UDP_GRO trains), per recvmmsg call, and per coalesced TAP write. */
   segmentsPerDatagram: number | null;
@@ -209,6 +218,7 @@ export function summarizeCeiling(a: CeilingStats, b: CeilingStats): CeilingSumma
     superFrames: a.tx.superFrames,
     segmentsPerSuperFrame: per(a.tx.superSegments, a.tx.superFrames),
     segmentsPerGsoSend: per(a.tx.superSegments, a.tx.gsoSends),
+    framesPerMessage: per(a.tx.singleFrames, a.tx.singleMessages),
     framesPerSendmmsg: per(a.tx.singleFrames, a.tx.sendmmsgCalls),
     segmentsPerDatagram: per(b.rx.segments, b.rx.datagrams),
     segmentsPerRecvmmsg: per(b.rx.segments, b.rx.recvmmsgCalls),

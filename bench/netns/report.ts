@@ -135,9 +135,15 @@ export function headline(r: NetnsResult): Headline | null {
   if (!o && !c) return null;
   const gbps = (p: PhaseResult | null) => gbit(p?.tcp?.bitsPerSecond);
   const kpps = (p: PhaseResult | null) => (p?.udp ? p.udp.receivedPps / 1e3 : null);
+  const forwarded = (p: PhaseResult | null) => {
+    const u = p?.udp;
+    const rx = u?.counters?.devices?.b.rxPackets;
+    return u && typeof rx === 'number' && u.seconds > 0 ? rx / u.seconds / 1e3 : null;
+  };
   return {
     tcpGbps: figure(gbps(k), gbps(c), gbps(o)),
     udp64Kpps: figure(kpps(k), kpps(c), kpps(o)),
+    udp64ForwardedKpps: figure(forwarded(k), forwarded(c), forwarded(o)),
     rttMedianMs: figure(k?.overlayPing?.medianMs, c?.overlayPing?.medianMs, o?.overlayPing?.medianMs),
     addedRttMedianMs: figure(k?.addedRttMs, c?.addedRttMs, o?.addedRttMs),
     hostCpuSecondsPerGB: figure(k?.tcp?.hostCpuSecondsPerGB, c?.tcp?.hostCpuSecondsPerGB, o?.tcp?.hostCpuSecondsPerGB),
@@ -171,6 +177,7 @@ export function headlineRows(r: NetnsResult): HeadlineRow[] {
   return [
     row('TCP 1 stream, Gbit/s', h.tcpGbps, 3),
     row(`UDP ${UDP_PAYLOAD} B, kpps received`, h.udp64Kpps, 1),
+    row(`UDP ${UDP_PAYLOAD} B, kpps forwarded (into b's overlay device)`, h.udp64ForwardedKpps, 1),
     row('overlay ping RTT median, ms', h.rttMedianMs, 3),
     row('added RTT (overlay - underlay, medians), ms', h.addedRttMedianMs, 3),
     row('host CPU s per GB (TCP 1 stream)', h.hostCpuSecondsPerGB, 3),
@@ -184,7 +191,7 @@ export interface CeilingRow {
   segmentsPerGsoSend: string;
   segmentsPerDatagram: string;
   segmentsPerCoalescedWrite: string;
-  framesPerSendmmsg: string;
+  framesPerMessage: string;
   dropsErrors: string;
 }
 
@@ -202,7 +209,7 @@ export function ceilingRows(r: NetnsResult): CeilingRow[] {
     if (!t) continue;
     const s = t.counters?.ceiling?.summary;
     if (!s) {
-      rows.push({ test, superFrames: 'n/a', segmentsPerSuperFrame: 'n/a', segmentsPerGsoSend: 'n/a', segmentsPerDatagram: 'n/a', segmentsPerCoalescedWrite: 'n/a', framesPerSendmmsg: 'n/a', dropsErrors: 'n/a' });
+      rows.push({ test, superFrames: 'n/a', segmentsPerSuperFrame: 'n/a', segmentsPerGsoSend: 'n/a', segmentsPerDatagram: 'n/a', segmentsPerCoalescedWrite: 'n/a', framesPerMessage: 'n/a', dropsErrors: 'n/a' });
       continue;
     }
     rows.push({
@@ -212,7 +219,7 @@ export function ceilingRows(r: NetnsResult): CeilingRow[] {
       segmentsPerGsoSend: f1(s.segmentsPerGsoSend),
       segmentsPerDatagram: f1(s.segmentsPerDatagram),
       segmentsPerCoalescedWrite: f1(s.segmentsPerCoalescedWrite),
-      framesPerSendmmsg: f1(s.framesPerSendmmsg),
+      framesPerMessage: `${f1(s.framesPerMessage)} / ${f1(s.framesPerSendmmsg)}`,
       dropsErrors: `${s.drops} / ${s.errors}`,
     });
   }

@@ -214,8 +214,14 @@ export interface HeadlineFigure {
 export interface Headline {
   /** TCP 1 stream, Gbit/s. */
   tcpGbps: HeadlineFigure;
-  /** UDP 64-byte payload, thousand packets per second received. */
+  /** UDP 64-byte payload, thousand packets per second received by the iperf3 server. */
   udp64Kpps: HeadlineFigure;
+  /**
+   * The same test, frames the tunnel delivered into b's overlay device (`ip -s link` rx packets
+   * of vx0 / ceil0 / ovl0 over the test): what the forwarder moved, also when the iperf3 server
+   * is what drops them.
+   */
+  udp64ForwardedKpps: HeadlineFigure;
   /** Overlay ping RTT, median, ms. */
   rttMedianMs: HeadlineFigure;
   /** Overlay minus underlay ping RTT (medians), ms. */
