@@ -888,14 +888,17 @@ static int checksum_selftest(void) {
     for (size_t len = 0; len < 1600; len += 1 + (len > 200) * 13, checked++)
       if (csum_fold(csum_partial(buf + off, len)) != csum_reference(buf + off, len)) {
         printf("{\"ok\":false,\"offset\":%zu,\"length\":%zu}\n", off, len);
+        free(buf);
         return 1;
       }
   for (size_t len = 65536 - 7; len <= 65536; len++, checked++)
     if (csum_fold(csum_partial(buf + 3, len)) != csum_reference(buf + 3, len)) {
       printf("{\"ok\":false,\"offset\":3,\"length\":%zu}\n", len);
+      free(buf);
       return 1;
     }
   printf("{\"ok\":true,\"checked\":%u,\"gbytesPerSecond1398\":%.2f,\"gbytesPerSecond65536\":%.2f}\n", checked, csum_rate(buf, 1398, 0.3), csum_rate(buf, 65536, 0.3));
+  free(buf);
   return 0;
 }
 
