@@ -32,6 +32,7 @@ import { selectorsFromCidrs } from '../lib/ike/selectors';
 import { IkeSession, type Endpoint, type Identity, type LocalAuth, type SessionOptions, type SessionTiming } from '../lib/ike/session';
 import { PROTOCOL_ESP, PROTOCOL_IKE } from '../lib/ike/transforms';
 import { ID_FQDN } from '../lib/ike/auth';
+import { commitLabel, isoStamp, provenance, repoRoot } from './provenance';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -134,31 +135,6 @@ const fmt = (x: number, digits = 0) => (Number.isFinite(x) ? x.toFixed(digits) :
 
 function add(map: Record<string, number>, key: string, n = 1): void {
   map[key] = (map[key] ?? 0) + n;
-}
-
-function repoRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) return process.cwd();
-    dir = up;
-  }
-}
-
-function gitCommit(): string | null {
-  try {
-    const opts = { cwd: repoRoot(), encoding: 'utf8' as const, stdio: ['ignore', 'pipe', 'ignore'] as ['ignore', 'pipe', 'ignore'] };
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], opts).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], opts).trim() !== '';
-    return `${head}${dirty ? '-dirty' : ''}`;
-  } catch {
-    return null;
-  }
-}
-
-function isoStamp(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -952,6 +928,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const started = new Date();
+  const prov = provenance();
   const errors: string[] = [];
   const credDir = fs.mkdtempSync(path.join(os.tmpdir(), 'overlayfwd-ikebench-'));
   const output: Record<string, unknown> = {
@@ -960,7 +937,8 @@ async function main(): Promise<number> {
     finishedAt: null,
     options: o,
     constants: { ikeProposal: IKE_PROPOSAL, cookieThreshold: COOKIE_THRESHOLD },
-    host: { hostname: os.hostname(), kernel: os.release(), cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, node: process.version, commit: gitCommit(), loadavgAtStart: os.loadavg() },
+    provenance: prov,
+    host: { hostname: os.hostname(), kernel: os.release(), cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, node: process.version, commit: commitLabel(prov), loadavgAtStart: os.loadavg() },
     inproc: null,
     sockets: null,
     errors,

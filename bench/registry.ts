@@ -16,6 +16,7 @@ import path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { EtcdServer, Lab } from '../lab';
 import { Overlay } from '../lib/overlay';
+import { commitLabel, isoStamp, provenance, repoRoot } from './provenance';
 
 interface Options {
   hosts: number;
@@ -109,14 +110,17 @@ async function main(): Promise<void> {
       changeMs.push(performance.now() - started);
     }
     client.close();
+    const now = new Date();
+    const prov = provenance();
     const result = {
-      when: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, node: process.version },
+      when: now.toISOString(),
+      provenance: prov,
+      machine: { cpus: os.cpus().length, node: process.version, commit: commitLabel(prov) },
       options,
       joinToCompleteTableMs: { ...summary(joinMs), each: joinMs.map((x) => Math.round(x)) },
       changeToEveryTableMs: summary(changeMs),
     };
-    const file = path.join(__dirname, '..', '..', 'bench', 'results', `registry-${result.when.replace(/[-:]/g, '').replace(/\..*/, 'Z')}.json`);
+    const file = path.join(repoRoot(), 'bench', 'results', `registry-${isoStamp(now)}.json`);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     const ms = (x: number) => `${x.toFixed(1)} ms`;

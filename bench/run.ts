@@ -5,10 +5,9 @@
 //   node dist/bench/run.js [--quick] [--only micro|netns] [--duration S] [--parallel N]
 //                          [--no-workers2] [--no-offloads-off] [--modes LIST] [--no-routes]
 //                          [--route-rounds N] [--no-raw-baseline] [--no-profile] [--no-kernel-end]
-//                          [--no-kernel-each]
+//                          [--no-kernel-each] [--no-ceiling] [--ceiling-threads 1|2] [--pings N]
 //
 // OVERLAYFWD_BENCH_MODES=LIST is the same as --modes LIST (the flag wins).
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +16,8 @@ import { MICRO_PACKETS, runMicro, type MicroResult } from './micro';
 import {
   abortNetns,
   BENCH_MODES,
+  ceilingRows,
+  headlineRows,
   kernelReference,
   modeRows,
   netnsPhases,
@@ -30,6 +31,7 @@ import {
   type BenchMode,
   type NetnsResult,
 } from './netns';
+import { commitLabel, isoStamp, provenance, provenanceText, repoRoot, type Provenance } from './provenance';
 
 interface Args {
   quick: boolean;
@@ -45,11 +47,15 @@ interface Args {
   profile: boolean;
   kernelEnd: boolean;
   kernelEach: boolean;
+  ceiling: boolean;
+  ceilingThreads: number;
+  pings: number;
 }
 
 const USAGE =
   'usage: node dist/bench/run.js [--quick] [--only micro|netns] [--duration S] [--parallel N] [--no-workers2] [--no-offloads-off]\n' +
   `       [--modes all|none|${BENCH_MODES.join(',')}] [--no-routes] [--route-rounds N] [--no-raw-baseline] [--no-profile] [--no-kernel-end] [--no-kernel-each]\n` +
+  '       [--no-ceiling] [--ceiling-threads 1|2] [--pings N]\n' +
   '       (OVERLAYFWD_BENCH_MODES=LIST = --modes LIST)';
 
 /** Seconds per iperf3 test: default, and with --quick. */
@@ -58,6 +64,11 @@ const QUICK_DURATION = 2;
 const DEFAULT_PARALLEL = 4;
 /** Rounds of the routes test (each: one 10-route and one 100,000-route run, ABBA order). */
 const DEFAULT_ROUTE_ROUNDS = 3;
+/** Echo requests per RTT measurement (the median is the figure), and the interval between them. */
+const DEFAULT_PINGS = 1000;
+const PING_INTERVAL_SEC = 0.002;
+/** The ceiling's forwarding threads per end (bench/ceiling/ceiling_vxlan.c --threads). */
+const DEFAULT_CEILING_THREADS = 1;
 
 function parseArgs(argv: string[]): Args {
   const args: Args = {
@@ -74,6 +85,9 @@ function parseArgs(argv: string[]): Args {
     profile: true,
     kernelEnd: true,
     kernelEach: true,
+    ceiling: true,
+    ceilingThreads: DEFAULT_CEILING_THREADS,
+    pings: DEFAULT_PINGS,
   };
   let duration: number | null = null;
   const envModes = process.env['OVERLAYFWD_BENCH_MODES'];
@@ -101,6 +115,16 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--no-profile') args.profile = false;
     else if (a === '--no-kernel-end') args.kernelEnd = false;
     else if (a === '--no-kernel-each') args.kernelEach = false;
+    else if (a === '--no-ceiling') args.ceiling = false;
+    else if (a === '--ceiling-threads' || a.startsWith('--ceiling-threads=')) {
+      const v = Number(value());
+      if (v !== 1 && v !== 2) throw new Error(`--ceiling-threads wants 1 or 2\n${USAGE}`);
+      args.ceilingThreads = v;
+    } else if (a === '--pings' || a.startsWith('--pings=')) {
+      const v = Number(value());
+      if (!Number.isInteger(v) || v < 10 || v > 100_000) throw new Error(`--pings wants 10..100000 echo requests\n${USAGE}`);
+      args.pings = v;
+    }
     else if (a === '--modes' || a.startsWith('--modes=')) {
       try {
         args.modes = parseModes(value());
@@ -168,16 +192,33 @@ function markdownTable(header: string[], rows: string[][], rightAlign: boolean[]
 }
 
 /** The netns results as Markdown: a context line, the comparison table and the offload counters. */
-function netnsMarkdown(netns: NetnsResult, started: Date): string {
+function netnsMarkdown(netns: NetnsResult, started: Date, prov: Provenance): string {
   const cpus = os.cpus().length;
+  const pinged = netns.overlayfwd || netns.ceiling;
   const intro =
-    `netns, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC: kernel VXLAN (vx0, kernel's default offloads) vs overlayfwd ` +
-    `(ovl0, in-process; modes: ${netns.modes.join(', ') || 'none'}), VNI ${netns.overlay.vni}, one veth underlay ${netns.underlay.a} <-> ${netns.underlay.b}; ` +
-    `iperf3 ${netns.durationSec} s per test${netns.overlayfwd ? `, ping -c ${netns.pingCount} -i 0.01` : ''}; ${cpus} CPUs, Linux ${os.release()}, node ${process.version}` +
+    `netns, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${provenanceText(prov)}: kernel VXLAN (vx0, kernel's default offloads) vs overlayfwd ` +
+    `(ovl0, in-process; modes: ${netns.modes.join(', ') || 'none'})${netns.ceiling ? ' and the ceiling (ceil0, bench/ceiling/ceiling_vxlan.c)' : ''}, VNI ${netns.overlay.vni}, one veth underlay ${netns.underlay.a} <-> ${netns.underlay.b}; ` +
+    `iperf3 ${netns.durationSec} s per test${pinged ? `, RTT = median of ping -c ${netns.pingCount} -i ${netns.pingIntervalSec}` : ''}; ${cpus} CPUs, Linux ${os.release()}, node ${process.version}` +
     `, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} at the end. ` +
     `w = overlayfwd workers; ratio = overlayfwd / kernel (same stream count; the offloads-off row is against the kernel with its offloads). ` +
     `Shared machine: compare ratios, not absolutes.`;
   const parts = [intro];
+  const head = headlineRows(netns);
+  if (head.length) {
+    const c = netns.ceiling?.ceiling;
+    parts.push(
+      '',
+      `Kernel VXLAN, the ceiling (a minimal C forwarder doing only the unavoidable work: one readv per TSO super-frame, one UDP_SEGMENT sendmsg per train, ` +
+        `one UDP_GRO recvmmsg slot per train, one writev per coalesced run, small frames of one size as UDP_SEGMENT trains; ${c ? `${c.threads} forwarding thread${c.threads > 1 ? 's' : ''} per end` : 'not run'}) ` +
+        `and overlayfwd vxlan (TAP, w=1), measured one after the other in this run:`,
+      '',
+      markdownTable(
+        ['metric', 'kernel', 'ceiling', 'overlayfwd', 'overlayfwd / kernel', 'overlayfwd / ceiling', 'ceiling / kernel'],
+        head.map((r) => [r.metric, r.kernel, r.ceiling, r.overlayfwd, r.overlayfwdOverKernel, r.overlayfwdOverCeiling, r.ceilingOverKernel]),
+        [false, true, true, true, true, true, true],
+      ),
+    );
+  }
   if (netns.overlayfwd) {
     parts.push(
       '',
@@ -262,6 +303,20 @@ function netnsMarkdown(netns: NetnsResult, started: Date): string {
       ),
     );
   }
+  const ceil = ceilingRows(netns);
+  if (ceil.length) {
+    parts.push(
+      '',
+      'The ceiling\'s counters per test, data direction a -> b (a: TCP super-frames read from the TAP and cut into VXLAN datagrams, sent as UDP_SEGMENT trains; ' +
+        'other frames per UDP message (a run of one size is one UDP_SEGMENT train) and per sendmmsg; b: VXLAN datagrams per recvmmsg slot (UDP_GRO trains) and per coalesced TAP write):',
+      '',
+      markdownTable(
+        ['test', 'a: super-frames', 'a: segments per super-frame', 'a: datagrams per GSO send', 'a: small frames per message / per sendmmsg', 'b: datagrams per recv slot', 'b: segments per coalesced write', 'drops / errors'],
+        ceil.map((r) => [r.test, r.superFrames, r.segmentsPerSuperFrame, r.segmentsPerGsoSend, r.framesPerMessage, r.segmentsPerDatagram, r.segmentsPerCoalescedWrite, r.dropsErrors]),
+        [false, true, true, true, true, true, true, true],
+      ),
+    );
+  }
   return parts.join('\n');
 }
 
@@ -271,41 +326,13 @@ function writeTextAtomic(file: string, text: string): void {
   fs.renameSync(tmp, file);
 }
 
-/** The repository root: the nearest directory above this file with a package.json. */
-function repoRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) return process.cwd();
-    dir = up;
-  }
-}
-
-/** ISO 8601 basic format (no colons, safe as a file name everywhere): 20250102T030405Z. */
-function isoStamp(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
 function writeJsonAtomic(file: string, data: unknown): void {
   const tmp = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, `${JSON.stringify(data, null, 2)}\n`);
   fs.renameSync(tmp, file);
 }
 
-/** The commit being measured (with "-dirty" when the work tree has changes), or null outside a git checkout. */
-function gitCommit(): string | null {
-  try {
-    const opts = { cwd: repoRoot(), encoding: 'utf8' as const, stdio: ['ignore', 'pipe', 'ignore'] as ['ignore', 'pipe', 'ignore'] };
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], opts).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], opts).trim() !== '';
-    return `${head}${dirty ? '-dirty' : ''}`;
-  } catch {
-    return null;
-  }
-}
-
-function hostInfo(): Record<string, unknown> {
+function hostInfo(prov: Provenance): Record<string, unknown> {
   let loadavg: number[] = [];
   try {
     loadavg = os.loadavg();
@@ -320,7 +347,7 @@ function hostInfo(): Record<string, unknown> {
     memoryBytes: os.totalmem(),
     loadavgAtStart: loadavg,
     node: process.version,
-    commit: gitCommit(),
+    commit: commitLabel(prov),
   };
 }
 
@@ -350,12 +377,15 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
 
   const started = new Date();
+  const prov = provenance();
+  log(provenanceText(prov));
   const output: Record<string, unknown> = {
     version: 1,
     startedAt: started.toISOString(),
     finishedAt: null,
     options: args,
-    host: hostInfo(),
+    provenance: prov,
+    host: hostInfo(prov),
     micro: null,
     netns: null,
     errors: [] as string[],
@@ -388,7 +418,10 @@ async function main(): Promise<number> {
       log(`netns bench: ${args.durationSec} s per iperf3 test`);
       const netns: NetnsResult = await runNetns({
         durationSec: args.durationSec,
-        pingCount: args.quick ? 50 : 200,
+        pingCount: args.pings,
+        pingIntervalSec: PING_INTERVAL_SEC,
+        ceiling: args.ceiling,
+        ceilingThreads: args.ceilingThreads,
         workers2: args.workers2,
         parallel: args.parallel,
         offloadsOff: args.offloadsOff,
@@ -402,7 +435,7 @@ async function main(): Promise<number> {
         log,
       });
       output['netns'] = netns;
-      markdown = netnsMarkdown(netns, started);
+      markdown = netnsMarkdown(netns, started, prov);
       print(`\n${markdown}`);
       const phaseErrors = netnsPhases(netns).flatMap((p) => p.errors.map((e) => `${p.label}: ${e}`));
       for (const e of [...netns.errors, ...phaseErrors]) errors.push(`netns: ${e}`);

@@ -44,6 +44,11 @@ trap 'exit 130' INT TERM
 
 ip netns add "$ns"
 
+# The commit measured (the same record as the JSON benches' provenance): HEAD, and whether the
+# tree had changes (git status --porcelain, bench/results/ left out).
+commit="$(git -C "$here" rev-parse HEAD 2>/dev/null || echo unknown)"
+changes="$(git -C "$here/../.." status --porcelain 2>/dev/null | grep -v ' bench/results/' || true)"
+echo "commit $commit$([ -n "$changes" ] && echo ' (dirty: work tree has changes)')"
 echo "kernel $(uname -r), $(nproc) CPUs, liburing $(dpkg-query -W -f='${Version}' liburing-dev 2>/dev/null || echo '?')"
 echo "io_uring_disabled=$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo n/a)"
 

@@ -1,14 +1,17 @@
-// netns bench: the kernel's own VXLAN device and overlayfwd on the same veth underlay, in one run.
+// netns bench: the kernel's own VXLAN device, the ceiling and overlayfwd on the same veth underlay, in one run.
 //
 //   ns a: veth0 198.18.0.1/24 ─────veth───── ns b: veth0 198.18.0.2/24      (underlay)
-//         vx0 | ovl0 198.19.0.1/24 ··VXLAN vni 42, port 4789··  vx0 | ovl0 198.19.0.2/24  (overlay)
+//         vx0 | ceil0 | ovl0 198.19.0.1/24 ··VXLAN vni 42, port 4789·· vx0 | ceil0 | ovl0 198.19.0.2/24
 //
 // Phase 1 puts a kernel VXLAN device (vx0, the kernel's default offloads) in each namespace;
-// the next phases delete them (port 4789 is free again) and start overlayfwd in both namespaces,
-// in this process. The kernel phase and overlayfwd w=1 (offloads on) measure: ping RTT (overlay,
-// and the bare underlay just before it), single-stream TCP throughput with iperf3 (with this
-// process's CPU time, the whole host's busy CPU time and this process's event loop utilization
-// around it), TCP with N parallel streams (iperf3 -P N), and 64-byte UDP packets per second
+// the next phases delete them (port 4789 is free again) and start the ceiling (a minimal C VXLAN
+// forwarder, bench/ceiling/ceiling_vxlan.c, one process per namespace: the least work a
+// userspace forwarder cannot avoid; checked first with a sha256-verified transfer), then
+// overlayfwd in both namespaces, in this process. The kernel phase, the ceiling and overlayfwd
+// w=1 (offloads on) measure: ping RTT (overlay, and the bare underlay just before it; the median
+// of every reply), single-stream TCP throughput with iperf3 (with this process's CPU time, the
+// whole host's busy CPU time and this process's event loop utilization around it), TCP with N
+// parallel streams (iperf3 -P N; not the ceiling), and 64-byte UDP packets per second
 // received by the iperf3 server. Then overlayfwd w=2 (TCP 1 and N streams) and overlayfwd w=1 with
 // every offload off (TCP 1 stream), to show what multi-queue and the offloads bring. Every
 // overlayfwd test also records the change of overlay.stats().offloads (GSO trains, GRO receives,
@@ -30,7 +33,8 @@
 //
 //   index.ts         runNetns(): the lab, the phases in order, teardown
 //   modes.ts         the hosts' addresses, the modes and their configs
-//   phases.ts        kernel and overlayfwd phases (build, measure, take down)
+//   phases.ts        kernel, ceiling and overlayfwd phases (build, measure, take down)
+//   ceiling.ts       building, running and reading the ceiling forwarder
 //   measure.ts       ping, iperf3 TCP/UDP, CPU and event loop sampling, counter snapshots
 //   raw-baseline.ts  the bare raw-IP blast
 //   routes.ts        10 vs 100,000 routes, and the perf profile
@@ -44,6 +48,7 @@ import { Lab, commandExists, labUnavailableReason } from '../../lab';
 import { errorText, isAborted, setAborted, waitReachable } from './measure';
 import { OVERLAY_A, OVERLAY_B, UNDERLAY_A, UNDERLAY_B, UNDERLAY6_B, VNI } from './modes';
 import { addIpv6Underlay, runKernelEnd, runModePhases, runVxlanPhases } from './phases';
+import { headline } from './report';
 import { routesTest } from './routes';
 import type { NetnsOptions, NetnsResult } from './types';
 
@@ -86,11 +91,13 @@ export async function runNetns(opts: NetnsOptions): Promise<NetnsResult> {
   const result: NetnsResult = {
     durationSec: opts.durationSec,
     pingCount: opts.pingCount,
+    pingIntervalSec: opts.pingIntervalSec,
     underlay: { a: UNDERLAY_A, b: UNDERLAY_B, dev: 'veth0' },
     overlay: { a: OVERLAY_A, b: OVERLAY_B, vni: VNI },
     iperf3: iperfVersion(),
     parallel: opts.parallel,
     kernel: null,
+    ceiling: null,
     overlayfwd: null,
     overlayfwdWorkers2: null,
     overlayfwdNoOffloads: null,
@@ -100,6 +107,7 @@ export async function runNetns(opts: NetnsOptions): Promise<NetnsResult> {
     modePhases: [],
     rawBaselines: [],
     routes: null,
+    headline: null,
     errors: [],
   };
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ovbench-'));
@@ -115,7 +123,7 @@ export async function runNetns(opts: NetnsOptions): Promise<NetnsResult> {
       await addIpv6Underlay(lab, b);
       await waitReachable(lab, a, UNDERLAY6_B);
     }
-    await runVxlanPhases(lab, a, b, opts, result);
+    await runVxlanPhases(lab, a, b, opts, tmp, result);
     await runModePhases(lab, a, b, opts, tmp, result);
     if (opts.routes) {
       result.routes = await routesTest(lab, a, b, opts, tmp);
@@ -136,5 +144,6 @@ export async function runNetns(opts: NetnsOptions): Promise<NetnsResult> {
     activeLab = null;
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+  result.headline = headline(result);
   return result;
 }

@@ -8,6 +8,7 @@ import type { Host, Lab } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import { diffCounters } from '../../lib/stats';
 import type { Counters, OffloadStats } from '../../lib/types';
+import { ceilingSnapshot, diffCeilingStats, summarizeCeiling, type CeilingPair, type CeilingStats } from './ceiling';
 import { OVERLAY_B, UDP_PAYLOAD } from './modes';
 import type { LinkCounters, OffloadCounters, OffloadSummary, PingRtt, TcpResult, TestCounters, UdpResult } from './types';
 
@@ -119,23 +120,26 @@ function offloadCounters(stats: OffloadStats): OffloadCounters {
   return counters;
 }
 
-/** What a phase runs on: the overlay device name in both namespaces, and the overlays (overlayfwd). */
+/** What a phase runs on: the overlay device name in both namespaces, and the overlays (overlayfwd) or the ceiling pair. */
 export interface PhaseContext {
   dev: string;
   overlays: [Overlay, Overlay] | null;
+  ceiling?: CeilingPair | null;
 }
 
 interface Snapshot {
   links: [LinkCounters | null, LinkCounters | null];
   overlay: [Counters, Counters] | null;
   offloads: [OffloadCounters, OffloadCounters] | null;
+  ceiling: { a: CeilingStats; b: CeilingStats } | null;
 }
 
 async function snapshot(lab: Lab, a: Host, b: Host, ctx: PhaseContext): Promise<Snapshot> {
   const links: Snapshot['links'] = [await linkCounters(lab, a, ctx.dev), await linkCounters(lab, b, ctx.dev)];
-  if (!ctx.overlays) return { links, overlay: null, offloads: null };
+  const ceiling = ctx.ceiling ? await ceilingSnapshot(ctx.ceiling) : null;
+  if (!ctx.overlays) return { links, overlay: null, offloads: null, ceiling };
   const [sa, sb] = [ctx.overlays[0].stats(), ctx.overlays[1].stats()];
-  return { links, overlay: [sa.totals, sb.totals], offloads: [offloadCounters(sa.offloads), offloadCounters(sb.offloads)] };
+  return { links, overlay: [sa.totals, sb.totals], offloads: [offloadCounters(sa.offloads), offloadCounters(sb.offloads)], ceiling };
 }
 
 function diffSnapshots(after: Snapshot, before: Snapshot): TestCounters {
@@ -150,7 +154,13 @@ function diffSnapshots(after: Snapshot, before: Snapshot): TestCounters {
     const ob = minusOffloads(after.offloads[1], before.offloads[1]);
     offloads = { a: oa, b: ob, summary: summarizeOffloads(oa, ob, overlayfwd) };
   }
-  return { devices: la && lb ? { a: la, b: lb } : null, overlayfwd, offloads };
+  let ceiling: TestCounters['ceiling'] = null;
+  if (after.ceiling && before.ceiling) {
+    const ca = diffCeilingStats(after.ceiling.a, before.ceiling.a);
+    const cb = diffCeilingStats(after.ceiling.b, before.ceiling.b);
+    ceiling = { a: ca, b: cb, summary: summarizeCeiling(ca, cb) };
+  }
+  return { devices: la && lb ? { a: la, b: lb } : null, overlayfwd, offloads, ceiling };
 }
 
 /** Runs `fn` between two counter snapshots; a failed snapshot leaves `counters` null. */
@@ -162,22 +172,42 @@ export async function withCounters<T extends { counters: TestCounters | null }>(
   return result;
 }
 
-/** `ping -c N -i 0.01 -q` and its rtt summary line. */
-export async function pingRtt(lab: Lab, from: Host, address: string, count: number): Promise<PingRtt> {
+/** Quantile q (0..1) of sorted values, interpolated between neighbours. */
+export function quantile(sorted: number[], q: number): number | null {
+  if (!sorted.length) return null;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  // ping prints three decimals (µs): six are plenty
+  return Math.round((sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo)) * 1e6) / 1e6;
+}
+
+/**
+ * `ping -n -c N -i INTERVAL ADDRESS`: every reply's time (the median is the figure: on a shared
+ * VM the mean is dominated by a few replies that waited for a CPU) and the summary line.
+ */
+export async function pingRtt(lab: Lab, from: Host, address: string, count: number, intervalSec: number): Promise<PingRtt> {
   checkAborted();
-  const deadline = Math.ceil(count * 0.01 + 10);
-  const res = await lab.exec(from, 'ping', ['-n', '-q', '-c', String(count), '-i', '0.01', '-w', String(deadline), address], {
+  const deadline = Math.ceil(count * intervalSec * 2 + 10);
+  const res = await lab.exec(from, 'ping', ['-n', '-c', String(count), '-i', String(intervalSec), '-w', String(deadline), address], {
     allowFailure: true,
     timeoutMs: (deadline + 10) * 1000,
   });
   const counts = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(res.stdout);
   const rtt = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/.exec(res.stdout);
-  if (!counts || !rtt) throw new Error(`ping ${address}: no summary (exit ${res.code}): ${(res.stdout + res.stderr).trim()}`);
+  if (!counts || !rtt) throw new Error(`ping ${address}: no summary (exit ${res.code}): ${(res.stdout + res.stderr).trim().slice(-500)}`);
   const received = Number(counts[2]);
   if (received === 0) throw new Error(`ping ${address}: no reply`);
+  const times = [...res.stdout.matchAll(/icmp_seq=\d+ .*time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((x, y) => x - y);
   return {
     transmitted: Number(counts[1]),
     received,
+    intervalSec,
+    samples: times.length,
+    medianMs: quantile(times, 0.5),
+    p10Ms: quantile(times, 0.1),
+    p90Ms: quantile(times, 0.9),
+    p99Ms: quantile(times, 0.99),
     minMs: Number(rtt[1]),
     avgMs: Number(rtt[2]),
     maxMs: Number(rtt[3]),

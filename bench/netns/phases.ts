@@ -1,7 +1,9 @@
 // The phases of the netns bench: each builds its overlay between hosts a and b (the kernel's VXLAN
 // device, or overlayfwd in both namespaces), runs its tests and takes the overlay down again.
-import type { Host, Lab } from '../../lab';
+import { execFileSync } from 'node:child_process';
+import { VXLAN_PORT, type Host, type Lab } from '../../lab';
 import { Overlay } from '../../lib/overlay';
+import { buildCeiling, CEILING_DEV, ceilingSourceSha256, startCeilingPair, stopCeilingPair, verifiedTransfer, type CeilingPair } from './ceiling';
 import { checkAborted, deviceMtu, errorText, isAborted, measureTcp, measureUdp, pingRtt, waitReachable, withCounters, type PhaseContext } from './measure';
 import {
   BENCH_SAS,
@@ -14,6 +16,7 @@ import {
   OVERLAY_PREFIX,
   UDP_PAYLOAD,
   UNDERLAY,
+  UNDERLAY_A,
   UNDERLAY_B,
   VNI,
   type BenchMode,
@@ -23,7 +26,7 @@ import {
 } from './modes';
 import { rawBaselineRunner } from './raw-baseline';
 import { activeText } from './report';
-import type { NetnsOptions, NetnsResult, PhaseResult } from './types';
+import type { CeilingInfo, CeilingPhaseResult, NetnsOptions, NetnsResult, PhaseResult } from './types';
 
 function emptyPhase(
   label: string,
@@ -86,9 +89,11 @@ async function measurePhase(lab: Lab, a: Host, b: Host, phase: PhaseResult, opts
   const log = opts.log ?? (() => undefined);
   await waitReachable(lab, a, OVERLAY_B);
   if (what.ping) {
-    phase.underlayPing = await attempt(phase, `underlay ping x${opts.pingCount}`, log, () => pingRtt(lab, a, UNDERLAY_B, opts.pingCount));
-    phase.overlayPing = await attempt(phase, `overlay ping x${opts.pingCount}`, log, () => pingRtt(lab, a, OVERLAY_B, opts.pingCount));
-    if (phase.underlayPing && phase.overlayPing) phase.addedRttMs = phase.overlayPing.avgMs - phase.underlayPing.avgMs;
+    const ping = (address: string) => () => pingRtt(lab, a, address, opts.pingCount, opts.pingIntervalSec);
+    phase.underlayPing = await attempt(phase, `underlay ping x${opts.pingCount} -i ${opts.pingIntervalSec}`, log, ping(UNDERLAY_B));
+    phase.overlayPing = await attempt(phase, `overlay ping x${opts.pingCount} -i ${opts.pingIntervalSec}`, log, ping(OVERLAY_B));
+    const [u, o] = [phase.underlayPing?.medianMs, phase.overlayPing?.medianMs];
+    if (typeof u === 'number' && typeof o === 'number') phase.addedRttMs = o - u;
   }
   if (what.tcp) {
     phase.tcp = await attempt(phase, `TCP 1 stream ${opts.durationSec} s`, log, () =>
@@ -222,6 +227,68 @@ export async function addIpv6Underlay(lab: Lab, host: Host): Promise<void> {
   await lab.ip(host, ['addr', 'add', `${UNDERLAY[6][sideOf(host)]}/64`, 'dev', host.underlayDev, 'nodad']);
 }
 
+/** ceiling_vxlan's build line (bench/netns/ceiling.ts buildCeiling). */
+const CEILING_BUILD = 'cc -O2 -Wall -pthread';
+
+/**
+ * The ceiling: ceiling_vxlan in both namespaces (TAP ceil0, the overlay addresses, VNI 42, UDP
+ * 4789), checked with a sha256-verified transfer before it is measured like overlayfwd w=1:
+ * pings, TCP 1 stream, UDP 64 B.
+ */
+async function ceilingPhase(lab: Lab, a: Host, b: Host, opts: NetnsOptions, tmp: string): Promise<CeilingPhaseResult> {
+  const log = opts.log ?? (() => undefined);
+  const info: CeilingInfo = {
+    source: 'bench/ceiling/ceiling_vxlan.c',
+    sourceSha256: null,
+    build: CEILING_BUILD,
+    threads: opts.ceilingThreads,
+    ready: null,
+    checksum: null,
+    sanity: null,
+    finalStats: null,
+  };
+  const phase: CeilingPhaseResult = { ...emptyPhase('ceiling', null, null, null, 4, 'tap'), ceiling: info };
+  let pair: CeilingPair | null = null;
+  try {
+    info.sourceSha256 = ceilingSourceSha256();
+    const binary = buildCeiling(tmp);
+    try {
+      info.checksum = JSON.parse(execFileSync(binary, ['--checksum-selftest'], { encoding: 'utf8', timeout: 30_000 }).trim()) as CeilingInfo['checksum'];
+    } catch (err) {
+      throw new Error(`ceiling_vxlan --checksum-selftest failed: ${errorText(err)}`);
+    }
+    if (!info.checksum?.ok) throw new Error(`ceiling_vxlan --checksum-selftest: ${JSON.stringify(info.checksum)}`);
+    log(`netns: ceiling: checksum ${info.checksum.gbytesPerSecond1398.toFixed(1)} GB/s over 1398-byte slices, ${info.checksum.gbytesPerSecond65536.toFixed(1)} GB/s over 64 KB`);
+    pair = await startCeilingPair(
+      lab,
+      binary,
+      [
+        { host: a, local: UNDERLAY_A, remote: UNDERLAY_B, address: `${OVERLAY.a}/${OVERLAY_PREFIX}` },
+        { host: b, local: UNDERLAY_B, remote: UNDERLAY_A, address: `${OVERLAY.b}/${OVERLAY_PREFIX}` },
+      ],
+      { vni: VNI, port: VXLAN_PORT, threads: opts.ceilingThreads },
+    );
+    info.ready = pair.ready;
+    phase.devices = { a: { name: CEILING_DEV, mtu: await deviceMtu(lab, a, CEILING_DEV) }, b: { name: CEILING_DEV, mtu: await deviceMtu(lab, b, CEILING_DEV) } };
+    log(
+      `netns: ceiling: ${CEILING_DEV} MTU ${pair.ready.a.mtu}, ${pair.ready.a.threads} forwarding thread(s) per end, gso_max_segs ${pair.ready.a.gsoMaxSegs}, ` +
+        `UDP_GRO ${pair.ready.b.udpGro ? 'on' : 'off'}`,
+    );
+    await waitReachable(lab, a, OVERLAY_B);
+    const sanity = await attempt(phase, 'sanity: 16 MB TCP a -> b, sha256 verified', log, () => verifiedTransfer(lab, a, b, OVERLAY_B, 16));
+    if (!sanity) throw new Error('the sanity transfer failed: not measured');
+    info.sanity = sanity;
+    await measurePhase(lab, a, b, phase, opts, { ping: true, tcp: true, tcpParallel: false, udp: true }, { dev: CEILING_DEV, overlays: null, ceiling: pair });
+  } catch (err) {
+    if (isAborted()) throw err;
+    phase.errors.push(`setup: ${errorText(err)}`);
+    log(`netns: ceiling: FAILED ${errorText(err)}`);
+  } finally {
+    if (pair) info.finalStats = await stopCeilingPair(pair);
+  }
+  return phase;
+}
+
 /** The IPv4/TAP vxlan phases, in this order: the NetnsResult field each fills, its config and tests. */
 const VXLAN_PHASES: {
   field: 'overlayfwd' | 'overlayfwdWorkers2' | 'overlayfwdNoOffloads';
@@ -239,13 +306,14 @@ const VXLAN_PHASES: {
   { field: 'overlayfwdNoOffloads', label: 'overlayfwd w=1 offloads off', workers: 1, offloads: OFFLOADS_OFF, what: TCP_ONLY, wanted: (o) => o.offloadsOff, paired: false },
 ];
 
-/** The first kernel phase, then (when vxlan is selected) the vxlan phases. */
-export async function runVxlanPhases(lab: Lab, a: Host, b: Host, opts: NetnsOptions, result: NetnsResult): Promise<void> {
+/** The first kernel phase, then (when vxlan is selected) the ceiling and the vxlan phases. */
+export async function runVxlanPhases(lab: Lab, a: Host, b: Host, opts: NetnsOptions, tmp: string, result: NetnsResult): Promise<void> {
   // The kernel's single-stream TCP is every ratio's denominator; its other tests only face vxlan's.
   const vx = opts.modes.includes('vxlan');
   const kernel = await kernelPhase(lab, a, b, opts, 'kernel', 4, { ping: vx, tcp: true, tcpParallel: vx, udp: vx });
   result.kernel = kernel;
   if (!vx) return;
+  if (opts.ceiling) result.ceiling = await ceilingPhase(lab, a, b, opts, tmp);
   for (const p of VXLAN_PHASES) {
     if (!p.wanted(opts)) continue;
     const phase = await overlayPhase(lab, a, b, opts, { spec: MODE_SPECS.vxlan, workers: p.workers, offloads: p.offloads }, p.what, p.label);

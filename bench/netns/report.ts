@@ -2,11 +2,11 @@
 // (rows of strings) that bench/run.ts prints as Markdown and writes to bench/results/latest.md.
 import type { OffloadStats } from '../../lib/types';
 import { MODE_SPECS, UDP_PAYLOAD, type ModeSpec } from './modes';
-import type { NetnsResult, PhaseResult, TcpResult, TestCounters, UdpResult } from './types';
+import type { Headline, HeadlineFigure, NetnsResult, PhaseResult, TcpResult, TestCounters, UdpResult } from './types';
 
 /** The phases that ran, in order. */
 export function netnsPhases(r: NetnsResult): PhaseResult[] {
-  return [r.kernel, r.overlayfwd, r.overlayfwdWorkers2, r.overlayfwdNoOffloads, r.kernel6, ...r.modePhases, r.kernelEnd].filter((p): p is PhaseResult => p !== null);
+  return [r.kernel, r.ceiling, r.overlayfwd, r.overlayfwdWorkers2, r.overlayfwdNoOffloads, r.kernel6, ...r.modePhases, r.kernelEnd].filter((p): p is PhaseResult => p !== null);
 }
 
 /** "tso udpGso udpGro", or "none". */
@@ -47,6 +47,10 @@ function ratio(ovl: number | null | undefined, kernel: number | null | undefined
   return `${r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(3)}${note ? ` ${note}` : ''}`;
 }
 
+function pingTail(p: PhaseResult['overlayPing'] | undefined): string {
+  return p ? `${fmt(p.p90Ms, 3)} / ${fmt(p.avgMs, 3)}` : 'n/a';
+}
+
 /** Rows of "metric | kernel | overlayfwd | ratio (overlayfwd / kernel)". */
 export function netnsRows(r: NetnsResult): Row[] {
   const k = r.kernel;
@@ -75,19 +79,20 @@ export function netnsRows(r: NetnsResult): Row[] {
   const sentK = (u: UdpResult | null | undefined) => (u && u.sentPps !== null ? u.sentPps / 1e3 : null);
   rows.push({ metric: `UDP ${UDP_PAYLOAD} B, kpps sent (client)`, kernel: fmt(sentK(k?.udp), 1), overlayfwd: fmt(sentK(o?.udp), 1), ratio: '' });
 
-  rows.push({ metric: 'underlay ping RTT avg, ms (baseline)', kernel: fmt(k?.underlayPing?.avgMs, 3), overlayfwd: fmt(o?.underlayPing?.avgMs, 3), ratio: '' });
+  rows.push({ metric: 'underlay ping RTT median, ms (baseline)', kernel: fmt(k?.underlayPing?.medianMs, 3), overlayfwd: fmt(o?.underlayPing?.medianMs, 3), ratio: '' });
   rows.push({
-    metric: 'overlay ping RTT avg, ms',
-    kernel: fmt(k?.overlayPing?.avgMs, 3),
-    overlayfwd: fmt(o?.overlayPing?.avgMs, 3),
-    ratio: ratio(o?.overlayPing?.avgMs, k?.overlayPing?.avgMs, '(total)'),
+    metric: 'overlay ping RTT median, ms',
+    kernel: fmt(k?.overlayPing?.medianMs, 3),
+    overlayfwd: fmt(o?.overlayPing?.medianMs, 3),
+    ratio: ratio(o?.overlayPing?.medianMs, k?.overlayPing?.medianMs, '(total)'),
   });
   rows.push({
-    metric: 'added RTT (overlay - underlay), ms',
+    metric: 'added RTT (overlay - underlay, medians), ms',
     kernel: fmt(k?.addedRttMs, 3),
     overlayfwd: fmt(o?.addedRttMs, 3),
     ratio: ratio(o?.addedRttMs, k?.addedRttMs, '(added)'),
   });
+  rows.push({ metric: 'overlay ping RTT p90 / avg, ms', kernel: pingTail(k?.overlayPing), overlayfwd: pingTail(o?.overlayPing), ratio: '' });
 
   // CPU per GB of the single-stream runs: host-wide (comparable), then this process's own.
   const singles: [string, PhaseResult | null][] = [
@@ -112,6 +117,112 @@ export function netnsRows(r: NetnsResult): Row[] {
   rows.push({ metric: 'event loop utilization (TCP 1 stream, w=1), %', kernel: na, overlayfwd: fmt(pct(o?.tcp?.eventLoopUtilization), 2), ratio: na });
   const mtu = (p: PhaseResult | null | undefined) => (p?.devices ? `${p.devices.a.name} ${p.devices.a.mtu ?? '?'}` : 'n/a');
   rows.push({ metric: 'overlay device, MTU', kernel: mtu(k), overlayfwd: mtu(o), ratio: '' });
+  return rows;
+}
+
+// ---- kernel, ceiling, overlayfwd ---------------------------------------------------------------
+
+function figure(kernel: number | null | undefined, ceiling: number | null | undefined, overlayfwd: number | null | undefined): HeadlineFigure {
+  const v = (x: number | null | undefined) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+  const [k, c, o] = [v(kernel), v(ceiling), v(overlayfwd)];
+  const div = (x: number | null, y: number | null) => (x === null || y === null || !(y > 0) ? null : x / y);
+  return { kernel: k, ceiling: c, overlayfwd: o, overlayfwdOverKernel: div(o, k), overlayfwdOverCeiling: div(o, c), ceilingOverKernel: div(c, k) };
+}
+
+/** The kernel's first phase, the ceiling and overlayfwd w=1 (vxlan) of the run, side by side; null without vxlan. */
+export function headline(r: NetnsResult): Headline | null {
+  const [k, c, o] = [r.kernel, r.ceiling, r.overlayfwd];
+  if (!o && !c) return null;
+  const gbps = (p: PhaseResult | null) => gbit(p?.tcp?.bitsPerSecond);
+  const kpps = (p: PhaseResult | null) => (p?.udp ? p.udp.receivedPps / 1e3 : null);
+  const forwarded = (p: PhaseResult | null) => {
+    const u = p?.udp;
+    const rx = u?.counters?.devices?.b.rxPackets;
+    return u && typeof rx === 'number' && u.seconds > 0 ? rx / u.seconds / 1e3 : null;
+  };
+  return {
+    tcpGbps: figure(gbps(k), gbps(c), gbps(o)),
+    udp64Kpps: figure(kpps(k), kpps(c), kpps(o)),
+    udp64ForwardedKpps: figure(forwarded(k), forwarded(c), forwarded(o)),
+    rttMedianMs: figure(k?.overlayPing?.medianMs, c?.overlayPing?.medianMs, o?.overlayPing?.medianMs),
+    addedRttMedianMs: figure(k?.addedRttMs, c?.addedRttMs, o?.addedRttMs),
+    hostCpuSecondsPerGB: figure(k?.tcp?.hostCpuSecondsPerGB, c?.tcp?.hostCpuSecondsPerGB, o?.tcp?.hostCpuSecondsPerGB),
+  };
+}
+
+export interface HeadlineRow {
+  metric: string;
+  kernel: string;
+  ceiling: string;
+  overlayfwd: string;
+  overlayfwdOverKernel: string;
+  overlayfwdOverCeiling: string;
+  ceilingOverKernel: string;
+}
+
+/** "metric | kernel | ceiling | overlayfwd | overlayfwd / kernel | overlayfwd / ceiling | ceiling / kernel". */
+export function headlineRows(r: NetnsResult): HeadlineRow[] {
+  const h = r.headline ?? headline(r);
+  if (!h) return [];
+  const x = (v: number | null) => (v === null ? 'n/a' : v >= 10 ? v.toFixed(1) : v.toFixed(3));
+  const row = (metric: string, f: HeadlineFigure, digits: number): HeadlineRow => ({
+    metric,
+    kernel: fmt(f.kernel, digits),
+    ceiling: fmt(f.ceiling, digits),
+    overlayfwd: fmt(f.overlayfwd, digits),
+    overlayfwdOverKernel: x(f.overlayfwdOverKernel),
+    overlayfwdOverCeiling: x(f.overlayfwdOverCeiling),
+    ceilingOverKernel: x(f.ceilingOverKernel),
+  });
+  return [
+    row('TCP 1 stream, Gbit/s', h.tcpGbps, 3),
+    row(`UDP ${UDP_PAYLOAD} B, kpps received`, h.udp64Kpps, 1),
+    row(`UDP ${UDP_PAYLOAD} B, kpps forwarded (into b's overlay device)`, h.udp64ForwardedKpps, 1),
+    row('overlay ping RTT median, ms', h.rttMedianMs, 3),
+    row('added RTT (overlay - underlay, medians), ms', h.addedRttMedianMs, 3),
+    row('host CPU s per GB (TCP 1 stream)', h.hostCpuSecondsPerGB, 3),
+  ];
+}
+
+export interface CeilingRow {
+  test: string;
+  superFrames: string;
+  segmentsPerSuperFrame: string;
+  segmentsPerGsoSend: string;
+  segmentsPerDatagram: string;
+  segmentsPerCoalescedWrite: string;
+  framesPerMessage: string;
+  dropsErrors: string;
+}
+
+/** The ceiling's counters per test, data direction a -> b. */
+export function ceilingRows(r: NetnsResult): CeilingRow[] {
+  const c = r.ceiling;
+  if (!c) return [];
+  const rows: CeilingRow[] = [];
+  const tests: [string, { counters: TestCounters | null } | null][] = [
+    ['TCP 1 stream', c.tcp],
+    [`UDP ${UDP_PAYLOAD} B`, c.udp],
+  ];
+  const f1 = (v: number | null) => fmt(v, 1);
+  for (const [test, t] of tests) {
+    if (!t) continue;
+    const s = t.counters?.ceiling?.summary;
+    if (!s) {
+      rows.push({ test, superFrames: 'n/a', segmentsPerSuperFrame: 'n/a', segmentsPerGsoSend: 'n/a', segmentsPerDatagram: 'n/a', segmentsPerCoalescedWrite: 'n/a', framesPerMessage: 'n/a', dropsErrors: 'n/a' });
+      continue;
+    }
+    rows.push({
+      test,
+      superFrames: String(s.superFrames),
+      segmentsPerSuperFrame: f1(s.segmentsPerSuperFrame),
+      segmentsPerGsoSend: f1(s.segmentsPerGsoSend),
+      segmentsPerDatagram: f1(s.segmentsPerDatagram),
+      segmentsPerCoalescedWrite: f1(s.segmentsPerCoalescedWrite),
+      framesPerMessage: `${f1(s.framesPerMessage)} / ${f1(s.framesPerSendmmsg)}`,
+      dropsErrors: `${s.drops} / ${s.errors}`,
+    });
+  }
   return rows;
 }
 

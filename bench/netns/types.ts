@@ -1,13 +1,20 @@
 // The netns bench's options and the shape of its results (the `netns` object of the JSON).
 import type { Counters, OffloadStats, ResolvedConfig } from '../../lib/types';
+import type { CeilingReady, CeilingStats, CeilingSummary, VerifiedTransfer } from './ceiling';
 import type { BenchMode } from './modes';
 
 
 export interface NetnsOptions {
   /** Seconds per iperf3 test. */
   durationSec: number;
-  /** Echo requests per ping measurement (-c), 10 ms apart. */
+  /** Echo requests per ping measurement (-c); the RTT figure is their median. */
   pingCount: number;
+  /** Seconds between echo requests (-i). */
+  pingIntervalSec: number;
+  /** Measure the ceiling (bench/ceiling/ceiling_vxlan.c) between the kernel and overlayfwd phases (with vxlan). */
+  ceiling: boolean;
+  /** The ceiling's forwarding threads per end: 1 (both directions on one) or 2 (one per direction). */
+  ceilingThreads: number;
   /** Also run overlayfwd's TCP tests (1 and N streams) with workers: 2. */
   workers2: boolean;
   /** Streams of the parallel TCP test (iperf3 -P N); 0 skips it. */
@@ -38,6 +45,15 @@ export interface NetnsOptions {
 export interface PingRtt {
   transmitted: number;
   received: number;
+  intervalSec: number;
+  /** Replies whose time was parsed; the quantiles are over these. */
+  samples: number;
+  /** The figure the tables show. */
+  medianMs: number | null;
+  p10Ms: number | null;
+  p90Ms: number | null;
+  p99Ms: number | null;
+  /** ping's own summary line. */
   minMs: number;
   avgMs: number;
   maxMs: number;
@@ -116,6 +132,8 @@ export interface TestCounters {
   overlayfwd: { a: Counters; b: Counters } | null;
   /** overlay.stats().offloads counter deltas of each end, and the a → b summary; null for the kernel. */
   offloads: { a: OffloadCounters; b: OffloadCounters; summary: OffloadSummary } | null;
+  /** The ceiling's counter deltas of each end, and the a → b summary; null but for the ceiling. */
+  ceiling: { a: CeilingStats; b: CeilingStats; summary: CeilingSummary } | null;
 }
 
 export interface UdpResult {
@@ -150,7 +168,7 @@ export interface PhaseResult {
   devices: { a: { name: string; mtu: number | null }; b: { name: string; mtu: number | null } } | null;
   underlayPing: PingRtt | null;
   overlayPing: PingRtt | null;
-  /** overlayPing.avgMs − underlayPing.avgMs. */
+  /** overlayPing.medianMs − underlayPing.medianMs. */
   addedRttMs: number | null;
   /** Single-stream TCP. */
   tcp: TcpResult | null;
@@ -166,15 +184,64 @@ export interface PhaseResult {
   errors: string[];
 }
 
+/** The ceiling phase: a PhaseResult plus what ceiling_vxlan was and did. */
+export interface CeilingInfo {
+  source: string;
+  sourceSha256: string | null;
+  build: string;
+  threads: number;
+  ready: { a: CeilingReady; b: CeilingReady } | null;
+  /** `ceiling_vxlan --checksum-selftest`: checked against a reference, and its speed. */
+  checksum: { ok: boolean; checked: number; gbytesPerSecond1398: number; gbytesPerSecond65536: number } | null;
+  /** The sha256-verified TCP transfer a -> b before anything is measured (the phase stops if it fails). */
+  sanity: VerifiedTransfer | null;
+  /** Both ends' counters when they were stopped. */
+  finalStats: { a: CeilingStats | null; b: CeilingStats | null } | null;
+}
+
+export type CeilingPhaseResult = PhaseResult & { ceiling: CeilingInfo };
+
+/** One figure of the kernel, the ceiling and overlayfwd (vxlan, w=1) of one run, and their ratios. */
+export interface HeadlineFigure {
+  kernel: number | null;
+  ceiling: number | null;
+  overlayfwd: number | null;
+  overlayfwdOverKernel: number | null;
+  overlayfwdOverCeiling: number | null;
+  ceilingOverKernel: number | null;
+}
+
+export interface Headline {
+  /** TCP 1 stream, Gbit/s. */
+  tcpGbps: HeadlineFigure;
+  /** UDP 64-byte payload, thousand packets per second received by the iperf3 server. */
+  udp64Kpps: HeadlineFigure;
+  /**
+   * The same test, frames the tunnel delivered into b's overlay device (`ip -s link` rx packets
+   * of vx0 / ceil0 / ovl0 over the test): what the forwarder moved, also when the iperf3 server
+   * is what drops them.
+   */
+  udp64ForwardedKpps: HeadlineFigure;
+  /** Overlay ping RTT, median, ms. */
+  rttMedianMs: HeadlineFigure;
+  /** Overlay minus underlay ping RTT (medians), ms. */
+  addedRttMedianMs: HeadlineFigure;
+  /** Host CPU seconds per 10^9 bytes of the TCP 1 stream test. */
+  hostCpuSecondsPerGB: HeadlineFigure;
+}
+
 export interface NetnsResult {
   durationSec: number;
   pingCount: number;
+  pingIntervalSec: number;
   underlay: { a: string; b: string; dev: string };
   overlay: { a: string; b: string; vni: number };
   iperf3: string | null;
   /** Streams of the parallel TCP test (0: not run). */
   parallel: number;
   kernel: PhaseResult | null;
+  /** The ceiling (bench/ceiling/ceiling_vxlan.c), between the kernel and overlayfwd w=1 phases. */
+  ceiling: CeilingPhaseResult | null;
   /** workers: 1, offloads on (the default config). */
   overlayfwd: PhaseResult | null;
   /** workers: 2, offloads on: TCP 1 and N streams. */
@@ -192,6 +259,8 @@ export interface NetnsResult {
   /** The bare raw-IP blast, one per raw-IP mode selected. */
   rawBaselines: RawBaselineResult[];
   routes: RoutesResult | null;
+  /** Kernel, ceiling and overlayfwd vxlan (w=1) side by side: TCP, 64-byte UDP, RTT medians, CPU. */
+  headline: Headline | null;
   errors: string[];
 }
 
