@@ -6,7 +6,7 @@
 # (libfuzzer_standin.cc), which mutates the corpus without coverage feedback.
 #
 #   OVERLAYFWD_FUZZ_SECONDS     seconds per target (default 20; 0: replay only, no fuzzing)
-#   OVERLAYFWD_FUZZ_ITERATIONS  stop a target after this many inputs instead (or as well)
+#   OVERLAYFWD_FUZZ_ITERATIONS  stop a target after this many inputs instead (with SECONDS too: whichever first)
 #   OVERLAYFWD_FUZZ_ENGINE      auto (default: libFuzzer when clang++ links it), libfuzzer, standin
 #   OVERLAYFWD_FUZZ_JOBS        targets fuzzed at once (default: nproc)
 #   OVERLAYFWD_FUZZ_TARGETS     only these targets (space-separated names, e.g. "fuzz_gre_decode")
@@ -19,8 +19,9 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 tests="$here/test"
 # OVERLAYFWD_NATIVE_BUILD lets parallel builds (several checkouts, helpers) use their own directory.
 build="${OVERLAYFWD_NATIVE_BUILD:-$here/build}"
-seconds="${OVERLAYFWD_FUZZ_SECONDS:-20}"
 iterations="${OVERLAYFWD_FUZZ_ITERATIONS:-}"
+# 20 s per target unless a count was asked for instead.
+seconds="${OVERLAYFWD_FUZZ_SECONDS:-$([ -n "$iterations" ] && echo 0 || echo 20)}"
 engine="${OVERLAYFWD_FUZZ_ENGINE:-auto}"
 jobs="${OVERLAYFWD_FUZZ_JOBS:-$(nproc)}"
 
@@ -70,17 +71,21 @@ done
 fuzz_build="$build"
 kind="stand-in (no coverage feedback)"
 if [ "$engine" != standin ]; then
-  if command -v clang++ > /dev/null 2>&1 &&
-    cmake -S "$here" -B "$build/libfuzzer" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
-      -DOVERLAYFWD_LIBFUZZER=ON > "$build/libfuzzer.log" 2>&1 &&
-    cmake --build "$build/libfuzzer" -j "$(nproc)" >> "$build/libfuzzer.log" 2>&1; then
+  # Configuring checks that clang can link -fsanitize=fuzzer (its runtime is a package of its own);
+  # once it can, a build that fails is a failure, not a reason to fall back.
+  if ! command -v clang++ > /dev/null 2>&1; then
+    why="no clang++ here"
+  elif ! cmake -S "$here" -B "$build/libfuzzer" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+    -DOVERLAYFWD_LIBFUZZER=ON > "$build/libfuzzer.log" 2>&1; then
+    why="clang++ cannot build libFuzzer targets ($(grep -m 1 -o 'install its runtime.*' "$build/libfuzzer.log" || echo "see $build/libfuzzer.log"))"
+  else
+    cmake --build "$build/libfuzzer" -j "$(nproc)" >> "$build/libfuzzer.log" 2>&1 || { cat "$build/libfuzzer.log"; fail "the libFuzzer build failed (above)"; }
     fuzz_build="$build/libfuzzer"
     kind="libFuzzer ($(clang++ --version | head -n 1))"
-  elif [ "$engine" = libfuzzer ]; then
-    [ -f "$build/libfuzzer.log" ] && cat "$build/libfuzzer.log"
-    fail "OVERLAYFWD_FUZZ_ENGINE=libfuzzer, but there is no clang++ that builds the libFuzzer targets"
-  else
-    echo "fuzz: no clang++ with libFuzzer here (Debian: apt-get install clang libclang-rt-14-dev); using the stand-in driver"
+  fi
+  if [ "$fuzz_build" = "$build" ]; then
+    [ "$engine" = libfuzzer ] && fail "OVERLAYFWD_FUZZ_ENGINE=libfuzzer, but $why"
+    echo "fuzz: $why (Debian: apt-get install clang libclang-rt-14-dev); using the stand-in driver"
   fi
 fi
 
