@@ -4,11 +4,22 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ConfigError, isConfigError, publicPeer, type ConfigIssue } from './config';
+import { printableConfig } from './config/printable';
 import type { Overlay, OverlayPeers } from './overlay';
-import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer, RegistryNodes } from './types';
+import { isDropCursor } from './drops';
+import type { FdbEntry, OverlayStats, PeerInfo, PublicPeer, RecentDrops, RegistryNodes, ReloadResult } from './types';
 
 /** What the control socket serves: it adds, removes and lists peers one at a time. */
-export type OverlayLike = Pick<Overlay, 'name' | 'stats' | 'fdb'> & Partial<Pick<Overlay, 'nodes'>> & { peers: Pick<OverlayPeers, 'add' | 'remove' | 'list'> };
+export type OverlayLike = Pick<Overlay, 'name' | 'stats' | 'fdb'> &
+  Partial<Pick<Overlay, 'nodes' | 'config' | 'recentDrops'>> & { peers: Pick<OverlayPeers, 'add' | 'remove' | 'list'> };
+
+export interface ControlServerOptions {
+  /**
+   * Serves `reload`: re-reads the config and applies it (`overlayfwd up` passes one that reads
+   * its file and calls overlay.reload). Absent: `reload` answers that this instance cannot.
+   */
+  reload?: () => Promise<ReloadResult> | ReloadResult;
+}
 
 export type ControlRequest =
   | { cmd: 'stats' }
@@ -16,7 +27,11 @@ export type ControlRequest =
   | { cmd: 'peers.add'; peer: unknown }
   | { cmd: 'peers.remove'; name: string }
   | { cmd: 'fdb' }
-  | { cmd: 'nodes' };
+  | { cmd: 'nodes' }
+  | { cmd: 'reload' }
+  | { cmd: 'showconf'; showKeys?: boolean }
+  /** The recent drops; `since`: the cursor of the previous answer, for only what came after it. */
+  | { cmd: 'drops'; since?: number[] };
 
 export interface ControlResults {
   stats: OverlayStats;
@@ -26,6 +41,10 @@ export interface ControlResults {
   'peers.remove': { removed: boolean };
   fdb: FdbEntry[];
   nodes: RegistryNodes;
+  reload: ReloadResult;
+  /** The running config in input form; secrets replaced by "<redacted>" unless showKeys. */
+  showconf: Record<string, unknown>;
+  drops: RecentDrops;
 }
 
 export type ControlResponse =
@@ -81,7 +100,7 @@ function serialize(value: unknown): string {
   );
 }
 
-async function dispatch(overlay: OverlayLike, request: unknown): Promise<unknown> {
+async function dispatch(overlay: OverlayLike, request: unknown, options: ControlServerOptions): Promise<unknown> {
   if (request === null || typeof request !== 'object' || Array.isArray(request)) {
     throw new ControlError('request must be a JSON object with a "cmd"');
   }
@@ -103,8 +122,20 @@ async function dispatch(overlay: OverlayLike, request: unknown): Promise<unknown
     case 'nodes':
       if (!overlay.nodes) throw new ControlError('nodes: this instance has no registry');
       return overlay.nodes();
+    case 'reload':
+      if (!options.reload) throw new ControlError('reload: this instance has no config file to re-read');
+      return options.reload();
+    case 'showconf':
+      if (!overlay.config) throw new ControlError('showconf: this instance does not show its config');
+      if (req.showKeys !== undefined && typeof req.showKeys !== 'boolean') throw new ControlError('showconf: "showKeys" must be true or false');
+      // Keys cross this socket only when asked for; it is root-only (0600).
+      return printableConfig(overlay.config, { showKeys: req.showKeys === true });
+    case 'drops':
+      if (!overlay.recentDrops) throw new ControlError('drops: this instance does not record drops');
+      if (req.since !== undefined && !isDropCursor(req.since)) throw new ControlError('drops: "since" must be the "cursor" of an earlier answer');
+      return overlay.recentDrops(req.since as number[] | undefined);
     default:
-      throw new ControlError(`unknown command ${JSON.stringify(req.cmd)} (known: stats, peers.list, peers.add, peers.remove, fdb, nodes)`);
+      throw new ControlError(`unknown command ${JSON.stringify(req.cmd)} (known: stats, peers.list, peers.add, peers.remove, fdb, nodes, reload, showconf, drops)`);
   }
 }
 
@@ -117,6 +148,7 @@ export class ControlServer {
     readonly socketPath: string,
     private readonly ino: number,
     private readonly overlay: OverlayLike,
+    private readonly options: ControlServerOptions,
   ) {
     server.on('connection', (conn) => this.serve(conn));
   }
@@ -126,7 +158,7 @@ export class ControlServer {
    * A leftover socket file nobody listens on is replaced; a live one means another instance is
    * running, which is an error, as is a path holding something other than a socket.
    */
-  static async listen(overlay: OverlayLike, socketPath: string): Promise<ControlServer> {
+  static async listen(overlay: OverlayLike, socketPath: string, options: ControlServerOptions = {}): Promise<ControlServer> {
     const dir = path.dirname(socketPath);
     const created = fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
     if (created !== undefined) {
@@ -161,7 +193,7 @@ export class ControlServer {
     try {
       fs.chmodSync(socketPath, 0o600);
       const { ino } = fs.statSync(socketPath);
-      return new ControlServer(server, socketPath, ino, overlay);
+      return new ControlServer(server, socketPath, ino, overlay, options);
     } catch (e) {
       server.close();
       throw withPath(e, socketPath);
@@ -212,7 +244,7 @@ export class ControlServer {
         answer({ ok: false, error: { message: 'request is not valid JSON' } });
         return;
       }
-      dispatch(this.overlay, request).then(
+      dispatch(this.overlay, request, this.options).then(
         (result) => answer({ ok: true, result: result ?? null }),
         (e: unknown) => answer(errorResponse(e)),
       );

@@ -3,6 +3,7 @@ export { Overlay, type AnnounceEvent, type OverlayEvents, type OverlayPeers, typ
 export { parseConfig, loadConfigFile, ConfigError } from './config';
 export { ControlServer, controlRequest } from './control';
 export { diffCounters } from './stats';
+export { DropCapture, PcapngWriter } from './pcapng';
 export {
   createMetricsServer,
   METRIC_NAMES,

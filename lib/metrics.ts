@@ -61,14 +61,22 @@ function snake(name: string): string {
   return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
-type CounterField = 'txPackets' | 'txBytes' | 'rxPackets' | 'rxBytes' | 'floodPackets';
+type CounterField = 'txPackets' | 'txBytes' | 'rxPackets' | 'rxBytes' | 'floodPackets' | 'txWireBytes' | 'rxWireBytes';
 
-const COUNTER_FIELDS: ReadonlyArray<readonly [CounterField, string, string]> = [
+/** Field, metric name suffix, help, and the per-peer help where it says something else. */
+const COUNTER_FIELDS: ReadonlyArray<readonly [CounterField, string, string, string?]> = [
   ['txPackets', 'tx_packets_total', 'Inner packets encapsulated and sent toward peers (a flooded frame counts once per peer).'],
   ['txBytes', 'tx_bytes_total', 'Inner bytes encapsulated and sent toward peers.'],
   ['rxPackets', 'rx_packets_total', 'Inner packets decapsulated and delivered to the device.'],
   ['rxBytes', 'rx_bytes_total', 'Inner bytes decapsulated and delivered to the device.'],
-  ['floodPackets', 'flood_packets_total', 'Frames flooded (head-end replicated) to every peer: broadcast, multicast, unknown unicast.'],
+  [
+    'floodPackets',
+    'flood_packets_total',
+    'Frames flooded (head-end replicated) to every peer: broadcast, multicast, unknown unicast; each frame once.',
+    'Flooded frames sent toward the peer: broadcast, multicast, unknown unicast, one copy per peer.',
+  ],
+  ['txWireBytes', 'tx_wire_bytes_total', 'Outer bytes sent toward peers: outer IP and UDP headers, overlay header, inner packet, trailer.'],
+  ['rxWireBytes', 'rx_wire_bytes_total', 'Outer bytes received from peers (dropped datagrams included), counted as the sent ones.'],
 ];
 
 const OFFLOAD_HELP: Record<(typeof OFFLOAD_COUNTERS)[number], string> = {
@@ -84,21 +92,21 @@ const OFFLOAD_HELP: Record<(typeof OFFLOAD_COUNTERS)[number], string> = {
 
 function countersFamilies(): Family[] {
   const families: Family[] = [];
-  for (const [field, suffix, help] of COUNTER_FIELDS) {
+  for (const [field, suffix, help, peerHelp] of COUNTER_FIELDS) {
     families.push({
       name: `overlayfwd_${suffix}`,
       help: `${help} All peers.`,
       type: 'counter',
       labels: [],
-      collect: (s, _src, emit) => emit({}, s.totals[field]),
+      collect: (s, _src, emit) => emit({}, s.totals[field] ?? 0),
     });
     families.push({
       name: `overlayfwd_peer_${suffix}`,
-      help: `${help} Per peer.`,
+      help: peerHelp ?? `${help} Per peer.`,
       type: 'counter',
       labels: ['peer'],
       collect: (s, _src, emit) => {
-        for (const [peer, c] of Object.entries(s.peers)) emit({ peer }, c[field]);
+        for (const [peer, c] of Object.entries(s.peers)) emit({ peer }, c[field] ?? 0);
       },
     });
   }

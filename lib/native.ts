@@ -136,6 +136,39 @@ export interface NativeAnnounceResult {
   error?: string;
 }
 
+/** One record of a worker's drop ring (native/core/base/drop_ring.h). */
+export interface NativeDropRecord {
+  worker: number;
+  sequence: number;
+  /** CLOCK_REALTIME, nanoseconds. */
+  timeNs: bigint;
+  /** The counter's name: 'drop.wrongVni'. */
+  reason: string;
+  /** The peer's stats slot; -1 for none. */
+  slot: number;
+  packets: number;
+  length: number;
+  layer: 'none' | 'underlay' | 'outerIp' | 'device';
+  direction: 'rx' | 'tx';
+  /** underlay layers: the outer IP protocol (17 for UDP). */
+  protocol: number;
+  /** underlay layers: the sender (rx) or the peer's endpoint (tx); '' when none. */
+  remoteAddress: string;
+  remotePort: number;
+  localPort: number;
+  /** The first bytes (at most 128). */
+  data: Buffer;
+}
+
+export interface NativeDropReadout {
+  /** Oldest first per worker, workers one after the other. */
+  records: NativeDropRecord[];
+  /** Per worker: the next record to read (pass as `since`). */
+  cursor: number[];
+  /** Records after `since` that the rings had overwritten before they were read. */
+  missed: number;
+}
+
 export interface NativeForwarder {
   /**
    * Counters block shared with the workers: [worker][section][counter], section 0 = totals,
@@ -152,6 +185,11 @@ export interface NativeForwarder {
   setPeers(peers: NativePeer[]): void;
   /** Learned forwarding entries (static entries live in the table snapshot). */
   learnedFdb(): NativeFdbEntry[];
+  /**
+   * The drops the workers recorded, copied out of their rings without stopping them: from
+   * since[w] on for worker w, or (no entry) everything its ring holds. Works after close().
+   */
+  recentDrops(since?: number[]): NativeDropReadout;
   /** esp: every peer's outbound SA and where its sequence counter stands. */
   espStatus(): NativeEspOutboundStatus[];
   /**

@@ -19,14 +19,33 @@ import { RegistryPeerSet } from './registry/peers';
 import { formatNetwork } from './registry/subnets';
 import { IkeKeying } from './ike/keying';
 import type { IkeLogLine } from './ike/session';
-import { PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
+import { diffPeers, PeerSlots, rekeyEvents, rekeySa, retireInbound, type RekeyNeeded } from './peers';
+import { planIsEmpty, planReload } from './config/reload';
 import { CounterIndex, CountersReader } from './stats';
-import type { FdbEntry, RegistryNodes, OverlayStats, PeerInfo, PublicPeer, ResolvedConfig, ResolvedPeer, SecurityAssociation } from './types';
+import { dropsOf, isDropCursor } from './drops';
+import type {
+  FdbEntry,
+  HealthChange,
+  OffloadFallback,
+  OverlayStats,
+  PeerInfo,
+  PublicPeer,
+  RecentDrops,
+  RegistryNodes,
+  ReloadResult,
+  ResolvedConfig,
+  ResolvedPeer,
+  SecurityAssociation,
+  TableChange,
+  TableChangeCause,
+} from './types';
 
 export type { RekeyNeeded } from './peers';
 
 /** How often the outbound SAs' sequence counters are looked at (esp). */
 const ESP_STATUS_POLL_MS = 1000;
+/** How often health and run-time offload fallbacks are looked at (a flag and one counter). */
+const STATUS_POLL_MS = 1000;
 
 export interface OverlayEvents {
   /**
@@ -44,6 +63,16 @@ export interface OverlayEvents {
    * stats().generated (announcements, announceFailures).
    */
   announce: [AnnounceEvent];
+  /**
+   * A new peer-table snapshot went to the workers: peers added, removed or changed, SAs
+   * installed. Emitted just after the call that swapped it (from a microtask, in order); the
+   * diff is only computed while someone listens.
+   */
+  tableChanged: [TableChange];
+  /** The data path turned unhealthy (or healthy again); looked at once a second. */
+  healthChanged: [HealthChange];
+  /** The kernel refused an offload at run time and the workers turned it off; looked at once a second. */
+  offloadFallback: [OffloadFallback];
 }
 
 export interface AnnounceEvent {
@@ -178,6 +207,8 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   private currentConfig: ResolvedConfig;
   private forwarder: NativeForwarder | null;
   private readonly reader: CountersReader;
+  /** The drop rings outlive close(), as the counters do. */
+  private readonly dropRings: Pick<NativeForwarder, 'recentDrops'>;
   private readonly slots: PeerSlots;
   /** Inbound SAs in a rekey's grace period, by peer name and SPI: their removal timers. */
   private readonly retirements = new Map<string, { peer: string; sa: SecurityAssociation; dueAt: number; timer: NodeJS.Timeout }>();
@@ -193,6 +224,16 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   private ike: IkeKeying | null = null;
   /** on-traffic IKE peers: their noSa drops when last looked at. */
   private readonly noSaSeen = new Map<string, number>();
+  /** The health and offload-fallback poll, and what it saw last. */
+  private statusPoll: NodeJS.Timeout | null = null;
+  private healthySeen = true;
+  private fallbacksSeen = 0;
+  /**
+   * IKE lines logged before create() resolved (the first IKE_SA_INIT leaves from inside it),
+   * emitted just after, so that a listener attached right after create() hears them; null then.
+   */
+  private heldIke: IkeLogLine[] | null = [];
+  private readonly pendingTableChanges: TableChange[] = [];
 
   /** Validates `config` (as in the YAML file, or a config already resolved by parseConfig) and starts the data path. */
   static async create(config: unknown): Promise<Overlay> {
@@ -200,6 +241,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     if (!resolved.registry) {
       const overlay = new Overlay(resolved, null);
       overlay.startAnnouncing();
+      overlay.releaseHeldIke();
       return overlay;
     }
     // Registry mode: claim a subnet first (the device's address comes from it), then start the
@@ -211,6 +253,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       if (resolved.device.type === 'tap') await registry.setMac(overlay.device.mac);
       await registry.follow((nodes) => overlay!.setRegistryNodes(nodes));
       overlay.startAnnouncing();
+      overlay.releaseHeldIke();
       return overlay;
     } catch (err) {
       await overlay?.close();
@@ -232,9 +275,10 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       this.device = forwarder.device;
       this.offloadState = forwarder.offloads;
       this.reader = new CountersReader(forwarder.counters, new CounterIndex(native.statsLayout), config.workers);
+      this.dropRings = forwarder;
       this.slots = new PeerSlots(config.limits.maxPeers);
       this.registry = registry;
-      this.applyPeers(config.peers);
+      this.applyPeers(config.peers, 'start');
       this.startIke(registry ? [registry.subnetText] : []);
     } catch (err) {
       this.ike?.close();
@@ -246,7 +290,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       remove: (name) => this.removePeer(name),
       replace: (peers) => {
         this.live();
-        return this.reconfigure(peers).peers;
+        return this.reconfigure(peers, 'replace').peers;
       },
       rekey: (name, sas, options) => this.rekey(name, sas, options),
       list: () => this.listPeers(),
@@ -254,6 +298,43 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     if (config.encap.type === 'esp' && typeof forwarder.espStatus === 'function') {
       this.espPoll = setInterval(() => this.pollEspStatus(), ESP_STATUS_POLL_MS);
       this.espPoll.unref();
+    }
+    this.statusPoll = setInterval(() => this.pollStatus(), STATUS_POLL_MS);
+    this.statusPoll.unref();
+  }
+
+  /** After create() resolved: the IKE lines held until then, then every line as it comes. */
+  private releaseHeldIke(): void {
+    setImmediate(() => {
+      const held = this.heldIke ?? [];
+      this.heldIke = null;
+      for (const line of held) this.emit('ike', line);
+    });
+  }
+
+  private emitIke(line: IkeLogLine): void {
+    if (this.heldIke) this.heldIke.push(line);
+    else this.emit('ike', line);
+  }
+
+  /**
+   * healthChanged and offloadFallback: the native side raises neither, it sets a flag and counts
+   * in the shared block, so both are read here once a second (no call into native code per
+   * counter: one section of the shared block is summed).
+   */
+  private pollStatus(): void {
+    const forwarder = this.forwarder;
+    if (!forwarder) return;
+    const healthy = !forwarder.failed;
+    if (healthy !== this.healthySeen) {
+      this.healthySeen = healthy;
+      this.emit('healthChanged', healthy ? { healthy } : { healthy, reason: 'a worker lost its device or its event loop failed' });
+    }
+    const fallbacks = this.reader.counter(this.reader.totals(), 'offload.fallbacks');
+    if (fallbacks > this.fallbacksSeen) {
+      const added = fallbacks - this.fallbacksSeen;
+      this.fallbacksSeen = fallbacks;
+      this.emit('offloadFallback', { added, total: fallbacks });
     }
   }
 
@@ -293,11 +374,11 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       config: this.currentConfig,
       forwarder: this.forwarder!,
       apply: () => {
-        if (this.forwarder) this.applyPeers(this.currentConfig.peers);
+        if (this.forwarder) this.applyPeers(this.currentConfig.peers, 'ike');
       },
       reservedSpi: (spi) => manualSpis().has(spi),
       localCidrs,
-      log: (line) => this.emit('ike', line),
+      log: (line) => this.emitIke(line),
     });
     this.ike.open(port);
     this.ike.update(this.currentConfig, this.allPeers());
@@ -374,6 +455,30 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   }
 
   /**
+   * The most recent dropped packets, oldest first: reason, direction, peer, worker, time, and
+   * the first bytes of each (outer and inner headers), from a small ring per worker (256 drops)
+   * that the worker fills only when it drops a packet and that is read without stopping it.
+   * `since`: the `cursor` of an earlier call, for only the drops recorded after it (`missed`
+   * then says how many of those the rings had already overwritten). Still answers after close().
+   */
+  recentDrops(since?: number[]): RecentDrops {
+    if (since !== undefined && !isDropCursor(since)) {
+      throw new TypeError('recentDrops: since must be the cursor of an earlier call (an array of non-negative integers)');
+    }
+    const readout = this.dropRings.recentDrops(since);
+    const bySlot = new Map<number, string>();
+    for (const entry of this.slots.values()) bySlot.set(entry.slot, entry.peer.name);
+    return {
+      name: this.name,
+      device: { name: this.device.name, layer: this.currentConfig.device.type === 'tun' ? 'ip' : 'ethernet' },
+      underlay: { local: this.currentConfig.underlay.local },
+      drops: dropsOf(readout, (slot) => bySlot.get(slot)),
+      cursor: readout.cursor,
+      missed: readout.missed,
+    };
+  }
+
+  /**
    * @internal Not public API: the running native forwarder, for the IKE manager, which drives
    * its control channel (openControl, sendControl, closeControl). close() closes the channel
    * with the forwarder. Throws once the overlay is closed.
@@ -393,6 +498,31 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     if (what === 'ike') session.rekeyIke();
     else session.rekeyChild();
     return true;
+  }
+
+  /**
+   * Makes `input` (a whole config, as in the YAML file) the running config: validated whole,
+   * then the peers (added, removed, changed: endpoints, allowed IPs, MACs, SAs, IKE settings)
+   * and the esp/ike settings applied in one table swap, so traffic between peers that stay
+   * loses nothing. Peers added at runtime that `input` lacks are removed: the file is the
+   * truth. A change to what was fixed at start (device, encapsulation, underlay, workers,
+   * limits, control socket, registry, ...) needs a restart: the reload is refused whole with a
+   * ConfigError naming each such field, and nothing changes. IKE SAs of peers that stay are
+   * kept; new IKE settings (a PSK, proposals) apply from their next negotiation.
+   */
+  reload(input: unknown): ReloadResult {
+    this.live();
+    const next = parseConfig(isResolved(input) ? configToInput(input) : input);
+    const plan = planReload(this.currentConfig, next, (c) => IkeKeying.portOf(c, c.peers));
+    if (plan.restartNeeded.length > 0) throw new ConfigError(plan.restartNeeded);
+    const result: ReloadResult = { ...plan.peers, settings: plan.settings, applied: !planIsEmpty(plan), tableGeneration: this.slots.generation };
+    if (!result.applied) return result;
+    this.applyPeers(next.peers, 'reload');
+    this.currentConfig = next;
+    // esp: a file that brings the first IKE peer starts IKE now (its port was not open).
+    if (!this.ike) this.startIke(this.registry ? [this.registry.subnetText] : []);
+    else this.ike.update(next, this.allPeers());
+    return { ...result, tableGeneration: this.slots.generation };
   }
 
   /** Registry mode: this host, the registry's other hosts, and whether each is in the table. Throws without a registry. */
@@ -435,6 +565,8 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     this.forwarder = null;
     if (this.espPoll) clearInterval(this.espPoll);
     this.espPoll = null;
+    if (this.statusPoll) clearInterval(this.statusPoll);
+    this.statusPoll = null;
     for (const r of this.retirements.values()) clearTimeout(r.timer);
     this.retirements.clear();
     // IKE first: its Deletes leave on the control channel while the forwarder is still open.
@@ -452,7 +584,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
   private setRegistryNodes(nodes: NodeRecord[]): void {
     if (!this.forwarder) return;
     this.registryPeers = this.registryPeerSet.build(nodes, this.currentConfig);
-    this.applyPeers(this.currentConfig.peers);
+    this.applyPeers(this.currentConfig.peers, 'registry');
     this.ike?.update(this.currentConfig, this.allPeers());
   }
 
@@ -466,19 +598,36 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     return [...this.currentConfig.peers, ...this.registryPeers];
   }
 
-  private applyPeers(peers: ResolvedPeer[]): void {
+  private applyPeers(peers: ResolvedPeer[], cause: TableChangeCause): void {
     const forwarder = this.live();
-    this.slots.replace([...peers, ...this.registryPeers], (slot) => this.reader.peer(slot));
+    // The diff costs a pass over both sets: only when someone listens (100,000 routes swap too).
+    const before = this.listenerCount('tableChanged') > 0 ? [...this.slots.values()].map((e) => e.peer) : null;
+    const all = [...peers, ...this.registryPeers];
+    this.slots.replace(all, (slot) => this.reader.peer(slot));
     this.slots.install(forwarder, (name) => this.ike?.nativeSa(name));
+    if (before) this.queueTableChange({ generation: this.slots.generation, cause, peers: all.length, ...diffPeers(before, all) });
+  }
+
+  /**
+   * tableChanged goes out once the change that caused it is complete (the config updated, IKE
+   * told): from a microtask, in the order of the swaps, so that a listener sees a consistent
+   * overlay and cannot interrupt a change halfway.
+   */
+  private queueTableChange(change: TableChange): void {
+    if (this.pendingTableChanges.push(change) > 1) return;
+    queueMicrotask(() => {
+      const changes = this.pendingTableChanges.splice(0);
+      for (const c of changes) this.emit('tableChanged', c);
+    });
   }
 
   // A peer change is validated as a whole new config, so every cross-check (unique names,
   // endpoints and MACs, address family, limits.maxPeers) is the config's own.
-  private reconfigure(peers: unknown[]): ResolvedConfig {
+  private reconfigure(peers: unknown[], cause: TableChangeCause): ResolvedConfig {
     const input = configToInput(this.currentConfig);
     input['peers'] = peers;
     const next = parseConfig(input);
-    this.applyPeers(next.peers);
+    this.applyPeers(next.peers, cause);
     this.currentConfig = next;
     this.ike?.update(next, this.allPeers());
     return next;
@@ -486,14 +635,14 @@ export class Overlay extends EventEmitter<OverlayEvents> {
 
   private addPeer(peer: unknown): ResolvedPeer {
     this.live();
-    const next = this.reconfigure([...this.currentConfig.peers.map(peerToInput), peer]);
+    const next = this.reconfigure([...this.currentConfig.peers.map(peerToInput), peer], 'add');
     return next.peers[next.peers.length - 1]!;
   }
 
   private removePeer(name: string): boolean {
     this.live();
     if (!this.currentConfig.peers.some((p) => p.name === name)) return false;
-    this.reconfigure(this.currentConfig.peers.filter((p) => p.name !== name).map(peerToInput));
+    this.reconfigure(this.currentConfig.peers.filter((p) => p.name !== name).map(peerToInput), 'remove');
     return true;
   }
 
@@ -506,7 +655,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     }
     const peer = this.currentConfig.peers.find((p) => p.name === name)!;
     const { next, retiring } = rekeySa(peer.sa!, change);
-    this.reconfigure(this.currentConfig.peers.map((p) => peerToInput(p.name === name ? { ...p, sa: next } : p)));
+    this.reconfigure(this.currentConfig.peers.map((p) => peerToInput(p.name === name ? { ...p, sa: next } : p)), 'rekey');
     if (retiring) this.scheduleRetirement(name, retiring, grace * 1000);
     return this.publicSa(name);
   }
@@ -530,7 +679,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
     const next = current?.sa && retireInbound(current.sa, sa);
     if (!next) return;
     try {
-      this.reconfigure(this.currentConfig.peers.map((p) => peerToInput(p.name === peer ? { ...p, sa: next } : p)));
+      this.reconfigure(this.currentConfig.peers.map((p) => peerToInput(p.name === peer ? { ...p, sa: next } : p)), 'retire');
     } catch {
       // The peer set changed in a way that no longer validates without this SA: leave it.
     }

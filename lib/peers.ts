@@ -144,3 +144,25 @@ export class PeerSlots {
     return this.installed;
   }
 }
+
+/**
+ * The names of the peers that joined, left, or stayed with other settings (endpoint, prefixes,
+ * MACs, SAs, IKE settings) between two peer sets. Names only leave this function: the settings
+ * are compared here, keys included, and never returned.
+ */
+export function diffPeers(before: readonly ResolvedPeer[], after: readonly ResolvedPeer[]): { added: string[]; removed: string[]; changed: string[] } {
+  const old = new Map(before.map((p) => [p.name, p]));
+  const added: string[] = [];
+  const changed: string[] = [];
+  for (const peer of after) {
+    const was = old.get(peer.name);
+    old.delete(peer.name);
+    if (!was) added.push(peer.name);
+    else if (was !== peer && settingsOf(was) !== settingsOf(peer)) changed.push(peer.name);
+  }
+  return { added, removed: [...old.keys()], changed };
+}
+
+function settingsOf(peer: ResolvedPeer): string {
+  return JSON.stringify([peer.endpoint, peer.allowedIps, peer.macs, peer.sa ?? null, peer.ike ?? null]);
+}

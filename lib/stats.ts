@@ -12,6 +12,8 @@ export class CounterIndex {
   readonly rxPackets: number;
   readonly rxBytes: number;
   readonly floodPackets: number;
+  readonly txWireBytes: number;
+  readonly rxWireBytes: number;
   readonly drops: ReadonlyArray<readonly [DropReason, number]>;
   readonly offload: ReadonlyArray<readonly [OffloadCounter, number]>;
 
@@ -22,6 +24,8 @@ export class CounterIndex {
     this.rxPackets = at('rxPackets');
     this.rxBytes = at('rxBytes');
     this.floodPackets = at('floodPackets');
+    this.txWireBytes = at('txWireBytes');
+    this.rxWireBytes = at('rxWireBytes');
     // Reasons the native side does not count yet (they belong to modes to come) read as 0.
     this.drops = DROP_REASONS.map((reason) => [reason, at(`drop.${reason}`)] as const);
     this.offload = OFFLOAD_COUNTERS.map((name) => [name, at(`offload.${name}`)] as const);
@@ -112,6 +116,8 @@ export class CountersReader {
       rxPackets: value(this.index.rxPackets),
       rxBytes: value(this.index.rxBytes),
       floodPackets: value(this.index.floodPackets),
+      txWireBytes: value(this.index.txWireBytes),
+      rxWireBytes: value(this.index.rxWireBytes),
       drops,
     };
   }
@@ -126,7 +132,7 @@ export function readOffloadCounters(index: CounterIndex, raw: RawSection): Omit<
 export function emptyCounters(): Counters {
   const drops = {} as Record<DropReason, number>;
   for (const reason of DROP_REASONS) drops[reason] = 0;
-  return { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, floodPackets: 0, drops };
+  return { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, floodPackets: 0, txWireBytes: 0, rxWireBytes: 0, drops };
 }
 
 /** after − before, counter by counter: the traffic of an interval between two stats() reads. */
@@ -139,6 +145,9 @@ export function diffCounters(after: Counters, before: Counters): Counters {
     rxPackets: after.rxPackets - before.rxPackets,
     rxBytes: after.rxBytes - before.rxBytes,
     floodPackets: after.floodPackets - before.floodPackets,
+    // Absent when `after` came from an instance older than the wire bytes.
+    ...(after.txWireBytes !== undefined ? { txWireBytes: after.txWireBytes - (before.txWireBytes ?? 0) } : {}),
+    ...(after.rxWireBytes !== undefined ? { rxWireBytes: after.rxWireBytes - (before.rxWireBytes ?? 0) } : {}),
     drops,
   };
 }

@@ -136,6 +136,20 @@ export interface ResolvedConfig {
   metrics?: ResolvedMetrics;
 }
 
+/** What a reload did (overlay.reload, `overlayfwd reload`). */
+export interface ReloadResult {
+  /** Peers by name: new in the file, gone from it, and changed. */
+  added: string[];
+  removed: string[];
+  changed: string[];
+  /** Live settings that changed besides peers ('esp', 'ike'). */
+  settings: string[];
+  /** false: the file matches the running config; nothing was swapped. */
+  applied: boolean;
+  /** The table generation now running. */
+  tableGeneration: number;
+}
+
 export interface ResolvedMetrics {
   /** host:port to serve /metrics and /healthz on, an IP literal (IPv6 in brackets): "127.0.0.1:9469". */
   listen: string;
@@ -168,12 +182,72 @@ export interface ResolvedNode {
 
 export interface Counters {
   txPackets: number;
+  /** Inner bytes sent: the frame as read from the device (TAP: with its Ethernet header; TUN: the IP packet). */
   txBytes: number;
   rxPackets: number;
+  /** Inner bytes delivered to the device, counted as txBytes is. */
   rxBytes: number;
-  /** Frames flooded (head-end replicated) to every peer: broadcast, multicast, unknown unicast. */
+  /**
+   * Frames flooded (head-end replicated) to every peer: broadcast, multicast, unknown unicast.
+   * In the totals each frame counts once; in a peer's counters, the copies sent toward that peer
+   * (so with N peers the peers' floodPackets add up to N times the total).
+   */
   floodPackets: number;
+  /**
+   * Outer bytes of what was sent (the datagrams the socket took): the outer IP header (20 or
+   * 40 bytes), UDP header (UDP modes), overlay header, inner packet and trailer; not the
+   * underlay's link header. txWireBytes − txBytes is the encapsulation overhead. Optional in
+   * the type: an instance older than this field does not send it.
+   */
+  txWireBytes?: number;
+  /** Outer bytes received, counted as txWireBytes: every datagram of the peer's that reached the tunnel, dropped ones included. */
+  rxWireBytes?: number;
   drops: Record<DropReason, number>;
+}
+
+/** A dropped packet as the workers' drop rings recorded it (overlay.recentDrops(), `overlayfwd drops`). */
+export interface DroppedPacket {
+  /** The worker that dropped it, and the record's number in that worker's sequence (from 1). */
+  worker: number;
+  sequence: number;
+  /** When: ISO 8601 (UTC, microseconds), and the same in microseconds since the epoch. */
+  time: string;
+  timestampUs: number;
+  reason: DropReason;
+  /** rx: from the underlay toward the device; tx: from the device toward the underlay. */
+  direction: 'rx' | 'tx';
+  /** The peer it was charged to (null: none, e.g. unknownPeer, or a peer gone since). */
+  peer: string | null;
+  /** The packets the drop stands for: 1, or a GRO batch's datagrams, or frames a device read lost. */
+  packets: number;
+  /**
+   * What `data` holds: `underlay`, a datagram after its outer IP header (raw-IP modes) or UDP
+   * header (UDP modes), as received or as it was to be sent; `outerIp`, a whole outer IP packet;
+   * `device`, an inner frame as the device reads and writes it (TAP and packet: Ethernet; TUN:
+   * IP); `none`, nothing was captured (a failed read).
+   */
+  layer: 'underlay' | 'outerIp' | 'device' | 'none';
+  /** The whole length of that packet or frame; `data` holds its first bytes (at most 128). */
+  length: number;
+  /** Hex. */
+  data: string;
+  /** underlay and outerIp: the other end and the outer protocol (17: UDP; 47, 4, 41, 50: raw IP). */
+  underlay?: { protocol: number; remote: string; remotePort: number; localPort: number };
+}
+
+/** What overlay.recentDrops() returns (the control socket's `drops`). */
+export interface RecentDrops {
+  name: string;
+  /** What the device's frames are (the link type of `device`-layer captures). */
+  device: { name: string; layer: 'ethernet' | 'ip' };
+  /** The local underlay address (the other end of `underlay`-layer captures). */
+  underlay: { local: string };
+  /** Oldest first. */
+  drops: DroppedPacket[];
+  /** Pass as `since` to get only the drops recorded after these: per worker, the next record to read. */
+  cursor: number[];
+  /** Drops recorded after `since` that the rings had overwritten before this read (0 without `since`). */
+  missed: number;
 }
 
 /** The offload counters of OffloadStats, in the order the native block names them. */
@@ -291,4 +365,56 @@ export interface RegistryNodes {
     /** Whether it is a peer in the table (a record can be valid and still refused: a clash). */
     inTable: boolean;
   }[];
+}
+
+// ---- Overlay events that report state changes (lib/overlay.ts OverlayEvents). Each carries
+// names and numbers only, never a key: listeners may log them as they are.
+
+/** What made the overlay install a new peer-table snapshot. */
+export type TableChangeCause =
+  /** The first table, installed by create() (before any listener can hear it). */
+  | 'start'
+  /** overlay.peers.add / remove / replace (the control socket's peers add and remove too). */
+  | 'add'
+  | 'remove'
+  | 'replace'
+  /** esp: overlay.peers.rekey installed new manual SAs; 'retire': a replaced inbound SA's grace period ended. */
+  | 'rekey'
+  | 'retire'
+  /** overlay.reload (overlayfwd reload, SIGHUP): the config file's peers. */
+  | 'reload'
+  /** Registry mode: the registry's hosts changed. */
+  | 'registry'
+  /** esp with IKE: a Child SA was installed, activated or removed. */
+  | 'ike';
+
+/** A new peer-table snapshot was installed (the `tableChanged` event). */
+export interface TableChange {
+  /** stats().tableGeneration after the swap. */
+  generation: number;
+  cause: TableChangeCause;
+  /** Peers in the table now (the config's and the registry's). */
+  peers: number;
+  /** Peers that joined, left, or stayed with a new endpoint, prefixes, MACs or SAs (by name). */
+  added: string[];
+  removed: string[];
+  changed: string[];
+}
+
+/** The data path's health changed (the `healthChanged` event; stats().healthy says the same). */
+export interface HealthChange {
+  healthy: boolean;
+  /** Why, when unhealthy. */
+  reason?: string;
+}
+
+/**
+ * The kernel refused an offload at run time and the data path turned it off (the
+ * `offloadFallback` event; stats().offloads.fallbacks counts them).
+ */
+export interface OffloadFallback {
+  /** Fallbacks since the last event. */
+  added: number;
+  /** stats().offloads.fallbacks now. */
+  total: number;
 }

@@ -3,6 +3,7 @@
 {
   'variables': {
     'overlayfwd_core_sources': [
+      'native/core/base/drop_ring.cc',
       'native/core/base/flow_hash.cc',
       'native/core/base/socket_address.cc',
       'native/core/base/stats_layout.cc',

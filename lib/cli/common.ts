@@ -175,6 +175,20 @@ export function warnIfOthersCanRead(file: string, st: fs.Stats): void {
   process.stderr.write(`overlayfwd: warning: ${file} holds keys and is accessible by others (mode ${mode}); chmod 600 ${file}\n`);
 }
 
+/** The package's version (the `started` log line, --version). */
+export function packageVersion(): string {
+  // lib/cli (sources) or dist/lib/cli (compiled): walk up to the package's own package.json.
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    try {
+      const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'overlayfwd' && pkg.version) return pkg.version;
+    } catch {
+      // keep looking
+    }
+    if (path.dirname(dir) === dir) return 'unknown';
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Formatting
 

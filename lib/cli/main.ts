@@ -1,30 +1,17 @@
 #!/usr/bin/env node
 // The overlayfwd command. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
-import fs from 'node:fs';
-import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ESP_CIPHERS, parseSpi } from '../config';
 import type { EspCipher } from '../types';
 import { runCheck } from './check';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, reportError, UsageError } from './common';
+import { runDrops, type DropsOptions } from './drops';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, packageVersion, reportError, UsageError } from './common';
 import { DEFAULT_GENKEY_CIPHER, runGenkey } from './genkey';
 import { runFdb, runPeersAdd, runPeersList, runPeersRemove, type AddOptions } from './peers';
 import { runNodes, runRegistryInit, runRegistryShow } from './registry';
+import { runReload, runShowconf } from './reload';
 import { runStats } from './stats';
 import { runUp } from './up';
-
-function packageVersion(): string {
-  // lib/cli (sources) or dist/lib/cli (compiled): walk up to the package's own package.json.
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    try {
-      const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'overlayfwd' && pkg.version) return pkg.version;
-    } catch {
-      // keep looking
-    }
-    if (path.dirname(dir) === dir) return 'unknown';
-  }
-}
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
@@ -82,7 +69,11 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .command('up')
     .description('start an instance from a config file and run it in the foreground until SIGINT/SIGTERM')
     .requiredOption('-c, --config <file>', CONFIG_HELP)
-    .option('--log-level <level>', 'warn (default), info (every IKE exchange and state change) or debug', 'warn')
+    .option(
+      '--log-level <level>',
+      'error, warn (warnings, errors and the drop summary), info (also start and stop, peers, IKE, registry, offloads), debug or silent',
+      'warn',
+    )
     .action(async (opts: { config: string; logLevel?: string }) => setCode(await runUp(opts)));
 
   program
@@ -126,8 +117,25 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .option('--json', 'print JSON')
     .action(async (opts: { instance?: string; socket?: string; json?: boolean }) => setCode(await runNodes(opts)));
 
-  // Commands that change a running instance go here, each built with withInstance(..., 'mutating')
-  // and a --json option: `reload -n NAME` (re-read the config file and apply what changed) is next.
+  withInstance(program.command('drops').description("show a running instance's most recent dropped packets: reason, peer, worker, time and first bytes"), 'read-only')
+    .option('-f, --follow', 'keep printing drops as they happen, until Ctrl-C')
+    .option('--pcap <file>', 'write them as a pcapng capture instead, the reason, peer and worker in each packet comment (- for stdout)')
+    .option('--json', 'print JSON (with --follow: one line per drop)')
+    .action(async (opts: DropsOptions) => setCode(await runDrops(opts)));
+
+  withInstance(program.command('showconf').description('print the running config (peers added at runtime included) as YAML that check accepts'), 'read-only')
+    .option('--show-keys', 'print SA keys and pre-shared keys instead of <redacted>')
+    .option('--json', 'print JSON')
+    .action(async (opts: { instance?: string; socket?: string; json?: boolean; showKeys?: boolean }) => setCode(await runShowconf(opts)));
+
+  withInstance(
+    program
+      .command('reload')
+      .description('re-read the config file and apply what changed (peers, routes, SAs) without a lost packet; also SIGHUP'),
+    'mutating',
+  )
+    .option('--json', 'print what changed as JSON')
+    .action(async (opts: { instance?: string; socket?: string; json?: boolean }) => setCode(await runReload(opts)));
 
   program.commandsGroup('Keys and the registry:');
   program
@@ -201,6 +209,8 @@ Examples:
   overlayfwd genkey --spi 0x1001          # { spi: 0x00001001, key: "<72 hex digits>" }
   overlayfwd registry init -c overlay.yaml --network 10.100.0.0/16 --subnet-length 24
   overlayfwd nodes -n ovl0
+  overlayfwd drops -n ovl0 --follow
+  overlayfwd drops -n ovl0 --pcap drops.pcapng   # then: tshark -r drops.pcapng -T fields -e frame.comment
   overlayfwd help peers add
 
 Exit status: 0 ok, 1 runtime failure (no instance running, a system call failed, ...),

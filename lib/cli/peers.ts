@@ -2,6 +2,7 @@
 import { formatEndpoint, formatSpi } from '../config';
 import { controlRequest } from '../control';
 import type { IkeStatus } from '../ike/keying';
+import type { PeerInfo } from '../types';
 import { sourceName } from '../config/load';
 import { EXIT_FAILURE, EXIT_OK, reportError, requireSocket, resolveSocket, table, type InstanceOptions } from './common';
 import { readSaFile } from './sa-file';
@@ -21,40 +22,58 @@ function ikeText(s: IkeStatus): string {
   return parts.join(', ');
 }
 
+function spisText(p: PeerInfo): string {
+  if (p.ikeSa?.child) return `out ${formatSpi(p.ikeSa.child.outboundSpi)} in ${formatSpi(p.ikeSa.child.inboundSpi)}`;
+  if (!p.sa) return '-';
+  const ins = p.sa.in.map((x) => `${formatSpi(x.spi)}${x.retiresInSeconds !== undefined ? ` (retires in ${x.retiresInSeconds}s)` : ''}`);
+  return `out ${formatSpi(p.sa.out.spi)} in ${ins.join(', ')}`;
+}
+
+/** What the instance's device carries, from its running config; null (show every column) when it cannot say. */
+async function deviceLayer(socket: string): Promise<'ethernet' | 'ip' | null> {
+  try {
+    const config = await controlRequest(socket, { cmd: 'showconf' });
+    const type = (config['device'] as { type?: string } | undefined)?.type;
+    return type === 'tun' ? 'ip' : type === 'tap' || type === 'packet' ? 'ethernet' : null;
+  } catch {
+    return null;
+  }
+}
+
 export interface ListOptions extends InstanceOptions {
   json?: boolean;
 }
 
 export async function runPeersList(opts: ListOptions): Promise<number> {
   try {
-    const peers = await controlRequest(await resolveSocket(opts), { cmd: 'peers.list' });
+    const socket = await resolveSocket(opts);
+    const peers = await controlRequest(socket, { cmd: 'peers.list' });
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(peers, null, 2)}\n`);
     } else if (peers.length === 0) {
       process.stdout.write('no peers\n');
     } else {
+      // Only the columns the device type has: a TAP forwards by MAC, a TUN routes by prefix.
+      const layer = await deviceLayer(socket);
       const esp = peers.some((p) => p.sa || p.ikeSa);
-      const body = peers.map((p) => [
-        p.name,
-        showEndpoint(p.endpoint),
-        p.macs.join(',') || '-',
-        String(p.learnedMacs),
-        p.allowedIps.join(',') || '-',
-        // ESP: SPIs only (keys are never listed); an inbound SA in a rekey's grace period shows its time left.
-        ...(esp
-          ? [
-              p.ikeSa?.child
-                ? `out ${formatSpi(p.ikeSa.child.outboundSpi)} in ${formatSpi(p.ikeSa.child.inboundSpi)}`
-                : p.sa
-                ? `out ${formatSpi(p.sa.out.spi)} in ${p.sa.in.map((x) => `${formatSpi(x.spi)}${x.retiresInSeconds !== undefined ? ` (retires in ${x.retiresInSeconds}s)` : ''}`).join(', ')}`
-                : '-',
-            ]
-          : []),
-      ]);
       const ike = peers.some((p) => p.ikeSa);
-      if (ike) peers.forEach((p, i) => body[i]!.push(p.ikeSa ? ikeText(p.ikeSa) : '-'));
-      const head = ['NAME', 'ENDPOINT', 'STATIC MACS', 'LEARNED', 'ALLOWED IPS', ...(esp ? ['SPIS'] : []), ...(ike ? ['IKE'] : [])];
-      process.stdout.write(`${table(head, body, new Set([0, 1, 2, 4, 5, 6]))}\n`);
+      const columns: Array<[string, (p: PeerInfo) => string]> = [
+        ['NAME', (p) => p.name],
+        ['ENDPOINT', (p) => showEndpoint(p.endpoint)],
+        ...(layer !== 'ip'
+          ? ([
+              ['STATIC MACS', (p) => p.macs.join(',') || '-'],
+              ['LEARNED', (p) => String(p.learnedMacs)],
+            ] as Array<[string, (p: PeerInfo) => string]>)
+          : []),
+        ...(layer !== 'ethernet' ? ([['ALLOWED IPS', (p) => p.allowedIps.join(',') || '-']] as Array<[string, (p: PeerInfo) => string]>) : []),
+        // ESP: SPIs only (keys are never listed); an inbound SA in a rekey's grace period shows its time left.
+        ...(esp ? ([['SPIS', spisText]] as Array<[string, (p: PeerInfo) => string]>) : []),
+        ...(ike ? ([['IKE', (p) => (p.ikeSa ? ikeText(p.ikeSa) : '-')]] as Array<[string, (p: PeerInfo) => string]>) : []),
+      ];
+      const body = peers.map((p) => columns.map(([, cell]) => cell(p)));
+      const leftAligned = new Set(columns.flatMap(([h], i) => (h === 'LEARNED' ? [] : [i])));
+      process.stdout.write(`${table(columns.map(([h]) => h), body, leftAligned)}\n`);
     }
     return EXIT_OK;
   } catch (err) {

@@ -25,23 +25,40 @@ function rows(stats: OverlayStats): Array<[string, Counters]> {
   return [...peers.map((name) => [name, stats.peers[name]!] as [string, Counters]), ['TOTAL', stats.totals]];
 }
 
-/** The one-shot human view: one row per peer, then the totals. */
+/** Wire bytes, or '-' from an instance that does not count them. */
+function wire(bytes: number | undefined): string {
+  return bytes === undefined ? '-' : formatBytes(bytes);
+}
+
+/** What encapsulation adds per packet, on average: "36.0 B/packet (+2.4 %)". */
+function overhead(packets: number, inner: number, outer: number | undefined): string | null {
+  if (outer === undefined || packets <= 0 || inner <= 0) return null;
+  return `${((outer - inner) / packets).toFixed(1)} B/packet (+${(((outer - inner) / inner) * 100).toFixed(1)} %)`;
+}
+
+/** The one-shot human view: one row per peer, then the totals; bytes inner, and outer ("wire"). */
 export function renderStats(stats: OverlayStats): string {
   const body = rows(stats).map(([name, c]) => [
     name,
     String(c.txPackets),
     formatBytes(c.txBytes),
+    wire(c.txWireBytes),
     String(c.rxPackets),
     formatBytes(c.rxBytes),
+    wire(c.rxWireBytes),
     dropsText(c),
   ]);
   const lines = [
     heading(stats),
     '',
-    table(['PEER', 'TX PKTS', 'TX BYTES', 'RX PKTS', 'RX BYTES', 'DROPS'], body, new Set([0, 5])),
+    table(['PEER', 'TX PKTS', 'TX BYTES', 'TX WIRE', 'RX PKTS', 'RX BYTES', 'RX WIRE', 'DROPS'], body, new Set([0, 7])),
   ];
   if (Object.keys(stats.peers).length === 0) lines.push('(no peers)');
   lines.push(`flooded: ${stats.totals.floodPackets} packets`);
+  const t = stats.totals;
+  const tx = overhead(t.txPackets, t.txBytes, t.txWireBytes);
+  const rx = overhead(t.rxPackets, t.rxBytes, t.rxWireBytes);
+  if (tx || rx) lines.push(`encapsulation: ${[tx && `tx ${tx}`, rx && `rx ${rx}`].filter(Boolean).join(', ')}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -67,7 +84,7 @@ export function renderRates(stats: OverlayStats, prev: OverlayStats | undefined,
   const lines = [
     `${heading(stats)}  (every 1 s, Ctrl-C to quit)  ${new Date().toLocaleTimeString()}`,
     '',
-    table(['PEER', 'TX PKTS', 'TX RATE', 'TX BITS', 'RX PKTS', 'RX RATE', 'RX BITS', 'DROP RATE', 'DROPS'], body, new Set([0, 8])),
+    table(['PEER', 'TX PKTS', 'TX PKT/S', 'TX BIT/S', 'RX PKTS', 'RX PKT/S', 'RX BIT/S', 'DROPS/S', 'DROPS'], body, new Set([0, 8])),
     `flooded: ${stats.totals.floodPackets} packets`,
   ];
   return `${lines.join('\n')}\n`;

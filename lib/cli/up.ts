@@ -1,10 +1,17 @@
-// overlayfwd up -c FILE: start an instance and run it in the foreground until SIGINT/SIGTERM.
-import { formatEndpoint } from '../config';
+// overlayfwd up -c FILE: start an instance and run it in the foreground until SIGINT/SIGTERM,
+// logging through lib/log (JSON lines on stderr, readable ones on a terminal).
+import { formatEndpoint, isConfigError } from '../config';
 import { sourceName } from '../config/load';
-import { ControlServer, probeSocket } from '../control';
+import { ControlError, ControlServer, probeSocket } from '../control';
 import type { MetricsServer } from '../metrics';
-import type { ResolvedConfig } from '../types';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, plural, readConfig, reportError } from './common';
+import type { Overlay } from '../overlay';
+import type { ReloadResult, ResolvedConfig } from '../types';
+import { DROP_SUMMARY_MIN_MS, dropSummaryInterval } from '../log/drop-summary';
+import { componentLogger, createLogger, DEFAULT_LOG_LEVEL, isLogLevel, type Logger } from '../log/logger';
+import { logOverlay } from '../log/overlay-log';
+import { routeProcessWarnings } from '../log/process-warnings';
+import { startFields } from '../log/start-summary';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, packageVersion, plural, readConfig, reportError } from './common';
 
 interface StopSignal {
   /** Resolves with the first SIGINT/SIGTERM. */
@@ -14,13 +21,14 @@ interface StopSignal {
 }
 
 /** Catches SIGINT/SIGTERM from now on; a second signal while shutting down exits at once. */
-function catchStopSignals(): StopSignal {
+function catchStopSignals(log: Logger): StopSignal {
   let stopped = false;
   let resolveFn: (s: NodeJS.Signals) => void = () => {};
   const received = new Promise<NodeJS.Signals>((resolve) => (resolveFn = resolve));
   const handler = (signal: NodeJS.Signals) => {
     if (stopped) {
-      process.stderr.write(`overlayfwd: ${signal} again, exiting without cleanup\n`);
+      // The logger writes synchronously: the line is out before the process is.
+      log.error({ signal }, `${signal} again, exiting without cleanup`);
       process.exit(EXIT_FAILURE);
     }
     stopped = true;
@@ -40,12 +48,30 @@ function catchStopSignals(): StopSignal {
   };
 }
 
-function encapLine(config: ResolvedConfig): string {
-  if (config.encap.type === 'esp') {
-    const where = config.encap.udp === false ? `${config.underlay.local} (IP protocol 50)` : formatEndpoint({ address: config.underlay.local, port: config.encap.port });
-    return `esp ${config.encap.cipher ?? ''} on ${where}`;
+/** The mode as the banner says it: what rides where, with only the options the mode has. */
+export function encapLine(config: ResolvedConfig): string {
+  const { encap } = config;
+  const local = config.underlay.local;
+  const ipProto = (n: number, what: string) => `${local} (IP protocol ${n}, ${what})`;
+  const greOptions = () =>
+    [encap.key !== null && encap.key !== undefined ? `key ${encap.key}` : '', encap.checksum ? 'checksum' : '', encap.sequence ? 'sequence' : ''].filter(Boolean).join(' ');
+  switch (encap.type) {
+    case 'vxlan':
+    case 'geneve':
+      return `${encap.type} vni ${encap.vni} on ${formatEndpoint({ address: local, port: encap.port })}`;
+    case 'gre-udp':
+      return `gre-udp${greOptions() ? ` ${greOptions()}` : ''} on ${formatEndpoint({ address: local, port: encap.port })}`;
+    case 'gre':
+      return `gre${greOptions() ? ` ${greOptions()}` : ''} on ${ipProto(47, 'GRE')}`;
+    case 'ipip':
+      // The protocol number names the inner packet: 4 for IPv4 inside, 41 for IPv6 inside.
+      return `ipip on ${local} (IP protocols 4 and 41, IPv4 and IPv6 in IP)`;
+    case 'esp': {
+      const keying = config.peers.some((p) => p.ike) || config.ike ? 'IKEv2' : 'manual SAs';
+      const where = encap.udp === false ? ipProto(50, 'ESP') : formatEndpoint({ address: local, port: encap.port });
+      return `esp ${encap.cipher ?? 'negotiated'} (${keying}) on ${where}`;
+    }
   }
-  return `${config.encap.type} vni ${config.encap.vni} on ${formatEndpoint({ address: config.underlay.local, port: config.encap.port })}`;
 }
 
 function upLine(config: ResolvedConfig, device: { name: string; mtu: number }): string {
@@ -59,12 +85,53 @@ function upLine(config: ResolvedConfig, device: { name: string; mtu: number }): 
   );
 }
 
-const LOG_LEVELS = ['warn', 'info', 'debug'] as const;
+/** The levels --log-level takes, in the order its help lists them. */
+const LEVELS_TEXT = ['error', 'warn', 'info', 'debug', 'silent'] as const;
+
+/**
+ * The reload of `up`: re-reads the file it started from and applies it, one at a time (a
+ * SIGHUP during an `overlayfwd reload` waits for it). A config read from stdin cannot be read
+ * again: that is refused.
+ */
+function fileReloader(file: string, overlay: Overlay): () => Promise<ReloadResult> {
+  let last: Promise<unknown> = Promise.resolve();
+  return () => {
+    const run = last.then(async () => {
+      if (file === '-') {
+        throw new ControlError('this instance read its config from stdin (-c -): there is no file to re-read; restart it, or change peers with peers add|remove');
+      }
+      return overlay.reload(await readConfig(file));
+    });
+    last = run.catch(() => {});
+    return run;
+  };
+}
+
+/**
+ * The reload with a log line for each, asked for by SIGHUP or the control socket: what changed
+ * (names only), or why it was refused (the config's issues, which never quote a key). The
+ * caller still gets the result or the error.
+ */
+function loggedReload(reload: () => Promise<ReloadResult>, log: Logger, file: string): (via: 'SIGHUP' | 'control socket') => Promise<ReloadResult> {
+  return (via) =>
+    reload().then(
+      (r) => {
+        const { added, removed, changed, settings, applied, tableGeneration } = r;
+        log.info({ via, file, applied, added, removed, changed, settings, tableGeneration }, applied ? `reloaded ${file}` : `reloaded ${file}: nothing to change`);
+        return r;
+      },
+      (err: unknown) => {
+        const why = isConfigError(err) ? { issues: err.issues.map((i) => ({ path: i.path, message: i.message })) } : { error: err instanceof Error ? err.message : String(err) };
+        log.warn({ via, file, ...why }, `reload of ${file} refused; the running config stays`);
+        throw err;
+      },
+    );
+}
 
 export async function runUp(opts: { config: string; logLevel?: string }): Promise<number> {
-  const logLevel = LOG_LEVELS.indexOf((opts.logLevel ?? 'warn') as (typeof LOG_LEVELS)[number]);
-  if (logLevel < 0) {
-    process.stderr.write(`overlayfwd: --log-level must be one of: ${LOG_LEVELS.join(', ')}\n`);
+  const level = opts.logLevel ?? DEFAULT_LOG_LEVEL;
+  if (!isLogLevel(level)) {
+    process.stderr.write(`overlayfwd: --log-level must be one of: ${LEVELS_TEXT.join(', ')}\n`);
     return EXIT_USAGE;
   }
   let config: ResolvedConfig;
@@ -75,11 +142,21 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
     return reportError(err, `invalid config ${sourceName(opts.config)}`);
   }
 
-  const signals = catchStopSignals();
+  // Until the instance runs, errors are the CLI's plain "overlayfwd: " lines (exit 1 or 2);
+  // from the start line on, everything on stderr is a log line.
+  const logger = createLogger({ instance: config.name, level });
+  const log = componentLogger(logger, 'control');
+  const restoreWarnings = routeProcessWarnings(log);
+  const signals = catchStopSignals(log);
   try {
     // Refuse before touching the system if the control socket is taken.
     if ((await probeSocket(config.control.socket).catch(() => 'absent')) === 'live') {
-      process.stderr.write(`overlayfwd: another instance is running (${config.control.socket} is in use)\n`);
+      // Control sockets live in /run, shared by every network namespace: the same name started
+      // in two namespaces meets here. Say how to run both.
+      process.stderr.write(
+        `overlayfwd: another instance is running (${config.control.socket} is in use), perhaps one of the same name in another network namespace; ` +
+          'give this one another name, or its own control.socket\n',
+      );
       return EXIT_FAILURE;
     }
 
@@ -90,11 +167,16 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
     } catch (err) {
       return reportError(err, `invalid config ${sourceName(opts.config)}`);
     }
+    // At once: the start's announcements and IKE lines are emitted just after create() resolved.
+    const interval = dropSummaryInterval();
+    const overlayLog = logOverlay(overlay, logger, { dropSummaryMs: interval.ms });
 
+    const reload = loggedReload(fileReloader(opts.config, overlay), log, sourceName(opts.config));
     let control: ControlServer;
     try {
-      control = await ControlServer.listen(overlay, config.control.socket);
+      control = await ControlServer.listen(overlay, config.control.socket, { reload: () => reload('control socket') });
     } catch (err) {
+      overlayLog.close();
       await overlay.close().catch(() => {});
       return reportError(err);
     }
@@ -105,74 +187,52 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
       try {
         metrics = await (await import('../metrics')).createMetricsServer(overlay, config.metrics.listen);
       } catch (err) {
+        overlayLog.close();
         await control.close().catch(() => {});
         await overlay.close().catch(() => {});
         return reportError(err);
       }
     }
 
-    // esp: an SA nearing its limit is worth a line (SPIs only, never keys).
-    overlay.on('rekeyNeeded', (e) => {
-      const spi = `0x${e.spi.toString(16).padStart(8, '0')}`;
-      process.stderr.write(
-        e.exhausted
-          ? `overlayfwd: ${config.name}: peer ${e.peer}: outbound SA ${spi} has used up its sequence numbers; nothing is sent to ${e.peer} until it is rekeyed\n`
-          : `overlayfwd: ${config.name}: peer ${e.peer}: outbound SA ${spi} nears the end of its sequence numbers; rekey it\n`,
-      );
-    });
-    // IKE: one JSON line per exchange and state change at info, warnings always (never a key:
-    // the session logs SPIs, algorithms and reasons only).
-    overlay.on('ike', (line) => {
-      if (LOG_LEVELS.indexOf(line.level) > logLevel) return;
-      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), instance: config.name, component: 'ike', ...line })}\n`);
-    });
-    // TAP: the gratuitous ARP / unsolicited NA for each address; a failure is worth a line.
-    overlay.on('announce', (e) => {
-      if (e.error) process.stderr.write(`overlayfwd: ${config.name}: could not announce ${e.address || 'the device addresses'}: ${e.error}\n`);
-      else if (logLevel >= LOG_LEVELS.indexOf('info')) process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), instance: config.name, component: 'device', level: 'info', msg: 'address announced', ...e })}\n`);
-    });
-    // Registry mode: hosts coming and going, etcd lost and back, records refused.
-    const registry = overlay.registry;
-    if (registry) {
-      const line = (text: string) => process.stderr.write(`overlayfwd: ${config.name}: registry: ${text}\n`);
-      line(`joined as ${config.node!.name} with subnet ${registry.subnetText}, device ${registry.deviceAddress}`);
-      registry.on('nodeJoined', (n) => line(`${n.name} joined (${n.subnet} at ${n.endpoint})`));
-      registry.on('nodeLeft', (n) => line(`${n.name} left (${n.subnet})`));
-      registry.on('nodeChanged', (n, p) => line(`${n.name} changed (${p.endpoint} -> ${n.endpoint})`));
-      registry.on('registryDown', (e) => line(`etcd unreachable (${e.message}); forwarding goes on with the current peers`));
-      registry.on('registryUp', () => line('etcd reachable again'));
-      registry.on('recordSkipped', (s) => line(`skipped record ${s.key}: ${s.reason}`));
-      registry.on('warning', (w) => line(w));
+    if (interval.invalid !== undefined) {
+      log.warn({ value: interval.invalid, ms: interval.ms }, `OVERLAYFWD_DROP_SUMMARY_MS must be a whole number of ms of at least ${DROP_SUMMARY_MIN_MS}; using ${interval.ms}`);
     }
+    // SIGHUP re-reads the config file, as `overlayfwd reload` does (it no longer ends the process).
+    const onHangup = () => void reload('SIGHUP').catch(() => {});
+    process.on('SIGHUP', onHangup);
+    if (metrics) componentLogger(logger, 'metrics').info({ url: `${metrics.url}/metrics` }, 'metrics served');
+    log.info(startFields(overlay, { metricsUrl: metrics?.url, version: packageVersion() }), 'started');
+
+    // The data path can fail for good under us (the device deleted by hand): then stop, loudly
+    // (the overlay looks once a second; logOverlay writes the error line).
+    const failed = new Promise<'failed'>((resolve) => {
+      if (!overlay.healthy) resolve('failed');
+      overlay.on('healthChanged', (e) => {
+        if (!e.healthy) resolve('failed');
+      });
+    });
     if (!signals.stopped) {
       const active = Object.entries(overlay.stats().offloads.active).filter(([, on]) => on).map(([name]) => name);
       process.stdout.write(`${upLine(overlay.config, overlay.device)}, offloads ${active.length ? active.join(' ') : 'none'}${metrics ? `, metrics ${metrics.url}/metrics` : ''}\n`);
     }
-    // The data path can fail for good under us (the device deleted by hand): then stop, loudly.
-    let healthTimer: NodeJS.Timeout | undefined;
-    const failed = new Promise<'failed'>((resolve) => {
-      healthTimer = setInterval(() => {
-        if (!overlay.healthy) resolve('failed');
-      }, 1000);
-    });
     const reason = await Promise.race([signals.received, failed]);
-    clearInterval(healthTimer);
-    let code = EXIT_OK;
-    if (reason === 'failed') {
-      process.stderr.write(`overlayfwd: ${config.name}: the data path failed (device ${overlay.device.name} gone?); shutting down\n`);
-      code = EXIT_FAILURE;
-    } else {
-      process.stderr.write(`overlayfwd: ${reason}: shutting down ${config.name}\n`);
-    }
-    await metrics?.close();
-    await control.close().catch((err: unknown) => {
-      code = reportError(err);
-    });
-    await overlay.close().catch((err: unknown) => {
-      code = reportError(err);
-    });
+    process.off('SIGHUP', onHangup);
+    let code = reason === 'failed' ? EXIT_FAILURE : EXIT_OK;
+    log.info({ reason: reason === 'failed' ? 'the data path failed' : reason }, 'stopping');
+    overlayLog.close();
+    const closing = async (what: string, close: () => Promise<void>) => {
+      await close().catch((err: unknown) => {
+        log.error({ error: err instanceof Error ? err.message : String(err) }, `could not close the ${what}`);
+        code = EXIT_FAILURE;
+      });
+    };
+    if (metrics) await closing('metrics server', () => metrics.close());
+    await closing('control socket', () => control.close());
+    await closing('overlay', () => overlay.close());
+    log.info({ exitCode: code }, 'stopped');
     return code;
   } finally {
     signals.dispose();
+    restoreWarnings();
   }
 }

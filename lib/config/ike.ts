@@ -9,6 +9,7 @@ import { parseIdentity } from '../ike/auth';
 import { parseProposal } from '../ike/proposals';
 import { PROTOCOL_ESP, PROTOCOL_IKE } from '../ike/transforms';
 import { err, intRange, list, nullToUndefined, section } from './fields';
+import { REDACTED, REDACTED_MESSAGE } from './secrets';
 
 export const IKE_AUTH_METHODS = ['psk', 'certificate'] as const;
 export const IKE_START_ACTIONS = ['on-start', 'on-traffic', 'passive'] as const;
@@ -32,7 +33,7 @@ const text = (what: string) => z.string(err(`must be a string (${what})`)).min(1
 
 export const ikeSchema = section({
   auth: z.enum(IKE_AUTH_METHODS, err(`must be one of: ${IKE_AUTH_METHODS.join(', ')}`)).optional(),
-  psk: z.string(err('must be a string (the pre-shared key)')).optional(),
+  psk: z.string(err('must be a string (the pre-shared key)')).refine((v) => v !== REDACTED, REDACTED_MESSAGE).optional(),
   pskFile: text('a file holding the pre-shared key').optional(),
   id: text('our identity: an IP address, @fqdn, fqdn:name, or a DN such as "CN=a, O=x"').optional(),
   remoteId: text("the peer's identity, in the same forms as id").optional(),

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { parseCidr, parseIp } from './addresses';
 import { err, intRange, list, nullToUndefined, peerName, section } from './fields';
+import { REDACTED, REDACTED_MESSAGE } from './secrets';
 
 export const REGISTRY_TTL_DEFAULT_SECONDS = 10;
 export const REGISTRY_PREFIX_DEFAULT = '/overlayfwd';
@@ -34,7 +35,7 @@ const etcdSchema = section({
   ttlSeconds: intRange(2, 3600).default(REGISTRY_TTL_DEFAULT_SECONDS),
   tls: z.preprocess(nullToUndefined, tlsSchema.optional()),
   username: z.string(err('must be a string')).min(1, 'must not be empty').optional(),
-  password: z.string(err('must be a string')).optional(),
+  password: z.string(err('must be a string')).refine((v) => v !== REDACTED, REDACTED_MESSAGE).optional(),
 });
 
 const NETWORK_TEXT = 'must be an IPv4 or IPv6 network such as 10.100.0.0/16';

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { EspCipher, PeerSecurityAssociations } from '../types';
 import type { ConfigIssue } from './errors';
 import { unknownKeyMessage, type Parsed } from './issues';
+import { REDACTED, REDACTED_MESSAGE } from './secrets';
 
 export const ESP_CIPHERS = ['aes-128-gcm', 'aes-256-gcm', 'chacha20-poly1305'] as const;
 /** Bytes of the cipher key proper; an SA's key is this followed by a 4-byte salt (RFC 4106 §8.1, RFC 7634 §2). */
@@ -59,6 +60,7 @@ function keyShape(cipher: EspCipher | undefined): string {
 export function parseSaKey(v: unknown, cipher: EspCipher | undefined): Parsed<string> {
   const shape = keyShape(cipher);
   if (typeof v !== 'string') return { ok: false, message: `must be ${shape}, quoted in YAML` };
+  if (v === REDACTED) return { ok: false, message: REDACTED_MESSAGE };
   const hex = /^0[xX]/.test(v) ? v.slice(2) : v;
   if (!/^[0-9a-fA-F]*$/.test(hex)) return { ok: false, message: `must be ${shape}; it holds characters that are not hex digits` };
   if (cipher && hex.length !== 2 * espKeyBytes(cipher)) return { ok: false, message: `must be ${shape}; got ${hex.length} hex digits` };

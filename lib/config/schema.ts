@@ -175,7 +175,7 @@ export type RootParsed = z.output<typeof rootSchema>;
 export type PeerParsed = z.output<typeof peerSchema>;
 
 /** The keys each mapping takes, by its path: what an unknown key is compared with. */
-const KNOWN_KEYS: Record<string, readonly string[]> = {
+export const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': Object.keys(rootSchema.shape),
   device: Object.keys(deviceSchema.shape),
   encap: ENCAP_KEYS,

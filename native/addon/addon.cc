@@ -3,6 +3,9 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
@@ -400,6 +403,7 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
                            InstanceAccessor<&ForwarderWrap::Failed>("failed"),
                            InstanceMethod<&ForwarderWrap::SetPeers>("setPeers"),
                            InstanceMethod<&ForwarderWrap::LearnedFdb>("learnedFdb"),
+                           InstanceMethod<&ForwarderWrap::RecentDrops>("recentDrops"),
                            InstanceMethod<&ForwarderWrap::EspStatus>("espStatus"),
                            InstanceMethod<&ForwarderWrap::OpenControl>("openControl"),
                            InstanceMethod<&ForwarderWrap::SendControl>("sendControl"),
@@ -544,6 +548,57 @@ class ForwarderWrap : public Napi::ObjectWrap<ForwarderWrap> {
       out.Set(i, entry);
     }
     return out;
+  }
+
+  // recentDrops(since?: number[]): { records, cursor, missed } (see native.ts), copied out of the
+  // workers' drop rings.
+  Napi::Value RecentDrops(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<uint64_t> since;
+    if (info.Length() > 0 && !info[0].IsUndefined() && !info[0].IsNull()) {
+      if (!info[0].IsArray()) throw Napi::TypeError::New(env, "since must be an array of sequence numbers");
+      const auto list = info[0].As<Napi::Array>();
+      for (uint32_t w = 0; w < list.Length(); w++) {
+        const Napi::Value value = list.Get(w);
+        const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
+        if (!(number >= 0 && number <= 9007199254740991.0 && number == static_cast<double>(static_cast<uint64_t>(number)))) {
+          throw Napi::RangeError::New(env, "since[" + std::to_string(w) + "] must be a sequence number (a non-negative integer)");
+        }
+        since.push_back(static_cast<uint64_t>(number));
+      }
+    }
+    const ovl::DropReadout readout = forwarder_->recent_drops(since);
+    static const char* const kLayers[] = {"none", "underlay", "outerIp", "device"};
+    Napi::Array records = Napi::Array::New(env, readout.entries.size());
+    for (uint32_t i = 0; i < readout.entries.size(); i++) {
+      const ovl::DropRecord& r = readout.entries[i].entry.record;
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("worker", readout.entries[i].worker);
+      out.Set("sequence", static_cast<double>(readout.entries[i].entry.sequence));
+      out.Set("timeNs", Napi::BigInt::New(env, r.time_ns));
+      const char* reason = ovl::counter_name(r.reason);
+      out.Set("reason", reason ? reason : "");
+      out.Set("slot", r.slot == ovl::WorkerStats::kNoPeer ? -1.0 : static_cast<double>(r.slot));
+      out.Set("packets", r.packets);
+      out.Set("length", r.length);
+      out.Set("layer", r.layer < 4 ? kLayers[r.layer] : "none");
+      out.Set("direction", r.direction == static_cast<uint8_t>(ovl::DropDirection::tx) ? "tx" : "rx");
+      out.Set("protocol", r.protocol);
+      char address[INET6_ADDRSTRLEN] = "";
+      if (r.family == AF_INET || r.family == AF_INET6) inet_ntop(r.family, r.remote_address, address, sizeof address);
+      out.Set("remoteAddress", address);
+      out.Set("remotePort", r.remote_port);
+      out.Set("localPort", r.local_port);
+      out.Set("data", Napi::Buffer<uint8_t>::Copy(env, r.bytes, std::min<uint32_t>(r.captured, ovl::kDropCaptureBytes)));
+      records.Set(i, out);
+    }
+    Napi::Array cursor = Napi::Array::New(env, readout.cursor.size());
+    for (uint32_t w = 0; w < readout.cursor.size(); w++) cursor.Set(w, static_cast<double>(readout.cursor[w]));
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("records", records);
+    result.Set("cursor", cursor);
+    result.Set("missed", static_cast<double>(readout.missed));
+    return result;
   }
 
   // openControl({ ikePort, onDatagram }).

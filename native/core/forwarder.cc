@@ -96,6 +96,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) throw_errno("eventfd");
 
+  for (uint32_t w = 0; w < options.workers; w++) drop_rings_.push_back(std::make_unique<DropRing>());
   for (uint32_t w = 0; w < options.workers; w++) {
     WorkerConfig config;
     config.index = w;
@@ -131,7 +132,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     if (!options.cpu_affinity.empty()) config.cpu = options.cpu_affinity[w % options.cpu_affinity.size()];
     workers_.push_back(std::make_unique<Worker>(config, tables_, fdb_,
                                                 WorkerStats(stats_->worker_base(w), options.peer_slots),
-                                                packet_ ? packet_->queue_fd(w) : tap_->queue_fd(w), std::move(sockets[w]), stop_fd_.get(),
+                                                drop_rings_[w].get(), packet_ ? packet_->queue_fd(w) : tap_->queue_fd(w), std::move(sockets[w]), stop_fd_.get(),
                                                 control_));
   }
   for (auto& worker : workers_) worker->report_failure_to(&failed_);
@@ -297,6 +298,21 @@ void Forwarder::send_control(uint16_t local_port, const SocketAddress& to, const
 void Forwarder::close_control() { control_.close(); }
 
 std::vector<LearnedEntry> Forwarder::learned_fdb() const { return fdb_.snapshot(monotonic_seconds()); }
+
+DropReadout Forwarder::recent_drops(const std::vector<uint64_t>& since) const {
+  DropReadout readout;
+  std::vector<DropEntry> entries;
+  for (uint32_t w = 0; w < drop_rings_.size(); w++) {
+    const DropRing& ring = *drop_rings_[w];
+    entries.clear();
+    uint64_t missed = 0;
+    const uint64_t from = w < since.size() ? since[w] : ring.oldest();
+    readout.cursor.push_back(ring.read(from, entries, &missed));
+    readout.missed += missed;
+    for (const DropEntry& entry : entries) readout.entries.push_back({w, entry});
+  }
+  return readout;
+}
 
 std::vector<AnnounceResult> Forwarder::announce_each(const std::vector<LinkAddress>* given) {
   std::vector<LinkAddress> addresses;

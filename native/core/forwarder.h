@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/drop_ring.h"
 #include "tables/learned_fdb.h"
 #include "device/packet_device.h"
 #include "tables/peer_table.h"
@@ -107,6 +108,18 @@ struct AnnounceResult {
   std::string error;
 };
 
+// What the workers' drop rings held (base/drop_ring.h), copied out: records oldest first per
+// worker, the cursor to read on from, and how many records from the cursor on were lost.
+struct DropReadout {
+  struct Entry {
+    uint32_t worker;
+    DropEntry entry;
+  };
+  std::vector<Entry> entries;
+  std::vector<uint64_t> cursor;  // per worker: the record to read next
+  uint64_t missed = 0;
+};
+
 class Worker;
 struct UnderlaySockets;
 struct SocketAddress;
@@ -127,6 +140,9 @@ class Forwarder {
   // Publishes a new peer table. Learned entries behind peers that left or moved are forgotten.
   void set_peers(const std::vector<PeerSpec>& peers);
   std::vector<LearnedEntry> learned_fdb() const;
+  // The drops the workers recorded from `since[w]` on (a worker without an entry: from the
+  // oldest its ring holds, nothing counted as missed). Never stops a worker; works after close().
+  DropReadout recent_drops(const std::vector<uint64_t>& since) const;
   std::vector<EspOutboundStatus> esp_outbound_status();
 
   // The control channel (underlay/control_channel.h), esp only: control datagrams of the
@@ -167,6 +183,7 @@ class Forwarder {
   DeviceInfo device_;
   OffloadState offloads_;
   std::shared_ptr<StatsBlock> stats_;
+  std::vector<std::unique_ptr<DropRing>> drop_rings_;  // one per worker, before the workers
   LearnedFdb fdb_;
   TablePublisher<PeerTable> tables_;
   std::mutex control_mutex_;  // serializes set_peers and close

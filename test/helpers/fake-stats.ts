@@ -15,7 +15,10 @@ export function fakeOffloadStats(): OffloadStats {
   };
 }
 
-/** Counters whose values all derive from `n` (txPackets = scale.tx * n, ...), with `n` wrongVni drops. */
+/**
+ * Counters whose values all derive from `n` (txPackets = scale.tx * n, ...), with `n` wrongVni
+ * drops; wire bytes add 36 bytes a packet (vxlan over IPv4).
+ */
 export function fakeCounters(n: number, scale: { tx: number; rx: number; flood: number; bytesPerPacket: number }): Counters {
   const drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
   drops.wrongVni = n;
@@ -25,6 +28,22 @@ export function fakeCounters(n: number, scale: { tx: number; rx: number; flood: 
     rxPackets: scale.rx * n,
     rxBytes: scale.bytesPerPacket * scale.rx * n,
     floodPackets: scale.flood,
+    txWireBytes: (scale.bytesPerPacket + 36) * scale.tx * n,
+    rxWireBytes: (scale.bytesPerPacket + 36) * scale.rx * n,
     drops,
   };
+}
+
+/** Counters with only the given drops (the rest 0), for the drop summary's tests. */
+export function fakeDropCounters(drops: Partial<Record<DropReason, number>>): Counters {
+  const all = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
+  return { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, floodPackets: 0, drops: { ...all, ...drops } };
+}
+
+/** totals and peers with the given drops: what the drop summary reads of stats(). */
+export function fakeDropStats(
+  totals: Partial<Record<DropReason, number>>,
+  peers: Record<string, Partial<Record<DropReason, number>>> = {},
+): { totals: Counters; peers: Record<string, Counters> } {
+  return { totals: fakeDropCounters(totals), peers: Object.fromEntries(Object.entries(peers).map(([name, d]) => [name, fakeDropCounters(d)])) };
 }

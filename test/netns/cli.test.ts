@@ -89,6 +89,8 @@ describeNetns('overlayfwd CLI', {}, () => {
     up.kill('SIGTERM');
     const st = await up.wait(20_000);
     expect({ code: st.code, signal: st.signal }, up.stderr).toEqual({ code: 0, signal: null });
+    // Quiet by default: nothing went wrong, so nothing on stderr (the log level is warn).
+    expect(up.stderr).toBe('');
     expect(await lab.links(a)).not.toContain('ovl0');
     expect(fs.existsSync(sock)).toBe(false);
   });
@@ -255,5 +257,7 @@ describeNetns('overlayfwd CLI', {}, () => {
 
     for (const up of ups) up.kill('SIGTERM');
     for (const up of ups) expect((await up.wait(20_000)).code, up.stderr).toBe(0);
+    // Whatever the instances logged, no key is in it.
+    for (const up of ups) for (const { key } of keys) expect(up.stderr).not.toContain(key.slice(0, 16));
   });
 });

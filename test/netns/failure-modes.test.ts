@@ -5,6 +5,7 @@ import { afterEach, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
+import type { HealthChange } from '../../lib/types';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { delta, peerCounters, startForwarder } from '../helpers/overlay';
 import { verifiedTransfer } from '../helpers/transfer';
@@ -54,13 +55,18 @@ describeNetns('failure modes', { tools: ['ping'] }, () => {
     const { lab, a, A } = p;
     expect((await lab.ping(a, overlayAddress(2), { count: 2 })).received).toBe(2);
     expect(A.healthy).toBe(true);
+    const health: HealthChange[] = [];
+    A.on('healthChanged', (e) => health.push(e));
     await lab.ip(a, ['link', 'del', 'ovl0']);
     await waitFor(() => !A.healthy, 'overlay reports the lost device', 5_000);
     expect(A.stats().healthy).toBe(false);
+    // The event follows within its once-a-second look, once.
+    await waitFor(() => health.length > 0, 'the healthChanged event', 3_000);
     // A worker that kept polling a dead fd would burn a whole core here.
     const before = cpuSeconds();
     await sleep(1500);
     expect(cpuSeconds() - before).toBeLessThan(0.5);
+    expect(health).toEqual([{ healthy: false, reason: expect.any(String) }]);
     await A.close();
     expect(A.closed).toBe(true);
   });

@@ -8,6 +8,7 @@ import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
+import { OWNER_DIR, recordOwner } from '../../lab/namespaces';
 import { describeNetns, ROOT, waitFor } from '../helpers/env';
 import { verifiedTransfer } from '../helpers/transfer';
 
@@ -132,18 +133,46 @@ describeNetns('lab helper', { addon: false }, () => {
     expect(() => lab.spawn(null, 'true')).toThrow(/destroyed/);
   });
 
-  it('sweeps namespaces left behind by a dead process', async () => {
+  it('sweeps namespaces a lab of this PID namespace left behind when its process died', async () => {
     const dead = spawnSync('true');
     const deadPid = dead.pid!;
     const ns = `ovt-stale-${deadPid}-1`;
     execFileSync('ip', ['netns', 'add', ns]);
     try {
       expect(pidAlive(deadPid)).toBe(false);
+      recordOwner(ns, { pid: deadPid, startTime: '1', pidNamespace: fs.readlinkSync('/proc/self/ns/pid') });
       const removed = Lab.sweepStale('ovt');
       expect(removed).toContain(ns);
       expect(netnsExists(ns)).toBe(false);
+      expect(fs.existsSync(path.join(OWNER_DIR, ns))).toBe(false);
     } finally {
       spawnSync('ip', ['netns', 'del', ns]);
+    }
+  });
+
+  it("never sweeps a namespace that is not a lab's of this PID namespace, whatever its name says", async () => {
+    const deadPid = spawnSync('true').pid!;
+    // No owner record: made by someone else (an older lab, a person, another container).
+    const unrecorded = `ovt-other-${deadPid}-1`;
+    // Recorded from another PID namespace: its PID means nothing here.
+    const foreign = `ovt-other-${deadPid}-2`;
+    // Recorded by a live process of ours (this one's parent): still in use.
+    const live = `ovt-other-${process.ppid}-3`;
+    for (const ns of [unrecorded, foreign, live]) execFileSync('ip', ['netns', 'add', ns]);
+    try {
+      recordOwner(foreign, { pid: deadPid, startTime: '1', pidNamespace: 'pid:[1]' });
+      const ppidStart = fs.readFileSync(`/proc/${process.ppid}/stat`, 'utf8');
+      recordOwner(live, { pid: process.ppid, startTime: ppidStart.slice(ppidStart.lastIndexOf(')') + 2).split(' ')[19]!, pidNamespace: fs.readlinkSync('/proc/self/ns/pid') });
+      const removed = Lab.sweepStale('ovt');
+      for (const ns of [unrecorded, foreign, live]) {
+        expect(removed).not.toContain(ns);
+        expect(netnsExists(ns)).toBe(true);
+      }
+    } finally {
+      for (const ns of [unrecorded, foreign, live]) {
+        spawnSync('ip', ['netns', 'del', ns]);
+        fs.rmSync(path.join(OWNER_DIR, ns), { force: true });
+      }
     }
   });
 

@@ -526,8 +526,11 @@ describe('overlayfwd stats / peers against a running instance', () => {
     await start('ovl0');
     const r = await run(['stats', '-n', 'ovl0'], env);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^b\s+10\s+1\.50 kB\s+20\s+3\.00 kB\s+wrongVni 1$/m);
-    expect(r.stdout).toMatch(/^TOTAL\s+30\s+4\.50 kB\s+60\s+9\.00 kB\s+wrongVni 3$/m);
+    expect(r.stdout).toMatch(/^PEER\s+TX PKTS\s+TX BYTES\s+TX WIRE\s+RX PKTS\s+RX BYTES\s+RX WIRE\s+DROPS$/m);
+    expect(r.stdout).toMatch(/^b\s+10\s+1\.50 kB\s+1\.86 kB\s+20\s+3\.00 kB\s+3\.72 kB\s+wrongVni 1$/m);
+    expect(r.stdout).toMatch(/^TOTAL\s+30\s+4\.50 kB\s+5\.58 kB\s+60\s+9\.00 kB\s+11\.2 kB\s+wrongVni 3$/m);
+    // The average the outer headers add, from the totals' inner and wire bytes.
+    expect(r.stdout).toContain('encapsulation: tx 36.0 B/packet (+24.0 %), rx 36.0 B/packet (+24.0 %)');
   });
 
   it('finds the only running instance, and refuses to guess between several', async () => {
@@ -660,6 +663,7 @@ describe('ESP peers through the control socket', () => {
     const table: ResolvedPeer[] = [...config.peers];
     const overlay: OverlayLike = {
       name: 'esp0',
+      config,
       stats: () => {
         throw new Error('unused');
       },
@@ -702,7 +706,7 @@ describe('ESP peers through the control socket', () => {
     expect(r.stdout).toBe('added peer d at 198.18.0.4:4500, SAs out 0x00001004 in 0x00004001\n');
     expect(table.find((p) => p.name === 'd')!.sa).toEqual({ out: { spi: 0x1004, key: ESP_KEYS.dOut }, in: [{ spi: 0x4001, key: ESP_KEYS.dIn }] });
     const list = await run(['peers', 'list', '-s', socket]);
-    expect(list.stdout).toMatch(/^d\s+198\.18\.0\.4:4500\s+-\s+0\s+198\.19\.0\.4\/32\s+out 0x00001004 in 0x00004001$/m);
+    expect(list.stdout).toMatch(/^d\s+198\.18\.0\.4:4500\s+198\.19\.0\.4\/32\s+out 0x00001004 in 0x00004001$/m);
     expectNoKeys(list.stdout);
   });
 
@@ -806,8 +810,9 @@ describe('ESP peers through the control socket', () => {
     await startEsp();
     const table = await run(['peers', 'list', '-s', socket]);
     expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(/^NAME\s+ENDPOINT\s+STATIC MACS\s+LEARNED\s+ALLOWED IPS\s+SPIS$/m);
-    expect(table.stdout).toMatch(/^b\s+198\.18\.0\.2:4500\s+-\s+0\s+198\.19\.0\.2\/32\s+out 0x00001001 in 0x00002001$/m);
+    // A TUN device: the columns of a TAP (static and learned MACs) are left out.
+    expect(table.stdout).toMatch(/^NAME\s+ENDPOINT\s+ALLOWED IPS\s+SPIS$/m);
+    expect(table.stdout).toMatch(/^b\s+198\.18\.0\.2:4500\s+198\.19\.0\.2\/32\s+out 0x00001001 in 0x00002001$/m);
     expect(table.stdout).toMatch(/^c\s+.*out 0x00001001 in 0x00003002, 0x00003001 \(retires in 7s\)$/m);
     expectNoKeys(table.stdout);
     const json = await run(['peers', 'list', '-s', socket, '--json']);
@@ -849,5 +854,17 @@ describe('check helpers', () => {
     const later: OverlayStats = { ...stats, totals: { ...stats.totals, txPackets: 2030, txBytes: 4500 + 125_000 } };
     expect(renderRates(later, stats, 2)).toMatch(/^TOTAL\s+2030\s+1\.00 kpps\s+500 kbit\/s\s+60\s+0 pps\s+0 bit\/s\s+0 \/s\s+wrongVni 3$/m);
     expect(renderStats(stats)).toContain('flooded: 3 packets');
+  });
+
+  it('renders the stats of an instance that does not count wire bytes with dashes there', () => {
+    const stats = fakeOverlay('ovl0').stats();
+    const strip = (c: Counters): Counters => {
+      const { txWireBytes: _t, rxWireBytes: _r, ...rest } = c;
+      return rest;
+    };
+    const old: OverlayStats = { ...stats, totals: strip(stats.totals), peers: { b: strip(stats.peers.b!) } };
+    const text = renderStats(old);
+    expect(text).toMatch(/^TOTAL\s+30\s+4\.50 kB\s+-\s+60\s+9\.00 kB\s+-\s+wrongVni 3$/m);
+    expect(text).not.toContain('encapsulation:');
   });
 });

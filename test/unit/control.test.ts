@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, parsePeer } from '../../lib/config';
 import { ControlError, ControlServer, controlRequest, probeSocket, type OverlayLike } from '../../lib/control';
-import type { Counters, OverlayStats, ResolvedPeer } from '../../lib/types';
+import type { Counters, OverlayStats, RecentDrops, ResolvedPeer } from '../../lib/types';
 import { fakeCounters, fakeOffloadStats } from '../helpers/fake-stats';
 
 const counters = (n: number): Counters => fakeCounters(n, { tx: 1, rx: 2, flood: 1, bytesPerPacket: 100 });
@@ -94,6 +94,24 @@ describe('ControlServer', () => {
     expect(await controlRequest(file, { cmd: 'peers.remove', name: 'nope' })).toEqual({ removed: false });
     expect(await controlRequest(file, { cmd: 'peers.remove', name: 'b' })).toEqual({ removed: true });
     expect(overlay.table).toEqual([]);
+  });
+
+  it('serves drops with the cursor it is given, refuses a cursor that is none, and says when an instance records none', async () => {
+    const calls: Array<number[] | undefined> = [];
+    const answer: RecentDrops = { name: 'fake0', device: { name: 'fake0', layer: 'ethernet' }, underlay: { local: '198.18.0.1' }, drops: [], cursor: [4, 9], missed: 2 };
+    const overlay = { ...fakeOverlay(), recentDrops: (since?: number[]) => (calls.push(since), answer) };
+    const file = socketPath();
+    await listen(overlay, file);
+    expect(await controlRequest(file, { cmd: 'drops' })).toEqual(answer);
+    expect(await controlRequest(file, { cmd: 'drops', since: [4, 9] })).toEqual(answer);
+    expect(calls).toEqual([undefined, [4, 9]]);
+    for (const since of [[-1], [1.5], ['3'], 7]) {
+      await expect(controlRequest(file, { cmd: 'drops', since } as never)).rejects.toThrow(/"since" must be the "cursor" of an earlier answer/);
+    }
+    expect(calls).toHaveLength(2);
+    const old = socketPath();
+    await listen(fakeOverlay(), old);
+    await expect(controlRequest(old, { cmd: 'drops' })).rejects.toThrow(/does not record drops/);
   });
 
   it('propagates validation errors of peers.add as ConfigError with issues', async () => {

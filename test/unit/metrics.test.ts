@@ -16,7 +16,16 @@ import { commandExists } from '../../lab';
 
 function counters(base: number, drops: Partial<Record<DropReason, number>> = {}): Counters {
   const all = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
-  return { txPackets: base + 1, txBytes: base + 2, rxPackets: base + 3, rxBytes: base + 4, floodPackets: base + 5, drops: { ...all, ...drops } };
+  return {
+    txPackets: base + 1,
+    txBytes: base + 2,
+    rxPackets: base + 3,
+    rxBytes: base + 4,
+    floodPackets: base + 5,
+    txWireBytes: base + 6,
+    rxWireBytes: base + 7,
+    drops: { ...all, ...drops },
+  };
 }
 
 function sampleStats(name = 'ovl0'): OverlayStats {
@@ -130,6 +139,10 @@ describe('OverlayMetrics: names and labels', () => {
         'overlayfwd_peer_tx_bytes_total',
         'overlayfwd_peer_rx_packets_total',
         'overlayfwd_peer_rx_bytes_total',
+        'overlayfwd_peer_tx_wire_bytes_total',
+        'overlayfwd_peer_rx_wire_bytes_total',
+        'overlayfwd_tx_wire_bytes_total',
+        'overlayfwd_rx_wire_bytes_total',
         'overlayfwd_peer_drops_total',
         'overlayfwd_drops_total',
         'overlayfwd_workers',
@@ -150,7 +163,7 @@ describe('OverlayMetrics: names and labels', () => {
 });
 
 describe('OverlayMetrics: values from a stats object', () => {
-  it('per-peer and total tx/rx packets and bytes, floods', async () => {
+  it('per-peer and total tx/rx packets and bytes, wire bytes, floods', async () => {
     const source = fakeSource();
     const { samples } = await scrape(new OverlayMetrics(source));
     const stats = source.current;
@@ -161,6 +174,8 @@ describe('OverlayMetrics: values from a stats object', () => {
       expect(value(samples, 'overlayfwd_peer_rx_packets_total', l)).toBe(c.rxPackets);
       expect(value(samples, 'overlayfwd_peer_rx_bytes_total', l)).toBe(c.rxBytes);
       expect(value(samples, 'overlayfwd_peer_flood_packets_total', l)).toBe(c.floodPackets);
+      expect(value(samples, 'overlayfwd_peer_tx_wire_bytes_total', l)).toBe(c.txWireBytes);
+      expect(value(samples, 'overlayfwd_peer_rx_wire_bytes_total', l)).toBe(c.rxWireBytes);
     }
     expect(samples.filter((s) => s.name === 'overlayfwd_peer_tx_packets_total').map((s) => s.labels.peer).sort()).toEqual(['b', 'c.east-1']);
     expect(value(samples, 'overlayfwd_tx_packets_total')).toBe(stats.totals.txPackets);
@@ -168,6 +183,17 @@ describe('OverlayMetrics: values from a stats object', () => {
     expect(value(samples, 'overlayfwd_rx_packets_total')).toBe(stats.totals.rxPackets);
     expect(value(samples, 'overlayfwd_rx_bytes_total')).toBe(stats.totals.rxBytes);
     expect(value(samples, 'overlayfwd_flood_packets_total')).toBe(stats.totals.floodPackets);
+    expect(value(samples, 'overlayfwd_tx_wire_bytes_total')).toBe(stats.totals.txWireBytes);
+    expect(value(samples, 'overlayfwd_rx_wire_bytes_total')).toBe(stats.totals.rxWireBytes);
+  });
+
+  it('wire bytes of an instance older than them read as 0', async () => {
+    const source = fakeSource();
+    delete source.current.peers.b!.txWireBytes;
+    delete source.current.totals.rxWireBytes;
+    const { samples } = await scrape(new OverlayMetrics(source));
+    expect(value(samples, 'overlayfwd_peer_tx_wire_bytes_total', { peer: 'b' })).toBe(0);
+    expect(value(samples, 'overlayfwd_rx_wire_bytes_total')).toBe(0);
   });
 
   it('drops: every reason in the totals (zeros too), a peer\'s only once counted', async () => {

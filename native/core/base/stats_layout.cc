@@ -9,6 +9,8 @@ const char* counter_name(uint32_t counter) {
     case kRxPackets: return "rxPackets";
     case kRxBytes: return "rxBytes";
     case kFloodPackets: return "floodPackets";
+    case kTxWireBytes: return "txWireBytes";
+    case kRxWireBytes: return "rxWireBytes";
     case kDropMalformed: return "drop.malformed";
     case kDropWrongVni: return "drop.wrongVni";
     case kDropUnknownPeer: return "drop.unknownPeer";

@@ -23,7 +23,12 @@ enum Counter : uint32_t {
   kTxBytes,
   kRxPackets,
   kRxBytes,
-  kFloodPackets,
+  kFloodPackets,  // totals: frames flooded; a peer's section: the copies sent toward it
+  // The outer packets as they cross the underlay: outer IP header (20 or 40 bytes), UDP header
+  // in the UDP modes, overlay header, inner packet and trailer. Sent: what the socket took;
+  // received: every datagram of a peer's that reached the tunnel, dropped or not.
+  kTxWireBytes,
+  kRxWireBytes,
   // Drop reasons. Their names (counter_name) are the keys of `drops` in the public stats.
   kDropMalformed,
   kDropWrongVni,
@@ -114,6 +119,12 @@ class WorkerStats {
   // Adds to the totals and, when `slot` names a peer, to that peer's section.
   void add(uint32_t slot, Counter counter, uint64_t value = 1) {
     bump(base_ + counter, value);
+    add_to_peer(slot, counter, value);
+  }
+
+  // Adds to the peer's section only: for a counter whose total counts something else (floods:
+  // the totals count frames, a peer the copies it was sent).
+  void add_to_peer(uint32_t slot, Counter counter, uint64_t value = 1) {
     if (slot < peer_slots_) bump(base_ + size_t{slot + 1} * kSectionSize + counter, value);
   }
 

@@ -9,6 +9,12 @@ namespace {
 
 constexpr size_t kGroBuffers = 128;
 
+// The outer headers the socket strips before we see a datagram: IPv4 (without options) or IPv6,
+// and UDP in the UDP modes. Added back for the wire bytes.
+uint32_t outer_header_size(const WorkerConfig& config) {
+  return (config.local.family() == AF_INET6 ? 40u : 20u) + (config.tunnel.over_udp() ? 8u : 0u);
+}
+
 }  // namespace
 
 Receiver::Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, InnerPolicy& policy,
@@ -19,8 +25,11 @@ Receiver::Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, I
       policy_(policy),
       control_(control),
       screens_control_(tunnel.config().control_on_data_port()),
+      over_udp_(tunnel.config().over_udp()),
+      decrypts_(tunnel.authenticates_payload()),
       port_(context.config.local.port()),
       link_header_(context.config.link_header()),
+      outer_header_(outer_header_size(context.config)),
       buffers_(context.config.batch_size, kMaxPacket),
       received_(context.config.batch_size),
       coalescer_(context.config.link_header()),
@@ -39,7 +48,7 @@ void Receiver::receive(size_t receiver, DeviceQueue& device, DeviceReport& devic
   for (int round = 0; round < kRoundsPerWakeup; round++) {
     const int count = link_.receive(receiver, &buffers_[0], batch, received_.data());
     if (count < 0) {
-      context_.drop(WorkerStats::kNoPeer, kDropSocketError);
+      context_.drop(WorkerStats::kNoPeer, kDropSocketError, DropSample::nothing(DropDirection::rx));
       return;
     }
     for (int i = 0; i < count; i++) receive_datagram(buffers_[static_cast<size_t>(i)], received_[static_cast<size_t>(i)]);
@@ -54,30 +63,40 @@ void Receiver::receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& da
   const PeerTable& table = *context_.table;
   const uint32_t peer = table.by_source(datagram.source);
   const uint32_t segment = datagram.segment == 0 ? buffer.length : datagram.segment;
+  // What a drop records: the datagram (one segment of a GRO batch) as the socket gave it.
+  const auto arrived = [&](const uint8_t* packet, uint32_t length, DropLayer layer = DropLayer::underlay) {
+    return DropSample::underlay(packet, length, DropDirection::rx, datagram.source, over_udp_ ? port_ : 0,
+                                over_udp_ ? kIpProtocolUdp : datagram.outer.protocol, layer);
+  };
   if (peer == PeerTable::kNone) {
     if (screens_control_ && !datagram.truncated && buffer.length > 0) {
       for (uint32_t offset = 0; offset < buffer.length; offset += segment) {
         const uint32_t length = std::min(segment, buffer.length - offset);
         if (take_control(buffer.data() + offset, length, datagram.source)) continue;
-        context_.drop(WorkerStats::kNoPeer, kDropUnknownPeer);
+        context_.drop(WorkerStats::kNoPeer, kDropUnknownPeer, arrived(buffer.data() + offset, length));
       }
       return;
     }
-    context_.drop(WorkerStats::kNoPeer, kDropUnknownPeer, datagram.datagrams);
+    context_.drop(WorkerStats::kNoPeer, kDropUnknownPeer, arrived(buffer.data(), std::min(segment, buffer.length)),
+                  datagram.datagrams);
     return;
   }
   const uint32_t slot = table.peers()[peer].slot;
   if (datagram.truncated) {
-    context_.drop(slot, kDropTooBig, datagram.datagrams);
+    context_.count(slot, kRxWireBytes, buffer.length + uint64_t{datagram.datagrams} * outer_header_);
+    context_.drop(slot, kDropTooBig, arrived(buffer.data(), buffer.length), datagram.datagrams);
     return;
   }
   if (!datagram.outer_check.ok()) {
-    context_.drop(slot, datagram.outer_check);
+    // A raw IPv4 packet whose outer header did not check out: it is still in the buffer.
+    context_.count(slot, kRxWireBytes, buffer.length);
+    context_.drop(slot, datagram.outer_check, arrived(buffer.data(), buffer.length, DropLayer::outer_ip));
     return;
   }
   if (buffer.length == 0) {
     // An empty datagram has no overlay header at all (and no segments to loop over).
-    context_.drop(slot, kDropMalformed);
+    context_.count(slot, kRxWireBytes, outer_header_);
+    context_.drop(slot, kDropMalformed, arrived(buffer.data(), 0));
     return;
   }
   if (datagram.datagrams > 1) {
@@ -95,10 +114,12 @@ void Receiver::receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& da
     const uint32_t length = std::min(segment, buffer.length - offset);
     uint8_t* packet = buffer.data() + offset;
     if (screens_control_ && take_control(packet, length, datagram.source)) continue;
+    context_.count(slot, kRxWireBytes, length + outer_header_);
     Inner decapsulated;
+    // ESP decrypts in place: past its header, a failed packet holds what decryption left.
     Verdict verdict = tunnel_.decapsulate(packet, length, from, &decapsulated);
     if (!verdict.ok()) {
-      context_.drop(slot, verdict);
+      context_.drop(slot, verdict, arrived(packet, length));
       continue;
     }
     uint8_t* frame = packet + decapsulated.offset;
@@ -106,7 +127,10 @@ void Receiver::receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& da
     verdict = link_header_ == 0 ? policy_.accept_ip(inner, decapsulated.ethertype, peer, datagram.outer)
                                 : policy_.accept_ethernet(inner, slot, datagram.outer);
     if (!verdict.ok()) {
-      context_.drop(slot, verdict);
+      // The inner packet is what the policy refused. A mode that decrypted it records it as it
+      // came out (its ciphertext is gone); the others the datagram as it arrived, headers and all.
+      context_.drop(slot, verdict,
+                    decrypts_ ? DropSample::device(frame, decapsulated.length, DropDirection::rx) : arrived(packet, length));
       continue;
     }
     if (!vnet) {
@@ -132,6 +156,7 @@ void Receiver::receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& da
 }
 
 bool Receiver::take_control(const uint8_t* packet, uint32_t length, const sockaddr* source) {
+  const auto refused = [&] { return DropSample::underlay(packet, length, DropDirection::rx, source, port_, kIpProtocolUdp); };
   uint32_t offset = 0;
   switch (tunnel_.classify(packet, length, &offset)) {
     case PortTraffic::tunnel:
@@ -141,7 +166,7 @@ bool Receiver::take_control(const uint8_t* packet, uint32_t length, const sockad
       return true;
     case PortTraffic::short_control:
       if (!control_.is_open()) return false;
-      context_.drop(WorkerStats::kNoPeer, kDropMalformed);
+      context_.drop(WorkerStats::kNoPeer, kDropMalformed, refused());
       return true;
     case PortTraffic::control:
       break;
@@ -151,7 +176,7 @@ bool Receiver::take_control(const uint8_t* packet, uint32_t length, const sockad
       context_.count(kControlRx);
       return true;
     case ControlChannel::Handoff::queue_full:
-      context_.drop(WorkerStats::kNoPeer, kDropControlQueueFull);
+      context_.drop(WorkerStats::kNoPeer, kDropControlQueueFull, refused());
       return true;
     case ControlChannel::Handoff::closed:
       break;
@@ -206,7 +231,12 @@ void Receiver::written(const DeviceWrite& write) {
   }
 }
 
-void Receiver::write_failed(const DeviceWrite& write, Counter reason) { context_.drop(write.slot, reason, write.segments); }
+void Receiver::write_failed(const DeviceWrite& write, Counter reason) {
+  // With vnet headers every write starts with one (flush_coalesced puts it there).
+  const uint32_t header = context_.config.vnet_header ? std::min<uint32_t>(kVirtioNetHeaderSize, write.length) : 0;
+  context_.drop(write.slot, reason, DropSample::device(write.frame + header, write.length - header, DropDirection::rx),
+                write.segments);
+}
 
 void Receiver::ring_failed() { context_.count(kOffloadFallbacks); }
 

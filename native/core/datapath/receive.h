@@ -16,6 +16,10 @@
 //                   ECN, MSS clamp; learn the source MAC (TAP)
 //   5. coalesce     with vnet headers, merge in-order TCP segments of one peer into runs
 //   6. deliver      write to the device (io_uring batches where possible), count per peer
+//
+// Every datagram of a peer's that reaches stage 2 counts its outer size (rxWireBytes); every drop
+// records the datagram as it arrived (or, refused by the policy after ESP decrypted it, the
+// inner packet) in the worker's drop ring.
 #pragma once
 
 #include <cstdint>
@@ -59,8 +63,11 @@ class Receiver final : private WriteReport {
   InnerPolicy& policy_;
   ControlChannel& control_;
   const bool screens_control_;   // the tunnel's port carries control traffic
+  const bool over_udp_;
+  const bool decrypts_;          // the tunnel decrypts in place (ESP): what a drop can still show
   const uint16_t port_;          // the data-path port, as control datagrams report it
   const uint32_t link_header_;
+  const uint32_t outer_header_;  // outer IP (+ UDP) header bytes the socket stripped
   DeviceQueue* device_ = nullptr;           // of the receive() under way
   DeviceReport* device_report_ = nullptr;
 

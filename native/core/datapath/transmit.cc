@@ -14,6 +14,10 @@ size_t segment_buffer_count(uint32_t frame) {
   return std::max<size_t>(64, std::min<size_t>(512, (size_t{4} << 20) / (frame + kHeadroom)));
 }
 
+// What a drop before encapsulation records: the frame as the device gave it.
+DropSample as_read(const uint8_t* frame, uint32_t length) { return DropSample::device(frame, length, DropDirection::tx); }
+DropSample as_read(const PacketBuffer& frame) { return as_read(frame.data(), frame.length); }
+
 }  // namespace
 
 Transmitter::Transmitter(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, InnerPolicy& policy)
@@ -23,6 +27,7 @@ Transmitter::Transmitter(WorkerContext& context, Tunnel& tunnel, UnderlayLink& l
       policy_(policy),
       over_udp_(tunnel.config().over_udp()),
       link_header_(context.config.link_header()),
+      outer_header_((context.config.local.family() == AF_INET6 ? 40u : 20u) + (over_udp_ ? 8u : 0u)),
       pending_(link.sender_count()),
       segments_(context.config.vnet_header ? segment_buffer_count(context.config.max_segment_frame) : 0,
                 context.config.max_segment_frame),
@@ -40,7 +45,7 @@ void Transmitter::send_batch(PacketBuffer* frames, const VirtioNetHeader* vnet, 
     const Verdict routed = this->route(inner, &route);
     if (!routed.ok()) {
       context_.drop(route.peer == PeerTable::kNone ? WorkerStats::kNoPeer : context_.table->peers()[route.peer].slot,
-                    routed);
+                    routed, as_read(buffer));
       continue;
     }
 
@@ -52,7 +57,7 @@ void Transmitter::send_batch(PacketBuffer* frames, const VirtioNetHeader* vnet, 
       const bool partial = (header.flags & kVirtioNetHdrFNeedsCsum) != 0;
       policy_.clamp_mss(inner, partial);
       if (partial && !complete_partial_checksum(header, buffer.data(), buffer.length)) {
-        context_.drop(WorkerStats::kNoPeer, kDropMalformed);
+        context_.drop(WorkerStats::kNoPeer, kDropMalformed, as_read(buffer));
         continue;
       }
       PacketBuffer* single = &buffer;
@@ -87,7 +92,7 @@ void Transmitter::send_super_frame(PacketBuffer& frame, const VirtioNetHeader& v
     const int n = segment_super_frame_range(vnet, frame.data(), frame.length, link_header_, first,
                                             &segments_[segments_used_], segments_.size() - segments_used_, &total);
     if (n <= 0) {
-      context_.drop(WorkerStats::kNoPeer, n == kSegmentBufferTooSmall ? kDropTooBig : kDropMalformed);
+      context_.drop(WorkerStats::kNoPeer, n == kSegmentBufferTooSmall ? kDropTooBig : kDropMalformed, as_read(frame));
       return;
     }
     for (int k = 0; k < n; k++) frame_list_[k] = &segments_[segments_used_ + k];
@@ -98,7 +103,7 @@ void Transmitter::send_super_frame(PacketBuffer& frame, const VirtioNetHeader& v
 }
 
 void Transmitter::refuse_too_big(const InnerFrame& inner, uint32_t peer, DeviceQueue& device) {
-  context_.drop(context_.table->peers()[peer].slot, kDropTooBig);
+  context_.drop(context_.table->peers()[peer].slot, kDropTooBig, as_read(inner.frame, inner.length));
   const uint8_t* icmp = nullptr;
   const uint32_t length = policy_.build_too_big(inner, device.vnet_header(), &icmp);
   if (length != 0 && device.write_now(icmp, length)) context_.count(kIcmpTooBigSent);
@@ -187,8 +192,9 @@ void Transmitter::send_frames(PacketBuffer** frames, size_t count, const Route& 
   // All copies share the encapsulated buffers. Peer by peer, so that each peer's segments stay
   // together and leave as one GSO train.
   context_.count(kFloodPackets, count);
-  const auto peers = static_cast<uint32_t>(context_.table->peers().size());
-  for (uint32_t p = 0; p < peers; p++) {
+  const auto& peers = context_.table->peers();
+  for (uint32_t p = 0; p < static_cast<uint32_t>(peers.size()); p++) {
+    context_.stats.add_to_peer(peers[p].slot, kFloodPackets, count);
     for (size_t k = 0; k < count; k++) queue(*frames[k], p, frames[k]->length - header, route);
   }
 }
@@ -201,7 +207,8 @@ void Transmitter::send_frames_per_peer(PacketBuffer** frames, size_t count, cons
     const uint32_t inner_length = buffer.length;
     const Verdict sealed = tunnel_.encapsulate(buffer, route.ethertype, &peers[peer]);
     if (!sealed.ok()) {
-      context_.drop(peers[peer].slot, sealed);
+      // A mode that refuses to seal leaves the frame as it was.
+      context_.drop(peers[peer].slot, sealed, as_read(buffer));
       return;
     }
     queue(buffer, peer, inner_length, route);
@@ -212,6 +219,7 @@ void Transmitter::send_frames_per_peer(PacketBuffer** frames, size_t count, cons
   }
   context_.count(kFloodPackets, count);
   for (uint32_t p = 0; p < static_cast<uint32_t>(peers.size()); p++) {
+    context_.stats.add_to_peer(peers[p].slot, kFloodPackets, count);
     for (size_t k = 0; k < count; k++) {
       Verdict copied = Verdict::pass();
       PacketBuffer* copy = tunnel_.copy_for_peer(*frames[k], &copied);
@@ -221,7 +229,7 @@ void Transmitter::send_frames_per_peer(PacketBuffer** frames, size_t count, cons
         copy = tunnel_.copy_for_peer(*frames[k], &copied);
       }
       if (copy == nullptr) {
-        context_.drop(peers[p].slot, copied.ok() ? Verdict::drop(kDropQueueFull) : copied);
+        context_.drop(peers[p].slot, copied.ok() ? Verdict::drop(kDropQueueFull) : copied, as_read(*frames[k]));
         continue;
       }
       seal(*copy, p);
@@ -240,6 +248,7 @@ void Transmitter::queue(PacketBuffer& buffer, uint32_t peer, uint32_t inner_leng
 void Transmitter::flush() {
   if (pending_count_ == 0) return;
   for (uint32_t socket = 0; socket < pending_.size(); socket++) {
+    sending_socket_ = socket;
     if (!pending_[socket].empty()) link_.send(socket, pending_[socket].data(), pending_[socket].size(), *this);
     pending_[socket].clear();
   }
@@ -249,9 +258,16 @@ void Transmitter::flush() {
 void Transmitter::sent(const Datagram& datagram) {
   context_.count(datagram.slot, kTxPackets);
   context_.count(datagram.slot, kTxBytes, datagram.inner_length);
+  context_.count(datagram.slot, kTxWireBytes, datagram.buffer->length + outer_header_);
 }
 
-void Transmitter::dropped(const Datagram& datagram, Counter reason) { context_.drop(datagram.slot, reason); }
+// The datagram the socket refused, encapsulated, as it was to leave (after its outer IP/UDP header).
+void Transmitter::dropped(const Datagram& datagram, Counter reason) {
+  context_.drop(datagram.slot, reason,
+                DropSample::underlay(datagram.buffer->data(), datagram.buffer->length, DropDirection::tx,
+                                     datagram.to->get(), link_.sender_port(sending_socket_),
+                                     over_udp_ ? kIpProtocolUdp : datagram.protocol));
+}
 
 void Transmitter::train_sent(uint32_t datagrams) {
   context_.count(kTxGsoSends);

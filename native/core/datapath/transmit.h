@@ -11,6 +11,10 @@
 //   5. encapsulate  the tunnel's header in the headroom (per peer for modes that seal per peer)
 //   6. send         queue per send socket and hand whole runs to the underlay link, which
 //                   makes UDP_SEGMENT trains or writes raw outer headers
+//
+// A flooded frame counts once in the totals' floodPackets and once in each peer's; a datagram
+// the socket took counts its outer size (txWireBytes). Every drop records the frame as read (or,
+// refused by the socket, the datagram as encapsulated) in the worker's drop ring.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +70,8 @@ class Transmitter final : private SendReport {
   InnerPolicy& policy_;
   const bool over_udp_;
   const uint32_t link_header_;
+  const uint32_t outer_header_;  // the outer IP (+ UDP) header the socket puts in front: for txWireBytes
+  uint32_t sending_socket_ = 0;  // of the link_.send() under way, for the drops it reports
 
   std::vector<std::vector<Datagram>> pending_;  // per send socket
   size_t pending_count_ = 0;

@@ -13,11 +13,11 @@
 namespace ovl {
 
 Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, LearnedFdb& fdb, WorkerStats stats,
-               int device_fd, UnderlaySockets sockets, int stop_fd, ControlChannel& control)
+               DropRing* drops, int device_fd, UnderlaySockets sockets, int stop_fd, ControlChannel& control)
     : config_(config),
       tables_(tables),
       fdb_(fdb),
-      context_(config_, stats),
+      context_(config_, stats, drops),
       device_fd_(device_fd),
       stop_fd_(stop_fd),
       tunnel_(make_tunnel(config.tunnel, config.peer_slots, config.max_segment_frame)),
@@ -128,7 +128,10 @@ void Worker::handle_device() {
   }
 }
 
-void Worker::read_dropped(Counter reason, uint64_t frames) { context_.drop(WorkerStats::kNoPeer, reason, frames); }
+// Frames the device queue lost before we saw their bytes.
+void Worker::read_dropped(Counter reason, uint64_t frames) {
+  context_.drop(WorkerStats::kNoPeer, reason, DropSample::nothing(DropDirection::tx), frames);
+}
 
 // The device was deleted under us (or failed for good): stop reading it and say so; the
 // Forwarder reports it, and the owner decides what to do.

@@ -26,9 +26,10 @@ namespace ovl {
 
 class Worker final : private DeviceReport {
  public:
-  // `control` takes the control datagrams the worker receives (underlay/control_channel.h).
+  // `control` takes the control datagrams the worker receives (underlay/control_channel.h);
+  // `drops` (may be null) the worker's record of its recent drops (base/drop_ring.h).
   Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, LearnedFdb& fdb, WorkerStats stats,
-         int device_fd, UnderlaySockets sockets, int stop_fd, ControlChannel& control);
+         DropRing* drops, int device_fd, UnderlaySockets sockets, int stop_fd, ControlChannel& control);
 
   // Thread body: returns once stop_fd becomes readable.
   void run();

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "base/drop_ring.h"
 #include "base/socket_address.h"
 #include "base/stats_layout.h"
 #include "base/verdict.h"
@@ -45,19 +46,28 @@ struct WorkerConfig {
 // other.
 constexpr int kRoundsPerWakeup = 4;
 
-// What the worker's directions share: the table of this batch, the clock, the counters.
+// What the worker's directions share: the table of this batch, the clock, the counters, the
+// ring of recent drops.
 struct WorkerContext {
-  WorkerContext(const WorkerConfig& config_, WorkerStats stats_) : config(config_), stats(stats_) {}
+  WorkerContext(const WorkerConfig& config_, WorkerStats stats_, DropRing* drops_ = nullptr)
+      : config(config_), stats(stats_), drops(drops_) {}
 
   const WorkerConfig& config;
   WorkerStats stats;
+  DropRing* drops;  // null: drops are counted only
   const PeerTable* table = nullptr;
   uint32_t now = 0;  // monotonic seconds, read once per wakeup
 
   // The one drop exit: every packet the data path drops is counted here, under its reason,
-  // on its peer's slot (WorkerStats::kNoPeer when it has none).
-  void drop(uint32_t slot, Counter reason, uint64_t packets = 1) { stats.add(slot, reason, packets); }
-  void drop(uint32_t slot, Verdict verdict, uint64_t packets = 1) { stats.add(slot, verdict.reason(), packets); }
+  // on its peer's slot (WorkerStats::kNoPeer when it has none), and recorded in the ring with
+  // what `sample` says about it (its first bytes, where they were, the underlay address).
+  void drop(uint32_t slot, Counter reason, const DropSample& sample, uint64_t packets = 1) {
+    stats.add(slot, reason, packets);
+    if (drops != nullptr) drops->record(sample, slot, reason, packets);
+  }
+  void drop(uint32_t slot, Verdict verdict, const DropSample& sample, uint64_t packets = 1) {
+    drop(slot, verdict.reason(), sample, packets);
+  }
   void count(Counter counter, uint64_t value = 1) { stats.add(WorkerStats::kNoPeer, counter, value); }
   void count(uint32_t slot, Counter counter, uint64_t value = 1) { stats.add(slot, counter, value); }
 };

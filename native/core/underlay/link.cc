@@ -32,7 +32,18 @@ UnderlayLink::UnderlayLink(UnderlaySockets sockets, const SocketAddress& local, 
       receive_messages_(batch_size),
       receive_iovecs_(batch_size),
       receive_sources_(batch_size),
-      receive_controls_(batch_size) {}
+      receive_controls_(batch_size) {
+  for (const UniqueFd& sender : senders_) {
+    // UDP only: a raw socket reports its protocol number where a port would be.
+    int type = 0;
+    socklen_t type_length = sizeof type;
+    SocketAddress bound;
+    bound.length = sizeof bound.storage;
+    const bool udp = ::getsockopt(sender.get(), SOL_SOCKET, SO_TYPE, &type, &type_length) == 0 && type == SOCK_DGRAM &&
+                     ::getsockname(sender.get(), bound.get(), &bound.length) == 0;
+    sender_ports_.push_back(udp ? bound.port() : 0);
+  }
+}
 
 void UnderlayLink::send(uint32_t socket, const Datagram* run, size_t count, SendReport& report) {
   const int fd = senders_[socket].get();

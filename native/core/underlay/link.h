@@ -84,6 +84,8 @@ class UnderlayLink {
   int receiver_fd(size_t receiver) const { return receivers_[receiver].get(); }
   // Sockets to send on: a flow always leaves through the same one (its UDP source port).
   uint32_t sender_count() const { return static_cast<uint32_t>(senders_.size()); }
+  // The local port a sender is bound to (UDP; 0 for raw sockets), as a dropped datagram records it.
+  uint16_t sender_port(uint32_t socket) const { return socket < sender_ports_.size() ? sender_ports_[socket] : 0; }
 
   // Receives up to `count` (at most the batch size) datagrams from `receiver` into buffers[i]
   // and out[i]. Returns how many, 0 when nothing was waiting, -1 on a socket error.
@@ -107,6 +109,7 @@ class UnderlayLink {
   std::vector<UniqueFd> receivers_;
   std::vector<uint8_t> receiver_protocols_;
   std::vector<UniqueFd> senders_;
+  std::vector<uint16_t> sender_ports_;
   SocketAddress local_;
   bool ipv6_;
   int stop_fd_;
