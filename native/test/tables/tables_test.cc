@@ -21,6 +21,20 @@ TEST(mac_parse_and_format_round_trip) {
   CHECK(!parse_mac("02:00:5e:10:00").has_value());
   CHECK(!parse_mac("02:00:5e:10:00:0a:0b").has_value());
   CHECK(!parse_mac("zz:00:5e:10:00:0a").has_value());
+  const auto mixed_case = parse_mac("02:AB:cd:Ef:00:0A");
+  CHECK(mixed_case.has_value() && *mixed_case == MacKey{0x02abcdef000a});
+}
+
+// What sscanf's %2x let through (found by fuzz_address_text; its regressions keep the inputs):
+// signs and "0x", blanks, other separators, and a NUL that ends the C string early.
+TEST(mac_parse_refuses_what_is_not_six_hex_pairs) {
+  CHECK(!parse_mac("-1:-1:-1:-1:-1:-1").has_value());
+  CHECK(!parse_mac("+1:+1:+1:+1:+1:+1").has_value());
+  CHECK(!parse_mac(" a: b: c: d: e: f").has_value());
+  CHECK(!parse_mac("0x:00:5e:10:00:0a").has_value());
+  CHECK(!parse_mac("02-00-5e-10-00-0a").has_value());
+  CHECK(!parse_mac("02:00:5e:10:00:0a\n").has_value());
+  CHECK(!parse_mac(std::string("02:00:5e:10:00:a\0", 17)).has_value());
 }
 
 TEST(mac_classes) {
