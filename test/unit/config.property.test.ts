@@ -12,14 +12,13 @@ import { printableConfig, redact } from '../../lib/cli/check';
 import { isConfigError, parseConfig } from '../../lib/config';
 import { loadConfigText, parseYamlText } from '../../lib/config/load';
 import type { ResolvedConfig } from '../../lib/types';
+import { PROPERTY_SCALE, runs } from '../helpers/property';
 
 type Raw = Record<string, unknown>;
 
 // OVERLAYFWD_PROPERTY_RUNS multiplies the runs for a longer search; a failure prints the seed
 // and the shrunk counterexample that reproduce it.
-const SCALE = Math.max(1, Number(process.env.OVERLAYFWD_PROPERTY_RUNS ?? 1) || 1);
-const runs = (n: number) => ({ numRuns: n * SCALE });
-const TIMEOUT = 30_000 * SCALE;
+const TIMEOUT = 30_000 * PROPERTY_SCALE;
 
 const hex = (n: number) => n.toString(16);
 // Names from their alphabets (a first character other than "." keeps "." and ".." out).
@@ -158,7 +157,10 @@ function validConfig(s: Shape): fc.Arbitrary<Raw> {
         device['interface'] = g.deviceName ?? 'eth1';
       } else {
         if (g.deviceName !== undefined) device['name'] = g.deviceName;
-        if (g.mtu !== undefined) device['mtu'] = g.mtu;
+        // IPv6 needs an MTU of at least 1280 (RFC 8200): a smaller one with an IPv6 address is
+        // an error of its own, not a valid shape.
+        const ipv6 = g.addresses.length > 1;
+        if (g.mtu !== undefined) device['mtu'] = ipv6 && typeof g.mtu === 'number' ? Math.max(g.mtu, 1280) : g.mtu;
         if (g.addresses.length) device['addresses'] = g.addresses.map((a, i) => (i % 2 ? `fd00:198:19::${hex(a)}/64` : `198.19.${a}.1/24`));
         if (s.deviceType === 'tap' && g.deviceMac !== undefined) device['mac'] = g.deviceMac;
       }

@@ -13,10 +13,9 @@ import { parseConfig, parsePeer, publicPeer } from '../../lib/config';
 import { ControlServer, controlRequest, type OverlayLike } from '../../lib/control';
 import type { OverlayStats, ResolvedPeer } from '../../lib/types';
 import { fakeCounters, fakeOffloadStats } from '../helpers/fake-stats';
+import { PROPERTY_SCALE, runs } from '../helpers/property';
 
-const SCALE = Math.max(1, Number(process.env.OVERLAYFWD_PROPERTY_RUNS ?? 1) || 1);
-const runs = (n: number) => ({ numRuns: n * SCALE });
-const TIMEOUT = 30_000 * SCALE;
+const TIMEOUT = 30_000 * PROPERTY_SCALE;
 /** How long a client waits for the answer: far more than an answer takes, far less than the server's idle timeout. */
 const ANSWER_MS = 3000;
 

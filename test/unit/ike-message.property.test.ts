@@ -17,17 +17,16 @@ import {
 } from '../../lib/ike/message';
 import type { IkeHeader, Payload, Proposal, TrafficSelector, Transform } from '../../lib/ike/types';
 import { AuthMethod, CertEncoding, Exchange, IdType, IKE_VERSION, NotifyType, PayloadType, ProtocolId } from '../../lib/ike/wire';
+import { PROPERTY_SCALE, runs } from '../helpers/property';
 
 type Header = Omit<IkeHeader, 'nextPayload' | 'length'>;
 
 // Each run draws new inputs; a failure prints the seed and the shrunk counterexample, which
 // reproduce it (fc.assert(..., { seed, path })). OVERLAYFWD_PROPERTY_RUNS multiplies the runs
 // for a longer search (e.g. 100).
-const SCALE = Math.max(1, Number(process.env.OVERLAYFWD_PROPERTY_RUNS ?? 1) || 1);
-const runs = (n: number) => ({ numRuns: n * SCALE });
 const RUNS = runs(300);
 /** The test timeout, grown with the runs. */
-const TIMEOUT = 30_000 * SCALE;
+const TIMEOUT = 30_000 * PROPERTY_SCALE;
 
 const bytes = (min: number, max: number) => fc.uint8Array({ minLength: min, maxLength: max }).map((a) => Buffer.from(a));
 const u8 = fc.integer({ min: 0, max: 0xff });
