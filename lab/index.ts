@@ -15,6 +15,7 @@
 //   etcd.ts          a real etcd (one member or a cluster) on loopback, for registry mode
 //   strongswan.ts    strongSwan's charon in a host (kernel-libipsec), swanctl.conf builder, SA listing
 //   pki.ts           a test PKI made with strongSwan's pki: CAs, host certificates, expired ones
+//   transfer.ts      a sha256-verified TCP transfer between two hosts
 export { Lab, type LabOptions } from './lab';
 export { overlayAddress, OVERLAY_NET, UNDERLAY_NET, type Host, type HostLink, type LinkOptions } from './hosts';
 export { execIn, LabCommandError, type ExecOptions, type ExecResult } from './exec';
@@ -23,6 +24,7 @@ export { VXLAN_PORT, type KernelVxlanOptions } from './kernel-vxlan';
 export type { PingOptions, PingResult } from './probes';
 export { commandExists, labUnavailableReason } from './system';
 export { EtcdServer, type EtcdTls } from './etcd';
+export { randomFile, verifiedTransfer, type TransferOptions, type TransferResult } from './transfer';
 export {
   addTunnelAddress,
   Charon,

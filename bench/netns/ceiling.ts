@@ -228,70 +228,11 @@ export function summarizeCeiling(a: CeilingStats, b: CeilingStats): CeilingSumma
   };
 }
 
-// ---- a sha256-verified transfer (the ceiling's sanity check before it is measured) --------------
+// ---- the ceiling's sanity check before it is measured: lab/transfer.ts's verified transfer
 
-const PY_RECV = String.raw`
-import hashlib, json, socket, sys
-addr, port = sys.argv[1], int(sys.argv[2])
-srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((addr, port))
-srv.listen(1)
-srv.settimeout(30)
-print('LISTENING', flush=True)
-conn, _ = srv.accept()
-conn.settimeout(30)
-h, n = hashlib.sha256(), 0
-while True:
-    b = conn.recv(1 << 20)
-    if not b:
-        break
-    h.update(b)
-    n += len(b)
-print(json.dumps({'bytes': n, 'sha256': h.hexdigest()}), flush=True)
-conn.close()
-`;
-
-const PY_SEND = String.raw`
-import hashlib, json, random, socket, sys
-addr, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-data = random.Random(size).randbytes(size)
-s = socket.create_connection((addr, port), timeout=30)
-s.sendall(data)
-s.shutdown(socket.SHUT_WR)
-s.recv(1)
-s.close()
-print(json.dumps({'bytes': len(data), 'sha256': hashlib.sha256(data).hexdigest()}), flush=True)
-`;
-
+/** What the sanity transfer recorded (in the result file). */
 export interface VerifiedTransfer {
   bytes: number;
   sha256: string;
   seconds: number;
-}
-
-/** Sends `megabytes` of pseudo-random bytes over TCP from `from` to `address` in `to`; throws unless what arrived has the same sha256. */
-export async function verifiedTransfer(lab: Lab, from: Host, to: Host, address: string, megabytes: number, port = 15999): Promise<VerifiedTransfer> {
-  const size = megabytes << 20;
-  const server = lab.spawn(to, 'python3', ['-u', '-c', PY_RECV, address, String(port)]);
-  try {
-    await server.waitForOutput('LISTENING', 15_000);
-    const t0 = process.hrtime.bigint();
-    const sent = await lab.exec(from, 'python3', ['-c', PY_SEND, address, String(port), String(size)], { timeoutMs: 60_000 });
-    await server.wait(30_000);
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    const parse = (text: string, who: string) => {
-      const line = text.split('\n').find((l) => l.startsWith('{'));
-      if (!line) throw new Error(`transfer ${who} printed no result: ${text.slice(-300)}`);
-      return JSON.parse(line) as { bytes: number; sha256: string };
-    };
-    const tx = parse(sent.stdout, 'sender');
-    const rx = parse(server.stdout, 'receiver');
-    if (rx.bytes !== tx.bytes || rx.sha256 !== tx.sha256) {
-      throw new Error(`transfer corrupted: sent ${tx.bytes} bytes sha256 ${tx.sha256}, received ${rx.bytes} bytes sha256 ${rx.sha256}`);
-    }
-    return { bytes: tx.bytes, sha256: tx.sha256, seconds };
-  } finally {
-    await server.stop(1000).catch(() => undefined);
-  }
 }

@@ -1,9 +1,9 @@
 // The phases of the netns bench: each builds its overlay between hosts a and b (the kernel's VXLAN
 // device, or overlayfwd in both namespaces), runs its tests and takes the overlay down again.
 import { execFileSync } from 'node:child_process';
-import { VXLAN_PORT, type Host, type Lab } from '../../lab';
+import { verifiedTransfer, VXLAN_PORT, type Host, type Lab } from '../../lab';
 import { Overlay } from '../../lib/overlay';
-import { buildCeiling, CEILING_DEV, ceilingSourceSha256, startCeilingPair, stopCeilingPair, verifiedTransfer, type CeilingPair } from './ceiling';
+import { buildCeiling, CEILING_DEV, ceilingSourceSha256, startCeilingPair, stopCeilingPair, type CeilingPair } from './ceiling';
 import { checkAborted, deviceMtu, errorText, isAborted, measureTcp, measureUdp, pingRtt, waitReachable, withCounters, type PhaseContext } from './measure';
 import {
   BENCH_SAS,
@@ -275,7 +275,10 @@ async function ceilingPhase(lab: Lab, a: Host, b: Host, opts: NetnsOptions, tmp:
         `UDP_GRO ${pair.ready.b.udpGro ? 'on' : 'off'}`,
     );
     await waitReachable(lab, a, OVERLAY_B);
-    const sanity = await attempt(phase, 'sanity: 16 MB TCP a -> b, sha256 verified', log, () => verifiedTransfer(lab, a, b, OVERLAY_B, 16));
+    const sanity = await attempt(phase, 'sanity: 16 MB TCP a -> b, sha256 verified', log, async () => {
+      const r = await verifiedTransfer(lab, { from: a, to: b, address: OVERLAY_B, megabytes: 16, timeoutMs: 60_000 });
+      return { bytes: r.bytes, sha256: r.sha256, seconds: r.seconds };
+    });
     if (!sanity) throw new Error('the sanity transfer failed: not measured');
     info.sanity = sanity;
     await measurePhase(lab, a, b, phase, opts, { ping: true, tcp: true, tcpParallel: false, udp: true }, { dev: CEILING_DEV, overlays: null, ceiling: pair });
