@@ -21,6 +21,7 @@
 #include "tunnel/vxlan_codec.h"
 #include "datapath/worker.h"
 #include "underlay/link.h"
+#include "underlay/udp_link.h"
 
 namespace ovl {
 
@@ -88,6 +89,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     } else {
       open_raw_sockets(*local, tunnel, sockets);
     }
+    if (tap_ && offloads_.tso && offloads_.udp_gso) limit_super_frames(tunnel, local->family());
   });
 
   // Each worker makes its own ring on its own thread; this one only asks whether it can.
@@ -141,6 +143,22 @@ Forwarder::Forwarder(const ForwarderOptions& options)
   } catch (...) {
     close();
     throw;
+  }
+}
+
+// A TSO super-frame of 45 or 46 segments (the kernel's default limit is 65535 bytes) needs two
+// UDP_SEGMENT sends when one train holds 44 datagrams (65,000 bytes at MTU 1450): telling the
+// device's stack to build super-frames no larger than one train halves the sends for the
+// remainder and keeps trains full. Best effort: a kernel that refuses keeps its default.
+void Forwarder::limit_super_frames(const TunnelConfig& tunnel, int family) {
+  const int outer = (family == AF_INET6 ? 40 : 20) + 8;
+  const int datagram = device_.mtu + tunnel.overhead(family) - outer;
+  const uint32_t segments = datagrams_per_train(static_cast<uint32_t>(std::max(datagram, 1)));
+  if (segments < 2) return;
+  try {
+    link_set_gso_max_segs(device_.ifindex, segments);
+    device_.gso_max_segs = segments;
+  } catch (const std::exception&) {
   }
 }
 

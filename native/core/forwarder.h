@@ -89,6 +89,8 @@ struct DeviceInfo {
   MacKey mac = 0;
   int mtu = 0;
   int underlay_mtu = 0;  // of the interface holding underlay.local, at start
+  // The device's gso_max_segs when we set it (one super-frame = one UDP_SEGMENT train), else 0.
+  uint32_t gso_max_segs = 0;
 };
 
 // Where an outbound SA's sequence counter stands (esp): TypeScript polls it to raise the
@@ -184,6 +186,7 @@ class Forwarder {
                                        std::map<std::pair<bool, uint32_t>, std::shared_ptr<EspSaState>>& next);
   void open_udp_sockets(const SocketAddress& local, std::vector<UnderlaySockets>& sockets);
   void open_raw_sockets(const SocketAddress& local, const TunnelConfig& tunnel, std::vector<UnderlaySockets>& sockets);
+  void limit_super_frames(const TunnelConfig& tunnel, int family);
 
   ForwarderOptions options_;
   DeviceInfo device_;

@@ -66,7 +66,8 @@ void describe_drop(const DropSample& sample, uint32_t slot, Counter reason, uint
     std::memcpy(record->remote_address, &in6->sin6_addr, 16);
     record->remote_port = ntohs(in6->sin6_port);
   }
-  const uint32_t captured = sample.data == nullptr ? 0 : std::min(sample.length, kDropCaptureBytes);
+  const uint32_t readable = sample.readable != 0 ? std::min(sample.readable, sample.length) : sample.length;
+  const uint32_t captured = sample.data == nullptr ? 0 : std::min(readable, kDropCaptureBytes);
   record->captured = static_cast<uint16_t>(captured);
   if (captured > 0) std::memcpy(record->bytes, sample.data, captured);
 }

@@ -52,6 +52,9 @@ struct DropSample {
   const sockaddr* remote = nullptr;  // underlay layers: the sender (rx) or the peer's endpoint (tx)
   uint16_t local_port = 0;           // UDP: our port (rx: the data-path port; tx: the sending socket's)
   uint8_t protocol = 0;              // underlay layers: the outer IP protocol (17 for UDP)
+  // Bytes readable at `data` when fewer than `length` (a segment whose payload is elsewhere,
+  // PacketBuffer::tail): the capture stops there. 0: all `length` bytes are.
+  uint32_t readable = 0;
 
   static DropSample nothing(DropDirection direction) {
     DropSample sample;

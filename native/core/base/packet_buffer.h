@@ -19,6 +19,15 @@ struct PacketBuffer {
   uint32_t capacity = 0;    // bytes from base
   uint32_t offset = 0;      // start of the packet
   uint32_t length = 0;      // bytes of packet from offset
+  // Bytes that follow data()[0, length) on the wire but stay where they are: the payload slice
+  // of a device read that a segment's headers were cut from (segment_super_frame_headers). The
+  // underlay sends both as one datagram (an iovec each), so the payload is never copied in
+  // userspace. Null when the whole packet is in the buffer.
+  const uint8_t* tail = nullptr;
+  uint32_t tail_length = 0;
+
+  // The datagram's size: what is in the buffer and its tail.
+  uint32_t wire_length() const { return length + tail_length; }
 
   uint8_t* data() { return base + offset; }
   const uint8_t* data() const { return base + offset; }
@@ -27,6 +36,8 @@ struct PacketBuffer {
   void reset() {
     offset = kHeadroom;
     length = 0;
+    tail = nullptr;
+    tail_length = 0;
   }
   uint32_t tailroom() const { return capacity - offset; }
 

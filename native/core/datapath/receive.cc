@@ -7,7 +7,8 @@ namespace ovl {
 
 namespace {
 
-constexpr size_t kGroBuffers = 128;
+// Frames the coalescer may hold at once: a round's worth of full UDP_GRO datagrams (64 each).
+size_t view_count(const WorkerConfig& config) { return config.vnet_header ? size_t{config.batch_size} * 64 : 0; }
 
 // The outer headers the socket strips before we see a datagram: IPv4 (without options) or IPv6,
 // and UDP in the UDP modes. Added back for the wire bytes.
@@ -33,12 +34,14 @@ Receiver::Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, I
       buffers_(context.config.batch_size, kMaxPacket),
       received_(context.config.batch_size),
       coalescer_(context.config.link_header()),
-      gro_buffers_(context.config.vnet_header ? kGroBuffers : 0, kMaxPacket) {
+      views_(view_count(context.config)),
+      vnet_headers_(views_.size()) {
   // A payload the tunnel authenticated (ESP's ICV covers every byte) has inner TCP checksums
   // that can only verify: checking them again is a pass over the payload for nothing.
   coalescer_.trust_tcp_checksums(tunnel.authenticates_payload());
-  for (size_t i = 0; i < gro_buffers_.size(); i++) gro_free_.push_back(&gro_buffers_[i]);
-  coalesced_.reserve(kGroBuffers + context.config.batch_size);
+  coalesced_.reserve(views_.size());
+  // Each output is a vnet header and its head, and each frame at most one payload of another's.
+  parts_.reserve(3 * views_.size());
 }
 
 void Receiver::receive(size_t receiver, DeviceQueue& device, DeviceReport& device_report) {
@@ -135,22 +138,8 @@ void Receiver::receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& da
     }
     if (!vnet) {
       deliver(DeviceWrite{frame, decapsulated.length, slot, 1, decapsulated.length, false});
-    } else if (datagram.datagrams == 1) {
-      // The datagram's buffer has a whole 64 KB of tailroom for a run to grow into.
-      buffer.pull_front(static_cast<uint32_t>(frame - buffer.data()));
-      buffer.length = decapsulated.length;  // without a trailer
-      coalesce(&buffer);
     } else {
-      // Datagrams of a GRO batch sit back to back: a run growing in place would overwrite the
-      // next one, so each gets a buffer of its own.
-      if (gro_free_.empty()) flush_coalesced();
-      PacketBuffer* copy = gro_free_.back();
-      gro_free_.pop_back();
-      copy->reset();
-      std::memcpy(copy->data(), frame, decapsulated.length);
-      copy->length = decapsulated.length;
-      gro_used_.push_back(copy);
-      coalesce(copy);
+      coalesce(frame, decapsulated.length);  // without a trailer
     }
   }
 }
@@ -184,40 +173,57 @@ bool Receiver::take_control(const uint8_t* packet, uint32_t length, const sockad
   return false;
 }
 
-void Receiver::coalesce(PacketBuffer* frame) {
-  const size_t before = coalescer_.pending();
-  coalescer_.add(frame);
-  // Absorbed into an earlier run: its bytes are copied, its buffer free again at once.
-  if (coalescer_.pending() == before && !gro_used_.empty() && gro_used_.back() == frame) {
-    gro_used_.pop_back();
-    gro_free_.push_back(frame);
-  }
+void Receiver::coalesce(uint8_t* frame, uint32_t length) {
+  if (views_used_ == views_.size()) flush_coalesced();
+  // A view of the frame where it lies: the coalescer reads it, patches a run head's headers in
+  // place, and the device write gathers from it.
+  PacketBuffer& view = views_[views_used_++];
+  const PacketBuffer& received = buffers_[0];
+  (void)received;
+  view.base = frame;
+  view.capacity = length;
+  view.offset = 0;
+  view.length = length;
+  coalescer_.add(&view);
 }
 
 void Receiver::flush_coalesced() {
   if (coalescer_.pending() > 0) {
     coalesced_.clear();
     coalescer_.finish(coalesced_);
-    for (CoalescedFrame& out : coalesced_) {
-      PacketBuffer& buffer = *out.buffer;
+    parts_.clear();
+    // Every output's iovecs first, then the writes: parts_ must not move under queued writes.
+    for (size_t i = 0; i < coalesced_.size(); i++) {
+      const CoalescedFrame& out = coalesced_[i];
+      write_virtio_net_header(out.vnet, vnet_headers_[i].data());
+      parts_.push_back(iovec{vnet_headers_[i].data(), kVirtioNetHeaderSize});
+      parts_.push_back(iovec{out.buffer->data(), out.buffer->length});
+      parts_.insert(parts_.end(), out.payloads, out.payloads + out.payload_count);
+    }
+    const iovec* parts = parts_.data();
+    for (const CoalescedFrame& out : coalesced_) {
+      const PacketBuffer& head = *out.buffer;
+      const uint32_t length = out.length();
       // Counted as the frames that arrived: a run of n segments is n frames, each with the
       // run's headers.
       uint32_t segments = 1;
-      uint64_t bytes = buffer.length;
+      uint64_t bytes = length;
       const bool merged = out.vnet.gso_type != kVirtioNetHdrGsoNone && out.vnet.gso_size > 0 &&
-                          buffer.length > out.vnet.hdr_len;
+                          length > out.vnet.hdr_len;
       if (merged) {
-        segments = (buffer.length - out.vnet.hdr_len + out.vnet.gso_size - 1) / out.vnet.gso_size;
+        segments = (length - out.vnet.hdr_len + out.vnet.gso_size - 1) / out.vnet.gso_size;
         bytes += uint64_t{segments - 1} * out.vnet.hdr_len;
       }
-      write_virtio_net_header(out.vnet, buffer.push_front(kVirtioNetHeaderSize));
-      deliver(DeviceWrite{buffer.data(), buffer.length, coalescing_slot_, segments, bytes, merged});
+      DeviceWrite write{head.data(), head.length, coalescing_slot_, segments, bytes, merged};
+      write.parts = parts;
+      write.part_count = 2 + out.payload_count;
+      parts += write.part_count;
+      deliver(write);
     }
   }
-  // The GRO buffers are free again only once their frames are written.
+  // The receive buffers the views point into are free again only once their frames are written.
   if (device_) device_->flush(*this, *device_report_);
-  for (PacketBuffer* used : gro_used_) gro_free_.push_back(used);
-  gro_used_.clear();
+  views_used_ = 0;
 }
 
 void Receiver::deliver(const DeviceWrite& write) { device_->write(write, *this, *device_report_); }
@@ -232,10 +238,13 @@ void Receiver::written(const DeviceWrite& write) {
 }
 
 void Receiver::write_failed(const DeviceWrite& write, Counter reason) {
-  // With vnet headers every write starts with one (flush_coalesced puts it there).
-  const uint32_t header = context_.config.vnet_header ? std::min<uint32_t>(kVirtioNetHeaderSize, write.length) : 0;
-  context_.drop(write.slot, reason, DropSample::device(write.frame + header, write.length - header, DropDirection::rx),
-                write.segments);
+  // `frame` never holds the vnet header: with vnet headers every write is in parts, and the
+  // frame is its head. The capture is of the head; the length is the whole frame's.
+  uint32_t length = write.length;
+  for (uint32_t i = 2; i < write.part_count; i++) length += static_cast<uint32_t>(write.parts[i].iov_len);
+  DropSample sample = DropSample::device(write.frame, length, DropDirection::rx);
+  sample.readable = write.length;
+  context_.drop(write.slot, reason, sample, write.segments);
 }
 
 void Receiver::ring_failed() { context_.count(kOffloadFallbacks); }

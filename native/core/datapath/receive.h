@@ -14,14 +14,18 @@
 //   3. inspect      parse the inner IP header once
 //   4. policy       source MAC or allowedIps of the sending peer (anti-spoofing), TTL, RFC 6040
 //                   ECN, MSS clamp; learn the source MAC (TAP)
-//   5. coalesce     with vnet headers, merge in-order TCP segments of one peer into runs
-//   6. deliver      write to the device (io_uring batches where possible), count per peer
+//   5. coalesce     with vnet headers, merge in-order TCP segments of one peer into runs; a
+//                   run is its head frame and its later segments' payloads where the socket
+//                   put them (nothing is copied)
+//   6. deliver      write to the device (io_uring batches where possible), a run as one writev
+//                   of [vnet header, head, payload, payload, ...]; count per peer
 //
 // Every datagram of a peer's that reaches stage 2 counts its outer size (rxWireBytes); every drop
 // records the datagram as it arrived (or, refused by the policy after ESP decrypted it, the
 // inner packet) in the worker's drop ring.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -49,7 +53,8 @@ class Receiver final : private WriteReport {
   // is done with, false when it is for the tunnel.
   bool take_control(const uint8_t* packet, uint32_t length, const sockaddr* source);
   void deliver(const DeviceWrite& write);
-  void coalesce(PacketBuffer* frame);
+  // Hands the coalescer a frame that lies at frame[0, length) of a receive buffer.
+  void coalesce(uint8_t* frame, uint32_t length);
   void flush_coalesced();
 
   // WriteReport: what became of each device write.
@@ -75,11 +80,14 @@ class Receiver final : private WriteReport {
   std::vector<ReceivedDatagram> received_;
   TcpCoalescer coalescer_;
   uint32_t coalescing_slot_ = UINT32_MAX;  // the peer whose frames the coalescer holds
-  // Buffers for datagrams of a UDP_GRO batch, each able to head a 64 KB coalesced run.
-  BufferPool gro_buffers_;
-  std::vector<PacketBuffer*> gro_free_;
-  std::vector<PacketBuffer*> gro_used_;
+  // What the coalescer is given: views of the frames in buffers_ (a UDP_GRO datagram holds
+  // many), valid until the round's flush. Full, they are flushed early.
+  std::vector<PacketBuffer> views_;
+  size_t views_used_ = 0;
   std::vector<CoalescedFrame> coalesced_;
+  // Per output of a flush: its vnet header, and the iovecs of its write.
+  std::vector<std::array<uint8_t, kVirtioNetHeaderSize>> vnet_headers_;
+  std::vector<iovec> parts_;
 };
 
 }  // namespace ovl

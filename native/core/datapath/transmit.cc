@@ -14,6 +14,11 @@ size_t segment_buffer_count(uint32_t frame) {
   return std::max<size_t>(64, std::min<size_t>(512, (size_t{4} << 20) / (frame + kHeadroom)));
 }
 
+// A segment's headers: link (with tags), IP with options or extension headers, TCP with
+// options: 22 + 60 + 60 for IPv4, more only with unusual IPv6 extension headers, whose frames
+// are copied instead.
+constexpr uint32_t kSegmentHeaderCapacity = 256;
+
 // What a drop before encapsulation records: the frame as the device gave it.
 DropSample as_read(const uint8_t* frame, uint32_t length) { return DropSample::device(frame, length, DropDirection::tx); }
 DropSample as_read(const PacketBuffer& frame) { return as_read(frame.data(), frame.length); }
@@ -29,6 +34,10 @@ Transmitter::Transmitter(WorkerContext& context, Tunnel& tunnel, UnderlayLink& l
       link_header_(context.config.link_header()),
       outer_header_((context.config.local.family() == AF_INET6 ? 40u : 20u) + (over_udp_ ? 8u : 0u)),
       pending_(link.sender_count()),
+      // ESP encrypts the payload into the buffer it seals: it needs the payload there.
+      zero_copy_(!tunnel.per_peer()),
+      headers_(context.config.vnet_header && zero_copy_ ? segment_buffer_count(context.config.max_segment_frame) : 0,
+               kSegmentHeaderCapacity),
       segments_(context.config.vnet_header ? segment_buffer_count(context.config.max_segment_frame) : 0,
                 context.config.max_segment_frame),
       frame_list_(segment_buffer_count(context.config.max_segment_frame)) {
@@ -84,18 +93,27 @@ void Transmitter::send_batch(PacketBuffer* frames, const VirtioNetHeader* vnet, 
 // full pool is sent before the next chunk reuses it.
 void Transmitter::send_super_frame(PacketBuffer& frame, const VirtioNetHeader& vnet, const Route& route) {
   context_.count(kTxSuperFrames);
+  bool zero_copy = zero_copy_;
   for (size_t first = 0, total = 1; first < total;) {
     if (segments_used_ == segments_.size()) {
       flush();
       segments_used_ = 0;
     }
-    const int n = segment_super_frame_range(vnet, frame.data(), frame.length, link_header_, first,
-                                            &segments_[segments_used_], segments_.size() - segments_used_, &total);
+    const size_t room = segments_.size() - segments_used_;
+    BufferPool& pool = zero_copy ? headers_ : segments_;
+    int n = zero_copy ? segment_super_frame_headers(vnet, frame.data(), frame.length, link_header_, first,
+                                                    &headers_[segments_used_], room, &total)
+                      : segment_super_frame_range(vnet, frame.data(), frame.length, link_header_, first,
+                                                  &segments_[segments_used_], room, &total);
+    if (n == kSegmentBufferTooSmall && zero_copy) {
+      zero_copy = false;  // headers longer than a header buffer: this frame is copied
+      continue;
+    }
     if (n <= 0) {
       context_.drop(WorkerStats::kNoPeer, n == kSegmentBufferTooSmall ? kDropTooBig : kDropMalformed, as_read(frame));
       return;
     }
-    for (int k = 0; k < n; k++) frame_list_[k] = &segments_[segments_used_ + k];
+    for (int k = 0; k < n; k++) frame_list_[k] = &pool[segments_used_ + k];
     segments_used_ += static_cast<size_t>(n);
     send_frames(frame_list_.data(), static_cast<size_t>(n), route);
     first += static_cast<size_t>(n);
@@ -186,7 +204,7 @@ void Transmitter::send_frames(PacketBuffer** frames, size_t count, const Route& 
   const uint32_t header = tunnel_.headroom();
   for (size_t k = 0; k < count; k++) tunnel_.encapsulate(*frames[k], route.ethertype, nullptr);
   if (route.peer != PeerTable::kNone) {
-    for (size_t k = 0; k < count; k++) queue(*frames[k], route.peer, frames[k]->length - header, route);
+    for (size_t k = 0; k < count; k++) queue(*frames[k], route.peer, frames[k]->wire_length() - header, route);
     return;
   }
   // All copies share the encapsulated buffers. Peer by peer, so that each peer's segments stay
@@ -195,7 +213,7 @@ void Transmitter::send_frames(PacketBuffer** frames, size_t count, const Route& 
   const auto& peers = context_.table->peers();
   for (uint32_t p = 0; p < static_cast<uint32_t>(peers.size()); p++) {
     context_.stats.add_to_peer(peers[p].slot, kFloodPackets, count);
-    for (size_t k = 0; k < count; k++) queue(*frames[k], p, frames[k]->length - header, route);
+    for (size_t k = 0; k < count; k++) queue(*frames[k], p, frames[k]->wire_length() - header, route);
   }
 }
 
@@ -258,15 +276,16 @@ void Transmitter::flush() {
 void Transmitter::sent(const Datagram& datagram) {
   context_.count(datagram.slot, kTxPackets);
   context_.count(datagram.slot, kTxBytes, datagram.inner_length);
-  context_.count(datagram.slot, kTxWireBytes, datagram.buffer->length + outer_header_);
+  context_.count(datagram.slot, kTxWireBytes, datagram.buffer->wire_length() + outer_header_);
 }
 
 // The datagram the socket refused, encapsulated, as it was to leave (after its outer IP/UDP header).
 void Transmitter::dropped(const Datagram& datagram, Counter reason) {
-  context_.drop(datagram.slot, reason,
-                DropSample::underlay(datagram.buffer->data(), datagram.buffer->length, DropDirection::tx,
-                                     datagram.to->get(), link_.sender_port(sending_socket_),
-                                     over_udp_ ? kIpProtocolUdp : datagram.protocol));
+  DropSample sample = DropSample::underlay(datagram.buffer->data(), datagram.buffer->wire_length(), DropDirection::tx,
+                                           datagram.to->get(), link_.sender_port(sending_socket_),
+                                           over_udp_ ? kIpProtocolUdp : datagram.protocol);
+  sample.readable = datagram.buffer->length;  // a segment's payload (its tail) is not captured
+  context_.drop(datagram.slot, reason, sample);
 }
 
 void Transmitter::train_sent(uint32_t datagrams) {

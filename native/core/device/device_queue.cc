@@ -1,5 +1,6 @@
 #include "device/device_queue.h"
 
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -86,7 +87,11 @@ void DeviceQueue::write(const DeviceWrite& write, WriteReport& report, DeviceRep
     if (write_one(write, report, device)) report.written(write);
     return;
   }
-  uring_->queue_write(fd_, write.frame, write.length, queued_.size());
+  if (write.part_count > 0) {
+    uring_->queue_writev(fd_, write.parts, write.part_count, queued_.size());
+  } else {
+    uring_->queue_write(fd_, write.frame, write.length, queued_.size());
+  }
   queued_.push_back(write);
   if (uring_->queued() == uring_->capacity()) flush(report, device);
 }
@@ -116,7 +121,9 @@ void DeviceQueue::flush(WriteReport& report, DeviceReport& device) {
 
 bool DeviceQueue::write_one(const DeviceWrite& write, WriteReport& report, DeviceReport& device) {
   for (;;) {
-    if (::write(fd_, write.frame, write.length) >= 0) return true;
+    const ssize_t written = write.part_count > 0 ? ::writev(fd_, write.parts, static_cast<int>(write.part_count))
+                                                 : ::write(fd_, write.frame, write.length);
+    if (written >= 0) return true;
     if (errno == EINTR) continue;
     failed(write, errno, report, device);
     return false;

@@ -7,6 +7,8 @@
 // its offload header parsed into the matching VirtioNetHeader (all zero without vnet headers).
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -36,6 +38,12 @@ struct DeviceWrite {
   uint32_t segments;  // frames it stands for (a coalesced run stands for several)
   uint64_t bytes;     // the bytes of those frames as they arrived
   bool merged;
+  // A frame in pieces (a vnet header, a coalesced run's head, then its later segments'
+  // payloads where they arrived): parts[0, part_count) are written as one frame with writev,
+  // and frame/length is only what a failed write records (the head, without the vnet header).
+  // The parts must stay valid until flush().
+  const iovec* parts = nullptr;
+  uint32_t part_count = 0;
 };
 
 class WriteReport {

@@ -94,12 +94,20 @@ UringWriter::~UringWriter() {
 }
 
 void UringWriter::queue_write(int fd, const void* data, uint32_t length, uint64_t tag) {
+  queue(IORING_OP_WRITE, fd, reinterpret_cast<uint64_t>(data), length, tag);
+}
+
+void UringWriter::queue_writev(int fd, const iovec* parts, uint32_t count, uint64_t tag) {
+  queue(IORING_OP_WRITEV, fd, reinterpret_cast<uint64_t>(parts), count, tag);
+}
+
+void UringWriter::queue(uint8_t opcode, int fd, uint64_t address, uint32_t length, uint64_t tag) {
   const unsigned index = local_tail_ & *sq_mask_;
   io_uring_sqe& sqe = sqes_[index];
   std::memset(&sqe, 0, sizeof sqe);
-  sqe.opcode = IORING_OP_WRITE;
+  sqe.opcode = opcode;
   sqe.fd = fd;
-  sqe.addr = reinterpret_cast<uint64_t>(data);
+  sqe.addr = address;
   sqe.len = length;
   sqe.off = 0;  // a TUN/TAP fd has no file position
   sqe.user_data = tag;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <linux/io_uring.h>
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <algorithm>
@@ -35,6 +36,8 @@ class UringWriter {
   // Queues a write of `length` bytes at `data` to `fd`; `tag` comes back with its result.
   // The caller submits before queued() reaches capacity().
   void queue_write(int fd, const void* data, uint32_t length, uint64_t tag);
+  // The same for a frame in `count` pieces (writev); `parts` must stay valid until submitted.
+  void queue_writev(int fd, const iovec* parts, uint32_t count, uint64_t tag);
 
   // Submits everything queued and waits for all of it; calls done(tag, result) per write,
   // result being the byte count or -errno. Returns false if the ring itself failed (the
@@ -65,6 +68,7 @@ class UringWriter {
 
  private:
   UringWriter() = default;
+  void queue(uint8_t opcode, int fd, uint64_t address, uint32_t length, uint64_t tag);
   bool enter(unsigned to_submit);
 
   UniqueFd ring_;

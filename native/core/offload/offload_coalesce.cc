@@ -83,8 +83,7 @@ void TcpCoalescer::close_run(int32_t run) {
 }
 
 bool TcpCoalescer::can_append(const Run& run, const Segment& segment) const {
-  const PacketBuffer& head_buffer = *items_[run.item].buffer;
-  const uint8_t* head = head_buffer.data();
+  const uint8_t* head = items_[run.item].buffer->data();
   const uint8_t* frame = segment.frame;
   const PacketLayout& layout = segment.layout;
   // Same shape: link header, IP header and TCP header sizes.
@@ -114,17 +113,13 @@ bool TcpCoalescer::can_append(const Run& run, const Segment& segment) const {
   const size_t options = run.payload - run.l4 - kTcpHeaderSize;
   if (std::memcmp(tcp + kTcpHeaderSize, head_tcp + kTcpHeaderSize, options) != 0) return false;
   if (segment.payload_length > run.gso_size) return false;
-  if (run.ip_length + segment.payload_length > 0xFFFF) return false;
-  // Room after the head's data in its buffer (offset + length <= capacity is the buffer's invariant;
-  // don't rely on it to avoid an unsigned wrap).
-  const uint64_t used = uint64_t{head_buffer.offset} + head_buffer.length;
-  return used <= head_buffer.capacity && head_buffer.capacity - used >= segment.payload_length;
+  if (run.segments >= kMaxRunSegments) return false;
+  return run.ip_length + segment.payload_length <= 0xFFFF;
 }
 
 void TcpCoalescer::append(Run& run, const Segment& segment) {
-  PacketBuffer& head = *items_[run.item].buffer;
-  std::memcpy(head.data() + head.length, segment.frame + segment.layout.payload, segment.payload_length);
-  head.length += segment.payload_length;
+  slices_.push_back(Slice{static_cast<uint32_t>(&run - runs_.data()), segment.frame + segment.layout.payload,
+                          segment.payload_length});
   run.ip_length += segment.payload_length;
   run.next_seq += segment.payload_length;
   run.last_id = static_cast<uint16_t>(run.last_id + 1);
@@ -224,6 +219,18 @@ void TcpCoalescer::add(PacketBuffer* buffer) {
 }
 
 size_t TcpCoalescer::finish(std::vector<CoalescedFrame>& out) {
+  // The slices grouped by run (counting sort: they arrived interleaved across flows), so that
+  // each output's payloads are one span of payloads_.
+  run_first_payload_.assign(runs_.size() + 1, 0);
+  for (const Slice& slice : slices_) run_first_payload_[slice.run + 1]++;
+  for (size_t r = 0; r < runs_.size(); r++) run_first_payload_[r + 1] += run_first_payload_[r];
+  payloads_.resize(slices_.size());
+  {
+    std::vector<uint32_t>& next = run_first_payload_;  // advanced while filling, then restored
+    for (const Slice& slice : slices_) payloads_[next[slice.run]++] = iovec{const_cast<uint8_t*>(slice.data), slice.length};
+    for (size_t r = runs_.size(); r > 0; r--) next[r] = next[r - 1];
+    next[0] = 0;
+  }
   for (Item& item : items_) {
     if (item.run >= 0 && runs_[static_cast<size_t>(item.run)].segments > 1) {
       const Run& run = runs_[static_cast<size_t>(item.run)];
@@ -252,6 +259,9 @@ size_t TcpCoalescer::finish(std::vector<CoalescedFrame>& out) {
       vnet.gso_size = run.gso_size;
       vnet.csum_start = static_cast<uint16_t>(run.l4);
       vnet.csum_offset = kTcpChecksumOffset;
+      const uint32_t first = run_first_payload_[static_cast<size_t>(item.run)];
+      out.push_back({item.buffer, item.vnet, payloads_.data() + first, run.segments - 1});
+      continue;
     }
     out.push_back({item.buffer, item.vnet});
   }
@@ -259,6 +269,7 @@ size_t TcpCoalescer::finish(std::vector<CoalescedFrame>& out) {
   items_.clear();
   runs_.clear();
   open_.clear();
+  slices_.clear();
   return count;
 }
 

@@ -14,12 +14,16 @@
 //   - TCP flags exactly ACK or ACK|PSH (PSH ends the run), same data offset and option bytes
 //     (timestamps included), same ack number, window and urgent pointer, seq = R's next seq;
 //   - payload 1..gso_size bytes, where gso_size is R's first payload; a shorter one ends the run;
-//   - the merged IP packet stays <= 65535 bytes and fits the head buffer's capacity.
+//   - the merged IP packet stays <= 65535 bytes and the run holds fewer than kMaxRunSegments.
+// Nothing is copied: a run is its head frame (headers patched in place at finish()) followed by
+// the payloads of its later segments where they arrived, which the device write gathers.
 // Otherwise R is closed (nothing more joins it) and S starts a new run if it could have been a
 // first segment, or passes through. Frames that aren't TCP pass through. Output order is the
 // order in which each output frame's first segment arrived: frames of one flow are never
 // reordered; frames of different flows may be (a later segment joins an earlier run).
 #pragma once
+
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -30,9 +34,14 @@
 
 namespace ovl {
 
+// The most segments one run merges: its write is then at most kMaxRunSegments + 1 iovecs, far
+// below the kernel's UIO_MAXIOV (1024) whatever the segment size, and as many as the kernel's
+// own GRO puts in one packet (64).
+constexpr uint32_t kMaxRunSegments = 64;
+
 // One frame to write to the device: the 10-byte form of `vnet` (write_virtio_net_header), then
-// buffer->data()[0, buffer->length). The header may be written into the buffer's headroom:
-// write_virtio_net_header(vnet, buffer->push_front(kVirtioNetHeaderSize)).
+// buffer->data()[0, buffer->length), then payloads[0, payload_count) (the later segments of a
+// merged run, where they arrived; none otherwise). `payloads` stays valid until the next finish().
 //
 // vnet is one of:
 //   - merged run (>= 2 segments): flags NEEDS_CSUM, gso_type TCPV4/TCPV6, gso_size = the first
@@ -48,6 +57,15 @@ namespace ovl {
 struct CoalescedFrame {
   PacketBuffer* buffer;
   VirtioNetHeader vnet;
+  const iovec* payloads = nullptr;
+  uint32_t payload_count = 0;
+
+  // The frame's bytes after the vnet header: the head's and the payloads'.
+  uint32_t length() const {
+    uint32_t total = buffer->length;
+    for (uint32_t i = 0; i < payload_count; i++) total += static_cast<uint32_t>(payloads[i].iov_len);
+    return total;
+  }
 };
 
 class TcpCoalescer {
@@ -60,18 +78,17 @@ class TcpCoalescer {
   // only come from the authenticated sender itself. The IPv4 header checksum is still checked.
   void trust_tcp_checksums(bool trust) { trust_tcp_checksums_ = trust; }
 
-  // Takes one decapsulated frame (buffer->data(), buffer->length). The buffer's tailroom
-  // (capacity - offset - length) bounds how much a run it heads can grow: give buffers of
-  // kHeadroom + kMaxPacket capacity to allow full 64 KB super-frames. A buffer whose segment
-  // was appended to another run's head is "absorbed": it appears in no output and its contents
-  // are no longer needed (recycle it with the rest of the batch). A run's head buffer is
-  // modified in place (payload appended, headers patched at finish()).
+  // Takes one decapsulated frame (buffer->data(), buffer->length), which may be a view into a
+  // larger receive buffer (a segment of a UDP_GRO batch). Every frame's bytes must stay as they
+  // are until the outputs of the next finish() are written: a buffer whose segment joined
+  // another run appears in no output, but that output's payloads point into it. A run's head
+  // frame is modified in place (its headers patched at finish()); nothing else is written.
   void add(PacketBuffer* buffer);
 
   // Appends one CoalescedFrame per output frame, in order, to `out`; returns how many. Resets
   // the coalescer for the next batch (capacity of internal vectors is kept: no allocation per
   // batch once warmed up). Each buffer given to add() since the last finish() is either the
-  // buffer of exactly one output or absorbed.
+  // buffer of exactly one output or holds a payload of one.
   size_t finish(std::vector<CoalescedFrame>& out);
 
   // Frames added since the last finish() that will be outputs (runs + pass-throughs).
@@ -99,6 +116,13 @@ class TcpCoalescer {
     bool psh;              // the last segment carried PSH
   };
 
+  // A later segment's payload, in the order segments joined runs.
+  struct Slice {
+    uint32_t run;
+    const uint8_t* data;
+    uint32_t length;
+  };
+
   int32_t find_open_run(const Segment& segment) const;
   void close_run(int32_t run);
   bool can_append(const Run& run, const Segment& segment) const;
@@ -111,6 +135,9 @@ class TcpCoalescer {
   std::vector<Item> items_;
   std::vector<Run> runs_;
   std::vector<int32_t> open_;  // runs that may still grow
+  std::vector<Slice> slices_;
+  std::vector<iovec> payloads_;  // the slices grouped by run, for the outputs of finish()
+  std::vector<uint32_t> run_first_payload_;
 };
 
 }  // namespace ovl

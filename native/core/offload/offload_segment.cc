@@ -200,10 +200,14 @@ const char* segment_error_name(int error) {
 
 namespace {
 
+// What the segments hold: headers and a copy of their payload piece, or headers only with the
+// piece as the buffer's tail.
+enum class Payload : uint8_t { copied, referenced };
+
 // segment_super_frame_range, and with `whole` set, segment_super_frame: then a frame needing
 // more than out_count buffers is an error before anything is written.
 int segment(const VirtioNetHeader& vnet, const uint8_t* frame, size_t length, uint32_t link_header_length,
-            size_t first, PacketBuffer* out, size_t out_count, size_t* total, bool whole) {
+            size_t first, PacketBuffer* out, size_t out_count, size_t* total, bool whole, Payload payload) {
   const uint8_t gso = vnet.gso_type & static_cast<uint8_t>(~kVirtioNetHdrGsoEcn);
   if (gso == kVirtioNetHdrGsoNone) {
     if (first > 0) {  // the one frame went out in an earlier call
@@ -253,7 +257,8 @@ int segment(const VirtioNetHeader& vnet, const uint8_t* frame, size_t length, ui
   for (size_t i = first; i < end; i++) {
     const size_t piece = i + 1 < count ? gso_size : payload_total - i * gso_size;
     PacketBuffer& segment = out[i - first];
-    if (segment.capacity < kHeadroom || headers + piece > segment.capacity - kHeadroom) {
+    const size_t held = payload == Payload::copied ? headers + piece : headers;
+    if (segment.capacity < kHeadroom || held > segment.capacity - kHeadroom) {
       return kSegmentBufferTooSmall;
     }
   }
@@ -270,8 +275,21 @@ int segment(const VirtioNetHeader& vnet, const uint8_t* frame, size_t length, ui
     segment.reset();
     uint8_t* p = segment.data();
     std::memcpy(p, frame, headers);
-    std::memcpy(p + headers, frame + layout.payload + i * gso_size, piece);
-    segment.length = static_cast<uint32_t>(headers + piece);
+    const uint8_t* piece_in_frame = frame + layout.payload + i * gso_size;
+    if (payload == Payload::copied) {
+      std::memcpy(p + headers, piece_in_frame, piece);
+      segment.length = static_cast<uint32_t>(headers + piece);
+    } else {
+      segment.length = static_cast<uint32_t>(headers);
+      segment.tail = piece_in_frame;
+      segment.tail_length = static_cast<uint32_t>(piece);
+    }
+    // The L4 sum runs over the header in the segment, then over the piece wherever it is: the
+    // header is a whole number of 16-bit words (TCP: of 32-bit words; UDP: 8 bytes), so the
+    // piece's words line up and the two sums chain (checksum.h: only the last block may be odd).
+    const auto l4_sum = [&](const uint8_t* l4, uint32_t initial) {
+      return checksum_add(piece_in_frame, piece, checksum_add(l4, l4_header, initial));
+    };
 
     uint8_t* ip = p + layout.l3;
     uint8_t* l4 = p + layout.l4;
@@ -296,11 +314,11 @@ int segment(const VirtioNetHeader& vnet, const uint8_t* frame, size_t length, ui
       if (i > 0) flags &= static_cast<uint8_t>(~kTcpFlagCwr);
       l4[13] = flags;
       store_be16(l4 + kTcpChecksumOffset, 0);
-      store_be16(l4 + kTcpChecksumOffset, checksum_finish(checksum_add(l4, l4_length, sum)));
+      store_be16(l4 + kTcpChecksumOffset, checksum_finish(l4_sum(l4, sum)));
     } else {
       store_be16(l4 + 4, static_cast<uint16_t>(l4_length));
       store_be16(l4 + kUdpChecksumOffset, 0);
-      const uint16_t check = checksum_finish(checksum_add(l4, l4_length, sum));
+      const uint16_t check = checksum_finish(l4_sum(l4, sum));
       // A computed 0 is sent as 0xFFFF: 0 means "no checksum" in UDP (RFC 768).
       store_be16(l4 + kUdpChecksumOffset, check == 0 ? 0xFFFF : check);
     }
@@ -313,12 +331,18 @@ int segment(const VirtioNetHeader& vnet, const uint8_t* frame, size_t length, ui
 int segment_super_frame_range(const VirtioNetHeader& vnet, const uint8_t* frame, size_t length,
                               uint32_t link_header_length, size_t first, PacketBuffer* out, size_t out_count,
                               size_t* total) {
-  return segment(vnet, frame, length, link_header_length, first, out, out_count, total, false);
+  return segment(vnet, frame, length, link_header_length, first, out, out_count, total, false, Payload::copied);
 }
 
 int segment_super_frame(const VirtioNetHeader& vnet, const uint8_t* frame, size_t length,
                         uint32_t link_header_length, PacketBuffer* out, size_t out_count) {
-  return segment(vnet, frame, length, link_header_length, 0, out, out_count, nullptr, true);
+  return segment(vnet, frame, length, link_header_length, 0, out, out_count, nullptr, true, Payload::copied);
+}
+
+int segment_super_frame_headers(const VirtioNetHeader& vnet, const uint8_t* frame, size_t length,
+                                uint32_t link_header_length, size_t first, PacketBuffer* out, size_t out_count,
+                                size_t* total) {
+  return segment(vnet, frame, length, link_header_length, first, out, out_count, total, false, Payload::referenced);
 }
 
 }  // namespace ovl

@@ -119,6 +119,16 @@ int segment_super_frame_range(const VirtioNetHeader& vnet, const uint8_t* frame,
                               uint32_t link_header_length, size_t first, PacketBuffer* out, size_t out_count,
                               size_t* total);
 
+// The same as segment_super_frame_range, without copying payload: out[i] gets segment i's
+// headers only (so capacity >= kHeadroom + the frame's header bytes suffices), and out[i].tail /
+// tail_length point at its payload piece where it lies in `frame`, which must stay unchanged
+// until the segments are sent. Headers, lengths and checksums are those of the copying call
+// (the checksum is computed over the piece in place): out[i]'s bytes followed by its tail are,
+// byte for byte, what segment_super_frame_range writes to out[i]. gso NONE is copied as there.
+int segment_super_frame_headers(const VirtioNetHeader& vnet, const uint8_t* frame, size_t length,
+                                uint32_t link_header_length, size_t first, PacketBuffer* out, size_t out_count,
+                                size_t* total);
+
 // ---- Shared with offload_coalesce.cc (and usable by the worker): where the layers are. ----
 
 constexpr uint32_t kIpv4HeaderSize = 20;

@@ -115,6 +115,18 @@ void link_set_up(const std::string& name) {
   if (::ioctl(fd.get(), SIOCSIFFLAGS, &request) < 0) throw_errno("ioctl(SIOCSIFFLAGS)", name);
 }
 
+void link_set_gso_max_segs(int ifindex, uint32_t segments) {
+  alignas(nlmsghdr) uint8_t buffer[128] = {};
+  auto* message = reinterpret_cast<nlmsghdr*>(buffer);
+  message->nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
+  message->nlmsg_type = RTM_NEWLINK;
+  auto* info = static_cast<ifinfomsg*>(NLMSG_DATA(message));
+  info->ifi_family = AF_UNSPEC;
+  info->ifi_index = ifindex;
+  append_attribute(message, sizeof buffer, IFLA_GSO_MAX_SEGS, &segments, sizeof segments);
+  netlink_transact(message, "RTM_NEWLINK gso_max_segs " + std::to_string(segments));
+}
+
 void link_add_address(int ifindex, const std::string& address, int prefix_length) {
   const auto parsed = parse_socket_address(address, 0);
   if (!parsed) throw InvalidArgument("not an IP address: " + address);

@@ -19,6 +19,9 @@ LinkInfo link_info(const std::string& name);
 void link_set_mtu(const std::string& name, int mtu);
 void link_set_mac(const std::string& name, MacKey mac);
 void link_set_up(const std::string& name);
+// The most segments the kernel puts in one GSO super-frame it hands the interface
+// (RTM_NEWLINK IFLA_GSO_MAX_SEGS, `ip link set NAME gso_max_segs N`).
+void link_set_gso_max_segs(int ifindex, uint32_t segments);
 // Adds `address`/`prefix_length` to the interface (RTM_NEWADDR); IPv6 without DAD, so the
 // address is usable at once.
 void link_add_address(int ifindex, const std::string& address, int prefix_length);

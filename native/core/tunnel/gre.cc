@@ -22,8 +22,9 @@ class GreTunnel final : public Tunnel {
     const uint32_t payload_length = buffer.length;
     const uint32_t header = config_.header_size();
     uint8_t* start = buffer.push_front(header);
-    // A checksum covers the payload right behind the header.
-    gre_encode(start, config_.gre, ethertype, next_sequence_++, start + header, payload_length);
+    // A checksum covers the payload right behind the header, and its tail (a segment's payload).
+    gre_encode(start, config_.gre, ethertype, next_sequence_++, start + header, payload_length, buffer.tail,
+               buffer.tail_length);
     return Verdict::pass();
   }
 

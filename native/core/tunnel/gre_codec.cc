@@ -22,7 +22,7 @@ size_t minimum_payload(uint16_t protocol) {
 }  // namespace
 
 void gre_encode(uint8_t* header, const GreOptions& options, uint16_t protocol, uint32_t sequence,
-                const uint8_t* payload, size_t payload_length) {
+                const uint8_t* payload, size_t payload_length, const uint8_t* more, size_t more_length) {
   uint16_t flags = 0;  // version 0, every reserved bit zero
   if (options.checksum) flags |= kGreFlagChecksum;
   if (options.key) flags |= kGreFlagKey;
@@ -49,6 +49,7 @@ void gre_encode(uint8_t* header, const GreOptions& options, uint16_t protocol, u
     // packet's and the two sums can simply be chained (checksum.h: only the last block may be odd).
     uint32_t sum = checksum_add(header, static_cast<size_t>(at - header), 0);
     sum = checksum_add(payload, payload_length, sum);
+    if (more_length > 0) sum = checksum_add(more, more_length, sum);
     store_be16(checksum_field, checksum_finish(sum));
   }
 }

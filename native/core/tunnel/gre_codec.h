@@ -112,9 +112,12 @@ inline uint32_t gre_header_size(const GreOptions& options) {
 // options.sequence (RFC 2890: the first packet of a flow carries 0, then a counter modulo 2^32).
 // With options.checksum, the checksum covers this header and the `payload_length` bytes at
 // `payload`; those are normally right behind the header (header + gre_header_size(options)),
-// but need not be. Without it, `payload` is not read and may be null.
+// but need not be. Without it, `payload` is not read and may be null. A payload in two pieces
+// (a segment's headers, then its payload where it lies) passes the second as `more`: the first
+// piece must then be a whole number of 16-bit words, as every protocol header is.
 void gre_encode(uint8_t* header, const GreOptions& options, uint16_t protocol, uint32_t sequence,
-                const uint8_t* payload, size_t payload_length);
+                const uint8_t* payload, size_t payload_length, const uint8_t* more = nullptr,
+                size_t more_length = 0);
 
 // Validates a GRE packet of `length` bytes (header + payload) against `expect`. On ok, fills
 // *out; otherwise leaves it alone. Checks in this order, the first failure wins: version,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <array>
 #include <cstdint>
@@ -30,9 +31,20 @@ struct UnderlaySockets {
   std::vector<UniqueFd> senders;
 };
 
+// At most: the outer IP header (raw-IP modes), the buffer, its tail.
+constexpr size_t kMaxIovecsPerDatagram = 3;
+
+// Describes a buffer and its tail (PacketBuffer::tail) as iovecs at `out`; returns 1 or 2.
+inline size_t datagram_iovecs(const PacketBuffer& buffer, iovec* out) {
+  out[0] = iovec{const_cast<uint8_t*>(buffer.data()), buffer.length};
+  if (buffer.tail_length == 0) return 1;
+  out[1] = iovec{const_cast<uint8_t*>(buffer.tail), buffer.tail_length};
+  return 2;
+}
+
 // One encapsulated packet on its way to a peer.
 struct Datagram {
-  PacketBuffer* buffer;       // what follows the outer IP (or UDP) header
+  PacketBuffer* buffer;       // what follows the outer IP (or UDP) header, and its tail
   const SocketAddress* to;
   uint32_t slot;              // the peer's stats slot
   uint32_t inner_length;      // bytes of the inner frame, for the counters

@@ -11,11 +11,12 @@ RawLink::RawLink(UnderlaySockets sockets, const SocketAddress& local, int stop_f
     : UnderlayLink(std::move(sockets), local, stop_fd, max_datagrams, batch_size), outer_headers_(max_datagrams) {}
 
 // Each message is the outer IP header we write (the socket includes headers) followed by the
-// encapsulated buffer, which head-end replication shares between peers.
+// encapsulated buffer, which head-end replication shares between peers, and its tail (a
+// segment's payload, where it lies in the device read).
 size_t RawLink::build_messages(const Datagram* run, size_t count) {
   for (size_t i = 0; i < count; i++) {
     const Datagram& datagram = run[i];
-    const uint32_t length = datagram.buffer->length;
+    const uint32_t length = datagram.buffer->wire_length();
     uint8_t* header = outer_headers_[i].data();
     uint32_t header_length;
     if (ipv6_) {
@@ -32,14 +33,15 @@ size_t RawLink::build_messages(const Datagram* run, size_t count) {
                         datagram.protocol, static_cast<uint16_t>(kOuterIpv4HeaderSize + length), datagram.outer.tos,
                         datagram.outer.ttl, datagram.outer.dont_fragment, 0);
     }
-    iovecs_[2 * i] = iovec{header, header_length};
-    iovecs_[2 * i + 1] = iovec{datagram.buffer->data(), length};
+    iovec* parts = &iovecs_[kMaxIovecsPerDatagram * i];
+    parts[0] = iovec{header, header_length};
+    size_t used = 1 + datagram_iovecs(*datagram.buffer, parts + 1);
     msghdr& message = messages_[i].msg_hdr;
     message = msghdr{};
     message.msg_name = const_cast<sockaddr*>(datagram.to->get());
     message.msg_namelen = datagram.to->length;
-    message.msg_iov = &iovecs_[2 * i];
-    message.msg_iovlen = 2;
+    message.msg_iov = parts;
+    message.msg_iovlen = used;
     first_[i] = static_cast<uint32_t>(i);
     count_[i] = 1;
   }

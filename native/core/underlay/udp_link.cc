@@ -7,14 +7,6 @@
 
 namespace ovl {
 
-namespace {
-
-// UDP_SEGMENT limits: the kernel's UDP_MAX_SEGMENTS (64 on older kernels) and one IP datagram.
-constexpr size_t kMaxGsoSegments = 64;
-constexpr size_t kMaxGsoBytes = 65000;
-
-}  // namespace
-
 UdpLink::UdpLink(UnderlaySockets sockets, const SocketAddress& local, int stop_fd, size_t max_datagrams,
                  size_t batch_size, bool gso)
     : UnderlayLink(std::move(sockets), local, stop_fd, max_datagrams, batch_size) {
@@ -24,27 +16,32 @@ UdpLink::UdpLink(UnderlaySockets sockets, const SocketAddress& local, int stop_f
 // With GSO, consecutive datagrams to one peer form a train that the kernel splits at the first
 // datagram's size: every datagram but the last must have exactly that size, and the last may be
 // shorter. A train shares one outer TOS: a different one starts a new message.
+// A datagram whose payload stays in the device read (a segment's tail) is two iovecs, its
+// headers and its payload: a train of them is [headers 1, payload 1, headers 2, payload 2, ...],
+// which the kernel copies once into the train's skb and splits at the segment size.
 size_t UdpLink::build_messages(const Datagram* run, size_t count) {
   size_t messages = 0;
+  size_t parts = 0;  // iovecs used
   for (size_t i = 0; i < count;) {
-    const uint32_t segment = run[i].buffer->length;
+    const uint32_t segment = run[i].buffer->wire_length();
     size_t end = i + 1;
     size_t bytes = segment;
     if (gso_) {
-      while (end < count && run[end].to == run[i].to && end - i < kMaxGsoSegments &&
-             run[end].outer.tos == run[i].outer.tos && run[end - 1].buffer->length == segment &&
-             run[end].buffer->length <= segment && bytes + run[end].buffer->length <= kMaxGsoBytes) {
-        bytes += run[end].buffer->length;
+      while (end < count && run[end].to == run[i].to && end - i < kMaxTrainSegments &&
+             run[end].outer.tos == run[i].outer.tos && run[end - 1].buffer->wire_length() == segment &&
+             run[end].buffer->wire_length() <= segment && bytes + run[end].buffer->wire_length() <= kMaxTrainBytes) {
+        bytes += run[end].buffer->wire_length();
         end++;
       }
     }
-    for (size_t k = i; k < end; k++) iovecs_[k] = iovec{run[k].buffer->data(), run[k].buffer->length};
+    iovec* first_part = &iovecs_[parts];
+    for (size_t k = i; k < end; k++) parts += datagram_iovecs(*run[k].buffer, &iovecs_[parts]);
     msghdr& header = messages_[messages].msg_hdr;
     header = msghdr{};
     header.msg_name = const_cast<sockaddr*>(run[i].to->get());
     header.msg_namelen = run[i].to->length;
-    header.msg_iov = &iovecs_[i];
-    header.msg_iovlen = end - i;
+    header.msg_iov = first_part;
+    header.msg_iovlen = static_cast<size_t>(&iovecs_[parts] - first_part);
     const bool train = end - i > 1;
     const int tos = run[i].outer.tos;
     if (train || tos != 0) {

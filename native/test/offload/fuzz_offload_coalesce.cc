@@ -171,6 +171,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t i = index_of(o.buffer);
     require(!matched[i]);
     if (o.vnet.gso_type != kVirtioNetHdrGsoNone) continue;
+    require(o.payload_count == 0);
     require(o.vnet.flags == 0 || o.vnet.flags == kVirtioNetHdrFDataValid);
     require(o.buffer->length == frames[i].size() &&
             (frames[i].empty() || std::memcmp(o.buffer->data(), frames[i].data(), frames[i].size()) == 0));
@@ -179,7 +180,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& o : out) {
     if (o.vnet.gso_type == kVirtioNetHdrGsoNone) continue;
     require(o.vnet.flags == kVirtioNetHdrFNeedsCsum);
-    const int n = segment_super_frame(o.vnet, o.buffer->data(), o.buffer->length, link, scratch.data(), scratch.size());
+    // The frame as the device write gathers it; every payload lies inside a later input's
+    // buffer, as it arrived (nothing was copied).
+    std::vector<uint8_t> whole(o.buffer->data(), o.buffer->data() + o.buffer->length);
+    for (uint32_t k = 0; k < o.payload_count; k++) {
+      const auto* p = static_cast<const uint8_t*>(o.payloads[k].iov_base);
+      bool inside = false;
+      for (size_t i = index_of(o.buffer) + 1; i < frames.size() && !inside; i++) {
+        const PacketBuffer& b = pool.buffers[i];
+        inside = p >= b.data() && p + o.payloads[k].iov_len <= b.data() + b.length;
+      }
+      require(inside);
+      whole.insert(whole.end(), p, p + o.payloads[k].iov_len);
+    }
+    require(whole.size() == o.length() && whole.size() <= 65535 + 22);
+    const int n = segment_super_frame(o.vnet, whole.data(), whole.size(), link, scratch.data(), scratch.size());
     require(n >= 2);
     size_t at = index_of(o.buffer);
     for (int s = 0; s < n; s++) {

@@ -151,6 +151,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                        outputs.buffers.data(), out_count, &total);
   require(n >= kSegmentBufferTooSmall && n <= static_cast<int>(out_count) && (n != 0 || first >= total));
   for (int i = 0; i < n; i++) check_segment(outputs.buffers[static_cast<size_t>(i)], gso == kVirtioNetHdrGsoNone ? 0 : gso, link);
+  // Without copying payload: the same segments as headers plus tails inside the frame, or the
+  // same error (a buffer too small for the headers alone is a later, separate refusal).
+  if (gso != kVirtioNetHdrGsoNone) {
+    static Outputs headers_only(kHeadroom + 512);
+    size_t total_headers = 0;
+    const int h = segment_super_frame_headers(vnet, exact.get(), length, link, first, headers_only.buffers.data(),
+                                              out_count, &total_headers);
+    if (n > 0 && &outputs == &large) require(h == n);
+    if (n < 0 && n != kSegmentBufferTooSmall && n != kSegmentTooManySegments) require(h == n);
+    for (int i = 0; i < h && i < n; i++) {
+      const PacketBuffer& b = headers_only.buffers[static_cast<size_t>(i)];
+      const PacketBuffer& c = outputs.buffers[static_cast<size_t>(i)];
+      require(b.tail >= exact.get() && b.tail + b.tail_length <= exact.get() + length);
+      require(b.wire_length() == c.length && std::memcmp(b.data(), c.data(), b.length) == 0 &&
+              (b.tail_length == 0 || std::memcmp(b.tail, c.data() + b.length, b.tail_length) == 0));
+    }
+  }
   if (n > 0 && first == 0 && gso == kVirtioNetHdrGsoNone) {
     require(outputs.buffers[0].length == length);
     if (!(vnet.flags & kVirtioNetHdrFNeedsCsum)) require(length == 0 || std::memcmp(outputs.buffers[0].data(), exact.get(), length) == 0);

@@ -118,6 +118,7 @@ Spec nth(Spec spec, size_t i) {
 struct Batch {
   std::vector<std::unique_ptr<uint8_t[]>> memory;
   std::vector<std::unique_ptr<PacketBuffer>> buffers;
+  std::vector<std::unique_ptr<TcpCoalescer>> coalescers;
   PacketBuffer* add(const std::vector<uint8_t>& frame, uint32_t capacity = kHeadroom + kMaxPacket) {
     memory.emplace_back(new uint8_t[capacity]);
     buffers.emplace_back(new PacketBuffer);
@@ -132,11 +133,23 @@ struct Batch {
 };
 
 std::vector<uint8_t> bytes_of(const PacketBuffer* b) { return std::vector<uint8_t>(b->data(), b->data() + b->length); }
+// An output as the device write gathers it: the head, then the later segments' payloads.
+std::vector<uint8_t> bytes_of(const CoalescedFrame& f) {
+  std::vector<uint8_t> bytes = bytes_of(f.buffer);
+  for (uint32_t i = 0; i < f.payload_count; i++) {
+    const auto* p = static_cast<const uint8_t*>(f.payloads[i].iov_base);
+    bytes.insert(bytes.end(), p, p + f.payloads[i].iov_len);
+  }
+  CHECK_EQ(bytes.size(), size_t{f.length()});
+  return bytes;
+}
 
 // Feeds frames, finishes, returns the outputs.
 std::vector<CoalescedFrame> coalesce(Batch& batch, const std::vector<std::vector<uint8_t>>& frames, uint32_t link = 14,
                                      uint32_t capacity = kHeadroom + kMaxPacket) {
-  TcpCoalescer coalescer(link);
+  // The outputs' payload iovecs belong to the coalescer: it lives as long as the batch.
+  batch.coalescers.emplace_back(new TcpCoalescer(link));
+  TcpCoalescer& coalescer = *batch.coalescers.back();
   for (const auto& f : frames) coalescer.add(batch.add(f, capacity));
   CHECK_EQ(coalescer.pending() <= frames.size(), true);
   std::vector<CoalescedFrame> out;
@@ -170,7 +183,7 @@ void check_merged(const CoalescedFrame& out, const Spec& first, size_t count, si
   CHECK_EQ(out.vnet.hdr_len, expected.payload);
   CHECK_EQ(out.vnet.csum_start, expected.l4);
   CHECK_EQ(out.vnet.csum_offset, 16);
-  const std::vector<uint8_t> got = bytes_of(out.buffer);
+  const std::vector<uint8_t> got = bytes_of(out);
   CHECK_EQ(got.size(), expected.frame.size());
   CHECK(got == expected.frame);
   // Completing the checksum as the kernel would gives a valid one.
@@ -214,7 +227,7 @@ void round_trip(const Spec& spec, uint16_t mss, uint32_t capacity = kHeadroom + 
   const std::vector<CoalescedFrame> merged = coalesce(batch, frames, spec.link, capacity);
   CHECK_EQ(merged.size(), 1u);
   if (merged.size() != 1) return;
-  CHECK(bytes_of(merged[0].buffer) == super.frame);
+  CHECK(bytes_of(merged[0]) == super.frame);
   CHECK_EQ(merged[0].vnet.flags, vnet.flags);
   CHECK_EQ(merged[0].vnet.gso_type, vnet.gso_type);
   CHECK_EQ(merged[0].vnet.hdr_len, vnet.hdr_len);
@@ -222,7 +235,7 @@ void round_trip(const Spec& spec, uint16_t mss, uint32_t capacity = kHeadroom + 
   CHECK_EQ(merged[0].vnet.csum_start, vnet.csum_start);
   CHECK_EQ(merged[0].vnet.csum_offset, vnet.csum_offset);
   // And back: the same segments again.
-  const std::vector<uint8_t> again = bytes_of(merged[0].buffer);
+  const std::vector<uint8_t> again = bytes_of(merged[0]);
   const int n2 = segment_super_frame(merged[0].vnet, again.data(), again.size(), spec.link, array.data(), array.size());
   CHECK_EQ(n2, n);
   for (int i = 0; i < n && i < n2; i++) CHECK(bytes_of(&array[static_cast<size_t>(i)]) == frames[static_cast<size_t>(i)]);
@@ -258,15 +271,15 @@ TEST(coalesce_round_trip_ipv6_tun_and_vlan) {
 }
 
 TEST(coalesce_round_trip_largest) {
-  // A 65535-byte IP packet: with TUN it fits kMaxPacket; with TAP the Ethernet header needs 14
-  // (18 with a tag) more bytes than kMaxPacket (see coalesce_limits_runs_to_buffer_capacity).
+  // A 65535-byte IP packet, with TUN and with TAP behind a VLAN tag: the run needs no room in
+  // its head's buffer, so segments of exactly their own size do.
   Spec spec;
   spec.link = 0;
   spec.payload = 65535 - 20 - 32;
-  round_trip(spec, 1448);
+  round_trip(spec, 1448, kHeadroom + 20 + 32 + 1448);
   spec.link = 14;
   spec.vlan = true;
-  round_trip(spec, 1448, kHeadroom + kMaxPacket + 18);
+  round_trip(spec, 1448, kHeadroom + 18 + 20 + 32 + 1448);
 }
 
 TEST(coalesce_merges_a_stream_and_reports_gso) {
@@ -287,7 +300,7 @@ TEST(coalesce_single_segment_is_untouched_and_data_valid) {
   const auto out = coalesce(batch, {frame});
   CHECK_EQ(out.size(), 1u);
   CHECK(is_untouched_valid(out[0]));
-  CHECK(bytes_of(out[0].buffer) == frame);
+  CHECK(bytes_of(out[0]) == frame);
 }
 
 TEST(coalesce_interleaved_flows_keep_per_flow_order) {
@@ -314,8 +327,8 @@ TEST(coalesce_passes_non_tcp_through_in_order) {
   CHECK_EQ(out.size(), 3u);
   if (out.size() != 3) return;
   check_merged(out[0], a, 3, 1448, kAck);
-  CHECK(is_plain(out[1]) && bytes_of(out[1].buffer) == udp);
-  CHECK(is_plain(out[2]) && bytes_of(out[2].buffer) == arp);
+  CHECK(is_plain(out[1]) && bytes_of(out[1]) == udp);
+  CHECK(is_plain(out[2]) && bytes_of(out[2]) == arp);
 }
 
 TEST(coalesce_bad_checksum_passes_through_untouched_and_splits_the_run) {
@@ -328,7 +341,7 @@ TEST(coalesce_bad_checksum_passes_through_untouched_and_splits_the_run) {
   if (out.size() != 3) return;
   check_merged(out[0], a, 2, 1448, kAck);
   CHECK(is_plain(out[1]));
-  CHECK(bytes_of(out[1].buffer) == frames[2]);
+  CHECK(bytes_of(out[1]) == frames[2]);
   check_merged(out[2], nth(a, 3), 2, 1448, kAck);
 
   // A bad IPv4 header checksum: the same.
@@ -339,7 +352,7 @@ TEST(coalesce_bad_checksum_passes_through_untouched_and_splits_the_run) {
   CHECK_EQ(out2.size(), 3u);
   if (out2.size() == 3) {
     CHECK(is_untouched_valid(out2[0]));
-    CHECK(is_plain(out2[1]) && bytes_of(out2[1].buffer) == frames[1]);
+    CHECK(is_plain(out2[1]) && bytes_of(out2[1]) == frames[1]);
     CHECK(is_untouched_valid(out2[2]));
   }
 }
@@ -461,7 +474,7 @@ TEST(coalesce_control_segments_pass_through_and_split_the_run) {
     if (out.size() != 3) continue;
     check_merged(out[0], a, 2, 1448, kAck);
     CHECK(is_untouched_valid(out[1]));
-    CHECK(bytes_of(out[1].buffer) == frames[2]);
+    CHECK(bytes_of(out[1]) == frames[2]);
     CHECK(is_untouched_valid(out[2]));  // seq 3 can't join the closed run
   }
   // A pure ACK (no payload) in the flow splits it too.
@@ -502,39 +515,41 @@ TEST(coalesce_limits_runs_to_64k_of_ip) {
   if (out.size() == 2) {
     check_merged(out[0], a, 45, 1448, kAck);
     check_merged(out[1], nth(a, 45), 5, 1448, kAck);
-    CHECK(out[0].buffer->length <= 14 + 65535u);
+    CHECK(out[0].length() <= 14 + 65535u);
   }
 }
 
-TEST(coalesce_limits_runs_to_buffer_capacity) {
+TEST(coalesce_limits_runs_to_64_segments) {
+  // Small segments: 64 of 100 bytes are far from 64 KB, but a run of more would need more
+  // iovecs per write than a run is allowed (kMaxRunSegments).
   Spec a;
+  a.payload = 100;
   Batch batch;
-  const uint32_t frame = static_cast<uint32_t>(build(a).frame.size());
-  // Room for the first frame and two more payloads.
-  const auto out = coalesce(batch, stream(a, 5), 14, kHeadroom + frame + 2 * 1448);
+  const auto out = coalesce(batch, stream(a, 70));
   CHECK_EQ(out.size(), 2u);
   if (out.size() == 2) {
-    check_merged(out[0], a, 3, 1448, kAck);
-    check_merged(out[1], nth(a, 3), 2, 1448, kAck);
+    check_merged(out[0], a, 64, 100, kAck);
+    check_merged(out[1], nth(a, 64), 6, 100, kAck);
+    CHECK_EQ(out[0].payload_count, 63u);
   }
 }
 
-TEST(coalesce_full_64k_tap_run_needs_room_for_the_link_header) {
-  // A 65535-byte IP packet behind a 14-byte Ethernet header: with 65536 bytes after the
-  // headroom the run stops one segment short, and the last segment starts the next run.
+TEST(coalesce_full_64k_tap_run_needs_no_room_in_its_buffer) {
+  // A 65535-byte IP packet behind a 14-byte Ethernet header, from buffers that hold exactly
+  // one segment each: the run's payloads stay where they are, nothing grows into tailroom.
   Spec a;
   std::vector<std::vector<uint8_t>> all = stream(a, 45);
   Spec last = nth(a, 45);
   last.payload = 65535 - 20 - 32 - 45 * 1448;  // 323: this one makes it exactly 65535
   all.push_back(build(last).frame);
-  Batch tight;
-  CHECK_EQ(coalesce(tight, all, 14, kHeadroom + 65536).size(), 2u);
   Batch exact;
-  const auto out = coalesce(exact, all, 14, kHeadroom + 14 + 65535);
+  const auto out = coalesce(exact, all, 14, kHeadroom + static_cast<uint32_t>(all[0].size()));
   CHECK_EQ(out.size(), 1u);
   if (out.size() == 1) check_merged(out[0], a, 46, 323, kAck);
-  // A default buffer holds a full run even behind a VLAN-tagged Ethernet header.
-  CHECK(kMaxPacket >= 18 + 65535);
+  // One byte more and the run splits.
+  all.back() = build([&] { Spec more = last; more.payload++; return more; }()).frame;
+  Batch again;
+  CHECK_EQ(coalesce(again, all, 14).size(), 2u);
 }
 
 TEST(coalesce_does_not_merge_padded_frames) {
@@ -547,7 +562,7 @@ TEST(coalesce_does_not_merge_padded_frames) {
   CHECK_EQ(out.size(), 3u);
   for (size_t i = 0; i < out.size(); i++) {
     CHECK(is_untouched_valid(out[i]));
-    CHECK(bytes_of(out[i].buffer) == frames[i]);
+    CHECK(bytes_of(out[i]) == frames[i]);
   }
 }
 

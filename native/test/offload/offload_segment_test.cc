@@ -145,7 +145,38 @@ struct Buffers {
   std::vector<uint8_t> frame(size_t i) const {
     return std::vector<uint8_t>(buffers[i].data(), buffers[i].data() + buffers[i].length);
   }
+  // The datagram as it leaves: the buffer's bytes, then its tail.
+  std::vector<uint8_t> wire(size_t i) const {
+    std::vector<uint8_t> bytes = frame(i);
+    bytes.insert(bytes.end(), buffers[i].tail, buffers[i].tail + buffers[i].tail_length);
+    return bytes;
+  }
 };
+
+// segment_super_frame_headers gives, segment for segment, the copying call's bytes as headers
+// plus a tail inside the super-frame, from buffers that hold only the headers.
+void check_headers_only(const VirtioNetHeader& vnet, const std::vector<uint8_t>& super, uint32_t link, size_t headers,
+                        const Buffers& copied, size_t count) {
+  Buffers out(count + 1, kHeadroom + static_cast<uint32_t>(headers));
+  size_t total = 0;
+  const int n = segment_super_frame_headers(vnet, super.data(), super.size(), link, 0, out.buffers.data(),
+                                            out.buffers.size(), &total);
+  CHECK_EQ(n, static_cast<int>(count));
+  CHECK_EQ(total, count);
+  for (size_t i = 0; i < count && static_cast<int>(i) < n; i++) {
+    const PacketBuffer& b = out.buffers[i];
+    CHECK_EQ(b.length, headers);
+    CHECK(b.tail >= super.data() && b.tail + b.tail_length <= super.data() + super.size());
+    CHECK(out.wire(i) == copied.frame(i));
+  }
+  // One byte short of the headers: refused, nothing written.
+  if (headers > 0) {
+    Buffers tight(count, kHeadroom + static_cast<uint32_t>(headers) - 1);
+    CHECK_EQ(segment_super_frame_headers(vnet, super.data(), super.size(), link, 0, tight.buffers.data(), count, &total),
+             kSegmentBufferTooSmall);
+    CHECK_EQ(tight.buffers[0].offset, 7u);
+  }
+}
 
 // ---- pcap output for an external check (tshark) when OVERLAYFWD_PCAP_DIR is set. ----
 
@@ -201,6 +232,7 @@ void check_segmentation(const Spec& spec, uint16_t mss, size_t expected_count) {
                                     out.buffers.size());
   CHECK_EQ(n, static_cast<int>(expected_count));
   if (n != static_cast<int>(expected_count)) return;
+  check_headers_only(vnet, super.frame, spec.link, super.payload, out, expected_count);
   const bool tcp = spec.protocol == 6;
   for (size_t i = 0; i < expected_count; i++) {
     const bool first = i == 0, last = i + 1 == expected_count;
