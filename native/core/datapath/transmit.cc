@@ -34,9 +34,8 @@ Transmitter::Transmitter(WorkerContext& context, Tunnel& tunnel, UnderlayLink& l
       link_header_(context.config.link_header()),
       outer_header_((context.config.local.family() == AF_INET6 ? 40u : 20u) + (over_udp_ ? 8u : 0u)),
       pending_(link.sender_count()),
-      // ESP encrypts the payload into the buffer it seals: it needs the payload there.
-      zero_copy_(!tunnel.per_peer()),
-      headers_(context.config.vnet_header && zero_copy_ ? segment_buffer_count(context.config.max_segment_frame) : 0,
+      // ESP encrypts the payload into the buffer it seals: its segments need room for it.
+      headers_(context.config.vnet_header && !tunnel.per_peer() ? segment_buffer_count(context.config.max_segment_frame) : 0,
                kSegmentHeaderCapacity),
       segments_(context.config.vnet_header ? segment_buffer_count(context.config.max_segment_frame) : 0,
                 context.config.max_segment_frame),
@@ -93,20 +92,19 @@ void Transmitter::send_batch(PacketBuffer* frames, const VirtioNetHeader* vnet, 
 // full pool is sent before the next chunk reuses it.
 void Transmitter::send_super_frame(PacketBuffer& frame, const VirtioNetHeader& vnet, const Route& route) {
   context_.count(kTxSuperFrames);
-  bool zero_copy = zero_copy_;
+  // Small header buffers where the payload stays a tail; full-size ones where the tunnel seals
+  // the payload into the buffer, or the headers are longer than a small buffer holds.
+  bool small = headers_.size() > 0;
   for (size_t first = 0, total = 1; first < total;) {
     if (segments_used_ == segments_.size()) {
       flush();
       segments_used_ = 0;
     }
-    const size_t room = segments_.size() - segments_used_;
-    BufferPool& pool = zero_copy ? headers_ : segments_;
-    int n = zero_copy ? segment_super_frame_headers(vnet, frame.data(), frame.length, link_header_, first,
-                                                    &headers_[segments_used_], room, &total)
-                      : segment_super_frame_range(vnet, frame.data(), frame.length, link_header_, first,
-                                                  &segments_[segments_used_], room, &total);
-    if (n == kSegmentBufferTooSmall && zero_copy) {
-      zero_copy = false;  // headers longer than a header buffer: this frame is copied
+    BufferPool& pool = small ? headers_ : segments_;
+    const int n = segment_super_frame_headers(vnet, frame.data(), frame.length, link_header_, first,
+                                              &pool[segments_used_], segments_.size() - segments_used_, &total);
+    if (n == kSegmentBufferTooSmall && small) {
+      small = false;
       continue;
     }
     if (n <= 0) {
@@ -222,7 +220,7 @@ void Transmitter::send_frames(PacketBuffer** frames, size_t count, const Route& 
 void Transmitter::send_frames_per_peer(PacketBuffer** frames, size_t count, const Route& route) {
   const auto& peers = context_.table->peers();
   const auto seal = [&](PacketBuffer& buffer, uint32_t peer) {
-    const uint32_t inner_length = buffer.length;
+    const uint32_t inner_length = buffer.wire_length();
     const Verdict sealed = tunnel_.encapsulate(buffer, route.ethertype, &peers[peer]);
     if (!sealed.ok()) {
       // A mode that refuses to seal leaves the frame as it was.

@@ -8,10 +8,10 @@
 //   3. policy       too big for the underlay with DF: ICMP back, dropped; MSS clamp; complete
 //                   a partial checksum
 //   4. segment      cut a TSO/USO super-frame into wire-sized segments, in chunks: each
-//                   segment's headers in a small buffer, its payload left where the device
-//                   read put it (the buffer's tail), checksummed in place; modes that seal
-//                   the payload (ESP) get whole copies
-//   5. encapsulate  the tunnel's header in the headroom (per peer for modes that seal per peer)
+//                   segment's headers in a buffer, its payload left where the device read put
+//                   it (the buffer's tail), checksummed in place
+//   5. encapsulate  the tunnel's header in the headroom (per peer for modes that seal per peer:
+//                   ESP encrypts the tail into the buffer behind the headers, the one pass)
 //   6. send         queue per send socket and hand whole runs to the underlay link, which
 //                   makes UDP_SEGMENT trains of [headers, payload] iovecs or writes raw outer
 //                   headers; no payload byte is copied in userspace on the way
@@ -79,11 +79,10 @@ class Transmitter final : private SendReport {
 
   std::vector<std::vector<Datagram>> pending_;  // per send socket
   size_t pending_count_ = 0;
-  // Segments of TSO super-frames waiting to be sent: segment i is headers_[i] (headers, its
-  // payload as the tail) or, for modes that seal the payload and frames whose headers do not fit
-  // a header buffer, segments_[i] (a whole copy). The device batch the tails point into stays
-  // untouched until send_batch has flushed.
-  const bool zero_copy_;
+  // Segments of TSO super-frames waiting to be sent: segment i is its headers in headers_[i],
+  // or in segments_[i] (room for a whole segment) for modes that seal the payload into the
+  // buffer and for headers longer than a headers_ buffer holds. Either way its payload is the
+  // tail, in the device batch, which stays untouched until send_batch has flushed.
   BufferPool headers_;
   BufferPool segments_;
   size_t segments_used_ = 0;

@@ -47,8 +47,9 @@ class EspTunnel final : public Tunnel {
     uint64_t sequence;
     // A counter that reached its limit never wraps: nothing more is sent under this key.
     if (!const_cast<EspSaState*>(sa)->sequence.next(&sequence)) return Verdict::drop(kDropSaExpired);
-    const uint32_t inner_length = buffer.length;
-    // The prefix goes into the headroom, the trailer behind the payload.
+    const uint32_t inner_length = buffer.wire_length();
+    // The prefix goes into the headroom; a segment's payload (its tail) is encrypted into the
+    // buffer behind its headers, and the trailer behind that.
     if (buffer.offset < kEspPrefixSize || buffer.tailroom() < inner_length + kEspMaxTrailerSize) {
       return Verdict::drop(kDropTooBig);
     }
@@ -56,12 +57,15 @@ class EspTunnel final : public Tunnel {
                                 : ethertype == kEtherTypeIpv6 ? kEspNextHeaderIpv6
                                                               : kEspNextHeaderEthernet;
     uint8_t* packet = buffer.push_front(kEspPrefixSize);
-    const size_t sealed = esp_encode(aead_for(*sa), sa->spi, sequence, sa->esn, next_header, packet, inner_length);
+    const size_t sealed = esp_encode_gather(aead_for(*sa), sa->spi, sequence, sa->esn, next_header, packet,
+                                            buffer.length - kEspPrefixSize, buffer.tail, buffer.tail_length);
     if (sealed == 0) {
       buffer.pull_front(kEspPrefixSize);
       return Verdict::drop(kDropMalformed);
     }
     buffer.length = static_cast<uint32_t>(sealed);
+    buffer.tail = nullptr;  // it is in the buffer now, encrypted
+    buffer.tail_length = 0;
     return Verdict::pass();
   }
 
@@ -70,12 +74,15 @@ class EspTunnel final : public Tunnel {
     if (copies_used_ == copies_.size()) return nullptr;
     PacketBuffer& copy = copies_[copies_used_++];
     copy.reset();
-    if (frame.length + kEspMaxTrailerSize > copy.tailroom()) {
+    if (frame.wire_length() + kEspMaxTrailerSize > copy.tailroom()) {
       *verdict = Verdict::drop(kDropTooBig);
       return nullptr;
     }
+    // The copy keeps the frame's tail where it is: sealing reads it from there.
     std::memcpy(copy.data(), frame.data(), frame.length);
     copy.length = frame.length;
+    copy.tail = frame.tail;
+    copy.tail_length = frame.tail_length;
     return &copy;
   }
   void release_copies() override { copies_used_ = 0; }

@@ -110,12 +110,26 @@ bool EspAead::start(const uint8_t* iv, int encrypt) {
 
 bool EspAead::seal(const uint8_t* iv, const uint8_t* aad, size_t aad_length, uint8_t* data, size_t length,
                    uint8_t* tag) {
-  if (!keyed_ || aad_length > INT_MAX || length > INT_MAX) return false;
+  const Piece whole{data, data, length};
+  return seal(iv, aad, aad_length, &whole, 1, tag);
+}
+
+bool EspAead::seal(const uint8_t* iv, const uint8_t* aad, size_t aad_length, const Piece* pieces, size_t count,
+                   uint8_t* tag) {
+  if (!keyed_ || aad_length > INT_MAX) return false;
   int written = 0;
   uint8_t none[16];  // AEAD finals write nothing, but want somewhere to write it
   if (!start(iv, 1)) return fail();
   if (EVP_CipherUpdate(ctx_, nullptr, &written, aad, static_cast<int>(aad_length)) != 1) return fail();
-  if (length > 0 && EVP_CipherUpdate(ctx_, data, &written, data, static_cast<int>(length)) != 1) return fail();
+  // GCM and ChaCha20-Poly1305 are stream modes: OpenSSL carries a partial block from one update
+  // to the next, so pieces of any length give the ciphertext of their concatenation.
+  for (size_t i = 0; i < count; i++) {
+    if (pieces[i].length > INT_MAX) return fail();
+    if (pieces[i].length > 0 &&
+        EVP_CipherUpdate(ctx_, pieces[i].out, &written, pieces[i].in, static_cast<int>(pieces[i].length)) != 1) {
+      return fail();
+    }
+  }
   if (EVP_CipherFinal_ex(ctx_, none, &written) != 1) return fail();
   if (EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kEspAeadTagSize), tag) != 1) return fail();
   return true;

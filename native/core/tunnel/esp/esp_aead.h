@@ -56,6 +56,16 @@ class EspAead {
   // ciphers short of running out of memory); the data is then unusable.
   bool seal(const uint8_t* iv, const uint8_t* aad, size_t aad_length, uint8_t* data, size_t length, uint8_t* tag);
 
+  // The same over a plaintext in pieces, each encrypted from `in` to `out` (the same place, or
+  // a copy made by the cipher itself: the one pass over a payload that lies elsewhere). The
+  // ciphertext is the pieces' concatenation, as if they had been one.
+  struct Piece {
+    const uint8_t* in;
+    uint8_t* out;
+    size_t length;
+  };
+  bool seal(const uint8_t* iv, const uint8_t* aad, size_t aad_length, const Piece* pieces, size_t count, uint8_t* tag);
+
   // Decrypts the `length` bytes at `data` in place and verifies `tag` over them and the AAD.
   // False if the tag does not verify: the data has then been overwritten with garbage and must
   // be dropped. (OpenSSL decrypts before it can compare tags; nothing reads the output first.)

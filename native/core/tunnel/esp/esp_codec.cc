@@ -49,8 +49,11 @@ bool inner_header_ok(uint8_t next_header, const uint8_t* payload, size_t length)
 
 }  // namespace
 
-size_t esp_encode_with_iv(EspAead& aead, uint32_t spi, uint64_t sequence, bool esn, const uint8_t* iv,
-                          uint8_t next_header, uint8_t* packet, size_t payload_length) {
+namespace {
+
+// esp_encode_with_iv with the payload as `in_place` bytes behind the prefix and then `rest`.
+size_t encode(EspAead& aead, uint32_t spi, uint64_t sequence, bool esn, const uint8_t* iv, uint8_t next_header,
+              uint8_t* packet, size_t in_place, const uint8_t* rest, size_t rest_length) {
   // 0 is never a sequence number, and without ESN nothing above 2^32 - 1 fits the field: the
   // sender's counter stops before either (esp_sequence.h), this is the last line.
   if (sequence == 0 || (!esn && sequence > 0xFFFFFFFFu)) return 0;
@@ -58,6 +61,7 @@ size_t esp_encode_with_iv(EspAead& aead, uint32_t spi, uint64_t sequence, bool e
   store_be32(packet + 4, static_cast<uint32_t>(sequence));
   std::memmove(packet + kEspHeaderSize, iv, kEspIvSize);  // memmove: iv may already be in place
 
+  const size_t payload_length = in_place + rest_length;
   uint8_t* plaintext = packet + kEspPrefixSize;
   uint8_t* trailer = plaintext + payload_length;
   const uint32_t padding = esp_padding_size(payload_length);
@@ -68,8 +72,25 @@ size_t esp_encode_with_iv(EspAead& aead, uint32_t spi, uint64_t sequence, bool e
 
   uint8_t aad[kMaxAadSize];
   const size_t aad_length = build_aad(aad, packet, esn, static_cast<uint32_t>(sequence >> 32));
-  if (!aead.seal(packet + kEspHeaderSize, aad, aad_length, plaintext, encrypted, plaintext + encrypted)) return 0;
+  const EspAead::Piece pieces[3] = {{plaintext, plaintext, in_place},
+                                    {rest, plaintext + in_place, rest_length},
+                                    {trailer, trailer, padding + 2u}};
+  if (!aead.seal(packet + kEspHeaderSize, aad, aad_length, pieces, 3, plaintext + encrypted)) return 0;
   return kEspPrefixSize + encrypted + kEspIcvSize;
+}
+
+}  // namespace
+
+size_t esp_encode_with_iv(EspAead& aead, uint32_t spi, uint64_t sequence, bool esn, const uint8_t* iv,
+                          uint8_t next_header, uint8_t* packet, size_t payload_length) {
+  return encode(aead, spi, sequence, esn, iv, next_header, packet, payload_length, nullptr, 0);
+}
+
+size_t esp_encode_gather(EspAead& aead, uint32_t spi, uint64_t sequence, bool esn, uint8_t next_header,
+                         uint8_t* packet, size_t payload_length, const uint8_t* rest, size_t rest_length) {
+  uint8_t iv[kEspIvSize];
+  store_be64(iv, sequence);
+  return encode(aead, spi, sequence, esn, iv, next_header, packet, payload_length, rest, rest_length);
 }
 
 size_t esp_encode(EspAead& aead, uint32_t spi, uint64_t sequence, bool esn, uint8_t next_header, uint8_t* packet,

@@ -113,6 +113,15 @@ size_t esp_encode(EspAead& aead, uint32_t spi, uint64_t sequence, bool esn, uint
 size_t esp_encode_with_iv(EspAead& aead, uint32_t spi, uint64_t sequence, bool esn, const uint8_t* iv,
                           uint8_t next_header, uint8_t* packet, size_t payload_length);
 
+// esp_encode of a payload in two pieces: the `payload_length` bytes behind the prefix, then the
+// `rest_length` bytes at `rest` (a segment's payload where the device read put it), which the
+// cipher reads from there and writes behind the first piece: encrypting is the only pass over
+// them, no copy comes first. `packet` needs room for esp_encoded_size(payload_length +
+// rest_length) bytes; `rest` must not overlap it. Returns what esp_encode would for the
+// concatenated payload, which is also what it produces.
+size_t esp_encode_gather(EspAead& aead, uint32_t spi, uint64_t sequence, bool esn, uint8_t next_header,
+                         uint8_t* packet, size_t payload_length, const uint8_t* rest, size_t rest_length);
+
 // First look at a received packet of `length` bytes: reads SPI and the sequence number as
 // sent. malformed if it is shorter than kEspMinPacketSize or its ciphertext is not a multiple
 // of 4 bytes; spi_zero for SPI 0. The caller then finds the SA for the SPI.

@@ -159,6 +159,34 @@ TEST(esp_round_trip) {
   }
 }
 
+TEST(esp_encode_gather_equals_encode_of_the_whole) {
+  // A segment's headers in the buffer and its payload elsewhere (where the device read put it):
+  // the cipher reads the second piece from there and writes it behind the first. Every split
+  // point, so that pieces end inside cipher blocks (16 bytes for AES, 64 for ChaCha20).
+  for (EspCipher cipher : kCiphers) {
+    for (bool esn : {false, true}) {
+      EspAead whole_aead = make_aead(cipher);
+      EspAead gather_aead = make_aead(cipher);
+      for (size_t size : {size_t{20}, size_t{67}, size_t{130}, size_t{1466}}) {
+        const Bytes inner = payload(kEspNextHeaderIpv4, size, static_cast<uint32_t>(size));
+        for (size_t split = 0; split <= size; split += (size > 200 ? 7 : 1)) {
+          const uint64_t sequence = 1000 + split;
+          const Bytes expected = encode(whole_aead, sequence, esn, kEspNextHeaderIpv4, inner);
+          constexpr size_t kTailroom = 40;
+          Bytes buffer(kEspPrefixSize + size + kEspMaxTrailerSize + kTailroom, 0xEE);
+          std::copy(inner.begin(), inner.begin() + static_cast<long>(split), buffer.begin() + kEspPrefixSize);
+          const Bytes rest(inner.begin() + static_cast<long>(split), inner.end());  // its own allocation
+          const size_t n = esp_encode_gather(gather_aead, kSpi, sequence, esn, kEspNextHeaderIpv4, buffer.data(), split,
+                                             rest.data(), rest.size());
+          CHECK_EQ(n, expected.size());
+          CHECK(Bytes(buffer.begin(), buffer.begin() + static_cast<long>(n)) == expected);
+          for (size_t i = n; i < buffer.size(); i++) CHECK_EQ(buffer[i], 0xEE);
+        }
+      }
+    }
+  }
+}
+
 TEST(esp_round_trip_ethernet) {
   for (EspCipher cipher : kCiphers) {
     EspAead aead = make_aead(cipher);
