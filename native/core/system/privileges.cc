@@ -206,12 +206,15 @@ std::vector<pid_t> restrict_other_threads(bool identity_switch_follows) {
   // The handler stays: a signal still pending somewhere would otherwise end the process.
   const pid_t self = static_cast<pid_t>(::syscall(SYS_gettid));
   const pid_t pid = ::getpid();
+  const CapabilityMask keep = request.keep.load();
+  auto dropped = [&](const ThreadPrivileges& t) { return (t.permitted & ~keep) == 0 && t.no_new_privs; };
   std::vector<pid_t> unreached;
   int sent = 0;
   for (const ThreadPrivileges& thread : process_threads()) {
     if (thread.tid == self) continue;
+    // A thread that blocks the signal and dropped by itself (a worker) needs nothing.
     if (thread.blocks_signal) {
-      unreached.push_back(thread.tid);
+      if (!dropped(thread)) unreached.push_back(thread.tid);
       continue;
     }
     if (::syscall(SYS_tgkill, pid, thread.tid, signal) == 0) sent++;
@@ -224,10 +227,8 @@ std::vector<pid_t> restrict_other_threads(bool identity_switch_follows) {
   }
   if (request.answered.load() < sent || request.failed.load() > 0) {
     // Which ones: those whose sets are still wider than asked.
-    const CapabilityMask keep = request.keep.load();
     for (const ThreadPrivileges& thread : process_threads()) {
-      if (thread.tid == self || thread.blocks_signal) continue;
-      if ((thread.permitted & ~keep) != 0 || !thread.no_new_privs) unreached.push_back(thread.tid);
+      if (thread.tid != self && !thread.blocks_signal && !dropped(thread)) unreached.push_back(thread.tid);
     }
   }
   return unreached;

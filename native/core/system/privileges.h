@@ -65,8 +65,9 @@ void restrict_thread(CapabilityMask keep);
 // Every other thread that does not block the signal drops as a worker does, from a signal
 // handler: an empty bounding set, no capabilities (or only CAP_SETUID and CAP_SETGID when
 // `identity_switch_follows`, which the switch then clears), no_new_privs; waits for
-// them. Returns the threads that blocked the signal or did not answer. Throws SystemError when
-// the signal cannot be used.
+// them. Returns the threads that hold more than that and blocked the signal or did not answer
+// (a worker, which dropped by itself, is not among them). Throws SystemError when the signal
+// cannot be used.
 std::vector<pid_t> restrict_other_threads(bool identity_switch_follows);
 
 struct Identity {
