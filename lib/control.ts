@@ -19,6 +19,11 @@ export interface ControlServerOptions {
    * its file and calls overlay.reload). Absent: `reload` answers that this instance cannot.
    */
   reload?: () => Promise<ReloadResult> | ReloadResult;
+  /**
+   * The group that may use the socket besides its owner: the socket is then chowned to it and
+   * made 0660 (`overlayfwd up` with `user:`: root and that group). Absent: 0600, owner only.
+   */
+  group?: number;
 }
 
 export type ControlRequest =
@@ -128,7 +133,7 @@ async function dispatch(overlay: OverlayLike, request: unknown, options: Control
     case 'showconf':
       if (!overlay.config) throw new ControlError('showconf: this instance does not show its config');
       if (req.showKeys !== undefined && typeof req.showKeys !== 'boolean') throw new ControlError('showconf: "showKeys" must be true or false');
-      // Keys cross this socket only when asked for; it is root-only (0600).
+      // Keys cross this socket only when asked for; it is root-only (0600), or root and `group:` (0660).
       return printableConfig(overlay.config, { showKeys: req.showKeys === true });
     case 'drops':
       if (!overlay.recentDrops) throw new ControlError('drops: this instance does not record drops');
@@ -154,7 +159,8 @@ export class ControlServer {
   }
 
   /**
-   * Serves `overlay` on a Unix socket at `socketPath` (directory created 0755, socket 0600).
+   * Serves `overlay` on a Unix socket at `socketPath` (directory created 0755, socket 0600, or
+   * 0660 with options.group as its group).
    * A leftover socket file nobody listens on is replaced; a live one means another instance is
    * running, which is an error, as is a path holding something other than a socket.
    */
@@ -191,7 +197,9 @@ export class ControlServer {
       }
     }
     try {
-      fs.chmodSync(socketPath, 0o600);
+      // The group first, so that the socket is never open to a group it was not meant for.
+      if (options.group !== undefined) fs.chownSync(socketPath, process.geteuid?.() ?? 0, options.group);
+      fs.chmodSync(socketPath, options.group !== undefined ? 0o660 : 0o600);
       const { ino } = fs.statSync(socketPath);
       return new ControlServer(server, socketPath, ino, overlay, options);
     } catch (e) {
@@ -343,7 +351,7 @@ export function controlRequest<R extends ControlRequest>(
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
         finish(new ControlError(`no running instance at ${socketPath}`, e.code));
       } else if (e.code === 'EACCES' || e.code === 'EPERM') {
-        finish(new ControlError(`permission denied on ${socketPath} (the control socket is root-only; try sudo)`, e.code));
+        finish(new ControlError(`permission denied on ${socketPath} (the control socket is for root, and for the group of the config's user: or group: when it has one; try sudo)`, e.code));
       } else {
         finish(new ControlError(`${socketPath}: ${e.message}`, e.code));
       }

@@ -46,6 +46,12 @@ export interface NativeForwarderOptions {
   cpuAffinity: number[];
   busyPollMicroseconds: number;
   mssClamp: 'auto' | number | null;
+  /**
+   * The owner switches the process to another user after setup (lib/privileges.ts): each
+   * worker, which drops its capabilities as it starts, keeps CAP_SETUID and CAP_SETGID until
+   * that switch clears them (glibc changes the ids in every thread, and aborts if one cannot).
+   */
+  identitySwitch?: boolean;
 }
 
 export interface NativeOffloadState {
@@ -293,6 +299,43 @@ export interface NativeBinding {
   interfaceWithAddress(netns: string, address: string): { name: string; mtu: number };
   /** /proc/net/`name` (udp, udp6, raw, raw6, ...) as network namespace `netns` ('' for ours) has it; at most 4 MiB. */
   readProcNet(netns: string, name: string): string;
+  /** Capabilities and the user the process runs as (native/core/system/privileges.h). */
+  privileges: NativePrivileges;
+}
+
+/** One thread as /proc/self/task/TID/status shows it; capability sets as lists of capability numbers. */
+export interface NativeThreadPrivileges {
+  tid: number;
+  name: string;
+  effective: number[];
+  permitted: number[];
+  inheritable: number[];
+  bounding: number[];
+  ambient: number[];
+  noNewPrivs: boolean;
+  uid: number;
+  gid: number;
+  /** It blocks the signal restrictOtherThreads asks with (Node's SIGUSR1 watcher, the IKE reader). */
+  blocksSignals: boolean;
+}
+
+export interface NativePrivileges {
+  /** Every thread of this process. */
+  threads(): NativeThreadPrivileges[];
+  /** The calling thread keeps `keep` (permitted, effective, bounding) and nothing else; sets no_new_privs. */
+  restrictThread(keep: number[]): void;
+  /**
+   * Every other thread that lets the signal in drops everything (but CAP_SETUID and CAP_SETGID
+   * when `identitySwitchFollows`); returns the ids of those that could not be asked.
+   */
+  restrictOtherThreads(identitySwitchFollows: boolean): number[];
+  /** Every thread to uid/gid (supplementary groups: gid only); the calling thread keeps `keep`. */
+  switchIdentity(uid: number, gid: number, keep: number[]): void;
+  /** A user by name or number through NSS; null when there is none. */
+  findUser(nameOrId: string): { uid: number; gid: number; name: string } | null;
+  findGroup(nameOrId: string): { gid: number; name: string } | null;
+  /** The highest capability number the kernel knows. */
+  lastCapability: number;
 }
 
 /** Error thrown by the addon for a failed system call, shaped like Node's own system errors. */

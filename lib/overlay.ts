@@ -157,6 +157,8 @@ export function configToInput(config: ResolvedConfig): Record<string, unknown> {
   if (config.registry) input['registry'] = registryInput(config.registry);
   if (config.node) input['node'] = { ...config.node };
   if (config.metrics) input['metrics'] = { ...config.metrics };
+  if (config.user !== undefined) input['user'] = config.user;
+  if (config.group !== undefined) input['group'] = config.group;
   return input;
 }
 
@@ -206,6 +208,7 @@ function nativeOptions(config: ResolvedConfig, extraAddresses: readonly string[]
     cpuAffinity: [...config.cpuAffinity],
     busyPollMicroseconds: config.busyPollMicroseconds,
     mssClamp: config.mssClamp === 'off' ? null : config.mssClamp,
+    identitySwitch: config.user !== undefined,
   };
 }
 

@@ -143,6 +143,10 @@ export interface ResolvedConfig {
   node?: ResolvedNode;
   /** Prometheus metrics served by `overlayfwd up` (absent: off). */
   metrics?: ResolvedMetrics;
+  /** The user `overlayfwd up` switches to after setup: a name or a uid (absent: it stays who started it). */
+  user?: string | number;
+  /** The group it switches to with the user (absent: the user's primary group); also the control socket's group. */
+  group?: string | number;
 }
 
 /** What a reload did (overlay.reload, `overlayfwd reload`). */

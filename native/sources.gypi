@@ -23,6 +23,7 @@
       'native/core/system/link_announce.cc',
       'native/core/system/link_config.cc',
       'native/core/system/netns.cc',
+      'native/core/system/privileges.cc',
       'native/core/system/sys_error.cc',
       'native/core/tables/learned_fdb.cc',
       'native/core/tables/peer_table.cc',

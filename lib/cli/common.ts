@@ -32,6 +32,10 @@ function privilegeHint(e: NodeJS.ErrnoException): string {
   const text = `${e.syscall ?? ''} ${e.message}`;
   if (/\bbind\b/.test(text)) return 'binding a port below 1024 (IKE on 500) needs CAP_NET_BIND_SERVICE (run as root, or grant it)';
   if (/\bsetns\b|netns/.test(text)) return 'entering another network namespace (netns:) needs CAP_SYS_ADMIN (run as root, or grant it)';
+  // Opening the device node is a file permission, which no network capability grants.
+  if (/\/dev\/net\/tun/.test(text) && e.syscall === 'open') {
+    return 'a user other than root needs /dev/net/tun open to it (udev makes it mode 0666; chmod 666 /dev/net/tun), besides CAP_NET_ADMIN';
+  }
   return 'creating devices and raw sockets needs CAP_NET_ADMIN and CAP_NET_RAW (run as root, or grant them)';
 }
 

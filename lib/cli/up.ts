@@ -11,6 +11,8 @@ import { componentLogger, createLogger, DEFAULT_LOG_LEVEL, isLogLevel, type Logg
 import { logOverlay } from '../log/overlay-log';
 import { routeProcessWarnings } from '../log/process-warnings';
 import { startFields } from '../log/start-summary';
+import { loadNative } from '../native';
+import { capabilityName, dropPrivileges, identitySwitchRefusal, readableBy, resolveIdentity, type Identity } from '../privileges';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, packageVersion, plural, printWarnings, readConfig, readConfigWithWarnings, reportError } from './common';
 
 interface StopSignal {
@@ -135,13 +137,25 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
     return EXIT_USAGE;
   }
   let config: ResolvedConfig;
+  let identity: Identity | null;
   try {
     // -c - reads stdin once: a reload (SIGHUP, `overlayfwd reload`) has no file to read again.
     const read = await readConfigWithWarnings(opts.config);
     config = read.config;
+    identity = resolveIdentity(config, loadNative());
     printWarnings(read.warnings);
   } catch (err) {
     return reportError(err, `invalid config ${sourceName(opts.config)}`);
+  }
+  // Before touching the system: a user that cannot be switched to would fail only after setup.
+  const refusal = identity && identitySwitchRefusal(identity);
+  if (refusal) {
+    process.stderr.write(`overlayfwd: ${refusal}\n`);
+    return EXIT_FAILURE;
+  }
+  if (identity && opts.config !== '-' && !readableBy(opts.config, identity)) {
+    // Not fatal: the instance runs; only a reload, which re-reads the file as that user, fails.
+    printWarnings([{ path: 'user', message: `${identity.user} cannot read ${opts.config}, so a reload will not either: chgrp ${identity.group} ${opts.config} && chmod 640 ${opts.config}` }]);
   }
 
   // Until the instance runs, errors are the CLI's plain "overlayfwd: " lines (exit 1 or 2);
@@ -176,7 +190,8 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
     const reload = loggedReload(fileReloader(opts.config, overlay), log, sourceName(opts.config));
     let control: ControlServer;
     try {
-      control = await ControlServer.listen(overlay, config.control.socket, { reload: () => reload('control socket') });
+      // With user:, root and the user's group may use the socket (root owns it: created before the switch).
+      control = await ControlServer.listen(overlay, config.control.socket, { reload: () => reload('control socket'), ...(identity ? { group: identity.gid } : {}) });
     } catch (err) {
       overlayLog.close();
       await overlay.close().catch(() => {});
@@ -195,6 +210,31 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
         return reportError(err);
       }
     }
+
+    // Setup is over: from here on the process holds only what table swaps need (lib/privileges.ts).
+    try {
+      const dropped = dropPrivileges(config, identity, loadNative());
+      log.info(
+        {
+          kept: dropped.kept.map((k) => k.name),
+          ...(dropped.identity ? { user: dropped.identity.user, group: dropped.identity.group, uid: dropped.identity.uid, gid: dropped.identity.gid } : {}),
+          // Threads that block every signal (Node's SIGUSR1 watcher, the IKE reader): what they hold.
+          unreached: dropped.unreached.map((t) => ({ tid: t.tid, name: t.name, effective: t.effective.map(capabilityName) })),
+        },
+        'privileges dropped',
+      );
+    } catch (err) {
+      overlayLog.close();
+      if (metrics) await metrics.close().catch(() => {});
+      await control.close().catch(() => {});
+      await overlay.close().catch(() => {});
+      return reportError(err);
+    }
+    // A SIGUSR1 would open Node's inspector, which runs any code its client sends with what this
+    // process holds, for whoever may signal it (any process of the user it runs as): listening
+    // for it keeps the inspector shut.
+    const onUsr1 = () => log.warn({ signal: 'SIGUSR1' }, 'SIGUSR1 ignored (the inspector stays closed)');
+    process.on('SIGUSR1', onUsr1);
 
     if (interval.invalid !== undefined) {
       log.warn({ value: interval.invalid, ms: interval.ms }, `OVERLAYFWD_DROP_SUMMARY_MS must be a whole number of ms of at least ${DROP_SUMMARY_MIN_MS}; using ${interval.ms}`);
@@ -219,6 +259,7 @@ export async function runUp(opts: { config: string; logLevel?: string }): Promis
     }
     const reason = await Promise.race([signals.received, failed]);
     process.off('SIGHUP', onHangup);
+    process.off('SIGUSR1', onUsr1);
     let code = reason === 'failed' ? EXIT_FAILURE : EXIT_OK;
     log.info({ reason: reason === 'failed' ? 'the data path failed' : reason }, 'stopping');
     overlayLog.close();

@@ -37,6 +37,13 @@ export const peerName = z
   .regex(PEER_NAME_RE, PEER_NAME_TEXT)
   .refine((s) => s !== '__proto__', `"__proto__" is reserved`);
 
+const ACCOUNT_RE = /^[a-zA-Z_][a-zA-Z0-9_.-]{0,31}$/;
+/** A user or group: a name of this host's (looked up at start) or a numeric id. */
+export function account(what: 'user' | 'group') {
+  const text = `must be a ${what} name (1 to 32 characters of a-z A-Z 0-9 _ . -, not starting with a digit, . or -) or a numeric ${what === 'user' ? 'uid' : 'gid'} (0 to 4294967294)`;
+  return z.union([z.string(err(text)).regex(ACCOUNT_RE, text), z.number(err(text)).int(text).min(0, text).max(4294967294, text)], { error: () => text });
+}
+
 const INTERFACE_TEXT = 'must be the name of an existing network interface (1 to 15 characters from a-z A-Z 0-9 _ . -)';
 export const interfaceName = z
   .string(err(INTERFACE_TEXT))

@@ -29,6 +29,8 @@ const FIXED_AT_START: ReadonlyArray<[keyof ResolvedConfig, string]> = [
   ['registry', 'the registry'],
   ['node', "this host's registry entry"],
   ['metrics', 'the metrics listener'],
+  ['user', 'the user the instance runs as'],
+  ['group', 'the group the instance runs as'],
 ];
 
 export interface PeerChanges {

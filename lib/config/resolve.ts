@@ -122,6 +122,8 @@ export function parseConfig(input: unknown): ResolvedConfig {
     peers: placed.map((p) => p.peer),
     control: { socket: root.control.socket ?? defaultSocketPath(root.name) },
     ...(root.metrics ? { metrics: { listen: root.metrics.listen } } : {}),
+    ...(root.user !== undefined ? { user: root.user } : {}),
+    ...(root.group !== undefined ? { group: root.group } : {}),
     ...(root.registry
       ? {
           registry: {

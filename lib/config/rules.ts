@@ -230,6 +230,12 @@ export function checkConfig(root: RootParsed, issues: ConfigIssue[]): void {
   }
   checkPacketDevice(root, issues);
   checkRegistry(root, issues);
+  if (root.group !== undefined && root.user === undefined) {
+    issues.push({ path: 'group', message: 'needs user: the process switches to the group together with a user (to run as a group of your own, name the user too)' });
+  }
+  if (root.user === 0 || root.user === 'root') {
+    issues.push({ path: 'user', message: 'is root: leave user out to keep running as the user that started overlayfwd' });
+  }
   if (root.esp !== undefined && root.encap.type !== 'esp') {
     issues.push({ path: 'esp', message: `used only with encap.type esp (this config runs ${root.encap.type})` });
   }

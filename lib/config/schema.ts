@@ -5,7 +5,7 @@ import { IKE_KEYS, optionalIke } from './ike';
 import { isMulticast, isUnspecified, parseEndpointString, parseIp, type EndpointInput } from './addresses';
 import { BUSY_POLL_DEFAULT_US } from './defaults';
 import { ENCAP_KEYS, encapSchema } from './encap';
-import { cidr, err, ifName, interfaceName, intRange, ipAddress, list, mac, netnsName, nullToUndefined, peerName, section, trueOrFalse } from './fields';
+import { account, cidr, err, ifName, interfaceName, intRange, ipAddress, list, mac, netnsName, nullToUndefined, peerName, section, trueOrFalse } from './fields';
 import { unknownKeyMessage } from './issues';
 import { DEVICE_TYPES } from './modes';
 import { METRICS_KEYS, metricsSchema } from './metrics';
@@ -193,6 +193,9 @@ export const rootSchema = section({
   node: z.preprocess(nullToUndefined, nodeSchema.optional()),
   // Prometheus /metrics and /healthz, served by `overlayfwd up` (metrics.ts); off when absent.
   metrics: z.preprocess(nullToUndefined, metricsSchema.optional()),
+  // `overlayfwd up` switches to them after setup (lib/privileges.ts); looked up on this host then.
+  user: z.preprocess(nullToUndefined, account('user').optional()),
+  group: z.preprocess(nullToUndefined, account('group').optional()),
 });
 
 export type RootParsed = z.output<typeof rootSchema>;

@@ -114,21 +114,24 @@ function keyFiles(config: ResolvedConfig): Array<{ path: string; file: string }>
  */
 export function configWarnings(config: ResolvedConfig, source?: ConfigSource | null, host: HostFacts = {}): ConfigIssue[] {
   const warnings: ConfigIssue[] = [];
-  const readableByOthers = (mode: number | null): mode is number => mode !== null && (mode & 0o077) !== 0;
+  // With user:, a reload re-reads the files as that user: its group may read them (0640).
+  const tolerated = config.user !== undefined ? 0o040 : 0;
+  const readableByOthers = (mode: number | null): mode is number => mode !== null && (mode & 0o077 & ~tolerated) !== 0;
+  const tightMode = config.user !== undefined ? '640' : '600';
 
   // Keys that others can read, as wg-quick warns about its config file.
   const secrets = inlineSecrets(config);
   if (source && secrets.length > 0 && readableByOthers(source.mode)) {
     warnings.push({
       path: '(file)',
-      message: `${source.name} holds keys (${secrets.join(', ')}) and group or others may read it (mode ${octal(source.mode)}); chmod 600 ${source.name}`,
+      message: `${source.name} holds keys (${secrets.join(', ')}) and group or others may read it (mode ${octal(source.mode)}); chmod ${tightMode} ${source.name}`,
     });
   }
   const modeOf = host.modeOf ?? statMode;
   for (const { path: at, file } of keyFiles(config)) {
     const mode = modeOf(file);
     if (readableByOthers(mode)) {
-      warnings.push({ path: at, message: `${file} holds a key and group or others may read it (mode ${octal(mode)}); chmod 600 ${file}` });
+      warnings.push({ path: at, message: `${file} holds a key and group or others may read it (mode ${octal(mode)}); chmod ${tightMode} ${file}` });
     }
   }
 

@@ -18,6 +18,7 @@
 #include "system/kernel_routes.h"
 #include "system/link_config.h"
 #include "system/netns.h"
+#include "system/privileges.h"
 #include "system/sys_error.h"
 #include "tunnel/tunnel.h"
 #include "underlay/control_channel.h"
@@ -196,6 +197,7 @@ ovl::ForwarderOptions parse_options(const Napi::Object& options) {
   out.fdb_max_entries = uint_at(fdb, "maxEntries");
   out.peer_slots = uint_at(options, "peerSlots");
   if (options.Has("busyPollMicroseconds")) out.busy_poll_us = uint_at(options, "busyPollMicroseconds");
+  out.identity_switch = optional_bool_at(options, "identitySwitch", false);
   const Napi::Value cpus = options.Get("cpuAffinity");
   if (!cpus.IsUndefined() && !cpus.IsArray()) throw Napi::TypeError::New(env, "cpuAffinity must be an array");
   for (uint32_t i = 0; cpus.IsArray() && i < cpus.As<Napi::Array>().Length(); i++) {
@@ -801,6 +803,120 @@ Napi::Value ReadProcNet(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, guarded(env, [&] { return ovl::read_proc_net(netns, name, 4u << 20); }));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Privileges (system/privileges.h): capabilities as arrays of capability numbers.
+
+ovl::CapabilityMask mask_from(Napi::Env env, const Napi::Value& value) {
+  if (!value.IsArray()) throw Napi::TypeError::New(env, "capabilities must be an array of capability numbers");
+  const auto list = value.As<Napi::Array>();
+  ovl::CapabilityMask mask = 0;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    const Napi::Value entry = list.Get(i);
+    const double number = entry.IsNumber() ? entry.As<Napi::Number>().DoubleValue() : -1;
+    if (number < 0 || number > 63 || number != static_cast<int>(number)) throw Napi::RangeError::New(env, "a capability number is 0-63");
+    mask |= ovl::capability_bit(static_cast<int>(number));
+  }
+  return mask;
+}
+
+Napi::Array mask_to(Napi::Env env, ovl::CapabilityMask mask) {
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (int cap = 0; cap < 64; cap++) {
+    if (mask & ovl::capability_bit(cap)) out.Set(n++, Napi::Number::New(env, cap));
+  }
+  return out;
+}
+
+// threads(): every thread of the process with its capability sets, ids and no_new_privs.
+Napi::Value PrivilegeThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto threads = guarded(env, [] { return ovl::process_threads(); });
+  Napi::Array out = Napi::Array::New(env, threads.size());
+  for (size_t i = 0; i < threads.size(); i++) {
+    const ovl::ThreadPrivileges& t = threads[i];
+    Napi::Object row = Napi::Object::New(env);
+    row.Set("tid", t.tid);
+    row.Set("name", t.name);
+    row.Set("effective", mask_to(env, t.effective));
+    row.Set("permitted", mask_to(env, t.permitted));
+    row.Set("inheritable", mask_to(env, t.inheritable));
+    row.Set("bounding", mask_to(env, t.bounding));
+    row.Set("ambient", mask_to(env, t.ambient));
+    row.Set("noNewPrivs", t.no_new_privs);
+    row.Set("uid", static_cast<double>(t.uid));
+    row.Set("gid", static_cast<double>(t.gid));
+    row.Set("blocksSignals", t.blocks_signal);
+    out.Set(static_cast<uint32_t>(i), row);
+  }
+  return out;
+}
+
+// restrictThread(keep): the calling (main) thread keeps `keep` and nothing else.
+Napi::Value RestrictThread(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ovl::CapabilityMask keep = mask_from(env, info[0]);
+  guarded(env, [&] { ovl::restrict_thread(keep); });
+  return env.Undefined();
+}
+
+// restrictOtherThreads(identitySwitchFollows): the ids of the threads that could not be asked to drop.
+Napi::Value RestrictOtherThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const bool identity_switch_follows = info[0].ToBoolean().Value();
+  const auto unreached = guarded(env, [&] { return ovl::restrict_other_threads(identity_switch_follows); });
+  Napi::Array out = Napi::Array::New(env, unreached.size());
+  for (size_t i = 0; i < unreached.size(); i++) out.Set(static_cast<uint32_t>(i), unreached[i]);
+  return out;
+}
+
+// switchIdentity(uid, gid, keep): every thread to uid/gid, the calling one keeping `keep`.
+Napi::Value SwitchIdentity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "switchIdentity(uid, gid, keep) takes two numbers and an array");
+  const ovl::Identity identity{static_cast<uid_t>(info[0].As<Napi::Number>().Uint32Value()), static_cast<gid_t>(info[1].As<Napi::Number>().Uint32Value())};
+  const ovl::CapabilityMask keep = mask_from(env, info[2]);
+  guarded(env, [&] { ovl::switch_identity(identity, keep); });
+  return env.Undefined();
+}
+
+// findUser(nameOrId): { uid, gid, name } through NSS, or null.
+Napi::Value FindUser(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "findUser(nameOrId) takes a string");
+  const auto user = guarded(env, [&] { return ovl::find_user(info[0].As<Napi::String>().Utf8Value()); });
+  if (!user) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("uid", static_cast<double>(user->uid));
+  out.Set("gid", static_cast<double>(user->gid));
+  out.Set("name", user->name);
+  return out;
+}
+
+// findGroup(nameOrId): { gid, name } through NSS, or null.
+Napi::Value FindGroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "findGroup(nameOrId) takes a string");
+  const auto group = guarded(env, [&] { return ovl::find_group(info[0].As<Napi::String>().Utf8Value()); });
+  if (!group) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("gid", static_cast<double>(group->gid));
+  out.Set("name", group->name);
+  return out;
+}
+
+Napi::Object Privileges(Napi::Env env) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("threads", Napi::Function::New(env, PrivilegeThreads, "threads"));
+  out.Set("restrictThread", Napi::Function::New(env, RestrictThread, "restrictThread"));
+  out.Set("restrictOtherThreads", Napi::Function::New(env, RestrictOtherThreads, "restrictOtherThreads"));
+  out.Set("switchIdentity", Napi::Function::New(env, SwitchIdentity, "switchIdentity"));
+  out.Set("findUser", Napi::Function::New(env, FindUser, "findUser"));
+  out.Set("findGroup", Napi::Function::New(env, FindGroup, "findGroup"));
+  out.Set("lastCapability", Napi::Number::New(env, ovl::last_capability()));
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("interfaceWithAddress", Napi::Function::New(env, InterfaceWithAddress, "interfaceWithAddress"));
   exports.Set("readProcNet", Napi::Function::New(env, ReadProcNet, "readProcNet"));
@@ -808,6 +924,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tunnelOverhead", Napi::Function::New(env, TunnelOverhead, "tunnelOverhead"));
   exports.Set("Forwarder", ForwarderWrap::Define(env));
   exports.Set("statsLayout", StatsLayout(env));
+  exports.Set("privileges", Privileges(env));
   return exports;
 }
 

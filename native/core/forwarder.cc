@@ -14,6 +14,7 @@
 #include "system/link_announce.h"
 #include "system/link_config.h"
 #include "system/netns.h"
+#include "system/privileges.h"
 #include "underlay/raw_socket.h"
 #include "system/sys_error.h"
 #include "underlay/udp_socket.h"
@@ -138,6 +139,8 @@ Forwarder::Forwarder(const ForwarderOptions& options)
                                                 control_));
   }
   for (auto& worker : workers_) worker->report_failure_to(&failed_);
+  // Read by each worker as it drops its privileges on start.
+  if (options.identity_switch) expect_identity_switch(true);
   try {
     for (auto& worker : workers_) threads_.emplace_back([w = worker.get()] { w->run(); });
   } catch (...) {
@@ -345,9 +348,10 @@ std::vector<AnnounceResult> Forwarder::announce_each(const std::vector<LinkAddre
           if (address.usable()) addresses.push_back(address);
         }
       }
+      // Even with nothing to announce yet: the addresses added later go out through it.
+      if (!announcer_) announcer_.emplace(device_.name, device_.ifindex, device_.mac);
       if (addresses.empty()) return;
-      LinkAnnouncer announcer(device_.name, device_.ifindex, device_.mac);
-      for (const LinkAddress& address : addresses) results.push_back({address.literal(), address.family, announcer.announce(address)});
+      for (const LinkAddress& address : addresses) results.push_back({address.literal(), address.family, announcer_->announce(address)});
     });
   } catch (const std::exception& error) {
     failure = error.what();
@@ -410,6 +414,7 @@ void Forwarder::close() {
   // First: once close() returns, nothing is delivered to a control sink any more.
   control_.close();
   address_watch_.reset();
+  announcer_.reset();
   if (stop_fd_.valid()) {
     const uint64_t one = 1;
     (void)!::write(stop_fd_.get(), &one, sizeof one);

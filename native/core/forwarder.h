@@ -23,6 +23,7 @@
 #include "tunnel/tunnel.h"
 #include "system/kernel_routes.h"
 #include "system/link_addresses.h"
+#include "system/link_announce.h"
 #include "system/unique_fd.h"
 #include "underlay/control_channel.h"
 
@@ -73,6 +74,9 @@ struct ForwarderOptions {
   bool udp_gso = true;
   bool udp_gro = true;
   bool uring_writes = true;
+  // The owner switches the process to another user after setup (system/privileges.h): the
+  // workers keep what that switch needs in every thread until it clears it.
+  bool identity_switch = false;
 };
 
 // What is in use after probing: requested and supported.
@@ -206,6 +210,9 @@ class Forwarder {
 
   std::optional<TunTapDevice> tap_;
   std::optional<AddressWatch> address_watch_;
+  // Opened at the first announcement (at start) and kept: an AF_PACKET socket needs CAP_NET_RAW,
+  // which the process drops after setup, and addresses added later are announced through it.
+  std::optional<LinkAnnouncer> announcer_;
   std::optional<PacketDevice> packet_;
   UniqueFd stop_fd_;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -22,6 +22,8 @@ describe('privilege hints', () => {
     [errno('EACCES', 'bind', 'EACCES: bind failed (IKE 198.18.0.1:500)'), /CAP_NET_BIND_SERVICE/],
     [errno('EPERM', 'setns', 'EPERM: setns failed (netns ovt-a)'), /CAP_SYS_ADMIN/],
     [errno('EPERM', 'ioctl', 'EPERM: TUNSETIFF failed'), /CAP_NET_ADMIN and CAP_NET_RAW/],
+    // What a non-root user gets from a root-only device node (the message the addon forms).
+    [errno('EACCES', 'open', 'EACCES: open failed: Permission denied (/dev/net/tun)'), /needs \/dev\/net\/tun open to it .*0666/],
   ])('%s', (err, hint) => {
     const text = printed(err);
     expect(text).toMatch(/^overlayfwd: /);

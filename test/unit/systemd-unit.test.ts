@@ -101,6 +101,14 @@ describe('examples/systemd/overlayfwd@.service', () => {
     expect(one('NoNewPrivileges')).toBe('yes');
   });
 
+  it('runs as a user of its own, which setup does not need root for', () => {
+    expect(one('User')).toBe('overlayfwd');
+    expect(one('Group')).toBe('overlayfwd');
+    // Nothing that would let it change ids or take capabilities back.
+    expect(words(one('CapabilityBoundingSet'))).not.toEqual(expect.arrayContaining(['CAP_SETUID']));
+    expect(words(one('CapabilityBoundingSet'))).not.toEqual(expect.arrayContaining(['CAP_SETPCAP']));
+  });
+
   it('is sandboxed without shutting out what overlayfwd uses', () => {
     expect(one('ProtectSystem')).toBe('strict');
     expect(one('ProtectHome')).toBe('yes');

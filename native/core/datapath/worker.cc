@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "system/clock.h"
+#include "system/privileges.h"
 
 namespace ovl {
 
@@ -45,6 +46,7 @@ void Worker::run() {
   }
   device_ = std::make_unique<DeviceQueue>(device_fd_, config_.vnet_header, config_.packet_socket,
                                           config_.packet_max_frame, config_.batch_size, config_.uring_writes);
+  drop_worker_privileges();  // its queue and sockets are open: it parses hostile packets holding nothing
   loop();
 }
 

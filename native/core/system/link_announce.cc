@@ -14,21 +14,28 @@
 
 namespace ovl {
 
-LinkAnnouncer::LinkAnnouncer(const std::string& name, int ifindex, MacKey mac) : ifindex_(ifindex) {
+namespace {
+
+// /proc/sys/net is the calling thread's namespace's; missing (IPv6 off) reads as "host".
+bool ipv6_forwarding(const std::string& name) {
+  std::ifstream forwarding("/proc/sys/net/ipv6/conf/" + name + "/forwarding");
+  int value = 0;
+  return (forwarding >> value) && value != 0;
+}
+
+}  // namespace
+
+LinkAnnouncer::LinkAnnouncer(const std::string& name, int ifindex, MacKey mac) : name_(name), ifindex_(ifindex) {
   for (int i = 0; i < 6; i++) mac_[i] = static_cast<uint8_t>(mac >> (40 - 8 * i));
   // Protocol 0: the socket sends and never receives, so the kernel queues nothing to it.
   socket_.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
   if (!socket_.valid()) throw_errno("socket", "AF_PACKET for announcing the addresses of " + name);
-  // /proc/sys/net is the calling thread's namespace's; missing (IPv6 off) reads as "host".
-  std::ifstream forwarding("/proc/sys/net/ipv6/conf/" + name + "/forwarding");
-  int value = 0;
-  if (forwarding >> value) router_ = value != 0;
 }
 
 std::string LinkAnnouncer::announce(const LinkAddress& address) {
   uint8_t frame[kUnsolicitedNaFrameSize > kGratuitousArpFrameSize ? kUnsolicitedNaFrameSize : kGratuitousArpFrameSize];
   const size_t length = address.family == AF_INET ? build_gratuitous_arp(frame, mac_, address.bytes)
-                                                  : build_unsolicited_na(frame, mac_, address.bytes, router_);
+                                                  : build_unsolicited_na(frame, mac_, address.bytes, ipv6_forwarding(name_));
   sockaddr_ll to{};
   to.sll_family = AF_PACKET;
   to.sll_ifindex = ifindex_;

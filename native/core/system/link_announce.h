@@ -15,19 +15,20 @@ namespace ovl {
 
 class LinkAnnouncer {
  public:
-  // Opens the socket in the calling thread's namespace (where interface `ifindex` is) and reads
-  // whether IPv6 forwarding is on for `name` (the Router flag of the advertisements). Throws
+  // Opens the socket in the calling thread's namespace (where interface `ifindex` is). The
+  // socket stays usable from any thread and after the process dropped CAP_NET_RAW. Throws
   // SystemError.
   LinkAnnouncer(const std::string& name, int ifindex, MacKey mac);
 
   // Sends the announcement for `address` from `mac`; returns "" or what failed (the system
-  // call and its error), never throws.
+  // call and its error), never throws. For IPv6 it reads whether forwarding is on for the
+  // interface now (the Router flag), in the calling thread's namespace.
   std::string announce(const LinkAddress& address);
 
  private:
+  std::string name_;
   int ifindex_;
   uint8_t mac_[6];
-  bool router_ = false;
   UniqueFd socket_;
 };
 
