@@ -7,8 +7,8 @@
 //   - the main thread calls drop_privileges() after setup, keeping what later table swaps need;
 //     it also asks every other thread that lets a signal in to drop everything
 //     (restrict_other_threads: Node's V8 platform and libuv threads).
-// A thread that blocks every signal cannot be asked (Node's SIGUSR1 watcher; the control
-// channel's IKE reader): only the uid change reaches it, because glibc runs setresuid(2) in
+// The control channel's IKE reader drops as a worker does when it starts. A thread that blocks
+// every signal cannot be asked (Node's SIGUSR1 watcher): only the uid change reaches it, because glibc runs setresuid(2) in
 // every thread, and the kernel clears the permitted, effective and ambient sets of a thread
 // whose uids all leave 0 unless it set PR_SET_KEEPCAPS. glibc aborts the process when that
 // call succeeds in one thread and fails in another, so a thread that drops before a user switch

@@ -11,6 +11,7 @@
 #include <csignal>
 #include <vector>
 
+#include "system/privileges.h"
 #include "system/netns.h"
 #include "system/sys_error.h"
 #include "wire/ike.h"
@@ -156,6 +157,9 @@ void ControlChannel::read_ike() {
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
   pthread_setname_np(pthread_self(), "ovl-control");
+  // It reads datagrams from hosts that are no peer yet, and needs nothing for that: it holds
+  // nothing, as a worker (restrict_other_threads cannot ask a thread that blocks its signal).
+  drop_worker_privileges();
   std::vector<uint8_t> buffer(kMaxControlDatagram);
   pollfd fds[2] = {{ike_socket_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
   for (;;) {
