@@ -125,6 +125,7 @@ Forwarder::Forwarder(const ForwarderOptions& options)
     config.udp_gso = offloads_.udp_gso;
     config.udp_gro = offloads_.udp_gro;
     config.vnet_header = packet_ ? packet_->vnet_header() : tap_->vnet_header();
+    config.uso_writes = tap_ && tap_->vnet_header() && tap_->uso_enabled();
     config.packet_socket = packet_.has_value();
     // Without vnet headers: one MTU plus the link header and up to two tags.
     config.packet_max_frame = packet_ ? static_cast<uint32_t>(device_.mtu) + kEthernetHeaderSize + 8 : 0;

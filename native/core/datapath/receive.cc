@@ -36,9 +36,10 @@ Receiver::Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, I
       coalescer_(context.config.link_header()),
       views_(view_count(context.config)),
       vnet_headers_(views_.size()) {
-  // A payload the tunnel authenticated (ESP's ICV covers every byte) has inner TCP checksums
+  // A payload the tunnel authenticated (ESP's ICV covers every byte) has inner checksums
   // that can only verify: checking them again is a pass over the payload for nothing.
-  coalescer_.trust_tcp_checksums(tunnel.authenticates_payload());
+  coalescer_.trust_checksums(tunnel.authenticates_payload());
+  coalescer_.coalesce_udp(context.config.uso_writes);
   coalesced_.reserve(views_.size());
   // Each output is a vnet header and its head, and each frame at most one payload of another's.
   parts_.reserve(3 * views_.size());

@@ -78,7 +78,7 @@ class Receiver final : private WriteReport {
 
   BufferPool buffers_;
   std::vector<ReceivedDatagram> received_;
-  TcpCoalescer coalescer_;
+  GroCoalescer coalescer_;
   uint32_t coalescing_slot_ = UINT32_MAX;  // the peer whose frames the coalescer holds
   // What the coalescer is given: views of the frames in buffers_ (a UDP_GRO datagram holds
   // many), valid until the round's flush. Full, they are flushed early.

@@ -32,6 +32,7 @@ struct WorkerConfig {
   bool udp_gso = false;  // send trains of same-size datagrams with UDP_SEGMENT
   bool udp_gro = false;  // the listening socket has UDP_GRO on
   bool vnet_header = false;  // device reads and writes carry a virtio_net_hdr (TSO/GRO)
+  bool uso_writes = false;   // the device takes USO super-frames (merged UDP datagrams)
   bool uring_writes = false;  // batch device writes through io_uring where the kernel allows
   bool packet_socket = false;  // the device fd is an AF_PACKET socket (packet_device.h)
   uint32_t packet_max_frame = 0;  // packet socket without vnet headers: larger frames are super-frames, dropped

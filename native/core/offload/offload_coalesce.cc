@@ -37,24 +37,25 @@ bool possibly_tcp(const uint8_t* frame, size_t length, uint32_t link_header_leng
 }  // namespace
 
 // An incoming segment, parsed and checked.
-struct TcpCoalescer::Segment {
+struct GroCoalescer::Segment {
   PacketBuffer* buffer;
   const uint8_t* frame;
   PacketLayout layout;
+  uint8_t protocol;   // TCP or UDP
   uint32_t ports;
-  uint32_t seq;
+  uint32_t seq;       // TCP only
   uint32_t payload_length;
-  uint8_t flags;      // TCP flags byte
+  uint8_t flags;      // TCP flags byte (UDP: 0)
   bool mergeable;     // could be part of a run (first or later segment)
 };
 
-TcpCoalescer::TcpCoalescer(uint32_t link_header_length) : link_header_length_(link_header_length) {
+GroCoalescer::GroCoalescer(uint32_t link_header_length) : link_header_length_(link_header_length) {
   items_.reserve(64);
   runs_.reserve(64);
   open_.reserve(64);
 }
 
-int32_t TcpCoalescer::find_open_run(const Segment& segment) const {
+int32_t GroCoalescer::find_open_run(const Segment& segment) const {
   const uint8_t* frame = segment.frame;
   const size_t l3 = segment.layout.l3;
   const int version = segment.layout.ip_version;
@@ -63,7 +64,7 @@ int32_t TcpCoalescer::find_open_run(const Segment& segment) const {
   const size_t address_length = version == 4 ? 8 : 32;
   for (const int32_t index : open_) {
     const Run& run = runs_[static_cast<size_t>(index)];
-    if (run.ports != segment.ports || run.ip_version != version) continue;
+    if (run.ports != segment.ports || run.ip_version != version || run.protocol != segment.protocol) continue;
     const uint8_t* head = items_[run.item].buffer->data();
     if (std::memcmp(head + run.l3 + address_offset, frame + l3 + address_offset, address_length) == 0) {
       return index;
@@ -72,7 +73,7 @@ int32_t TcpCoalescer::find_open_run(const Segment& segment) const {
   return -1;
 }
 
-void TcpCoalescer::close_run(int32_t run) {
+void GroCoalescer::close_run(int32_t run) {
   for (size_t i = 0; i < open_.size(); i++) {
     if (open_[i] == run) {
       open_[i] = open_.back();
@@ -82,7 +83,7 @@ void TcpCoalescer::close_run(int32_t run) {
   }
 }
 
-bool TcpCoalescer::can_append(const Run& run, const Segment& segment) const {
+bool GroCoalescer::can_append(const Run& run, const Segment& segment) const {
   const uint8_t* head = items_[run.item].buffer->data();
   const uint8_t* frame = segment.frame;
   const PacketLayout& layout = segment.layout;
@@ -101,6 +102,11 @@ bool TcpCoalescer::can_append(const Run& run, const Segment& segment) const {
     // Version, traffic class, flow label; next header and hop limit.
     if (std::memcmp(ip, head_ip, 4) != 0 || std::memcmp(ip + 6, head_ip + 6, 2) != 0) return false;
   }
+  if (segment.payload_length > run.gso_size) return false;
+  if (run.segments >= kMaxRunSegments) return false;
+  if (run.ip_length + segment.payload_length > 0xFFFF) return false;
+  // UDP: the addresses, ports and IP fields are all a datagram of a run has to share.
+  if (run.protocol == kIpProtocolUdp) return true;
   const uint8_t* tcp = frame + run.l4;
   const uint8_t* head_tcp = head + run.l4;
   if (segment.seq != run.next_seq) return false;
@@ -111,13 +117,10 @@ bool TcpCoalescer::can_append(const Run& run, const Segment& segment) const {
   if (std::memcmp(tcp + 18, head_tcp + 18, 2) != 0) return false;
   // Options, byte for byte (timestamps must match: a new TSval starts a new run).
   const size_t options = run.payload - run.l4 - kTcpHeaderSize;
-  if (std::memcmp(tcp + kTcpHeaderSize, head_tcp + kTcpHeaderSize, options) != 0) return false;
-  if (segment.payload_length > run.gso_size) return false;
-  if (run.segments >= kMaxRunSegments) return false;
-  return run.ip_length + segment.payload_length <= 0xFFFF;
+  return std::memcmp(tcp + kTcpHeaderSize, head_tcp + kTcpHeaderSize, options) == 0;
 }
 
-void TcpCoalescer::append(Run& run, const Segment& segment) {
+void GroCoalescer::append(Run& run, const Segment& segment) {
   slices_.push_back(Slice{static_cast<uint32_t>(&run - runs_.data()), segment.frame + segment.layout.payload,
                           segment.payload_length});
   run.ip_length += segment.payload_length;
@@ -127,9 +130,10 @@ void TcpCoalescer::append(Run& run, const Segment& segment) {
   run.psh = (segment.flags & kTcpFlagPsh) != 0;
 }
 
-void TcpCoalescer::start_run(const Segment& segment) {
+void GroCoalescer::start_run(const Segment& segment) {
   Run run;
   run.item = static_cast<uint32_t>(items_.size());
+  run.protocol = segment.protocol;
   run.ports = segment.ports;
   run.ip_version = segment.layout.ip_version;
   run.l3 = static_cast<uint32_t>(segment.layout.l3);
@@ -148,30 +152,36 @@ void TcpCoalescer::start_run(const Segment& segment) {
   if (!run.psh) open_.push_back(static_cast<int32_t>(runs_.size() - 1));
 }
 
-void TcpCoalescer::pass_through(PacketBuffer* buffer, uint8_t flags) {
+void GroCoalescer::pass_through(PacketBuffer* buffer, uint8_t flags) {
   VirtioNetHeader vnet;
   vnet.flags = flags;
   items_.push_back({buffer, vnet, -1});
 }
 
-void TcpCoalescer::add(PacketBuffer* buffer) {
+void GroCoalescer::add(PacketBuffer* buffer) {
   const uint8_t* frame = buffer->data();
   const size_t length = buffer->length;
   Segment segment;
   segment.buffer = buffer;
   segment.frame = frame;
+  segment.protocol = kIpProtocolTcp;
   if (parse_packet_layout(frame, length, link_header_length_, kIpProtocolTcp, &segment.layout) != 0) {
-    // Not TCP we understand. If it might belong to a TCP flow we hold, hold nothing past it.
-    if (possibly_tcp(frame, length, link_header_length_)) open_.clear();
-    pass_through(buffer, 0);
-    return;
+    segment.protocol = kIpProtocolUdp;
+    if (!coalesce_udp_ || parse_packet_layout(frame, length, link_header_length_, kIpProtocolUdp, &segment.layout) != 0) {
+      // Not TCP (or UDP) we understand. If it might belong to a TCP flow we hold, hold nothing
+      // past it. (A UDP flow's datagrams may be reordered by the network anyway.)
+      if (possibly_tcp(frame, length, link_header_length_)) open_.clear();
+      pass_through(buffer, 0);
+      return;
+    }
   }
+  const bool tcp_segment = segment.protocol == kIpProtocolTcp;
   const PacketLayout& layout = segment.layout;
   const uint8_t* ip = frame + layout.l3;
-  const uint8_t* tcp = frame + layout.l4;
-  segment.ports = load_be32(tcp);
-  segment.seq = load_be32(tcp + 4);
-  segment.flags = tcp[13];
+  const uint8_t* l4 = frame + layout.l4;
+  segment.ports = load_be32(l4);
+  segment.seq = tcp_segment ? load_be32(l4 + 4) : 0;
+  segment.flags = tcp_segment ? l4[13] : 0;
   segment.payload_length = static_cast<uint32_t>(layout.end - layout.payload);
   const int32_t open = find_open_run(segment);
 
@@ -179,15 +189,19 @@ void TcpCoalescer::add(PacketBuffer* buffer) {
   // dropped and counted there; merging it would launder the corruption into a valid checksum.
   bool valid = true;
   const size_t ip_header = layout.l4 - layout.l3;
+  const uint32_t l4_length = static_cast<uint32_t>(layout.end - layout.l4);
   uint32_t pseudo;
   if (layout.ip_version == 4) {
     valid = checksum_fold(checksum_add(ip, ip_header, 0)) == 0xFFFF;
-    pseudo = pseudo_header_sum_ipv4(ip + 12, frame + layout.pseudo_destination, kIpProtocolTcp,
-                                    static_cast<uint32_t>(layout.end - layout.l4));
+    pseudo = pseudo_header_sum_ipv4(ip + 12, frame + layout.pseudo_destination, segment.protocol, l4_length);
   } else {
-    pseudo = pseudo_header_sum_ipv6(ip + 8, ip + 24, kIpProtocolTcp, static_cast<uint32_t>(layout.end - layout.l4));
+    pseudo = pseudo_header_sum_ipv6(ip + 8, ip + 24, segment.protocol, l4_length);
   }
-  valid = valid && (trust_tcp_checksums_ || checksum_fold(checksum_add(tcp, layout.end - layout.l4, pseudo)) == 0xFFFF);
+  // A UDP datagram sent without a checksum (0, IPv4 only) has none to verify, and merged it
+  // would come out with one: it passes through as it is.
+  const bool checksummed = tcp_segment || load_be16(l4 + kUdpChecksumOffset) != 0;
+  valid = valid && checksummed &&
+          (trust_checksums_ || checksum_fold(checksum_add(l4, l4_length, pseudo)) == 0xFFFF);
   if (!valid) {
     if (open >= 0) close_run(open);
     pass_through(buffer, 0);
@@ -199,7 +213,7 @@ void TcpCoalescer::add(PacketBuffer* buffer) {
                             : ip_header == kIpv6HeaderSize;
   const uint8_t flags = segment.flags;
   segment.mergeable = plain_ip && layout.end == length && segment.payload_length > 0 &&
-                      (flags & ~kTcpFlagPsh) == kTcpFlagAck;
+                      (!tcp_segment || (flags & ~kTcpFlagPsh) == kTcpFlagAck);
   if (!segment.mergeable) {
     if (open >= 0) close_run(open);
     pass_through(buffer, kVirtioNetHdrFDataValid);
@@ -218,7 +232,7 @@ void TcpCoalescer::add(PacketBuffer* buffer) {
   start_run(segment);
 }
 
-size_t TcpCoalescer::finish(std::vector<CoalescedFrame>& out) {
+size_t GroCoalescer::finish(std::vector<CoalescedFrame>& out) {
   // The slices grouped by run (counting sort: they arrived interleaved across flows), so that
   // each output's payloads are one span of payloads_.
   run_first_payload_.assign(runs_.size() + 1, 0);
@@ -234,31 +248,34 @@ size_t TcpCoalescer::finish(std::vector<CoalescedFrame>& out) {
   for (Item& item : items_) {
     if (item.run >= 0 && runs_[static_cast<size_t>(item.run)].segments > 1) {
       const Run& run = runs_[static_cast<size_t>(item.run)];
+      const bool tcp = run.protocol == kIpProtocolTcp;
       uint8_t* frame = item.buffer->data();
       uint8_t* ip = frame + run.l3;
-      uint8_t* tcp = frame + run.l4;
-      const uint32_t tcp_length = run.ip_length - (run.l4 - run.l3);
+      uint8_t* l4 = frame + run.l4;
+      const uint32_t l4_length = run.ip_length - (run.l4 - run.l3);
       uint32_t pseudo;
       if (run.ip_version == 4) {
         store_be16(ip + 2, static_cast<uint16_t>(run.ip_length));
         store_be16(ip + 10, 0);
         store_be16(ip + 10, ipv4_header_checksum(ip, kIpv4HeaderSize));
-        pseudo = pseudo_header_sum_ipv4(ip + 12, ip + 16, kIpProtocolTcp, tcp_length);
+        pseudo = pseudo_header_sum_ipv4(ip + 12, ip + 16, run.protocol, l4_length);
       } else {
         store_be16(ip + 4, static_cast<uint16_t>(run.ip_length - kIpv6HeaderSize));
-        pseudo = pseudo_header_sum_ipv6(ip + 8, ip + 24, kIpProtocolTcp, tcp_length);
+        pseudo = pseudo_header_sum_ipv6(ip + 8, ip + 24, run.protocol, l4_length);
       }
-      if (run.psh) tcp[13] |= kTcpFlagPsh;
+      if (tcp && run.psh) l4[13] |= kTcpFlagPsh;
+      if (!tcp) store_be16(l4 + 4, static_cast<uint16_t>(l4_length));  // the UDP length
       // NEEDS_CSUM: the field holds the pseudo-header sum, folded but not complemented; the
       // kernel (or the NIC) sums from csum_start to the end over it and stores the complement.
-      store_be16(tcp + kTcpChecksumOffset, checksum_fold(pseudo));
+      const uint16_t field = tcp ? kTcpChecksumOffset : kUdpChecksumOffset;
+      store_be16(l4 + field, checksum_fold(pseudo));
       VirtioNetHeader& vnet = item.vnet;
       vnet.flags = kVirtioNetHdrFNeedsCsum;
-      vnet.gso_type = run.ip_version == 4 ? kVirtioNetHdrGsoTcpv4 : kVirtioNetHdrGsoTcpv6;
+      vnet.gso_type = !tcp ? kVirtioNetHdrGsoUdpL4 : run.ip_version == 4 ? kVirtioNetHdrGsoTcpv4 : kVirtioNetHdrGsoTcpv6;
       vnet.hdr_len = static_cast<uint16_t>(run.payload);
       vnet.gso_size = run.gso_size;
       vnet.csum_start = static_cast<uint16_t>(run.l4);
-      vnet.csum_offset = kTcpChecksumOffset;
+      vnet.csum_offset = field;
       const uint32_t first = run_first_payload_[static_cast<size_t>(item.run)];
       out.push_back({item.buffer, item.vnet, payloads_.data() + first, run.segments - 1});
       continue;

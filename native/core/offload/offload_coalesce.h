@@ -1,24 +1,28 @@
 // Receive-side coalescing (GRO) before writing to a vnet_hdr TUN/TAP device: consecutive
 // in-order TCP segments of one flow become one super-frame with a virtio_net_hdr that asks the
-// kernel to treat it as a GSO packet, so its stack handles one 64 KB packet instead of ~45. The
-// rules are those of Linux's tcp_gro_receive (and wireguard-go's tun offload), kept strict: a
-// segment merges into a run only when the kernel could later cut the merged packet back into
-// exactly the segments we were given (see offload_segment.h for the other direction).
+// kernel to treat it as a GSO packet, so its stack handles one 64 KB packet instead of ~45; with
+// coalesce_udp(), so do same-size UDP datagrams of one flow (a USO super-frame, which the kernel
+// cuts back into the datagrams on its way to the socket: one device write for a train of small
+// packets instead of one each). The rules are those of Linux's tcp_gro_receive and udp GRO (and
+// wireguard-go's tun offload), kept strict: a segment merges into a run only when the kernel
+// could later cut the merged packet back into exactly the segments we were given (see
+// offload_segment.h for the other direction).
 //
-// A segment S joins the open run R of its flow (same IP version, addresses, ports) when:
-//   - both verified: IPv4 header checksum and TCP checksum (pseudo-header included);
+// A segment S joins the open run R of its flow (same protocol, IP version, addresses, ports) when:
+//   - both verified: IPv4 header checksum and TCP or UDP checksum (pseudo-header included; a UDP
+//     datagram without one, checksum 0, never merges);
 //   - IPv4 without options, not a fragment, DF set, same TOS, TTL and flags field, ID = R's
-//     last ID + 1; or IPv6 with TCP as next header (no extension headers), same first 4 bytes
-//     (traffic class, flow label) and hop limit;
+//     last ID + 1; or IPv6 with TCP/UDP as next header (no extension headers), same first 4
+//     bytes (traffic class, flow label) and hop limit;
 //   - the same link header bytes (MACs, VLAN tags) and no link padding after the IP packet;
-//   - TCP flags exactly ACK or ACK|PSH (PSH ends the run), same data offset and option bytes
+//   - TCP: flags exactly ACK or ACK|PSH (PSH ends the run), same data offset and option bytes
 //     (timestamps included), same ack number, window and urgent pointer, seq = R's next seq;
 //   - payload 1..gso_size bytes, where gso_size is R's first payload; a shorter one ends the run;
 //   - the merged IP packet stays <= 65535 bytes and the run holds fewer than kMaxRunSegments.
 // Nothing is copied: a run is its head frame (headers patched in place at finish()) followed by
 // the payloads of its later segments where they arrived, which the device write gathers.
 // Otherwise R is closed (nothing more joins it) and S starts a new run if it could have been a
-// first segment, or passes through. Frames that aren't TCP pass through. Output order is the
+// first segment, or passes through. Other frames pass through. Output order is the
 // order in which each output frame's first segment arrived: frames of one flow are never
 // reordered; frames of different flows may be (a later segment joins an earlier run).
 #pragma once
@@ -44,12 +48,13 @@ constexpr uint32_t kMaxRunSegments = 64;
 // merged run, where they arrived; none otherwise). `payloads` stays valid until the next finish().
 //
 // vnet is one of:
-//   - merged run (>= 2 segments): flags NEEDS_CSUM, gso_type TCPV4/TCPV6, gso_size = the first
-//     segment's payload, hdr_len = link + IP + TCP header bytes, csum_start = TCP header
-//     offset, csum_offset = 16; the frame's TCP checksum field holds the folded, uncomplemented
-//     pseudo-header sum for the merged length (what the kernel expects with NEEDS_CSUM); IPv4
-//     total length and header checksum / IPv6 payload length cover the merged packet; PSH is
-//     set if the last merged segment had it.
+//   - merged run (>= 2 segments): flags NEEDS_CSUM, gso_type TCPV4/TCPV6 (UDP_L4 for UDP),
+//     gso_size = the first segment's payload, hdr_len = link + IP + TCP (UDP) header bytes,
+//     csum_start = L4 header offset, csum_offset = 16 (UDP: 6); the frame's checksum field
+//     holds the folded, uncomplemented pseudo-header sum for the merged length (what the
+//     kernel expects with NEEDS_CSUM); IPv4 total length and header checksum / IPv6 payload
+//     length (and UDP's length) cover the merged packet; PSH is set if the last merged TCP
+//     segment had it.
 //   - TCP segment whose checksums verified (alone in its run, or not mergeable): gso NONE,
 //     flags DATA_VALID, frame untouched.
 //   - anything else (not TCP, bad checksum, unparseable): all zero (gso NONE, flags 0), frame
@@ -68,15 +73,18 @@ struct CoalescedFrame {
   }
 };
 
-class TcpCoalescer {
+class GroCoalescer {
  public:
   // link_header_length: 14 for TAP (Ethernet frames, an 802.1Q tag allowed), 0 for TUN (IP).
-  explicit TcpCoalescer(uint32_t link_header_length);
+  explicit GroCoalescer(uint32_t link_header_length);
 
-  // Skip the TCP checksum verification of what arrives: for payloads an AEAD already
+  // Skip the TCP and UDP checksum verification of what arrives: for payloads an AEAD already
   // authenticated (ESP), where a corrupted segment cannot reach us and a wrong checksum could
   // only come from the authenticated sender itself. The IPv4 header checksum is still checked.
-  void trust_tcp_checksums(bool trust) { trust_tcp_checksums_ = trust; }
+  void trust_checksums(bool trust) { trust_checksums_ = trust; }
+  // Merge UDP datagrams too: only for a device that takes USO super-frames (TUN_F_USO4/6,
+  // Linux 6.2), which is what a merged UDP run is written as.
+  void coalesce_udp(bool enabled) { coalesce_udp_ = enabled; }
 
   // Takes one decapsulated frame (buffer->data(), buffer->length), which may be a view into a
   // larger receive buffer (a segment of a UDP_GRO batch). Every frame's bytes must stay as they
@@ -105,6 +113,7 @@ class TcpCoalescer {
 
   struct Run {
     uint32_t item;         // index in items_
+    uint8_t protocol;      // TCP or UDP
     uint32_t ports;        // source and destination port, the cheap first key compare
     int ip_version;
     uint32_t l3, l4, payload;  // layout of the head frame
@@ -131,7 +140,8 @@ class TcpCoalescer {
   void pass_through(PacketBuffer* buffer, uint8_t flags);
 
   uint32_t link_header_length_;
-  bool trust_tcp_checksums_ = false;
+  bool trust_checksums_ = false;
+  bool coalesce_udp_ = false;
   std::vector<Item> items_;
   std::vector<Run> runs_;
   std::vector<int32_t> open_;  // runs that may still grow

@@ -1,4 +1,4 @@
-// Fuzz target: TcpCoalescer on hostile batches must never read or write out of bounds, and
+// Fuzz target: GroCoalescer on hostile batches must never read or write out of bounds, and
 // what it outputs must be exactly what it was given: every input frame is either an output of
 // its own, untouched, or one segment of a merged output, and segmenting a merged output with
 // segment_super_frame gives back its input frames byte for byte, in order.
@@ -7,8 +7,9 @@
 // capacity and the number of flows; byte 1 the segment size and count. In generated mode each
 // frame is a valid TCP segment of one of two flows, steered by one control byte (PSH, a short or
 // odd-flagged segment, a sequence or IP ID gap) and optionally corrupted by the next bytes, so
-// that merges happen and the rules that stop them are exercised. In raw mode the rest of the
-// input is cut into frames as they come.
+// that merges happen and the rules that stop them are exercised; with UDP merging on, the frames
+// may be UDP datagrams of those flows instead. In raw mode the rest of the input is cut into
+// frames as they come.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -89,6 +90,34 @@ std::vector<uint8_t> tcp_segment(uint32_t link, int version, uint16_t sport, con
   return f;
 }
 
+// The same flow as UDP: tcp_segment's link and IP headers, a UDP header instead of TCP's.
+std::vector<uint8_t> udp_datagram(uint32_t link, int version, uint16_t sport, const FlowState& flow, size_t payload,
+                                  uint8_t fill) {
+  std::vector<uint8_t> f = tcp_segment(link, version, sport, flow, 0x10, 0, fill);
+  const size_t l3 = link;
+  const size_t l4 = l3 + (version == 4 ? 20 : 40);
+  f.resize(l4);
+  f.insert(f.end(), {0, 0, 0x14, 0x51, 0, 0, 0, 0});
+  store_be16(&f[l4], sport);
+  for (size_t i = 0; i < payload; i++) f.push_back(static_cast<uint8_t>(fill + i));
+  const uint32_t l4_length = static_cast<uint32_t>(f.size() - l4);
+  store_be16(&f[l4 + 4], static_cast<uint16_t>(l4_length));
+  if (version == 4) {
+    f[l3 + 9] = 17;
+    store_be16(&f[l3 + 2], static_cast<uint16_t>(20 + l4_length));
+    store_be16(&f[l3 + 10], 0);
+    store_be16(&f[l3 + 10], ipv4_header_checksum(&f[l3], 20));
+  } else {
+    f[l3 + 6] = 17;
+    store_be16(&f[l3 + 4], static_cast<uint16_t>(l4_length));
+  }
+  const uint32_t pseudo = version == 4 ? pseudo_header_sum_ipv4(&f[l3 + 12], &f[l3 + 16], 17, l4_length)
+                                       : pseudo_header_sum_ipv6(&f[l3 + 8], &f[l3 + 24], 17, l4_length);
+  const uint16_t check = checksum_finish(checksum_add(&f[l4], l4_length, pseudo));
+  store_be16(&f[l4 + 6], check == 0 ? 0xFFFF : check);
+  return f;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -111,6 +140,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool generated = (mode & 4) != 0;
   Pool& pool = (mode & 8) ? small : large;
   const int flows = (mode & 16) ? 2 : 1;
+  // UDP merging on (a USO device); generated frames are then UDP datagrams when bit 6 says so.
+  const bool udp = (mode & 32) != 0;
+  const bool udp_frames = udp && (mode & 64) != 0;
   Reader in{data, size, 2};
 
   std::vector<std::vector<uint8_t>> frames;
@@ -127,8 +159,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if ((control & 0x18) == 0x10 && (control & 0x60) == 0x60) flags = in.next();
       if ((control & 0x60) == 0x20) state[flow].seq += 1;              // sequence gap
       if ((control & 0x60) == 0x40) state[flow].id += 3;               // IP ID gap
-      std::vector<uint8_t> f = tcp_segment(link, version, static_cast<uint16_t>(40000 + flow), state[flow], flags,
-                                           payload, static_cast<uint8_t>(frames.size() * 13));
+      std::vector<uint8_t> f =
+          udp_frames ? udp_datagram(link, version, static_cast<uint16_t>(40000 + flow), state[flow], payload,
+                                    static_cast<uint8_t>(frames.size() * 13))
+                     : tcp_segment(link, version, static_cast<uint16_t>(40000 + flow), state[flow], flags, payload,
+                                   static_cast<uint8_t>(frames.size() * 13));
       state[flow].seq += static_cast<uint32_t>(payload);
       state[flow].id = static_cast<uint16_t>(state[flow].id + 1);
       if (control & 0x80) {  // corrupt one byte (checksums no longer match, or a field differs)
@@ -146,7 +181,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
 
-  TcpCoalescer coalescer(link);
+  GroCoalescer coalescer(link);
+  coalescer.coalesce_udp(udp);
   for (size_t i = 0; i < frames.size(); i++) {
     PacketBuffer& b = pool.buffers[i];
     b.reset();

@@ -118,7 +118,7 @@ Spec nth(Spec spec, size_t i) {
 struct Batch {
   std::vector<std::unique_ptr<uint8_t[]>> memory;
   std::vector<std::unique_ptr<PacketBuffer>> buffers;
-  std::vector<std::unique_ptr<TcpCoalescer>> coalescers;
+  std::vector<std::unique_ptr<GroCoalescer>> coalescers;
   PacketBuffer* add(const std::vector<uint8_t>& frame, uint32_t capacity = kHeadroom + kMaxPacket) {
     memory.emplace_back(new uint8_t[capacity]);
     buffers.emplace_back(new PacketBuffer);
@@ -148,8 +148,8 @@ std::vector<uint8_t> bytes_of(const CoalescedFrame& f) {
 std::vector<CoalescedFrame> coalesce(Batch& batch, const std::vector<std::vector<uint8_t>>& frames, uint32_t link = 14,
                                      uint32_t capacity = kHeadroom + kMaxPacket) {
   // The outputs' payload iovecs belong to the coalescer: it lives as long as the batch.
-  batch.coalescers.emplace_back(new TcpCoalescer(link));
-  TcpCoalescer& coalescer = *batch.coalescers.back();
+  batch.coalescers.emplace_back(new GroCoalescer(link));
+  GroCoalescer& coalescer = *batch.coalescers.back();
   for (const auto& f : frames) coalescer.add(batch.add(f, capacity));
   CHECK_EQ(coalescer.pending() <= frames.size(), true);
   std::vector<CoalescedFrame> out;
@@ -569,7 +569,7 @@ TEST(coalesce_does_not_merge_padded_frames) {
 TEST(coalesce_tun_ipv4_and_reuse_across_batches) {
   Spec a;
   a.link = 0;
-  TcpCoalescer coalescer(0);
+  GroCoalescer coalescer(0);
   for (int round = 0; round < 3; round++) {
     Batch batch;
     const Spec first = nth(a, static_cast<size_t>(round) * 4);
@@ -581,7 +581,7 @@ TEST(coalesce_tun_ipv4_and_reuse_across_batches) {
     CHECK_EQ(out.size() ? out[0].vnet.csum_start : 0, 20);
   }
   // Garbage and short frames pass through, whatever they are.
-  TcpCoalescer tap(14);
+  GroCoalescer tap(14);
   Batch batch;
   for (size_t n = 0; n < 80; n++) {
     std::vector<uint8_t> junk(n, 0x45);
@@ -589,6 +589,130 @@ TEST(coalesce_tun_ipv4_and_reuse_across_batches) {
   }
   std::vector<CoalescedFrame> out;
   CHECK_EQ(tap.finish(out), 80u);
+}
+
+// ---- UDP (USO writes) ----
+
+// A UDP datagram of `payload` bytes (pattern from `offset`) from 198.19.0.1:40000 to
+// 198.19.0.2:5201, behind Ethernet (link 14) or bare (0), DF set, checksummed.
+std::vector<uint8_t> udp_frame(int version, uint32_t link, size_t payload, uint16_t ip_id, size_t offset = 0) {
+  Spec ip;
+  ip.version = version;
+  ip.link = link;
+  ip.payload = 0;
+  ip.timestamps = false;
+  Built b = build(ip);  // link and IP header of a TCP frame: turned into UDP below
+  std::vector<uint8_t> f(b.frame.begin(), b.frame.begin() + static_cast<long>(b.l4));
+  const size_t l4 = f.size();
+  f.insert(f.end(), {0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 0});
+  for (size_t i = 0; i < payload; i++) f.push_back(pattern(offset + i));
+  const size_t l4_length = f.size() - l4;
+  store_be16(&f[l4 + 4], static_cast<uint16_t>(l4_length));
+  if (version == 4) {
+    f[b.l3 + 9] = 17;
+    store_be16(&f[b.l3 + 2], static_cast<uint16_t>(20 + l4_length));
+    store_be16(&f[b.l3 + 4], ip_id);
+    store_be16(&f[b.l3 + 10], 0);
+    store_be16(&f[b.l3 + 10], static_cast<uint16_t>(~ref_fold(std::vector<uint8_t>(f.begin() + static_cast<long>(b.l3),
+                                                                                      f.begin() + static_cast<long>(l4)))));
+  } else {
+    f[b.l3 + 6] = 17;
+    store_be16(&f[b.l3 + 4], static_cast<uint16_t>(l4_length));
+  }
+  const uint16_t sum = static_cast<uint16_t>(~ref_fold(ovl_test::ref_pseudo_and_l4(&f[b.l3], version, &f[l4], l4_length, 17)));
+  store_be16(&f[l4 + 6], sum == 0 ? 0xFFFF : sum);
+  return f;
+}
+
+std::vector<CoalescedFrame> coalesce_udp(Batch& batch, const std::vector<std::vector<uint8_t>>& frames, uint32_t link,
+                                         bool udp) {
+  batch.coalescers.emplace_back(new GroCoalescer(link));
+  GroCoalescer& coalescer = *batch.coalescers.back();
+  coalescer.coalesce_udp(udp);
+  for (const auto& f : frames) coalescer.add(batch.add(f));
+  std::vector<CoalescedFrame> out;
+  coalescer.finish(out);
+  return out;
+}
+
+TEST(coalesce_udp_stream_becomes_one_uso_frame_that_segments_back) {
+  for (uint32_t link : {14u, 0u}) {
+    for (int version : {4, 6}) {
+      std::vector<std::vector<uint8_t>> frames;
+      for (size_t i = 0; i < 20; i++) frames.push_back(udp_frame(version, link, 64, static_cast<uint16_t>(0xFFF0 + i), i * 64));
+      frames.push_back(udp_frame(version, link, 30, static_cast<uint16_t>(0xFFF0 + 20), 20 * 64));  // a shorter last one
+      Batch batch;
+      const auto out = coalesce_udp(batch, frames, link, true);
+      CHECK_EQ(out.size(), 1u);
+      if (out.size() != 1) continue;
+      const CoalescedFrame& merged = out[0];
+      CHECK_EQ(merged.vnet.gso_type, kVirtioNetHdrGsoUdpL4);
+      CHECK_EQ(merged.vnet.flags, kVirtioNetHdrFNeedsCsum);
+      CHECK_EQ(merged.vnet.gso_size, 64);
+      const size_t l4 = link + (version == 4 ? 20u : 40u);
+      CHECK_EQ(merged.vnet.csum_start, l4);
+      CHECK_EQ(merged.vnet.csum_offset, 6);
+      CHECK_EQ(merged.vnet.hdr_len, l4 + 8);
+      CHECK_EQ(merged.payload_count, 20u);
+      // What the kernel does with it: cut it at gso_size, which must give back every datagram.
+      const std::vector<uint8_t> whole = bytes_of(merged);
+      CHECK_EQ(load_be16(&whole[l4 + 4]), whole.size() - l4);  // the merged UDP length
+      Batch segments;
+      std::vector<PacketBuffer> array;
+      for (int i = 0; i < 32; i++) array.push_back(*segments.add({}));
+      const int n = segment_super_frame(merged.vnet, whole.data(), whole.size(), link, array.data(), array.size());
+      CHECK_EQ(n, 21);
+      for (int i = 0; i < n && i < 21; i++) CHECK(bytes_of(&array[static_cast<size_t>(i)]) == frames[static_cast<size_t>(i)]);
+      // Without USO on the device, every datagram goes alone and untouched.
+      Batch plain;
+      const auto alone = coalesce_udp(plain, frames, link, false);
+      CHECK_EQ(alone.size(), 21u);
+      for (size_t i = 0; i < alone.size(); i++) CHECK(is_plain(alone[i]) && bytes_of(alone[i]) == frames[i]);
+    }
+  }
+}
+
+TEST(coalesce_udp_refuses_what_it_could_not_give_back) {
+  const auto stream_with = [](auto&& change) {
+    std::vector<std::vector<uint8_t>> frames;
+    for (size_t i = 0; i < 6; i++) frames.push_back(udp_frame(4, 14, 64, static_cast<uint16_t>(100 + i), i * 64));
+    change(frames);
+    return frames;
+  };
+  const size_t l4 = 14 + 20;
+  // No checksum (0): nothing to verify, and a merged run would come out with one.
+  auto frames = stream_with([&](auto& f) { store_be16(&f[2][l4 + 6], 0); });
+  Batch a;
+  auto out = coalesce_udp(a, frames, 14, true);
+  CHECK_EQ(out.size(), 3u);  // [0, 1], 2 alone (flags 0: for the kernel to judge), [3, 4, 5]
+  if (out.size() == 3) {
+    CHECK_EQ(out[0].payload_count, 1u);
+    CHECK(is_plain(out[1]) && bytes_of(out[1]) == frames[2]);
+    CHECK_EQ(out[2].payload_count, 2u);
+  }
+  // A bad checksum: passed through untouched, and the run split around it.
+  frames = stream_with([&](auto& f) { f[3].back() ^= 1; });
+  Batch b;
+  out = coalesce_udp(b, frames, 14, true);
+  CHECK_EQ(out.size(), 3u);
+  if (out.size() == 3) CHECK(is_plain(out[1]) && bytes_of(out[1]) == frames[3]);
+  // A gap in the IPv4 IDs (a lost datagram): the kernel would number a merged run without it.
+  frames = stream_with([&](auto& f) { f.erase(f.begin() + 2); });
+  Batch c;
+  CHECK_EQ(coalesce_udp(c, frames, 14, true).size(), 2u);
+  // Another port is another flow: two runs.
+  frames = stream_with([&](auto& f) {
+    for (size_t i = 3; i < f.size(); i++) {
+      store_be16(&f[i][l4 + 2], 5202);
+      store_be16(&f[i][l4 + 6], 0);
+      const uint16_t sum = static_cast<uint16_t>(~ref_fold(ovl_test::ref_pseudo_and_l4(&f[i][14], 4, &f[i][l4], f[i].size() - l4, 17)));
+      store_be16(&f[i][l4 + 6], sum);
+    }
+  });
+  Batch d;
+  out = coalesce_udp(d, frames, 14, true);
+  CHECK_EQ(out.size(), 2u);
+  if (out.size() == 2) CHECK(out[0].payload_count == 2u && out[1].payload_count == 2u);
 }
 
 // The verifying tests above again, under each checksum implementation (wire/checksum.h): the
@@ -605,6 +729,8 @@ TEST(coalesce_checksums_under_every_checksum_implementation) {
     test_coalesce_merges_a_stream_and_reports_gso();
     test_coalesce_bad_checksum_passes_through_untouched_and_splits_the_run();
     test_coalesce_tun_ipv4_and_reuse_across_batches();
+    test_coalesce_udp_stream_becomes_one_uso_frame_that_segments_back();
+    test_coalesce_udp_refuses_what_it_could_not_give_back();
   }
   checksum_use_implementation(chosen);
 }

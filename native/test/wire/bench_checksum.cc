@@ -11,7 +11,7 @@
 //                   kept here as the baseline
 //   segment         segment_super_frame: a TAP frame (Ethernet, IPv4, TCP with timestamps,
 //                   63,712 payload bytes) into 44 segments of MSS 1448, copy included
-//   segment+coalesce the same, then the 44 segments through a TcpCoalescer back into one frame
+//   segment+coalesce the same, then the 44 segments through a GroCoalescer back into one frame
 //
 // Usage: bench_checksum [seconds per measurement, default 0.5] [sizes..., default 64 1500 9000 65536]
 #include <time.h>
@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
   const SuperFrame super = make_super_frame();
   BufferPool pool(64, kMaxPacket);
   std::vector<CoalescedFrame> merged;
-  TcpCoalescer coalescer(14);
+  GroCoalescer coalescer(14);
   std::printf("\noffload, 10^9 frame bytes per second (GB/s; x8 for Gbit/s) of a %zu-byte super-frame\n",
               super.frame.size());
   std::printf("%-16s %12s %18s\n", "", "segment", "segment+coalesce");
