@@ -46,7 +46,8 @@ fail() { echo "test/sanitizers/run-asan.sh: $*" >&2; exit 1; }
 
 started=$(date +%s)
 echo "asan: building the instrumented addon (npm run build:asan)"
-npm run --silent build:asan > build-asan.log 2>&1 || { cat build-asan.log; fail "the ASan build failed (above)"; }
+mkdir -p build-asan
+npm run --silent build:asan > build-asan/build.log 2>&1 || { cat build-asan/build.log; fail "the ASan build failed (above)"; }
 addon="$root/build-asan/Debug/overlayfwd.node"
 [ -f "$addon" ] || fail "$addon was not built"
 [ -f dist/lib/cli/main.js ] || fail "dist/ is not built (npx tsc -p tsconfig.json)"
