@@ -107,7 +107,7 @@ void send_frames(const Side& side, MacKey from, MacKey to, int ifindex, std::ato
     frame[13] = kTestEtherType & 0xff;
     std::memcpy(frame + 14, &n, sizeof n);
     if (::sendto(side.station.get(), frame, size, 0, reinterpret_cast<sockaddr*>(&address), sizeof address) < 0) refused++;
-    if (n % 16 == 15) std::this_thread::sleep_for(std::chrono::microseconds(500));
+    if (n % 8 == 7) std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
 }
 
