@@ -12,8 +12,10 @@
 # for every node process, with no suppression.
 #
 # Node itself is not instrumented, so the ASan runtime must come first in the process
-# (LD_PRELOAD): the runtime the addon links, taken from the addon itself. Lab tools (ip, iperf3,
-# python3, ...) do not get it (lab/sanitizer-env.ts).
+# (LD_PRELOAD): the runtime the addon links, taken from the addon itself. vitest.config.ts
+# preloads it into the netns forks only (not vitest's own process), and they pass it on to the
+# node processes they start; lab tools (ip, iperf3, python3, ...) do not get it
+# (lab/sanitizer-env.ts).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
