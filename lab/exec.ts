@@ -1,6 +1,7 @@
 // Running a command to completion, inside a network namespace or in the caller's own.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { childEnv } from './sanitizer-env';
 
 const execFileAsync = promisify(execFile);
 
@@ -64,7 +65,7 @@ export async function execIn(
       killSignal: 'SIGKILL',
       maxBuffer: 256 * 1024 * 1024,
       encoding: 'utf8',
-      env: options.env ?? process.env,
+      env: childEnv(cmd, options.env ?? process.env),
       cwd: options.cwd,
     });
     return { stdout, stderr, code: 0 };

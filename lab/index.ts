@@ -16,6 +16,7 @@
 //   strongswan.ts    strongSwan's charon in a host (kernel-libipsec), swanctl.conf builder, SA listing
 //   pki.ts           a test PKI made with strongSwan's pki: CAs, host certificates, expired ones
 //   transfer.ts      a sha256-verified TCP transfer between two hosts
+//   sanitizer-env.ts what a child inherits in a sanitizer run: the ASan preload for node only
 export { Lab, type LabOptions } from './lab';
 export { overlayAddress, OVERLAY_NET, UNDERLAY_NET, type Host, type HostLink, type LinkOptions } from './hosts';
 export { execIn, LabCommandError, type ExecOptions, type ExecResult } from './exec';

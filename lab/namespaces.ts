@@ -12,6 +12,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execIn } from './exec';
+import { childEnv } from './sanitizer-env';
 
 /** Owner records, one file per namespace (a tmpfs: gone at reboot, as the namespaces are). */
 export const OWNER_DIR = '/run/overlayfwd-lab';
@@ -106,12 +107,12 @@ export async function deleteNamespace(ns: string): Promise<Error | null> {
 /** Kills every process whose network namespace is `ns` (except this process and its parent) and deletes it. */
 export function deleteNamespaceSync(ns: string): void {
   try {
-    killPids(execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 }));
+    killPids(execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000, env: childEnv('ip') }));
   } catch {
     /* namespace already gone */
   }
   try {
-    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: 10_000 });
+    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: 10_000, env: childEnv('ip') });
   } catch {
     /* already gone */
   }
@@ -129,7 +130,7 @@ function pidAlive(pid: number): boolean {
 
 function listNetnsSync(): string[] {
   try {
-    const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], env: childEnv('ip') });
     return out
       .split('\n')
       .map((l) => l.trim().split(/\s+/)[0] ?? '')

@@ -3,6 +3,7 @@
 import { spawn as spawnChild } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { nsArgv, quoteArgs } from './exec';
+import { childEnv } from './sanitizer-env';
 
 const MAX_CAPTURED_OUTPUT = 4 * 1024 * 1024;
 
@@ -149,7 +150,7 @@ export function spawnIn(ns: string | null, cmd: string, args: readonly string[] 
   const child = spawnChild(file, argv, {
     detached: true,
     stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
-    env: options.env ?? process.env,
+    env: childEnv(cmd, options.env ?? process.env),
     cwd: options.cwd,
   });
   return new LabProcess(child, ns, (ns ? `[${ns}] ` : '') + quoteArgs(cmd, args));

@@ -1,4 +1,5 @@
 // Typed facade over the C++ addon (native/addon). Only this file touches the raw binding.
+import fs from 'node:fs';
 import path from 'node:path';
 import type { EspCipher } from './types';
 
@@ -347,13 +348,35 @@ export interface NativeSystemError extends Error {
 
 let cached: NativeBinding | undefined;
 
+/**
+ * Names an addon file to load instead of node-gyp's build/Release/overlayfwd.node: the ASan +
+ * UBSan build (`npm run build:asan`, build-asan/Debug/overlayfwd.node) that the sanitizer suites
+ * run the data path under (test/sanitizers/run-asan.sh). Relative paths are taken from the
+ * current directory. Inherited by child processes, so a CLI the tests start loads it too.
+ */
+export const ADDON_PATH_VARIABLE = 'OVERLAYFWD_ADDON';
+
+/** The addon file OVERLAYFWD_ADDON names, or null when it is unset or empty. Throws when that file is not there. */
+export function addonOverride(env: NodeJS.ProcessEnv = process.env): string | null {
+  const value = env[ADDON_PATH_VARIABLE];
+  if (value === undefined || value === '') return null;
+  const file = path.resolve(value);
+  if (!fs.existsSync(file)) {
+    const err = new Error(`${ADDON_PATH_VARIABLE} names ${file}, which does not exist (the sanitizer build is made by npm run build:asan)`) as NodeJS.ErrnoException;
+    err.code = 'ENOENT';
+    err.path = file;
+    throw err;
+  }
+  return file;
+}
+
 export function loadNative(): NativeBinding {
   if (cached) return cached;
+  const override = addonOverride();
   // dist/lib/native.js → ../../build/Release; lib/native.ts (vitest) → ../build/Release
-  const candidates = [
-    path.join(__dirname, '..', '..', 'build', 'Release', 'overlayfwd.node'),
-    path.join(__dirname, '..', 'build', 'Release', 'overlayfwd.node'),
-  ];
+  const candidates = override
+    ? [override]
+    : [path.join(__dirname, '..', '..', 'build', 'Release', 'overlayfwd.node'), path.join(__dirname, '..', 'build', 'Release', 'overlayfwd.node')];
   let lastError: unknown;
   for (const file of candidates) {
     try {

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds the core on its own (ASan + UBSan), runs its unit tests, replays every fuzz target's seed
+# Builds the core on its own (ASan + UBSan), runs its unit tests, runs the threaded ones again in a
+# ThreadSanitizer build ($build/tsan: the forwarder's workers beside table swaps, the publisher,
+# the FDB, the drop ring, the ESP sequence counter, the control channel), replays every fuzz target's seed
 # corpus (native/test/corpus/<target>/) and regression inputs (native/test/regressions/<target>/),
 # then fuzzes each target for a bounded time: under libFuzzer with coverage when clang can build
 # it (a second build of the core, instrumented), else under the stand-in driver
@@ -35,6 +37,12 @@ mkdir -p "$build"
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Debug > "$build.log" 2>&1 || { cat "$build.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)" >> "$build.log" 2>&1 || { cat "$build.log"; exit 1; }
 "$build/core_tests"
+
+# The threaded tests again under ThreadSanitizer: a build of their own ($build/tsan), since TSan
+# and ASan cannot share a process. A data race or a lock-order inversion fails the run.
+cmake -S "$here" -B "$build/tsan" -DCMAKE_BUILD_TYPE=Debug -DOVERLAYFWD_TSAN=ON > "$build/tsan.log" 2>&1 || { cat "$build/tsan.log"; exit 1; }
+cmake --build "$build/tsan" -j "$(nproc)" >> "$build/tsan.log" 2>&1 || { cat "$build/tsan.log"; fail "the ThreadSanitizer build failed (above)"; }
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" "$build/tsan/core_tests_tsan" || fail "core_tests_tsan failed under ThreadSanitizer (above)"
 
 targets=()
 for fuzz in "$build"/fuzz_*; do

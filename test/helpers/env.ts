@@ -7,12 +7,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'vitest';
 import { commandExists, labUnavailableReason } from '../../lab';
+import { addonOverride } from '../../lib/native';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const REQUIRE_NETNS = process.env.OVERLAYFWD_REQUIRE_NETNS === '1';
 
 export interface Needs {
-  /** The native addon (build/Release/overlayfwd.node). Default true. */
+  /** The native addon (build/Release/overlayfwd.node, or the file OVERLAYFWD_ADDON names). Default true. */
   addon?: boolean;
   /** Executables that must be on PATH, e.g. ['iperf3', 'tshark']. 'ip' and 'python3' are always checked. */
   tools?: string[];
@@ -20,6 +21,12 @@ export interface Needs {
 
 /** Why the native data path cannot run, or null. */
 export function addonUnavailableReason(): string | null {
+  // The addon OVERLAYFWD_ADDON names (the sanitizer build) replaces node-gyp's.
+  try {
+    if (addonOverride()) return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
   const addon = path.join(ROOT, 'build', 'Release', 'overlayfwd.node');
   if (!fs.existsSync(addon)) return 'native addon not built (build/Release/overlayfwd.node is missing; run npm install)';
   return null;
