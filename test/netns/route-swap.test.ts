@@ -7,13 +7,14 @@
 // of any kind.
 //
 // Only peer "b" exists; the other 9,999 endpoints are unused addresses in 198.18.0.0/15 that no
-// packet is ever sent to (the transfer's packets all go to b).
+// packet ever reaches: a's namespace has no route to them (the last test routes a few pings to
+// two of them, which the socket refuses).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import { describeNetns, sleep } from '../helpers/env';
-import { delta, startForwarder } from '../helpers/overlay';
+import { delta, peerCounters, startForwarder } from '../helpers/overlay';
 import { movedDrops } from '../helpers/pair';
 import { startUdpStream } from '../helpers/udp-stream';
 
@@ -92,6 +93,12 @@ describeNetns('100,000 routes over 10,000 peers, replaced under traffic', {}, ()
     expect(A.config.peers.length).toBe(PEERS);
     expect(A.config.peers.reduce((n, p) => n + p.allowedIps.length, 0)).toBe(PEERS * ROUTES_PER_PEER);
     expect((await lab.ping(a, overlayAddress(2), { count: 3, intervalSec: 0.05 })).received).toBe(3);
+    // b answers on both moving addresses; a reaches 198.19.0.0/16 through the overlay, so what
+    // decides where a packet to them goes is the overlay's table alone.
+    for (const address of [GAINED.address, LOST.address]) await lab.exec(b, 'ip', ['addr', 'add', `${address}/32`, 'dev', 'ovl0']);
+    await lab.exec(a, 'ip', ['route', 'add', '198.19.0.0/16', 'dev', 'ovl0', 'metric', '500']);
+    await expectRouted(LOST.address, 'b', true);
+    await expectRouted(GAINED.address, GAINED.ownerBefore, false);
   });
 
   it('replaces every route while a UDP stream flows over a route that stays: not one datagram lost', async () => {
@@ -124,4 +131,31 @@ describeNetns('100,000 routes over 10,000 peers, replaced under traffic', {}, ()
     const owner = A.config.peers.find((p) => p.allowedIps.includes(prefix(5 * ROUTES_PER_PEER)));
     expect(owner?.name).toBe(`p${(5 - 28 + PEERS) % PEERS}`);
   });
+
+  it('sends by the table in force: an address b gained in the swaps now reaches b, one it lost goes to its new owner', async () => {
+    await expectRouted(GAINED.address, 'b', true);
+    await expectRouted(LOST.address, LOST.ownerAfter, false);
+  });
+
+  /**
+   * Pings `address` from a: the packets must be routed to peer `peer` and, if `answered`, come
+   * back. A synthetic peer's endpoint has no route in a's namespace, so its packets never leave:
+   * the send fails and counts as that peer's socketError (b's count as its txPackets).
+   */
+  async function expectRouted(address: string, peer: string, answered: boolean): Promise<void> {
+    const routedTo = () => {
+      const c = peerCounters(A.stats(), peer);
+      return c.txPackets + c.drops.socketError;
+    };
+    const before = routedTo();
+    const r = await lab.ping(a, address, { count: 3, intervalSec: 0.05, timeoutSec: 2 });
+    expect(r.received, `ping ${address} (peer ${peer})`).toBe(answered ? 3 : 0);
+    expect(routedTo() - before, `packets to ${address} counted on ${peer}`).toBeGreaterThanOrEqual(3);
+  }
 });
+
+// Two prefixes that change hands between the first table (rotation 0) and the last (rotation
+// 28): b owns prefixes 1-9 of owner index `rotation`, so it loses 198.19.1.1 (prefix 2) to the
+// peer whose index + 28 wraps to 0, and gains 198.19.1.141 (prefix 282) from p28.
+const LOST = { address: '198.19.1.1', ownerAfter: `p${PEERS - 28}` };
+const GAINED = { address: '198.19.1.141', ownerBefore: 'p28' };
