@@ -46,10 +46,18 @@ function progressLine(s: Sample): string {
   return `t ${s.t.toFixed(0)} s: ${parts.join(' | ')}${s.soakCores === null ? '' : ` | soak ${s.soakCores.toFixed(2)} cores`}`;
 }
 
-function writeJsonAtomic(file: string, data: unknown): void {
+/** The result as JSON: indented, but one line per sample and per round (hundreds of each in a long soak). */
+function resultJson(result: SoakResult): string {
+  const { samples, rounds, ...rest } = result;
+  const head = JSON.stringify(rest, null, 2).replace(/\n}$/, '');
+  const list = (items: unknown[]) => (items.length ? `[\n${items.map((x) => `    ${JSON.stringify(x)}`).join(',\n')}\n  ]` : '[]');
+  return `${head},\n  "samples": ${list(samples)},\n  "rounds": ${list(rounds)}\n}\n`;
+}
+
+function writeResult(file: string, result: SoakResult): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, `${JSON.stringify(data, null, 1)}\n`);
+  fs.writeFileSync(tmp, resultJson(result));
   fs.renameSync(tmp, file);
 }
 
@@ -200,7 +208,7 @@ async function main(): Promise<number> {
   const verdict = computeVerdict(verdictInput(result));
   result.verdict = verdict;
   const file = args.out ? path.resolve(args.out) : path.join(repoRoot(), 'bench', 'results', `soak-${isoStamp(started)}.json`);
-  writeJsonAtomic(file, result);
+  writeResult(file, result);
 
   const print = (text: string) => process.stdout.write(`${text}\n`);
   const last = result.samples[result.samples.length - 1];

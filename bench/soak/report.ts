@@ -79,7 +79,7 @@ export function timeTable(result: SoakResult, mode: SoakMode): string {
   const a = `${mode}/a`;
   const b = `${mode}/b`;
   const esp = mode === 'esp';
-  const header = ['t min', 'RSS a MiB', 'RSS b MiB', 'fds a/b', 'threads a/b', 'a->b pps', 'b->a pps', 'peers a/b', 'drops a/b', ...(esp ? ['Child SAs a/b', 'IKE SAs a/b'] : []), 'soak cores'];
+  const header = ['t min', 'RSS a MiB', 'RSS b MiB', 'fds a/b', 'threads a/b', 'a->b pps', 'b->a pps', 'peers a/b', 'drops a/b', ...(esp ? ['Child SAs made a/b', 'IKE sessions a/b'] : []), 'soak cores'];
   let prev: Sample | null = null;
   const body = rows.map((s) => {
     const x = s.instances[a];

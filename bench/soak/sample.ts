@@ -15,8 +15,21 @@ function compactCounters(c: Counters): Counters {
   return { ...c, drops: Object.fromEntries(Object.entries(c.drops).filter(([, n]) => n !== 0)) as Counters['drops'] };
 }
 
-export function compactStats(s: OverlayStats): OverlayStats {
-  return { ...s, totals: compactCounters(s.totals), peers: Object.fromEntries(Object.entries(s.peers).map(([k, c]) => [k, compactCounters(c)])) };
+function idle(c: Counters): boolean {
+  return c.txPackets === 0 && c.rxPackets === 0 && c.floodPackets === 0 && (c.rxWireBytes ?? 0) === 0 && Object.values(c.drops).every((n) => n === 0);
+}
+
+/**
+ * The stats as the control socket gave them, made smaller for a file of hundreds of samples:
+ * drop reasons at 0 left out, and peers that have moved nothing at all (most of those that come
+ * and go) named in `idle` instead of listed with their zeros.
+ */
+export function compactStats(s: OverlayStats): { stats: OverlayStats; idle: string[] } {
+  const peers = Object.entries(s.peers);
+  return {
+    stats: { ...s, totals: compactCounters(s.totals), peers: Object.fromEntries(peers.filter(([, c]) => !idle(c)).map(([k, c]) => [k, compactCounters(c)])) },
+    idle: peers.filter(([, c]) => idle(c)).map(([k]) => k),
+  };
 }
 
 function espCounts(stats: OverlayStats | null, peers: PeerInfo[], persistent: string): EspSaCounts {
@@ -55,6 +68,7 @@ async function sampleInstance(inst: SoakInstance): Promise<InstanceSample> {
     threads: res?.threads ?? null,
     cpuSeconds: res?.cpuSeconds ?? null,
     stats: null,
+    idlePeers: [],
     peers: null,
     esp: null,
     log: { ...inst.log.counted },
@@ -63,7 +77,9 @@ async function sampleInstance(inst: SoakInstance): Promise<InstanceSample> {
   if (!res) return { ...out, error: `up exited (${inst.proc.describeStatus()})` };
   try {
     const stats = await inst.request({ cmd: 'stats' });
-    out.stats = compactStats(stats);
+    const compact = compactStats(stats);
+    out.stats = compact.stats;
+    out.idlePeers = compact.idle;
     const peers = await inst.request({ cmd: 'peers.list' });
     out.peers = peers.length;
     if (inst.mode === 'esp') out.esp = espCounts(stats, peers, inst.side === 'a' ? 'b' : 'a');

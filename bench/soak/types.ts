@@ -39,8 +39,12 @@ export interface InstanceSample {
   fds: number | null;
   threads: number | null;
   cpuSeconds: number | null;
-  /** `overlayfwd stats --json` (the control socket's stats), drop reasons at 0 left out; null when the request failed. */
+  /**
+   * `overlayfwd stats --json` (the control socket's stats), drop reasons at 0 left out and the
+   * peers that moved nothing at all left out of `peers` (named in idlePeers); null when the request failed.
+   */
   stats: OverlayStats | null;
+  idlePeers: string[];
   peers: number | null;
   esp: EspSaCounts | null;
   /** The log's counted messages so far. */
