@@ -3,7 +3,7 @@
 // Child SA goes down once. The end whose rekey wins had put the replaced SA among its retiring
 // ones twice (once as the responder of the peer's rekey, once for its own), so that after the
 // replaced SA was deleted its hard lifetime still found it and deleted it again (a warning and a
-// Delete for an SA the peer no longer had): what the soak bench saw on a 20 s rekey cycle.
+// Delete for an SA the peer no longer had, and the SA taken down twice).
 import { afterEach, expect, it } from 'vitest';
 import { parseIdentity } from '../../lib/ike/identity';
 import { IkeManager, type IkePeer } from '../../lib/ike/manager';
