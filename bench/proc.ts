@@ -90,6 +90,9 @@ export interface ProcessResources {
   /** Resident set now, and its peak since start (VmRSS, VmHWM of /proc/PID/status), KiB. */
   rssKiB: number;
   hwmKiB: number;
+  /** What RSS is made of: anonymous memory (heaps, the JS heap among them) and mapped files (code, libraries). */
+  rssAnonKiB: number;
+  rssFileKiB: number;
   /** Entries of /proc/PID/fd and /proc/PID/task. */
   fds: number;
   threads: number;
@@ -109,6 +112,8 @@ export function processResources(pid: number): ProcessResources {
   return {
     rssKiB: statusKiB(status, 'VmRSS'),
     hwmKiB: statusKiB(status, 'VmHWM'),
+    rssAnonKiB: statusKiB(status, 'RssAnon'),
+    rssFileKiB: statusKiB(status, 'RssFile'),
     fds: fs.readdirSync(`/proc/${pid}/fd`).length,
     threads: fs.readdirSync(`/proc/${pid}/task`).length,
     cpuSeconds: cpuSecondsOf(pid),

@@ -56,12 +56,18 @@ export class SoakInstance {
     const socket = path.join(dir, `${ends.mode}-${side}.sock`);
     const file = path.join(dir, `${ends.mode}-${side}.yaml`);
     fs.writeFileSync(file, `${JSON.stringify({ ...baseConfig(ends, side, socket, rekeySec, 0), peers: [persistentPeer(ends, side)] }, null, 2)}\n`, { mode: 0o600 });
-    const proc = lab.spawn(null, process.execPath, [CLI_MAIN, 'up', '-c', file, '--log-level', 'info']);
+    // OVERLAYFWD_SOAK_NODE_ARGS: extra node flags for every `up` (e.g. --trace-gc, to tell a
+    // growing JS heap from native memory); what they print goes with its log.
+    const nodeArgs = (process.env['OVERLAYFWD_SOAK_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+    const proc = lab.spawn(null, process.execPath, [...nodeArgs, CLI_MAIN, 'up', '-c', file, '--log-level', 'info']);
     const instance = new SoakInstance(ends, side, socket, file, rekeySec, proc);
     if (logDir) {
       fs.mkdirSync(logDir, { recursive: true });
       const out = fs.createWriteStream(path.join(logDir, `${ends.mode}-${side}.log`));
-      proc.child.stderr?.pipe(out);
+      // Both streams into one file: neither may end it for the other.
+      proc.child.stderr?.pipe(out, { end: false });
+      proc.child.stdout?.pipe(out, { end: false });
+      void proc.exited.then(() => out.end());
     }
     await proc.waitForOutput(/ up: /, 30_000);
     return instance;

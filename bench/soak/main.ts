@@ -97,6 +97,7 @@ async function soak(args: SoakArgs, result: SoakResult, stop: Promise<void>): Pr
       };
     }
     result.setup['traffic'] = { roundSec: ROUND_SEC, tcpRate: TCP_RATE, udpPps: UDP_PPS, udpBytes: UDP_SIZE, pingIntervalSec: PING_INTERVAL_SEC };
+    result.setup['nodeArgs'] = process.env['OVERLAYFWD_SOAK_NODE_ARGS'] ?? '';
     result.setup['churn'] = { everySec: CHURN_SEC, reloadEverySteps: RELOAD_EVERY, liveRuntimePeers: LIVE_RUNTIME_PEERS };
     for (const e of ends) {
       for (const side of ['a', 'b'] as const) {

@@ -131,6 +131,7 @@ export function instanceSummary(result: SoakResult): string {
     return [
       label,
       `${mib(first?.rssKiB)} / ${mib(last?.rssKiB)} / ${mib(Math.max(...points.map((p) => p.hwmKiB ?? 0)))}`,
+      `${mib(first?.rssAnonKiB)} -> ${mib(last?.rssAnonKiB)}`,
       `${first?.fds ?? '-'} -> ${last?.fds ?? '-'}`,
       `${first?.threads ?? '-'} -> ${last?.threads ?? '-'}`,
       cpu === null || seconds <= 0 ? '-' : `${cpu.toFixed(1)} s (${((cpu / seconds) * 100).toFixed(1)} %)`,
@@ -142,7 +143,7 @@ export function instanceSummary(result: SoakResult): string {
       c ? `+${c.adds} -${c.removes}, ${c.reloadsApplied}/${c.reloads} reloads` : '-',
     ];
   });
-  return table(['end', 'RSS MiB start / end / peak', 'fds', 'threads', 'CPU', 'delivered from peer', 'drops (totals)', 'rekeys logged', 'churn'], rows);
+  return table(['end', 'RSS MiB start / end / peak', 'of it anon', 'fds', 'threads', 'CPU', 'delivered from peer', 'drops (totals)', 'rekeys logged', 'churn'], rows);
 }
 
 /** Per mode and kind: rounds, what was sent, delivered and lost. */

@@ -64,6 +64,7 @@ async function sampleInstance(inst: SoakInstance): Promise<InstanceSample> {
   const out: InstanceSample = {
     rssKiB: res?.rssKiB ?? null,
     hwmKiB: res?.hwmKiB ?? null,
+    rssAnonKiB: res?.rssAnonKiB ?? null,
     fds: res?.fds ?? null,
     threads: res?.threads ?? null,
     cpuSeconds: res?.cpuSeconds ?? null,

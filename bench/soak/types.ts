@@ -36,6 +36,8 @@ export interface InstanceSample {
   /** /proc of the `up` process (null: it has exited). */
   rssKiB: number | null;
   hwmKiB: number | null;
+  /** The anonymous part of rssKiB (RssAnon): heaps, not code. */
+  rssAnonKiB: number | null;
   fds: number | null;
   threads: number | null;
   cpuSeconds: number | null;
