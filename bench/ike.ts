@@ -17,7 +17,6 @@
 // threads), since the initiators, on one JS thread, may not be able to saturate either one.
 //
 // Results: tables on stdout, progress on stderr, JSON in bench/results/ike-<start time>.json.
-import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -32,6 +31,7 @@ import { selectorsFromCidrs } from '../lib/ike/selectors';
 import { IkeSession, type Endpoint, type Identity, type LocalAuth, type SessionOptions, type SessionTiming } from '../lib/ike/session';
 import { PROTOCOL_ESP, PROTOCOL_IKE } from '../lib/ike/transforms';
 import { ID_FQDN } from '../lib/ike/auth';
+import { cpuSecondsOf } from './proc';
 import { commitLabel, isoStamp, provenance, repoRoot } from './provenance';
 
 // ---------------------------------------------------------------------------------------------
@@ -558,23 +558,6 @@ function inprocTable(results: InprocTestResult[]): string {
 
 // ---------------------------------------------------------------------------------------------
 // sockets: the initiators through a relay in a namespace, against charon and `overlayfwd up`
-
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** utime + stime of a process (all its threads, the dead ones included), or of one thread. */
-function cpuSecondsOf(pid: number, tid?: number): number {
-  const file = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
-  const text = fs.readFileSync(file, 'utf8');
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // Fields after the command: state is [0], utime [11], stime [12] (proc(5) fields 14 and 15).
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
 
 function commOf(pid: number): string {
   try {

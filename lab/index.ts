@@ -10,13 +10,15 @@
 //   exec.ts          running a command to completion (in a namespace)
 //   process.ts       long-running processes with captured output
 //   kernel-vxlan.ts  the kernel VXLAN device, checksum offload off
-//   probes.ts        ping, listening sockets, link names, MACs
+//   probes.ts        ping, listening sockets, link names, MACs, /proc/net/snmp counters
 //   system.ts        prerequisites, commands on PATH, helpers/*.py (the Python fallbacks)
 //   etcd.ts          a real etcd (one member or a cluster) on loopback, for registry mode
 //   strongswan.ts    strongSwan's charon in a host (kernel-libipsec), swanctl.conf builder, SA listing
 //   pki.ts           a test PKI made with strongSwan's pki: CAs, host certificates, expired ones
 //   transfer.ts      a sha256-verified TCP transfer between two hosts
 //   sanitizer-env.ts what a child inherits in a sanitizer run: the ASan preload for node only
+//   udp-stream.ts    a UDP stream that runs until stopped, every datagram counted
+//   kernel-drops.ts  what the kernel itself dropped in the hosts (UDP receive errors, link drops)
 export { Lab, type LabOptions } from './lab';
 export { overlayAddress, OVERLAY_NET, UNDERLAY_NET, type Host, type HostLink, type LinkOptions } from './hosts';
 export { execIn, LabCommandError, type ExecOptions, type ExecResult } from './exec';
@@ -26,6 +28,9 @@ export type { PingOptions, PingResult } from './probes';
 export { commandExists, labUnavailableReason } from './system';
 export { EtcdServer, type EtcdTls } from './etcd';
 export { randomFile, verifiedTransfer, type TransferOptions, type TransferResult } from './transfer';
+export { startUdpStream, type StreamResult, type UdpStream } from './udp-stream';
+export { kernelDrops, kernelDropsBetween, type KernelDrops } from './kernel-drops';
+export { snmpCounters } from './probes';
 export {
   addTunnelAddress,
   Charon,

@@ -1,4 +1,5 @@
-// Looking at a lab host from outside: ping, listening sockets, link names and MAC addresses.
+// Looking at a lab host from outside: ping, listening sockets, link names, MAC addresses and
+// the kernel's protocol counters.
 import type { ExecResult } from './exec';
 import type { Host } from './hosts';
 import type { Lab } from './lab';
@@ -71,4 +72,17 @@ export async function macOf(lab: Lab, host: Host | string, dev: string): Promise
 export async function linkNames(lab: Lab, where: Host | string): Promise<string[]> {
   const { stdout } = await lab.ip(where, ['-j', 'link', 'show']);
   return (JSON.parse(stdout) as { ifname: string }[]).map((l) => l.ifname);
+}
+
+/** Reads a counter line pair (e.g. 'Udp:') of /proc/net/snmp inside a namespace. */
+export async function snmpCounters(lab: Lab, host: Host, proto: string): Promise<Record<string, number>> {
+  const { stdout } = await lab.exec(host, 'cat', ['/proc/net/snmp']);
+  const lines = stdout.split('\n').filter((l) => l.startsWith(`${proto}:`));
+  const names = (lines[0] ?? '').split(/\s+/).slice(1);
+  const values = (lines[1] ?? '').split(/\s+/).slice(1).map(Number);
+  const out: Record<string, number> = {};
+  names.forEach((n, i) => {
+    out[n] = values[i] ?? 0;
+  });
+  return out;
 }

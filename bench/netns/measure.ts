@@ -1,13 +1,12 @@
 // Measurement primitives of the netns bench: ping RTT, iperf3 TCP throughput and UDP packets per
 // second, the CPU time (this process, the whole host) and event loop utilization around them,
 // and the counters (devices, overlayfwd totals and offloads) before and after each test.
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Host, Lab } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import { diffCounters } from '../../lib/stats';
 import type { Counters, OffloadStats } from '../../lib/types';
+import { hostBusySeconds } from '../proc';
 import { ceilingSnapshot, diffCeilingStats, summarizeCeiling, type CeilingPair, type CeilingStats } from './ceiling';
 import { OVERLAY_B, UDP_PAYLOAD } from './modes';
 import type { LinkCounters, OffloadCounters, OffloadSummary, PingRtt, TcpResult, TestCounters, UdpResult } from './types';
@@ -38,27 +37,6 @@ export function errorText(err: unknown): string {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-let clockTicks: number | null = null;
-function clkTck(): number {
-  if (clockTicks === null) {
-    try {
-      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-    } catch {
-      clockTicks = 100;
-    }
-  }
-  return clockTicks;
-}
-
-/** Busy CPU seconds of the whole machine since boot (all CPUs). */
-function hostBusySeconds(): number {
-  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal (guest time is already in user)
-  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
-  return busy / clkTck();
-}
 
 export async function deviceMtu(lab: Lab, host: Host, dev: string): Promise<number | null> {
   try {

@@ -82,7 +82,9 @@ export class ChildSas {
     const s = this.session;
     // A session closed meanwhile installs nothing: its SAs would outlive it in the table.
     if (s.state === 'closed') return;
-    if (replaces) this.retiring.push(replaces);
+    // In a simultaneous rekey that ours wins, the replaced SA is already retiring (the peer's
+    // rekey put it there): once is enough, or its hard lifetime would find it after its Delete.
+    if (replaces && !this.retiring.includes(replaces)) this.retiring.push(replaces);
     if (replaces && !activate) {
       this.awaitingActivation.set(replaces, child);
       // Should the Delete never come, switch anyway: the initiator has had time to install it.

@@ -3,6 +3,9 @@
 import type { Host, Lab, LabProcess } from '../../lab';
 import { helperPath } from '../../lab/system';
 
+// The kernel's protocol counters are read by the lab (its UDP stream counts drops with them).
+export { snmpCounters } from '../../lab/probes';
+
 export interface Datagram {
   /** Source address to bind (must be an address of the sending host). */
   src: string;
@@ -98,19 +101,6 @@ export function vxlanHeader(f: VxlanHeaderFields): Buffer {
   h.writeUIntBE(f.vni, 4, 3);
   h.writeUInt8(f.reserved2 ?? 0, 7);
   return h;
-}
-
-/** Reads a counter line pair (e.g. 'Udp:') of /proc/net/snmp inside a namespace. */
-export async function snmpCounters(lab: Lab, host: Host, proto: string): Promise<Record<string, number>> {
-  const { stdout } = await lab.exec(host, 'cat', ['/proc/net/snmp']);
-  const lines = stdout.split('\n').filter((l) => l.startsWith(`${proto}:`));
-  const names = (lines[0] ?? '').split(/\s+/).slice(1);
-  const values = (lines[1] ?? '').split(/\s+/).slice(1).map(Number);
-  const out: Record<string, number> = {};
-  names.forEach((n, i) => {
-    out[n] = values[i] ?? 0;
-  });
-  return out;
 }
 
 export interface ExchangeSpec {

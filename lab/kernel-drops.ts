@@ -2,9 +2,10 @@
 // buffer full, a bad checksum) and every link's rx/tx drops (a TUN/TAP queue its reader did not
 // drain in time, a veth backlog). On a busy machine a reader that gets no CPU for a few
 // milliseconds loses datagrams there, whatever the forwarder does; a test that counts lost
-// datagrams compares them with these, and reports where they went.
-import type { Host, Lab } from '../../lab';
-import { snmpCounters } from './udp';
+// datagrams (or a bench that counts them) compares them with these, and reports where they went.
+import type { Host } from './hosts';
+import type { Lab } from './lab';
+import { snmpCounters } from './probes';
 
 export interface KernelDrops {
   /** Udp InErrors, per host label. */
