@@ -27,6 +27,7 @@ import { Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters, DropReason, EspCipher } from '../../lib/types';
+import { watchDevice } from '../helpers/device-watch';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { espPacket, openEspPacket, randomSaKey, tsharkEspSa, type EspSa } from '../helpers/esp';
 import { delta, peerCounters } from '../helpers/overlay';
@@ -348,7 +349,7 @@ interface Case {
   src?: string;
 }
 
-describeNetns('ESP hostile input', { tools: ['ping', 'python3'] }, () => {
+describeNetns('ESP hostile input', { tools: ['ping', 'python3', 'tcpdump'] }, () => {
   for (const udp of [true, false]) {
     const t: Transport = { cipher: 'aes-256-gcm', udp, family: 4 };
     describe(label(t), () => {
@@ -378,19 +379,23 @@ describeNetns('ESP hostile input', { tools: ['ping', 'python3'] }, () => {
       });
 
       async function expectVerdicts(cases: Case[]): Promise<void> {
+        // What reaches A's device, seen by tcpdump there: every crafted packet is an echo reply.
+        const device = await watchDevice(lab, p.a, 'ovl0', 'icmp or icmp6');
         const results: unknown[] = [];
         const wanted: unknown[] = [];
         for (const c of cases) {
           const before = p.A.stats().totals;
+          const mark = device.mark();
           const src = c.src ?? stranger;
           if (udp) await sendDatagrams(lab, p.b, p.underlayA, ESP_PORT, [{ src, payload: c.payload }]);
           else await sendRawPackets(lab, p.b, p.underlayA, [{ src, protocol: 50, payload: c.payload }]);
           const done = (d: Counters) => (c.reason === null ? d.rxPackets >= 1 : (d.drops[c.reason] ?? 0) >= 1);
           await waitFor(() => done(delta(p.A.stats().totals, before)), c.what, 3000).catch(() => undefined);
+          if (c.reason === null) await device.waitSince(mark, 1, `${c.what} on the device`).catch(() => undefined);
           await sleep(100);
           const d = delta(p.A.stats().totals, before);
-          results.push({ what: c.what, delivered: d.rxPackets, drops: movedDrops(d) });
-          wanted.push({ what: c.what, delivered: c.reason === null ? 1 : 0, drops: c.reason === null ? {} : { [c.reason]: 1 } });
+          results.push({ what: c.what, delivered: d.rxPackets, drops: movedDrops(d), onDevice: device.since(mark).length });
+          wanted.push({ what: c.what, delivered: c.reason === null ? 1 : 0, drops: c.reason === null ? {} : { [c.reason]: 1 }, onDevice: c.reason === null ? 1 : 0 });
         }
         expect(results).toEqual(wanted);
       }

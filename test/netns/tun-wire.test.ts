@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
 import type { Counters, DropReason } from '../../lib/types';
+import { watchDevice } from '../helpers/device-watch';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { delta } from '../helpers/overlay';
 import { bit, INNER6, movedDrops, overlayPair } from '../helpers/pair';
@@ -53,24 +54,31 @@ interface Case {
   reason: DropReason | null;
 }
 
-/** Sends each case from B, one at a time, and checks A's counters move exactly as the case says. */
+/**
+ * Sends each case from B, one at a time, and checks A's counters move exactly as the case says,
+ * and that tcpdump on A's device sees the packet arrive exactly when it is a valid one (every
+ * crafted inner packet is an ICMP echo).
+ */
 async function expectVerdicts(lab: Lab, p: Pair, cases: Case[], protocol: number): Promise<void> {
+  const device = await watchDevice(lab, p.a, 'ovl0', 'icmp or icmp6');
   const results: unknown[] = [];
   const wanted: unknown[] = [];
   for (const c of cases) {
     const before = p.A.stats().totals;
+    const mark = device.mark();
     await sendRawPackets(lab, p.b, p.a.underlay, [{ src: c.src ?? p.b.underlay, protocol: c.protocol ?? protocol, payload: c.payload }]);
     const done = (d: Counters) => (c.reason === null ? d.rxPackets >= 1 : (d.drops[c.reason] ?? 0) >= 1);
     await waitFor(() => done(delta(p.A.stats().totals, before)), c.what, 3000).catch(() => undefined);
+    if (c.reason === null) await device.waitSince(mark, 1, `${c.what} on the device`).catch(() => undefined);
     await sleep(100);
     const d = delta(p.A.stats().totals, before);
-    results.push({ what: c.what, delivered: d.rxPackets, drops: movedDrops(d) });
-    wanted.push({ what: c.what, delivered: c.reason === null ? 1 : 0, drops: c.reason === null ? {} : { [c.reason]: 1 } });
+    results.push({ what: c.what, delivered: d.rxPackets, drops: movedDrops(d), onDevice: device.since(mark).length });
+    wanted.push({ what: c.what, delivered: c.reason === null ? 1 : 0, drops: c.reason === null ? {} : { [c.reason]: 1 }, onDevice: c.reason === null ? 1 : 0 });
   }
   expect(results).toEqual(wanted);
 }
 
-describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tshark', 'ping', 'python3'] }, () => {
+describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tshark', 'ping', 'python3', 'tcpdump'] }, () => {
   describe('gre with key 5', () => {
     let lab: Lab;
     let p: Pair;
