@@ -1,9 +1,11 @@
 // Floods of crafted UDP datagrams at full rate (lab/helpers/udp-flood.c, compiled on demand):
 // the payloads are built once here and written to a file, the C sender stamps the fields that
 // vary (the spoofed source address, a random inner source MAC) and blasts them with sendmmsg on a
-// raw socket. And the memory and descriptors of this process, where the forwarders run.
+// raw socket, on a CPU of its own. And the memory, descriptors and CPU time of this process, where
+// the forwarders run.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { commandExists } from '../../lab';
 import type { Host, Lab, LabProcess } from '../../lab';
@@ -20,8 +22,8 @@ export interface FloodOptions {
   sources?: number;
   /** Write a fresh random unicast MAC at this offset of every payload. */
   randomMacAt?: number;
-  /** Niceness of the sender (default 10): it shares the cores with the forwarders it floods. */
-  nice?: number;
+  /** The CPU the sender runs on (default: the last one; see pinAwayFromFlood). */
+  cpu?: number;
 }
 
 export interface FloodResult {
@@ -56,6 +58,28 @@ export function buildFlooder(lab: Lab): string {
 
 let floods = 0;
 
+/** The CPU floods run on: the last one. */
+export function floodCpu(): number {
+  return os.cpus().length - 1;
+}
+
+/**
+ * Keeps this process (every thread, and so the forwarders' workers, and every child it spawns
+ * from now on, the transfers included) off the flood's CPU, until the returned function restores
+ * the old affinity. The flood's sender is one thread that runs flat out, and over a veth the
+ * kernel's receive path for what it sends (into the flooded host's socket) runs in its context
+ * too: on a 2-core machine, sharing a core with it measures the lab, not the forwarder. With this
+ * the transfer has the other core both unloaded and under the flood; what the flood costs it is
+ * the forwarder's work to read and reject the flood. A no-op on a single CPU.
+ */
+export function pinAwayFromFlood(): () => void {
+  const cpus = os.cpus().length;
+  if (cpus < 2) return () => undefined;
+  const before = execFileSync('taskset', ['-p', String(process.pid)], { encoding: 'utf8' }).trim().split(/\s+/).pop()!;
+  execFileSync('taskset', ['-a', '-p', '-c', `0-${floodCpu() - 1}`, String(process.pid)], { stdio: 'ignore' });
+  return () => execFileSync('taskset', ['-a', '-p', before, String(process.pid)], { stdio: 'ignore' });
+}
+
 /** Starts a flood from `host`; resolves once its socket is open. */
 export async function startFlood(lab: Lab, host: Host, o: FloodOptions): Promise<Flood> {
   const bin = buildFlooder(lab);
@@ -70,9 +94,9 @@ export async function startFlood(lab: Lab, host: Host, o: FloodOptions): Promise
       }),
     ),
   );
-  const args = ['-n', String(o.nice ?? 10), bin, '--dst', o.dst, '--port', String(o.port), '--payloads', file, '--src', o.src, '--sources', String(o.sources ?? 1)];
+  const args = ['-c', String(o.cpu ?? floodCpu()), bin, '--dst', o.dst, '--port', String(o.port), '--payloads', file, '--src', o.src, '--sources', String(o.sources ?? 1)];
   if (o.randomMacAt !== undefined) args.push('--random-mac', String(o.randomMacAt));
-  const proc = lab.spawn(host, 'nice', args);
+  const proc = lab.spawn(host, 'taskset', args);
   await proc.waitForOutput('ready', 15_000);
   return {
     process: proc,
@@ -96,4 +120,19 @@ export function rssBytes(): number {
 /** Open file descriptors of this process. */
 export function fdCount(): number {
   return fs.readdirSync('/proc/self/fd').length;
+}
+
+/** CPU seconds (user + system) a process has used so far (/proc/PID/stat). */
+export function cpuSeconds(pid: number | 'self'): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+/** The machine's CPU seconds so far, busy and all (/proc/stat, every core). */
+export function machineCpu(): { busy: number; total: number } {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = line.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (line[3] ?? 0) + (line[4] ?? 0);
+  return { busy: (total - idle) / 100, total: total / 100 };
 }
