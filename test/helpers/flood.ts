@@ -7,6 +7,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { commandExists } from '../../lab';
 import type { Host, Lab, LabProcess } from '../../lab';
 import { helperPath } from '../../lab/system';
@@ -108,6 +110,22 @@ export async function startFlood(lab: Lab, host: Host, o: FloodOptions): Promise
       return JSON.parse(line) as FloodResult;
     },
   };
+}
+
+let collect: (() => void) | null = null;
+
+/**
+ * VmRSS of this process in bytes (/proc/self/status), after a full garbage collection: what the
+ * test's own JavaScript left behind (the transfers' buffers) is not what the forwarders hold.
+ */
+export function settledRssBytes(): number {
+  if (!collect) {
+    v8.setFlagsFromString('--expose-gc');
+    collect = vm.runInNewContext('gc') as () => void;
+  }
+  collect();
+  collect();
+  return rssBytes();
 }
 
 /** VmRSS of this process in bytes (/proc/self/status). */
