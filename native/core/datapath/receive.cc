@@ -179,8 +179,6 @@ void Receiver::coalesce(uint8_t* frame, uint32_t length) {
   // A view of the frame where it lies: the coalescer reads it, patches a run head's headers in
   // place, and the device write gathers from it.
   PacketBuffer& view = views_[views_used_++];
-  const PacketBuffer& received = buffers_[0];
-  (void)received;
   view.base = frame;
   view.capacity = length;
   view.offset = 0;

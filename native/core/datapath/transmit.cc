@@ -15,8 +15,8 @@ size_t segment_buffer_count(uint32_t frame) {
 }
 
 // A segment's headers: link (with tags), IP with options or extension headers, TCP with
-// options: 22 + 60 + 60 for IPv4, more only with unusual IPv6 extension headers, whose frames
-// are copied instead.
+// options: 22 + 60 + 60 for IPv4, more only with unusual IPv6 extension headers, whose segments
+// take their headers into full-size buffers instead (segments_).
 constexpr uint32_t kSegmentHeaderCapacity = 256;
 
 // What a drop before encapsulation records: the frame as the device gave it.
