@@ -23,7 +23,7 @@ import type { Counters, DropReason, EspCipher } from '../../lib/types';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { espPacket, randomSaKey, type EspSa } from '../helpers/esp';
 import { cpuSeconds, fdCount, machineCpu, pinAwayFromFlood, settledRssBytes, startFlood, type FloodOptions, type FloodResult } from '../helpers/flood';
-import { kernelDrops, kernelDropsBetween } from '../helpers/kernel-drops';
+import { kernelDrops, kernelDropsBetween } from '../../lab/kernel-drops';
 import { delta, peerCounters } from '../helpers/overlay';
 import { movedDrops, overlayPair, type Pair } from '../helpers/pair';
 import { ipv4Echo } from '../helpers/raw-ip';
