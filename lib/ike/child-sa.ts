@@ -35,6 +35,8 @@ export class ChildSas {
   current: ChildSa | null = null;
   /** The Child SAs a rekey replaced, until their Delete exchange ends. */
   private readonly retiring: ChildSa[] = [];
+  /** Child SAs that went down: none of them is ever retiring again (its Delete is done). */
+  private readonly down = new WeakSet<ChildSa>();
   /** New Child SAs of a rekey we answered, by the SA they replace: sent with once that one goes. */
   private readonly awaitingActivation = new Map<ChildSa, ChildSa>();
   private rekeying: ChildRekey | null = null;
@@ -82,9 +84,10 @@ export class ChildSas {
     const s = this.session;
     // A session closed meanwhile installs nothing: its SAs would outlive it in the table.
     if (s.state === 'closed') return;
-    // In a simultaneous rekey that ours wins, the replaced SA is already retiring (the peer's
-    // rekey put it there): once is enough, or its hard lifetime would find it after its Delete.
-    if (replaces && !this.retiring.includes(replaces)) this.retiring.push(replaces);
+    // In a simultaneous rekey the replaced SA may already be retiring (the peer's rekey put it
+    // there) or already gone (the peer's Delete came first): once is enough, or its hard
+    // lifetime would find it after its Delete.
+    if (replaces && !this.down.has(replaces) && !this.retiring.includes(replaces)) this.retiring.push(replaces);
     if (replaces && !activate) {
       this.awaitingActivation.set(replaces, child);
       // Should the Delete never come, switch anyway: the initiator has had time to install it.
@@ -297,10 +300,14 @@ export class ChildSas {
   }
 
   gone(child: ChildSa, reason: string): void {
+    // Both ends may delete one SA at once (their hard lifetimes run out together): the peer's
+    // Delete takes it down, and the answer to ours then finds it gone. It goes down once.
+    if (this.down.has(child)) return;
     this.activateReplacement(child);
     const i = this.retiring.indexOf(child);
     if (i >= 0) this.retiring.splice(i, 1);
     if (this.current === child) this.current = null;
+    this.down.add(child);
     this.session.emit('childDown', child, reason);
   }
 
@@ -311,7 +318,10 @@ export class ChildSas {
 
   /** The session closes: every Child SA goes down with it. */
   closeAll(reason: string): void {
-    for (const child of [...this.retiring, ...(this.current ? [this.current] : [])]) this.session.emit('childDown', child, reason);
+    for (const child of [...this.retiring, ...(this.current ? [this.current] : [])]) {
+      this.down.add(child);
+      this.session.emit('childDown', child, reason);
+    }
     this.retiring.length = 0;
     this.current = null;
   }
