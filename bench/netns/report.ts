@@ -135,9 +135,12 @@ export function headline(r: NetnsResult): Headline | null {
   if (!o && !c) return null;
   const gbps = (p: PhaseResult | null) => gbit(p?.tcp?.bitsPerSecond);
   const kpps = (p: PhaseResult | null) => (p?.udp ? p.udp.receivedPps / 1e3 : null);
+  // Frames into b's overlay device. overlayfwd writes a train of same-size UDP datagrams as one
+  // USO super-frame, which the device counts as one packet: its own count of the datagrams it
+  // delivered is the comparable figure (the kernel and the ceiling write one datagram each).
   const forwarded = (p: PhaseResult | null) => {
     const u = p?.udp;
-    const rx = u?.counters?.devices?.b.rxPackets;
+    const rx = u?.counters?.overlayfwd?.b.rxPackets ?? u?.counters?.devices?.b.rxPackets;
     return u && typeof rx === 'number' && u.seconds > 0 ? rx / u.seconds / 1e3 : null;
   };
   return {
