@@ -58,6 +58,7 @@ export const DROP_REASONS = [
   'saExpired',
   'noSa',
   'controlQueueFull',
+  'unreachable',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

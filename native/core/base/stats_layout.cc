@@ -34,6 +34,7 @@ const char* counter_name(uint32_t counter) {
     case kDropSaExpired: return "drop.saExpired";
     case kDropNoSa: return "drop.noSa";
     case kDropControlQueueFull: return "drop.controlQueueFull";
+    case kDropUnreachable: return "drop.unreachable";
     case kTxGsoSends: return "offload.txGsoSends";
     case kTxGsoSegments: return "offload.txGsoSegments";
     case kRxGroReceives: return "offload.rxGroReceives";

@@ -53,6 +53,7 @@ enum Counter : uint32_t {
   kDropSaExpired,      // ESP: the outbound SA used up its sequence numbers; it must be rekeyed
   kDropNoSa,           // ESP: the peer has no outbound SA (yet): IKE has not negotiated one
   kDropControlQueueFull,  // a control datagram (IKE) found the queue to JavaScript full
+  kDropUnreachable,       // sent, and answered by ICMP unreachable / time exceeded (socket_errors.h)
   // Offload use: how many system calls carried several packets.
   kTxGsoSends,        // sendmmsg messages that carried a UDP_SEGMENT train
   kTxGsoSegments,     // datagrams inside those trains

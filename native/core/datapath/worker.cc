@@ -10,6 +10,8 @@
 
 #include "system/clock.h"
 #include "system/privileges.h"
+#include "underlay/socket_errors.h"
+#include "wire/protocols.h"
 
 namespace ovl {
 
@@ -58,15 +60,19 @@ void Worker::loop() {
   UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll.valid()) return fail();
   epoll_fd_ = epoll.get();
-  // Event tags: the stop eventfd, the device, then each receiving socket.
+  // Event tags: the stop eventfd, the device, each receiving socket, then each sending socket.
+  // Senders are watched for errors only (EPOLLERR needs no asking): ICMP errors about what they
+  // sent wait on their error queues (underlay/socket_errors.h).
   constexpr uint32_t kStopTag = 0, kDeviceTag = 1, kFirstReceiverTag = 2;
+  const uint32_t first_sender_tag = kFirstReceiverTag + static_cast<uint32_t>(link_->receiver_count());
   std::vector<std::pair<int, uint32_t>> watched = {{stop_fd_, kStopTag}, {device_fd_, kDeviceTag}};
   for (size_t r = 0; r < link_->receiver_count(); r++) {
     watched.emplace_back(link_->receiver_fd(r), kFirstReceiverTag + static_cast<uint32_t>(r));
   }
+  for (uint32_t s = 0; s < link_->sender_count(); s++) watched.emplace_back(link_->sender_fd(s), first_sender_tag + s);
   for (const auto& [fd, tag] : watched) {
     epoll_event event{};
-    event.events = EPOLLIN;
+    event.events = tag < first_sender_tag ? uint32_t{EPOLLIN} : 0u;
     event.data.u32 = tag;
     if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &event) < 0) return fail();
   }
@@ -99,8 +105,11 @@ void Worker::loop() {
         } else {
           device_ready = true;
         }
+      } else if (tag >= first_sender_tag) {
+        read_underlay_errors(link_->sender_fd(tag - first_sender_tag));
       } else {
-        receiver_ready[tag - kFirstReceiverTag] = true;
+        if (events[i].events & EPOLLERR) read_underlay_errors(link_->receiver_fd(tag - kFirstReceiverTag));
+        receiver_ready[tag - kFirstReceiverTag] = (events[i].events & EPOLLIN) != 0;
       }
     }
     for (size_t r = 0; r < receiver_ready.size(); r++) {
@@ -127,6 +136,25 @@ void Worker::handle_device() {
     const size_t count = device_->read(&device_buffers_[0], device_vnet_.data(), config_.batch_size, *this);
     if (count > 0) transmitter_.send_batch(&device_buffers_[0], device_vnet_.data(), count, *device_);
     if (count < config_.batch_size) return;
+  }
+}
+
+// ICMP errors about datagrams we sent, each counted on the peer the quoted datagram was for.
+// A few rounds at most: what is left keeps the socket's EPOLLERR up for the next wakeup.
+void Worker::read_underlay_errors(int fd) {
+  constexpr size_t kErrorsPerRound = 16;
+  UnderlayError errors[kErrorsPerRound];
+  for (int round = 0; round < kRoundsPerWakeup; round++) {
+    const size_t n = read_error_queue(fd, errors, kErrorsPerRound);
+    for (size_t i = 0; i < n; i++) {
+      const auto* destination = reinterpret_cast<const sockaddr*>(&errors[i].destination);
+      const uint32_t peer = table_->by_source(destination);
+      const uint32_t slot = peer == PeerTable::kNone ? WorkerStats::kNoPeer : table_->peers()[peer].slot;
+      // The sample says whom it was for; the quoted datagram itself is not kept.
+      const uint8_t protocol = config_.tunnel.over_udp() ? kIpProtocolUdp : 0;
+      context_.drop(slot, errors[i].reason, DropSample::underlay(nullptr, 0, DropDirection::tx, destination, 0, protocol));
+    }
+    if (n < kErrorsPerRound) return;
   }
 }
 

@@ -41,6 +41,7 @@ class Worker final : private DeviceReport {
   void loop();
   void refresh_table();
   void handle_device();
+  void read_underlay_errors(int fd);
   void fail();
 
   // DeviceReport

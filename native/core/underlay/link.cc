@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "underlay/raw_link.h"
+#include "underlay/socket_errors.h"
 #include "underlay/udp_link.h"
 
 namespace ovl {
@@ -49,6 +50,7 @@ void UnderlayLink::send(uint32_t socket, const Datagram* run, size_t count, Send
   const int fd = senders_[socket].get();
   const size_t messages = build_messages(run, count);
   size_t done = 0;
+  size_t retried = SIZE_MAX;  // the message a call was repeated for (socket_errors.h)
   while (done < messages) {
     const int sent = ::sendmmsg(fd, &messages_[done], static_cast<unsigned>(messages - done), 0);
     if (sent > 0) {
@@ -60,7 +62,16 @@ void UnderlayLink::send(uint32_t socket, const Datagram* run, size_t count, Send
       continue;
     }
     if (errno == EINTR) continue;
-    if ((errno == EAGAIN || errno == ENOBUFS) && wait_writable(fd)) continue;
+    // An ICMP error that came back for an earlier datagram is handed to whichever call comes
+    // next: this message has not failed yet. The worker counts the error from the error queue.
+    if (retried != done && is_reported_icmp_error(errno)) {
+      retried = done;
+      continue;
+    }
+    // EAGAIN: the socket buffer is full; it drains as the device sends, so wait a little.
+    // ENOBUFS: the egress queue (a qdisc at its limit) refused this message; the socket is
+    // writable all along, so waiting would spin: it is lost, the next may fit.
+    if (errno == EAGAIN && wait_writable(fd)) continue;
     const uint32_t first = first_[done], datagrams = count_[done];
     if (datagrams > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE)) {
       // EIO: the egress device cannot checksum for GSO; this will not change, so stop asking.
@@ -79,7 +90,7 @@ void UnderlayLink::send(uint32_t socket, const Datagram* run, size_t count, Send
     const Counter reason = errno == EMSGSIZE                        ? kDropTooBig
                            : (errno == EAGAIN || errno == ENOBUFS) ? kDropQueueFull
                                                                     : kDropSocketError;
-    if (reason == kDropQueueFull) {
+    if (errno == EAGAIN) {
       for (size_t k = first; k < count; k++) report.dropped(run[k], reason);
       return;
     }
@@ -111,7 +122,11 @@ int UnderlayLink::receive_batch(int fd, PacketBuffer* buffers, uint32_t count, b
       header.msg_controllen = sizeof receive_controls_[i].bytes;
     }
   }
-  const int received = ::recvmmsg(fd, receive_messages_.data(), count, MSG_DONTWAIT, nullptr);
+  int received = ::recvmmsg(fd, receive_messages_.data(), count, MSG_DONTWAIT, nullptr);
+  // A pending ICMP error is returned in place of the datagrams waiting behind it, once.
+  if (received < 0 && is_reported_icmp_error(errno)) {
+    received = ::recvmmsg(fd, receive_messages_.data(), count, MSG_DONTWAIT, nullptr);
+  }
   if (received < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
   for (int i = 0; i < received; i++) buffers[i].length = receive_messages_[static_cast<size_t>(i)].msg_len;
   return received;

@@ -96,6 +96,7 @@ class UnderlayLink {
   int receiver_fd(size_t receiver) const { return receivers_[receiver].get(); }
   // Sockets to send on: a flow always leaves through the same one (its UDP source port).
   uint32_t sender_count() const { return static_cast<uint32_t>(senders_.size()); }
+  int sender_fd(uint32_t socket) const { return senders_[socket].get(); }
   // The local port a sender is bound to (UDP; 0 for raw sockets), as a dropped datagram records it.
   uint16_t sender_port(uint32_t socket) const { return socket < sender_ports_.size() ? sender_ports_[socket] : 0; }
 
@@ -104,7 +105,8 @@ class UnderlayLink {
   virtual int receive(size_t receiver, PacketBuffer* buffers, uint32_t count, ReceivedDatagram* out) = 0;
 
   // Sends datagrams[0, count) on sender `socket` and reports each one's fate. Blocks up to
-  // 100 ms on a full socket buffer before what is left counts as queueFull.
+  // 100 ms on a full socket buffer before what is left counts as queueFull; a message the
+  // egress queue refuses (ENOBUFS) counts as queueFull at once.
   void send(uint32_t socket, const Datagram* datagrams, size_t count, SendReport& report);
 
  protected:

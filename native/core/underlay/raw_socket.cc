@@ -6,6 +6,7 @@
 #include <string>
 
 #include "system/sys_error.h"
+#include "underlay/socket_errors.h"
 
 namespace ovl {
 
@@ -40,6 +41,9 @@ UniqueFd open_raw_receiver(const SocketAddress& local, uint8_t protocol, int rec
   if (!fd.valid()) throw_errno("socket", "raw IP protocol " + std::to_string(protocol));
   if (local.family() == AF_INET6) set_int(fd.get(), IPPROTO_IPV6, IPV6_RECVTCLASS, 1, "IPV6_RECVTCLASS");
   bind_address(fd.get(), local);
+  // The kernel hands ICMP errors about this protocol to its raw sockets (not to the sender):
+  // queued, the worker counts them per peer; unqueued, each would fail the next receive.
+  enable_error_queue(fd.get(), local.family());
   size_buffer(fd.get(), SO_RCVBUFFORCE, SO_RCVBUF, receive_buffer);
   return fd;
 }

@@ -8,6 +8,7 @@
 
 #include "base/flow_hash.h"
 #include "system/sys_error.h"
+#include "underlay/socket_errors.h"
 
 #ifndef UDP_NO_CHECK6_RX
 #define UDP_NO_CHECK6_RX 102
@@ -44,6 +45,9 @@ UniqueFd open_udp(const SocketAddress& local, const UdpOptions& options) {
   } else {
     set_int(fd.get(), IPPROTO_IP, IP_RECVTOS, 1, "IP_RECVTOS");
   }
+  // ICMP errors about what we send (a peer's port unreachable, a router's next hop too small)
+  // are read and counted per peer by the worker.
+  enable_error_queue(fd.get(), local.family());
   size_buffer(fd.get(), SO_RCVBUFFORCE, SO_RCVBUF, options.receive_buffer);
   size_buffer(fd.get(), SO_SNDBUFFORCE, SO_SNDBUF, options.send_buffer);
   return fd;
