@@ -17,6 +17,8 @@ export interface Needs {
   addon?: boolean;
   /** Executables that must be on PATH, e.g. ['iperf3', 'tshark']. 'ip' and 'python3' are always checked. */
   tools?: string[];
+  /** Anything else the suite needs: why it is missing, or null. */
+  also?: () => string | null;
 }
 
 /** Why the native data path cannot run, or null. */
@@ -43,7 +45,7 @@ export function missingPrerequisite(needs: Needs = {}): string | null {
     const addon = addonUnavailableReason();
     if (addon) return addon;
   }
-  return null;
+  return needs.also?.() ?? null;
 }
 
 /**
