@@ -1,6 +1,7 @@
 // `npm run bench`: the codec micro bench, then the netns bench (kernel VXLAN vs overlayfwd in
 // every mode), tables on stdout (progress on stderr), the JSON in bench/results/ and the netns
-// tables as Markdown in bench/results/latest.md.
+// tables as Markdown in bench/results/latest.md, and their ratios drawn as an SVG beside the JSON
+// (bench/results/<stamp>.svg, and latest.svg).
 //
 //   node dist/bench/run.js [--quick] [--only micro|netns] [--duration S] [--parallel N]
 //                          [--no-workers2] [--no-offloads-off] [--modes LIST] [--no-routes]
@@ -12,6 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { espMicroTable, runEspMicro } from './esp-micro';
+import { renderChart } from './netns/chart';
 import { MICRO_PACKETS, runMicro, type MicroResult } from './micro';
 import {
   abortNetns,
@@ -395,6 +397,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${text}\n`);
   };
   let markdown: string | null = null;
+  let chart: string | null = null;
 
   if (args.only !== 'netns') {
     try {
@@ -436,6 +439,7 @@ async function main(): Promise<number> {
       });
       output['netns'] = netns;
       markdown = netnsMarkdown(netns, started, prov);
+      chart = renderChart(netns, `${provenanceText(prov)}, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${os.cpus().length} CPUs, iperf3 ${netns.durationSec} s per test; each mode against the kernel run right before it`);
       print(`\n${markdown}`);
       const phaseErrors = netnsPhases(netns).flatMap((p) => p.errors.map((e) => `${p.label}: ${e}`));
       for (const e of [...netns.errors, ...phaseErrors]) errors.push(`netns: ${e}`);
@@ -463,6 +467,12 @@ async function main(): Promise<number> {
     const errorNote = errors.length ? `\n\nerrors in this run:\n\n${errors.map((e) => `- ${e}`).join('\n')}` : '';
     writeTextAtomic(path.join(dir, 'latest.md'), `${markdown}${errorNote}\n\n<!-- bench/results/${path.basename(file)} -->\n`);
     also += ', bench/results/latest.md';
+  }
+  if (chart !== null) {
+    // The chart of this run beside its JSON (the README shows a committed one), and as latest.svg.
+    writeTextAtomic(file.replace(/\.json$/, '.svg'), chart);
+    writeTextAtomic(path.join(dir, 'latest.svg'), chart);
+    also += ', bench/results/latest.svg';
   }
   print(`\nresults: ${path.relative(process.cwd(), file) || file} (and ${also})`);
   return errors.length ? 1 : 0;

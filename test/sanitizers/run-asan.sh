@@ -38,6 +38,7 @@ suites=(
   test/netns/ike-hostile.test.ts
   test/netns/drops.test.ts
   test/netns/path-mtu.test.ts
+  test/netns/faults.test.ts
   test/netns/route-swap.test.ts
   test/netns/lifecycle.test.ts
   test/netns/cli.test.ts
