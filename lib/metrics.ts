@@ -161,6 +161,13 @@ const FAMILIES: readonly Family[] = [
       emit({ kind: 'static' }, s.fdb.static);
     },
   },
+  {
+    name: 'overlayfwd_fdb_refused_total',
+    help: 'New source MACs not learned because the learned entries were at fdb.maxEntries (their frames are still delivered).',
+    type: 'counter',
+    labels: [],
+    collect: (s, _src, emit) => emit({}, s.fdb.refused ?? 0),
+  },
   ...countersFamilies(),
   {
     name: 'overlayfwd_drops_total',

@@ -494,7 +494,7 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       // The counters block outlives close(): a closed overlay still reports its final counts.
       totals: this.reader.toCounters(this.reader.totals()),
       peers,
-      fdb: { learned, static: staticEntries },
+      fdb: { learned, static: staticEntries, refused: this.reader.counter(this.reader.totals(), 'fdbFull') },
       offloads: { active: { ...this.offloadState }, ...this.reader.offloadCounters(this.reader.totals()) },
       generated: this.reader.generated(this.reader.totals()),
       control: this.reader.control(this.reader.totals()),

@@ -298,7 +298,12 @@ export interface OverlayStats {
   workers: number;
   totals: Counters;
   peers: Record<string, Counters>;
-  fdb: { learned: number; static: number };
+  /**
+   * The forwarding table: entries learned and static, and `refused`: new source MACs not learned
+   * because the learned entries were at fdb.maxEntries (their frames are still delivered, and the
+   * entries already there are kept).
+   */
+  fdb: { learned: number; static: number; refused: number };
   offloads: OffloadStats;
   /**
    * Packets the data path made or rewrote itself: ICMP Fragmentation Needed / Packet Too Big sent

@@ -17,7 +17,7 @@ function totalDrops(c: Counters): number {
 }
 
 function heading(stats: OverlayStats): string {
-  return `${stats.name}: device ${stats.device}, ${plural(stats.workers, 'worker')}, fdb ${stats.fdb.learned} learned + ${stats.fdb.static} static`;
+  return `${stats.name}: device ${stats.device}, ${plural(stats.workers, 'worker')}, fdb ${stats.fdb.learned} learned + ${stats.fdb.static} static${stats.fdb.refused ? ` (${stats.fdb.refused} refused: full)` : ''}`;
 }
 
 function rows(stats: OverlayStats): Array<[string, Counters]> {

@@ -226,6 +226,9 @@ describeNetns('floods survived', { tools: ['cc', 'taskset'] }, () => {
       expect(stats.fdb.learned).toBeGreaterThanOrEqual(MAX_ENTRIES / 2);
       expect(p.A.fdb().length).toBeLessThanOrEqual(MAX_ENTRIES);
       expect(p.A.fdb().find((e) => e.mac === bMac)).toMatchObject({ peer: 'b' });
+      // Every flood frame had a MAC of its own: all but the ones that filled the table were
+      // refused, and each refusal is counted.
+      expect(stats.fdb.refused).toBeGreaterThanOrEqual(s.moved.rxPackets - s.fromB - MAX_ENTRIES);
     });
   });
 

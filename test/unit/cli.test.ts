@@ -480,7 +480,7 @@ function fakeOverlay(name: string): OverlayLike {
       workers: 2,
       totals: counters(3),
       peers: Object.fromEntries(table.map((p, i) => [p.name, counters(i + 1)])),
-      fdb: { learned: 0, static: 1 },
+      fdb: { learned: 0, static: 1, refused: 0 },
       healthy: true,
       offloads: fakeOffloadStats(),
       generated: { icmpTooBig: 0, mssClamped: 0 },

@@ -36,7 +36,7 @@ function fakeOverlay(): OverlayLike {
       healthy: true,
       totals: counters,
       peers: Object.fromEntries(table.map((p) => [p.name, counters])),
-      fdb: { learned: 0, static: 0 },
+      fdb: { learned: 0, static: 0, refused: 0 },
       offloads: fakeOffloadStats(),
       generated: { icmpTooBig: 0, mssClamped: 0 },
       control: { natKeepalives: 0, controlRx: 0, controlTx: 0 },

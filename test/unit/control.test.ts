@@ -25,7 +25,7 @@ function fakeOverlay(): OverlayLike & { table: ResolvedPeer[] } {
       workers: 2,
       totals: counters(3),
       peers: Object.fromEntries(table.map((p, i) => [p.name, counters(i + 1)])),
-      fdb: { learned: 1, static: 2 },
+      fdb: { learned: 1, static: 2, refused: 0 },
       healthy: true,
       offloads: fakeOffloadStats(),
       generated: { icmpTooBig: 0, mssClamped: 0 },

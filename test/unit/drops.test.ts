@@ -238,7 +238,7 @@ function fakeOverlay(name: string) {
       workers: 2,
       totals: fakeCounters(1, { tx: 1, rx: 1, flood: 0, bytesPerPacket: 100 }),
       peers: {},
-      fdb: { learned: 0, static: 0 },
+      fdb: { learned: 0, static: 0, refused: 0 },
       healthy: true,
       offloads: fakeOffloadStats(),
       generated: { icmpTooBig: 0, mssClamped: 0 },

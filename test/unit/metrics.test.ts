@@ -39,7 +39,7 @@ function sampleStats(name = 'ovl0'): OverlayStats {
       b: counters(100, { replay: 2 }),
       'c.east-1': counters(200),
     },
-    fdb: { learned: 4, static: 2 },
+    fdb: { learned: 4, static: 2, refused: 3 },
     offloads: {
       active: { tso: true, udpGso: false, udpGro: true, uringWrites: false },
       txGsoSends: 11,
@@ -215,6 +215,7 @@ describe('OverlayMetrics: values from a stats object', () => {
     expect(value(samples, 'overlayfwd_table_generation')).toBe(5);
     expect(value(samples, 'overlayfwd_fdb_entries', { kind: 'learned' })).toBe(4);
     expect(value(samples, 'overlayfwd_fdb_entries', { kind: 'static' })).toBe(2);
+    expect(value(samples, 'overlayfwd_fdb_refused_total', {})).toBe(3);
     expect(value(samples, 'overlayfwd_offload_active', { offload: 'tso' })).toBe(1);
     expect(value(samples, 'overlayfwd_offload_active', { offload: 'udpGso' })).toBe(0);
     expect(value(samples, 'overlayfwd_offload_active', { offload: 'udpGro' })).toBe(1);

@@ -50,6 +50,7 @@ const char* counter_name(uint32_t counter) {
     case kControlTx: return "controlTx";
     case kNeighborAnnouncements: return "neighborAnnouncements";
     case kNeighborAnnounceFailures: return "neighborAnnounceFailures";
+    case kFdbFull: return "fdbFull";
     default: return nullptr;
   }
 }

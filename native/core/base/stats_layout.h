@@ -73,6 +73,9 @@ enum Counter : uint32_t {
   // What the device says about itself: gratuitous ARPs and unsolicited NAs sent on it.
   kNeighborAnnouncements,
   kNeighborAnnounceFailures,
+  // The learned forwarding table at fdb.maxEntries: a new source MAC it did not learn (the frame
+  // is still delivered; entries already there stay, as a bridge with a learning limit keeps them).
+  kFdbFull,
   kCounterCount,
 };
 

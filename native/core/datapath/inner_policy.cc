@@ -77,8 +77,9 @@ Verdict InnerPolicy::accept_ethernet(const InnerFrame& inner, uint32_t slot, con
   const Verdict ecn = apply_outer_ecn(inner, outer);
   if (!ecn.ok()) return ecn;
   clamp_mss(inner, false);
-  if (context_.config.learning && context_.table->by_static_mac(source_key) == PeerTable::kNone) {
-    fdb_.learn(source_key, slot, context_.now);
+  if (context_.config.learning && context_.table->by_static_mac(source_key) == PeerTable::kNone &&
+      !fdb_.learn(source_key, slot, context_.now)) {
+    context_.count(kFdbFull);
   }
   return Verdict::pass();
 }
