@@ -452,7 +452,9 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       this.emit('rekeyNeeded', event);
     }
     if (!this.ike) return;
+    const present = new Set<string>();
     for (const entry of this.slots.values()) {
+      present.add(entry.peer.name);
       const limit = entry.peer.ike?.rekeyBytes ?? 0;
       if (limit > 0) {
         const c = this.reader.toCounters(this.reader.peer(entry.slot), entry.baseline);
@@ -464,6 +466,8 @@ export class Overlay extends EventEmitter<OverlayEvents> {
       this.noSaSeen.set(entry.peer.name, waiting);
       if (seen !== undefined && waiting > seen) this.ike.trafficFor(entry.peer.name);
     }
+    // Peers come and go (reload, the registry, peers.remove): forget the ones that went.
+    for (const name of this.noSaSeen.keys()) if (!present.has(name)) this.noSaSeen.delete(name);
   }
 
   get config(): ResolvedConfig {

@@ -3,6 +3,7 @@
 #include <poll.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "underlay/raw_link.h"
 #include "underlay/socket_errors.h"
@@ -33,7 +34,9 @@ UnderlayLink::UnderlayLink(UnderlaySockets sockets, const SocketAddress& local, 
       receive_messages_(batch_size),
       receive_iovecs_(batch_size),
       receive_sources_(batch_size),
-      receive_controls_(batch_size) {
+      receive_controls_(batch_size),
+      drop_counts_(receivers_.size()),
+      overflows_(receivers_.size()) {
   for (const UniqueFd& sender : senders_) {
     // UDP only: a raw socket reports its protocol number where a port would be.
     int type = 0;
@@ -106,7 +109,8 @@ bool UnderlayLink::wait_writable(int fd) {
   return ready > 0 && (fds[0].revents & POLLOUT) && !(fds[1].revents & POLLIN);
 }
 
-int UnderlayLink::receive_batch(int fd, PacketBuffer* buffers, uint32_t count, bool control) {
+int UnderlayLink::receive_batch(size_t receiver, PacketBuffer* buffers, uint32_t count) {
+  const int fd = receivers_[receiver].get();
   for (uint32_t i = 0; i < count; i++) {
     PacketBuffer& buffer = buffers[i];
     buffer.reset();
@@ -117,10 +121,8 @@ int UnderlayLink::receive_batch(int fd, PacketBuffer* buffers, uint32_t count, b
     header.msg_namelen = sizeof(sockaddr_storage);
     header.msg_iov = &receive_iovecs_[i];
     header.msg_iovlen = 1;
-    if (control) {
-      header.msg_control = receive_controls_[i].bytes;
-      header.msg_controllen = sizeof receive_controls_[i].bytes;
-    }
+    header.msg_control = receive_controls_[i].bytes;
+    header.msg_controllen = sizeof receive_controls_[i].bytes;
   }
   int received = ::recvmmsg(fd, receive_messages_.data(), count, MSG_DONTWAIT, nullptr);
   // A pending ICMP error is returned in place of the datagrams waiting behind it, once.
@@ -129,6 +131,21 @@ int UnderlayLink::receive_batch(int fd, PacketBuffer* buffers, uint32_t count, b
   }
   if (received < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
   for (int i = 0; i < received; i++) buffers[i].length = receive_messages_[static_cast<size_t>(i)].msg_len;
+  // The drop count comes with datagrams queued after a drop; it only grows (modulo 2^32).
+  for (int i = received - 1; i >= 0; i--) {
+    msghdr& message = receive_messages_[static_cast<size_t>(i)].msg_hdr;
+    bool found = false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&message); c; c = CMSG_NXTHDR(&message, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL) continue;
+      uint32_t dropped;
+      std::memcpy(&dropped, CMSG_DATA(c), sizeof dropped);
+      overflows_[receiver] += dropped - drop_counts_[receiver];
+      drop_counts_[receiver] = dropped;
+      found = true;
+      break;
+    }
+    if (found) break;  // the newest count says it all
+  }
   return received;
 }
 

@@ -104,6 +104,16 @@ class UnderlayLink {
   // and out[i]. Returns how many, 0 when nothing was waiting, -1 on a socket error.
   virtual int receive(size_t receiver, PacketBuffer* buffers, uint32_t count, ReceivedDatagram* out) = 0;
 
+  // What the kernel dropped for `receiver` (its receive buffer full: the worker did not read in
+  // time) since the last call, as the receives learned it (SO_RXQ_OVFL: each datagram brings the
+  // socket's drop count when it has one). Packets of the kernel's, as it queued them: a dropped
+  // UDP_SEGMENT train counts once.
+  uint64_t take_receive_overflows(size_t receiver) {
+    const uint64_t n = overflows_[receiver];
+    overflows_[receiver] = 0;
+    return n;
+  }
+
   // Sends datagrams[0, count) on sender `socket` and reports each one's fate. Blocks up to
   // 100 ms on a full socket buffer before what is left counts as queueFull; a message the
   // egress queue refuses (ENOBUFS) counts as queueFull at once.
@@ -115,9 +125,10 @@ class UnderlayLink {
   virtual size_t build_messages(const Datagram* datagrams, size_t count) = 0;
   bool wait_writable(int fd);
 
-  // Room for two control messages: UDP_SEGMENT or UDP_GRO, and the outer TOS / traffic class.
+  // Room for three control messages: UDP_SEGMENT or UDP_GRO, the outer TOS / traffic class,
+  // and (receiving) the socket's drop count.
   struct alignas(cmsghdr) ControlBuffer {
-    uint8_t bytes[2 * CMSG_SPACE(sizeof(int))];
+    uint8_t bytes[3 * CMSG_SPACE(sizeof(int))];
   };
 
   std::vector<UniqueFd> receivers_;
@@ -141,9 +152,11 @@ class UnderlayLink {
   std::vector<sockaddr_storage> receive_sources_;
   std::vector<ControlBuffer> receive_controls_;
 
-  // Prepares receive_messages_[0, count) to read into buffers[i], with room for control
-  // messages when `control`. Returns the recvmmsg result.
-  int receive_batch(int fd, PacketBuffer* buffers, uint32_t count, bool control);
+  // Receives into buffers[i] from receiver `receiver` (receive_messages_[0, count), with their
+  // control messages) and takes note of the socket's drop count. Returns the recvmmsg result.
+  int receive_batch(size_t receiver, PacketBuffer* buffers, uint32_t count);
+  std::vector<uint32_t> drop_counts_;  // per receiver: the last SO_RXQ_OVFL count seen
+  std::vector<uint64_t> overflows_;    // per receiver: drops not yet taken
 };
 
 // The link for a worker's sockets: UDP when the mode rides on UDP, else raw IP.

@@ -44,6 +44,7 @@ UniqueFd open_raw_receiver(const SocketAddress& local, uint8_t protocol, int rec
   // The kernel hands ICMP errors about this protocol to its raw sockets (not to the sender):
   // queued, the worker counts them per peer; unqueued, each would fail the next receive.
   enable_error_queue(fd.get(), local.family());
+  set_int(fd.get(), SOL_SOCKET, SO_RXQ_OVFL, 1, "SO_RXQ_OVFL");
   size_buffer(fd.get(), SO_RCVBUFFORCE, SO_RCVBUF, receive_buffer);
   return fd;
 }
