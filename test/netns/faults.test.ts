@@ -261,6 +261,10 @@ describeNetns('faults survived', { tools: ['tc', 'python3'] }, () => {
       cStream = await toC.stop();
       survived(f);
       expect(f.towardB.drops.unreachable).toBeGreaterThan(0);
+      // The drop ring says toward whom: b's endpoint, its port.
+      const refused = A.recentDrops().drops.filter((d) => d.reason === 'unreachable');
+      expect(refused.length).toBeGreaterThan(0);
+      expect(refused[refused.length - 1]).toMatchObject({ direction: 'tx', peer: 'b', underlay: { remote: b.underlay, remotePort: 4789, protocol: 17 } });
       // The refusals are b's alone: nothing is counted against c, and c's stream lost only what
       // the kernel dropped on the way.
       // (Before c's forwarder opened its port, a's first floods to c were refused too: c0.)
