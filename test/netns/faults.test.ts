@@ -374,13 +374,15 @@ describeNetns('faults survived', { tools: ['tc', 'python3'] }, () => {
       { statsB, pps: 5000 },
     );
     survived(f);
+    // The kernel dropped what b's socket had no room for (udp InErrors in b); B reads its
+    // socket's drop count once a second (SO_MEMINFO) and counts it as queueFull. The kernel
+    // counts packets as queued: a UDP_SEGMENT train of a's counts once in both.
+    const inErrors = f.stream.kernel.where['b udp InErrors'] ?? 0;
+    const counted = async () => delta((await statsB()).totals, before).drops.queueFull;
+    await waitFor(async () => (await counted()) > 0, "B to count its socket's drops", 5_000);
     const after = await statsB();
     expect(after.healthy).toBe(true);
     const d = delta(after.totals, before);
-    // The kernel dropped what b's socket had no room for (udp InErrors in b); B learns each drop
-    // from the next datagram it reads (SO_RXQ_OVFL) and counts it as queueFull. The kernel counts
-    // packets as queued: a UDP_SEGMENT train of a's counts once in both.
-    const inErrors = f.stream.kernel.where['b udp InErrors'] ?? 0;
     console.log(`[receiver stopped] b's kernel dropped ${inErrors} for its sockets; B counted ${d.drops.queueFull} queueFull`);
     expect(inErrors).toBeGreaterThan(0);
     expect(d.drops.queueFull).toBeGreaterThan(0);

@@ -55,11 +55,6 @@ void Receiver::receive(size_t receiver, DeviceQueue& device, DeviceReport& devic
       context_.drop(WorkerStats::kNoPeer, kDropSocketError, DropSample::nothing(DropDirection::rx));
       return;
     }
-    // Datagrams the kernel dropped before we read (our receive buffer was full): whose they were
-    // is not known.
-    if (const uint64_t lost = link_.take_receive_overflows(receiver)) {
-      context_.drop(WorkerStats::kNoPeer, kDropQueueFull, DropSample::nothing(DropDirection::rx), lost);
-    }
     for (int i = 0; i < count; i++) receive_datagram(buffers_[static_cast<size_t>(i)], received_[static_cast<size_t>(i)]);
     // The next round reuses these buffers: write everything out first.
     if (context_.config.vnet_header) flush_coalesced();

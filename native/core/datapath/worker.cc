@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 
+#include <array>
 #include <cerrno>
 #include <csignal>
 #include <string>
@@ -79,6 +80,7 @@ void Worker::loop() {
   std::vector<bool> receiver_ready(link_->receiver_count());
 
   uint32_t last_expiry = monotonic_seconds();
+  uint32_t last_overflow_check = last_expiry;
   std::vector<epoll_event> events(watched.size());
   uint64_t poll_until = 0;  // busy-poll (timeout 0) until then, after the last work done
   for (;;) {
@@ -106,9 +108,9 @@ void Worker::loop() {
           device_ready = true;
         }
       } else if (tag >= first_sender_tag) {
-        read_underlay_errors(link_->sender_fd(tag - first_sender_tag));
+        link_->read_errors(link_->sender_fd(tag - first_sender_tag));
       } else {
-        if (events[i].events & EPOLLERR) read_underlay_errors(link_->receiver_fd(tag - kFirstReceiverTag));
+        if (events[i].events & EPOLLERR) link_->read_errors(link_->receiver_fd(tag - kFirstReceiverTag));
         receiver_ready[tag - kFirstReceiverTag] = (events[i].events & EPOLLIN) != 0;
       }
     }
@@ -116,6 +118,11 @@ void Worker::loop() {
       if (receiver_ready[r]) receiver_.receive(r, *device_, *this);
     }
     if (device_ready && !device_lost_) handle_device();
+    if (!link_->pending_errors().empty() || link_->unattributed_errors() != std::array<uint64_t, 2>{}) count_underlay_errors();
+    if (context_.now != last_overflow_check) {
+      count_receive_overflows();
+      last_overflow_check = context_.now;
+    }
     // One worker ages the shared table; a few seconds of slack is what bridges allow too.
     if (config_.index == 0 && context_.now - last_expiry >= 5) {
       fdb_.expire(context_.now);
@@ -139,22 +146,32 @@ void Worker::handle_device() {
   }
 }
 
-// ICMP errors about datagrams we sent, each counted on the peer the quoted datagram was for.
-// A few rounds at most: what is left keeps the socket's EPOLLERR up for the next wakeup.
-void Worker::read_underlay_errors(int fd) {
-  constexpr size_t kErrorsPerRound = 16;
-  UnderlayError errors[kErrorsPerRound];
-  for (int round = 0; round < kRoundsPerWakeup; round++) {
-    const size_t n = read_error_queue(fd, errors, kErrorsPerRound);
-    for (size_t i = 0; i < n; i++) {
-      const auto* destination = reinterpret_cast<const sockaddr*>(&errors[i].destination);
-      const uint32_t peer = table_->by_source(destination);
-      const uint32_t slot = peer == PeerTable::kNone ? WorkerStats::kNoPeer : table_->peers()[peer].slot;
-      // The sample says whom it was for; the quoted datagram itself is not kept.
-      const uint8_t protocol = config_.tunnel.over_udp() ? kIpProtocolUdp : 0;
-      context_.drop(slot, errors[i].reason, DropSample::underlay(nullptr, 0, DropDirection::tx, destination, 0, protocol));
+// ICMP errors about datagrams we sent (read here on EPOLLERR, or by a send that waited for
+// room), each counted on the peer the quoted datagram was for.
+void Worker::count_underlay_errors() {
+  std::vector<UnderlayError>& errors = link_->pending_errors();
+  for (const UnderlayError& error : errors) {
+    const auto* destination = reinterpret_cast<const sockaddr*>(&error.destination);
+    const uint32_t peer = table_->by_source(destination);
+    const uint32_t slot = peer == PeerTable::kNone ? WorkerStats::kNoPeer : table_->peers()[peer].slot;
+    // The sample says whom it was for; the quoted datagram itself is not kept.
+    const uint8_t protocol = config_.tunnel.over_udp() ? kIpProtocolUdp : 0;
+    context_.drop(slot, error.reason, DropSample::underlay(nullptr, 0, DropDirection::tx, destination, 0, protocol));
+  }
+  errors.clear();
+  std::array<uint64_t, 2>& unattributed = link_->unattributed_errors();
+  if (unattributed[0]) context_.drop(WorkerStats::kNoPeer, kDropUnreachable, DropSample::nothing(DropDirection::tx), unattributed[0]);
+  if (unattributed[1]) context_.drop(WorkerStats::kNoPeer, kDropTooBig, DropSample::nothing(DropDirection::tx), unattributed[1]);
+  unattributed = {};
+}
+
+// Once a second: what the kernel dropped for our receiving sockets (a full receive buffer) since
+// the last look. Whose datagrams they were is not known.
+void Worker::count_receive_overflows() {
+  for (size_t r = 0; r < link_->receiver_count(); r++) {
+    if (const uint64_t lost = link_->take_receive_overflows(r)) {
+      context_.drop(WorkerStats::kNoPeer, kDropQueueFull, DropSample::nothing(DropDirection::rx), lost);
     }
-    if (n < kErrorsPerRound) return;
   }
 }
 

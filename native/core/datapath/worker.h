@@ -41,7 +41,8 @@ class Worker final : private DeviceReport {
   void loop();
   void refresh_table();
   void handle_device();
-  void read_underlay_errors(int fd);
+  void count_underlay_errors();
+  void count_receive_overflows();
   void fail();
 
   // DeviceReport

@@ -1,12 +1,13 @@
 #include "underlay/link.h"
 
+#include <linux/sock_diag.h>
 #include <poll.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "system/clock.h"
 #include "underlay/raw_link.h"
-#include "underlay/socket_errors.h"
 #include "underlay/udp_link.h"
 
 namespace ovl {
@@ -35,8 +36,9 @@ UnderlayLink::UnderlayLink(UnderlaySockets sockets, const SocketAddress& local, 
       receive_iovecs_(batch_size),
       receive_sources_(batch_size),
       receive_controls_(batch_size),
-      drop_counts_(receivers_.size()),
-      overflows_(receivers_.size()) {
+      drop_counts_(receivers_.size()) {
+  // Drops before we started are not ours to count (a socket is new, but say so anyway).
+  for (size_t r = 0; r < receivers_.size(); r++) take_receive_overflows(r);
   for (const UniqueFd& sender : senders_) {
     // UDP only: a raw socket reports its protocol number where a port would be.
     int type = 0;
@@ -53,7 +55,8 @@ void UnderlayLink::send(uint32_t socket, const Datagram* run, size_t count, Send
   const int fd = senders_[socket].get();
   const size_t messages = build_messages(run, count);
   size_t done = 0;
-  size_t retried = SIZE_MAX;  // the message a call was repeated for (socket_errors.h)
+  size_t retried = SIZE_MAX;  // the message calls were repeated for (socket_errors.h), and how often
+  int retries = 0;
   while (done < messages) {
     const int sent = ::sendmmsg(fd, &messages_[done], static_cast<unsigned>(messages - done), 0);
     if (sent > 0) {
@@ -67,9 +70,9 @@ void UnderlayLink::send(uint32_t socket, const Datagram* run, size_t count, Send
     if (errno == EINTR) continue;
     // An ICMP error that came back for an earlier datagram is handed to whichever call comes
     // next: this message has not failed yet. The worker counts the error from the error queue.
-    if (retried != done && is_reported_icmp_error(errno)) {
-      retried = done;
-      continue;
+    if (is_reported_icmp_error(errno)) {
+      if (retried != done) retried = done, retries = 0;
+      if (++retries <= kPendingErrorRetries) continue;
     }
     // EAGAIN: the socket buffer is full; it drains as the device sends, so wait a little.
     // ENOBUFS: the egress queue (a qdisc at its limit) refused this message; the socket is
@@ -104,9 +107,54 @@ void UnderlayLink::send(uint32_t socket, const Datagram* run, size_t count, Send
 }
 
 bool UnderlayLink::wait_writable(int fd) {
-  pollfd fds[2] = {{fd, POLLOUT, 0}, {stop_fd_, POLLIN, 0}};
-  const int ready = ::poll(fds, 2, kWritableTimeoutMs);
-  return ready > 0 && (fds[0].revents & POLLOUT) && !(fds[1].revents & POLLIN);
+  const uint64_t deadline = monotonic_microseconds() + kWritableTimeoutMs * 1000;
+  for (;;) {
+    const uint64_t now = monotonic_microseconds();
+    if (now >= deadline) return false;
+    pollfd fds[2] = {{fd, POLLOUT, 0}, {stop_fd_, POLLIN, 0}};
+    const int ready = ::poll(fds, 2, static_cast<int>((deadline - now + 999) / 1000));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0 || (fds[1].revents & POLLIN)) return false;
+    if (fds[0].revents & POLLOUT) return true;
+    // POLLERR without room: ICMP errors are queued (and would keep poll from waiting). Read
+    // them for the worker to count, and wait on.
+    if (fds[0].revents & POLLERR) {
+      read_errors(fd);
+      continue;
+    }
+    return false;
+  }
+}
+
+void UnderlayLink::read_errors(int fd) {
+  // Bounded: the worker takes them after each wakeup (the kernel rate-limits ICMP errors to
+  // about a thousand a second); past this they are counted without their destination.
+  constexpr size_t kMaxPending = 1024;
+  UnderlayError errors[16];
+  for (;;) {
+    const size_t n = read_error_queue(fd, errors, 16);
+    for (size_t i = 0; i < n; i++) {
+      if (pending_errors_.size() < kMaxPending) {
+        pending_errors_.push_back(errors[i]);
+      } else {
+        unattributed_errors_[errors[i].reason == kDropTooBig ? 1 : 0]++;
+      }
+    }
+    if (n < 16) return;
+  }
+}
+
+uint64_t UnderlayLink::take_receive_overflows(size_t receiver) {
+  uint32_t meminfo[SK_MEMINFO_VARS] = {};
+  socklen_t length = sizeof meminfo;
+  if (::getsockopt(receivers_[receiver].get(), SOL_SOCKET, SO_MEMINFO, meminfo, &length) != 0 ||
+      length <= SK_MEMINFO_DROPS * sizeof(uint32_t)) {
+    return 0;
+  }
+  const uint32_t dropped = meminfo[SK_MEMINFO_DROPS];
+  const uint32_t taken = drop_counts_[receiver];
+  drop_counts_[receiver] = dropped;
+  return dropped - taken;  // modulo 2^32
 }
 
 int UnderlayLink::receive_batch(size_t receiver, PacketBuffer* buffers, uint32_t count) {
@@ -125,27 +173,12 @@ int UnderlayLink::receive_batch(size_t receiver, PacketBuffer* buffers, uint32_t
     header.msg_controllen = sizeof receive_controls_[i].bytes;
   }
   int received = ::recvmmsg(fd, receive_messages_.data(), count, MSG_DONTWAIT, nullptr);
-  // A pending ICMP error is returned in place of the datagrams waiting behind it, once.
-  if (received < 0 && is_reported_icmp_error(errno)) {
+  // A pending ICMP error is returned in place of the datagrams waiting behind it.
+  for (int retries = 0; received < 0 && is_reported_icmp_error(errno) && retries < kPendingErrorRetries; retries++) {
     received = ::recvmmsg(fd, receive_messages_.data(), count, MSG_DONTWAIT, nullptr);
   }
   if (received < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
   for (int i = 0; i < received; i++) buffers[i].length = receive_messages_[static_cast<size_t>(i)].msg_len;
-  // The drop count comes with datagrams queued after a drop; it only grows (modulo 2^32).
-  for (int i = received - 1; i >= 0; i--) {
-    msghdr& message = receive_messages_[static_cast<size_t>(i)].msg_hdr;
-    bool found = false;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&message); c; c = CMSG_NXTHDR(&message, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL) continue;
-      uint32_t dropped;
-      std::memcpy(&dropped, CMSG_DATA(c), sizeof dropped);
-      overflows_[receiver] += dropped - drop_counts_[receiver];
-      drop_counts_[receiver] = dropped;
-      found = true;
-      break;
-    }
-    if (found) break;  // the newest count says it all
-  }
   return received;
 }
 

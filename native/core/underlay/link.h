@@ -17,6 +17,7 @@
 #include "base/socket_address.h"
 #include "base/verdict.h"
 #include "system/unique_fd.h"
+#include "underlay/socket_errors.h"
 #include "wire/outer_ip.h"
 
 namespace ovl {
@@ -104,15 +105,19 @@ class UnderlayLink {
   // and out[i]. Returns how many, 0 when nothing was waiting, -1 on a socket error.
   virtual int receive(size_t receiver, PacketBuffer* buffers, uint32_t count, ReceivedDatagram* out) = 0;
 
-  // What the kernel dropped for `receiver` (its receive buffer full: the worker did not read in
-  // time) since the last call, as the receives learned it (SO_RXQ_OVFL: each datagram brings the
-  // socket's drop count when it has one). Packets of the kernel's, as it queued them: a dropped
-  // UDP_SEGMENT train counts once.
-  uint64_t take_receive_overflows(size_t receiver) {
-    const uint64_t n = overflows_[receiver];
-    overflows_[receiver] = 0;
-    return n;
-  }
+  // What the kernel dropped for `receiver` since the last call: its receive buffer full (the
+  // worker did not read in time), mostly; also what failed its checksum or a socket filter. The
+  // socket's own count (SO_MEMINFO), one system call: for a timer, not for every batch. Packets
+  // as the kernel queued them: a dropped UDP_SEGMENT train counts once.
+  uint64_t take_receive_overflows(size_t receiver);
+
+  // ICMP errors about what this link sent (socket_errors.h): read from `fd`'s error queue into
+  // the pending list, which the worker counts and clears. A send that waits for room reads them
+  // too (a socket with errors queued reports POLLERR, not the POLLOUT it waits for).
+  void read_errors(int fd);
+  std::vector<UnderlayError>& pending_errors() { return pending_errors_; }
+  // Those read past the pending list's bound: unreachable [0] and tooBig [1], on no peer.
+  std::array<uint64_t, 2>& unattributed_errors() { return unattributed_errors_; }
 
   // Sends datagrams[0, count) on sender `socket` and reports each one's fate. Blocks up to
   // 100 ms on a full socket buffer before what is left counts as queueFull; a message the
@@ -125,10 +130,9 @@ class UnderlayLink {
   virtual size_t build_messages(const Datagram* datagrams, size_t count) = 0;
   bool wait_writable(int fd);
 
-  // Room for three control messages: UDP_SEGMENT or UDP_GRO, the outer TOS / traffic class,
-  // and (receiving) the socket's drop count.
+  // Room for two control messages: UDP_SEGMENT or UDP_GRO, and the outer TOS / traffic class.
   struct alignas(cmsghdr) ControlBuffer {
-    uint8_t bytes[3 * CMSG_SPACE(sizeof(int))];
+    uint8_t bytes[2 * CMSG_SPACE(sizeof(int))];
   };
 
   std::vector<UniqueFd> receivers_;
@@ -153,10 +157,11 @@ class UnderlayLink {
   std::vector<ControlBuffer> receive_controls_;
 
   // Receives into buffers[i] from receiver `receiver` (receive_messages_[0, count), with their
-  // control messages) and takes note of the socket's drop count. Returns the recvmmsg result.
+  // control messages). Returns the recvmmsg result.
   int receive_batch(size_t receiver, PacketBuffer* buffers, uint32_t count);
-  std::vector<uint32_t> drop_counts_;  // per receiver: the last SO_RXQ_OVFL count seen
-  std::vector<uint64_t> overflows_;    // per receiver: drops not yet taken
+  std::vector<uint32_t> drop_counts_;  // per receiver: the socket's drop count when last taken
+  std::vector<UnderlayError> pending_errors_;
+  std::array<uint64_t, 2> unattributed_errors_{};
 };
 
 // The link for a worker's sockets: UDP when the mode rides on UDP, else raw IP.

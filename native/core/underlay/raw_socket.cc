@@ -44,7 +44,6 @@ UniqueFd open_raw_receiver(const SocketAddress& local, uint8_t protocol, int rec
   // The kernel hands ICMP errors about this protocol to its raw sockets (not to the sender):
   // queued, the worker counts them per peer; unqueued, each would fail the next receive.
   enable_error_queue(fd.get(), local.family());
-  set_int(fd.get(), SOL_SOCKET, SO_RXQ_OVFL, 1, "SO_RXQ_OVFL");
   size_buffer(fd.get(), SO_RCVBUFFORCE, SO_RCVBUF, receive_buffer);
   return fd;
 }
@@ -53,6 +52,9 @@ UniqueFd open_raw_sender(const SocketAddress& local, int send_buffer) {
   UniqueFd fd(::socket(local.family(), SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW));
   if (!fd.valid()) throw_errno("socket", "raw IP sender");
   size_buffer(fd.get(), SO_SNDBUFFORCE, SO_SNDBUF, send_buffer);
+  // No ICMP error ever reaches an IPPROTO_RAW socket, but with IP_RECVERR a datagram the egress
+  // queue refuses fails the send (ENOBUFS, counted queueFull) instead of passing for sent.
+  enable_error_queue(fd.get(), local.family());
   // An IPPROTO_RAW socket never receives; the smallest buffer keeps that cheap.
   const int smallest = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &smallest, sizeof smallest);

@@ -52,8 +52,10 @@ size_t read_error_queue(int fd, UnderlayError* out, size_t max) {
   size_t n = 0;
   while (n < max) {
     sockaddr_storage destination{};
-    // Only the control message matters; the quoted datagram is cut off (MSG_TRUNC).
-    alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(sock_extended_err) + sizeof(sockaddr_in6))];
+    // Only the control messages matter; the quoted datagram is cut off (MSG_TRUNC). The kernel
+    // puts the quoted packet's TOS / traffic class first (IP_RECVTOS / IPV6_RECVTCLASS are on),
+    // then the error and the address of whoever sent the ICMP.
+    alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(sock_extended_err) + sizeof(sockaddr_in6))];
     msghdr message{};
     message.msg_name = &destination;
     message.msg_namelen = sizeof destination;

@@ -48,7 +48,10 @@ bool classify_underlay_error(const sock_extended_err& error, Counter* reason);
 size_t read_error_queue(int fd, UnderlayError* out, size_t max);
 
 // Errno values by which a send or receive hands back an ICMP error queued earlier (sk_err), and
-// not a failure of the call itself: the call is worth making once more.
+// not a failure of the call itself: the call is worth making again. Reading one error queue
+// entry sets the pending error to the next one's, so a few such in a row are no surprise; past
+// kPendingErrorRetries the errno is taken for the call's own.
 bool is_reported_icmp_error(int error);
+constexpr int kPendingErrorRetries = 4;
 
 }  // namespace ovl

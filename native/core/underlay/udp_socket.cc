@@ -48,8 +48,6 @@ UniqueFd open_udp(const SocketAddress& local, const UdpOptions& options) {
   // ICMP errors about what we send (a peer's port unreachable, a router's next hop too small)
   // are read and counted per peer by the worker.
   enable_error_queue(fd.get(), local.family());
-  // What the kernel drops for a full receive buffer comes with the next datagram we read.
-  set_int(fd.get(), SOL_SOCKET, SO_RXQ_OVFL, 1, "SO_RXQ_OVFL");
   size_buffer(fd.get(), SO_RCVBUFFORCE, SO_RCVBUF, options.receive_buffer);
   size_buffer(fd.get(), SO_SNDBUFFORCE, SO_SNDBUF, options.send_buffer);
   return fd;
