@@ -181,6 +181,8 @@ async function floodOnce(lab: Lab, p: Pair, x: Host, what: string, flood: FloodO
       busy: (machine.busy - cpu0.machine.busy) / (machine.total - cpu0.machine.total),
     };
     rss[1] = settledRssBytes();
+    // A transfer that timed out (a busy machine) leaves its child's pipes to close a moment later.
+    if (loaded.starved) await waitFor(() => fdCount() <= fds[0], 'the starved transfer to let go of its pipes', 10_000).catch(() => undefined);
     fds[1] = fdCount();
   } finally {
     result = await running.stop();
