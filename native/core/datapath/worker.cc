@@ -118,7 +118,7 @@ void Worker::loop() {
       if (receiver_ready[r]) receiver_.receive(r, *device_, *this);
     }
     if (device_ready && !device_lost_) handle_device();
-    if (!link_->pending_errors().empty() || link_->unattributed_errors() != std::array<uint64_t, 2>{}) count_underlay_errors();
+    if (link_->has_errors()) count_underlay_errors();
     if (context_.now != last_overflow_check) {
       count_receive_overflows();
       last_overflow_check = context_.now;
@@ -150,12 +150,12 @@ void Worker::handle_device() {
 // room), each counted on the peer the quoted datagram was for.
 void Worker::count_underlay_errors() {
   std::vector<UnderlayError>& errors = link_->pending_errors();
+  const uint8_t protocol = config_.tunnel.over_udp() ? kIpProtocolUdp : 0;
   for (const UnderlayError& error : errors) {
     const auto* destination = reinterpret_cast<const sockaddr*>(&error.destination);
     const uint32_t peer = table_->by_source(destination);
     const uint32_t slot = peer == PeerTable::kNone ? WorkerStats::kNoPeer : table_->peers()[peer].slot;
     // The sample says whom it was for; the quoted datagram itself is not kept.
-    const uint8_t protocol = config_.tunnel.over_udp() ? kIpProtocolUdp : 0;
     context_.drop(slot, error.reason, DropSample::underlay(nullptr, 0, DropDirection::tx, destination, 0, protocol));
   }
   errors.clear();

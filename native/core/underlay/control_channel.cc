@@ -121,12 +121,14 @@ void ControlChannel::send(uint16_t local_port, const SocketAddress& to, const ui
     throw InvalidArgument("the control channel has no socket on port " + std::to_string(local_port));
   }
   // The data socket hears ICMP errors (underlay/socket_errors.h): one that came back for an
-  // earlier datagram is handed to whichever call comes next, and is no failure of this one.
+  // earlier datagram is handed to whichever call comes next, and is no failure of this one. The
+  // worker reads that socket's error queue and counts them; while it holds one, try again.
   ssize_t sent;
   int reported = 0;
   do {
     sent = ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-  } while (sent < 0 && (errno == EINTR || (is_reported_icmp_error(errno) && ++reported <= kPendingErrorRetries)));
+  } while (sent < 0 && (errno == EINTR || (is_reported_icmp_error(errno) && has_queued_errors(fd) &&
+                                           ++reported <= kPendingErrorRetries)));
   // ENOBUFS: the egress queue refused it; to the caller that is a full queue, like EAGAIN.
   if (sent < 0 && errno == ENOBUFS) errno = EAGAIN;
   if (sent < 0) throw_errno("sendmsg", "control message to " + to.to_string());

@@ -4,7 +4,6 @@
 #include <poll.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "system/clock.h"
 #include "underlay/raw_link.h"
@@ -70,7 +69,7 @@ void UnderlayLink::send(uint32_t socket, const Datagram* run, size_t count, Send
     if (errno == EINTR) continue;
     // An ICMP error that came back for an earlier datagram is handed to whichever call comes
     // next: this message has not failed yet. The worker counts the error from the error queue.
-    if (is_reported_icmp_error(errno)) {
+    if (took_queued_error(fd, errno)) {
       if (retried != done) retried = done, retries = 0;
       if (++retries <= kPendingErrorRetries) continue;
     }
@@ -144,6 +143,12 @@ void UnderlayLink::read_errors(int fd) {
   }
 }
 
+bool UnderlayLink::took_queued_error(int fd, int error) {
+  if (!is_reported_icmp_error(error) || !has_queued_errors(fd)) return false;
+  read_errors(fd);
+  return true;
+}
+
 uint64_t UnderlayLink::take_receive_overflows(size_t receiver) {
   uint32_t meminfo[SK_MEMINFO_VARS] = {};
   socklen_t length = sizeof meminfo;
@@ -157,7 +162,7 @@ uint64_t UnderlayLink::take_receive_overflows(size_t receiver) {
   return dropped - taken;  // modulo 2^32
 }
 
-int UnderlayLink::receive_batch(size_t receiver, PacketBuffer* buffers, uint32_t count) {
+int UnderlayLink::receive_batch(size_t receiver, PacketBuffer* buffers, uint32_t count, bool control) {
   const int fd = receivers_[receiver].get();
   for (uint32_t i = 0; i < count; i++) {
     PacketBuffer& buffer = buffers[i];
@@ -169,12 +174,14 @@ int UnderlayLink::receive_batch(size_t receiver, PacketBuffer* buffers, uint32_t
     header.msg_namelen = sizeof(sockaddr_storage);
     header.msg_iov = &receive_iovecs_[i];
     header.msg_iovlen = 1;
-    header.msg_control = receive_controls_[i].bytes;
-    header.msg_controllen = sizeof receive_controls_[i].bytes;
+    if (control) {
+      header.msg_control = receive_controls_[i].bytes;
+      header.msg_controllen = sizeof receive_controls_[i].bytes;
+    }
   }
   int received = ::recvmmsg(fd, receive_messages_.data(), count, MSG_DONTWAIT, nullptr);
   // A pending ICMP error is returned in place of the datagrams waiting behind it.
-  for (int retries = 0; received < 0 && is_reported_icmp_error(errno) && retries < kPendingErrorRetries; retries++) {
+  for (int retries = 0; received < 0 && retries < kPendingErrorRetries && took_queued_error(fd, errno); retries++) {
     received = ::recvmmsg(fd, receive_messages_.data(), count, MSG_DONTWAIT, nullptr);
   }
   if (received < 0 && (errno == EAGAIN || errno == EINTR)) return 0;

@@ -118,6 +118,7 @@ class UnderlayLink {
   std::vector<UnderlayError>& pending_errors() { return pending_errors_; }
   // Those read past the pending list's bound: unreachable [0] and tooBig [1], on no peer.
   std::array<uint64_t, 2>& unattributed_errors() { return unattributed_errors_; }
+  bool has_errors() const { return !pending_errors_.empty() || unattributed_errors_ != std::array<uint64_t, 2>{}; }
 
   // Sends datagrams[0, count) on sender `socket` and reports each one's fate. Blocks up to
   // 100 ms on a full socket buffer before what is left counts as queueFull; a message the
@@ -129,6 +130,10 @@ class UnderlayLink {
   // [first_[m], first_[m] + count_[m]).
   virtual size_t build_messages(const Datagram* datagrams, size_t count) = 0;
   bool wait_writable(int fd);
+  // A call on `fd` failed with `error`: true when that was an ICMP error queued earlier and not
+  // the call's own (an errno of that kind, with the error queue not empty). The queue is read
+  // for the worker to count, so that a retry does not meet the same error again.
+  bool took_queued_error(int fd, int error);
 
   // Room for two control messages: UDP_SEGMENT or UDP_GRO, and the outer TOS / traffic class.
   struct alignas(cmsghdr) ControlBuffer {
@@ -156,9 +161,9 @@ class UnderlayLink {
   std::vector<sockaddr_storage> receive_sources_;
   std::vector<ControlBuffer> receive_controls_;
 
-  // Receives into buffers[i] from receiver `receiver` (receive_messages_[0, count), with their
-  // control messages). Returns the recvmmsg result.
-  int receive_batch(size_t receiver, PacketBuffer* buffers, uint32_t count);
+  // Receives into buffers[i] from receiver `receiver` (receive_messages_[0, count), with room
+  // for control messages when `control`). Returns the recvmmsg result.
+  int receive_batch(size_t receiver, PacketBuffer* buffers, uint32_t count, bool control);
   std::vector<uint32_t> drop_counts_;  // per receiver: the socket's drop count when last taken
   std::vector<UnderlayError> pending_errors_;
   std::array<uint64_t, 2> unattributed_errors_{};

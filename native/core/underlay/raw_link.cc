@@ -54,7 +54,7 @@ size_t RawLink::build_messages(const Datagram* run, size_t count) {
 // message.
 int RawLink::receive(size_t receiver, PacketBuffer* buffers, uint32_t count, ReceivedDatagram* out) {
   const uint8_t protocol = receiver_protocols_[receiver];
-  const int received = receive_batch(receiver, buffers, count);
+  const int received = receive_batch(receiver, buffers, count, ipv6_);
   for (int i = 0; i < received; i++) {
     const msghdr& message = receive_messages_[static_cast<size_t>(i)].msg_hdr;
     PacketBuffer& buffer = buffers[i];

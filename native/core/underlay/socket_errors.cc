@@ -3,6 +3,7 @@
 #include <netinet/icmp6.h>
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
+#include <poll.h>
 #include <sys/uio.h>
 
 #include <cerrno>
@@ -75,7 +76,6 @@ size_t read_error_queue(int fd, UnderlayError* out, size_t max) {
       if (!classify_underlay_error(error, &reason)) continue;
       out[n].destination = destination;
       out[n].reason = reason;
-      out[n].next_hop_mtu = reason == kDropTooBig ? error.ee_info : 0;
       n++;
       break;
     }
@@ -104,6 +104,11 @@ bool is_reported_icmp_error(int error) {
     default:
       return false;
   }
+}
+
+bool has_queued_errors(int fd) {
+  pollfd watched{fd, 0, 0};  // POLLERR is reported whatever is asked for
+  return ::poll(&watched, 1, 0) == 1 && (watched.revents & POLLERR) != 0;
 }
 
 }  // namespace ovl

@@ -32,7 +32,6 @@ namespace ovl {
 struct UnderlayError {
   sockaddr_storage destination{};
   Counter reason = kDropUnreachable;
-  uint32_t next_hop_mtu = 0;  // "fragmentation needed" / "packet too big": what the router could carry
 };
 
 // Asks the kernel to queue ICMP errors on `fd` (an underlay socket of `family`). Best effort: a
@@ -47,11 +46,16 @@ bool classify_underlay_error(const sock_extended_err& error, Counter* reason);
 // returns n. Entries beyond `max` stay for the next call (the socket still reports EPOLLERR).
 size_t read_error_queue(int fd, UnderlayError* out, size_t max);
 
-// Errno values by which a send or receive hands back an ICMP error queued earlier (sk_err), and
-// not a failure of the call itself: the call is worth making again. Reading one error queue
-// entry sets the pending error to the next one's, so a few such in a row are no surprise; past
-// kPendingErrorRetries the errno is taken for the call's own.
+// Errno values by which a send or receive may hand back an ICMP error queued earlier (sk_err),
+// and not a failure of the call itself. Most of them can be a call's own failure too (EMSGSIZE
+// for a datagram over the device MTU, EHOSTUNREACH from a route), so an errno of this kind is
+// taken for a queued error only while the error queue holds one (has_queued_errors): then the
+// call is worth making again. Reading one entry sets the pending error to the next one's, so a
+// few such in a row are no surprise; past kPendingErrorRetries the errno is the call's own.
 bool is_reported_icmp_error(int error);
 constexpr int kPendingErrorRetries = 4;
+
+// Whether `fd`'s error queue holds an entry (it reports POLLERR), without waiting.
+bool has_queued_errors(int fd);
 
 }  // namespace ovl

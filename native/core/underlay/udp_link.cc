@@ -72,7 +72,7 @@ size_t UdpLink::build_messages(const Datagram* run, size_t count) {
 }
 
 int UdpLink::receive(size_t receiver, PacketBuffer* buffers, uint32_t count, ReceivedDatagram* out) {
-  const int received = receive_batch(receiver, buffers, count);
+  const int received = receive_batch(receiver, buffers, count, true);
   for (int i = 0; i < received; i++) {
     const msghdr& message = receive_messages_[static_cast<size_t>(i)].msg_hdr;
     ReceivedDatagram& datagram = out[i];

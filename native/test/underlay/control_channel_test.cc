@@ -22,9 +22,11 @@
 #include "base/stats_layout.h"
 #include "system/sys_error.h"
 #include "system/unique_fd.h"
+#include "loopback_udp.h"
 #include "test.h"
 
 using namespace ovl;
+using namespace ovl::test;
 
 namespace {
 
@@ -59,25 +61,6 @@ class FakeSink final : public ControlSink {
   std::vector<Received> received_;
 };
 
-SocketAddress loopback(uint16_t port) { return *parse_socket_address("127.0.0.1", port); }
-
-UniqueFd udp_socket(uint16_t port = 0) {
-  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  const SocketAddress address = loopback(port);
-  if (::bind(fd.get(), address.get(), address.length) < 0) throw_errno("bind", "test socket");
-  return fd;
-}
-
-uint16_t port_of(int fd) {
-  sockaddr_in address{};
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  return ntohs(address.sin_port);
-}
-
-// A port that was free a moment ago.
-uint16_t free_port() { return port_of(udp_socket().get()); }
-
 void send_to(int fd, uint16_t port, const Bytes& data) {
   const SocketAddress to = loopback(port);
   ::sendto(fd, data.data(), data.size(), 0, to.get(), to.length);
@@ -111,7 +94,7 @@ struct Setup {
   StatsBlock block{1, 1};
   ControlChannel channel{SharedStats(block.shared_section())};
   std::shared_ptr<FakeSink> sink;
-  UniqueFd data = udp_socket();  // stands in for a worker's listener
+  UniqueFd data = bound_udp();  // stands in for a worker's listener
   uint16_t data_port = port_of(data.get());
   uint16_t ike_port = free_port();
 
@@ -129,7 +112,7 @@ struct Setup {
 
 TEST(control_channel_passes_ike_port_datagrams_up_with_their_sender) {
   Setup s;
-  UniqueFd peer = udp_socket();
+  UniqueFd peer = bound_udp();
   const Bytes message = ike_message(28, 0x5a), larger = ike_message(3000, 0x33);
   send_to(peer.get(), s.ike_port, message);
   send_to(peer.get(), s.ike_port, larger);
@@ -148,7 +131,7 @@ TEST(control_channel_passes_ike_port_datagrams_up_with_their_sender) {
 
 TEST(control_channel_counts_what_cannot_be_ike_and_a_full_sink) {
   Setup s(/*capacity=*/1);
-  UniqueFd peer = udp_socket();
+  UniqueFd peer = bound_udp();
   send_to(peer.get(), s.ike_port, ike_message(27, 1));  // shorter than the IKE header
   send_to(peer.get(), s.ike_port, ike_message(28, 2));
   send_to(peer.get(), s.ike_port, ike_message(28, 3));  // the sink holds one
@@ -162,7 +145,7 @@ TEST(control_channel_counts_what_cannot_be_ike_and_a_full_sink) {
 
 TEST(control_channel_sends_with_the_marker_on_the_data_port_only) {
   Setup s;
-  UniqueFd peer = udp_socket();
+  UniqueFd peer = bound_udp();
   const uint16_t peer_port = port_of(peer.get());
   const Bytes message = ike_message(40, 0x77);
   s.channel.send(s.data_port, loopback(peer_port), message.data(), message.size());
@@ -206,12 +189,12 @@ TEST(control_channel_delivers_for_workers_until_closed_and_opens_once) {
   again.local = loopback(s.data_port);
   CHECK_THROWS(s.channel.open(s.sink, std::move(again)));
   // The IKE port is free again.
-  UniqueFd rebound = udp_socket(s.ike_port);
+  UniqueFd rebound = bound_udp(s.ike_port);
   CHECK(rebound.valid());
 }
 
 TEST(control_channel_open_fails_at_bind_when_the_port_is_held) {
-  UniqueFd holder = udp_socket();  // without SO_REUSEADDR
+  UniqueFd holder = bound_udp();  // without SO_REUSEADDR
   StatsBlock block(1, 1);
   ControlChannel channel{SharedStats(block.shared_section())};
   ControlChannelOptions options;

@@ -16,44 +16,20 @@
 #include <cstring>
 
 #include "system/unique_fd.h"
+#include "loopback_udp.h"
 #include "test.h"
 
 using namespace ovl;
+using namespace ovl::test;
 
 namespace {
 
-sockaddr_in loopback(uint16_t port) {
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(port);
-  return address;
-}
-
-UniqueFd bound_udp(uint16_t port = 0) {
-  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  const sockaddr_in address = loopback(port);
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) return UniqueFd();
-  return fd;
-}
-
-uint16_t port_of(int fd) {
-  sockaddr_in address{};
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  return ntohs(address.sin_port);
-}
-
-// A loopback port nobody listens on: bound once to learn a free one, then closed.
-uint16_t closed_port() {
-  UniqueFd fd = bound_udp();
-  return port_of(fd.get());
-}
+uint16_t closed_port() { return free_port(); }
 
 ssize_t send_byte(int fd, uint16_t port) {
-  const sockaddr_in to = loopback(port);
+  const SocketAddress to = loopback(port);
   const uint8_t byte = 0x42;
-  return ::sendto(fd, &byte, 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+  return ::sendto(fd, &byte, 1, 0, to.get(), to.length);
 }
 
 bool wait_for_error(int fd) {
@@ -132,6 +108,7 @@ TEST(socket_errors_left_unread_fail_the_next_send_once) {
   CHECK_EQ(send_byte(sender.get(), good), -1);
   CHECK_EQ(errno, ECONNREFUSED);
   CHECK(is_reported_icmp_error(errno));
+  CHECK(has_queued_errors(sender.get()));  // so the errno is the queue's, and worth a retry
   CHECK_EQ(send_byte(sender.get(), good), 1);
   uint8_t byte = 0;
   pollfd wait{listener.get(), POLLIN, 0};
@@ -141,6 +118,22 @@ TEST(socket_errors_left_unread_fail_the_next_send_once) {
   // The queued entry is still there to count.
   UnderlayError errors[4];
   CHECK_EQ(read_error_queue(sender.get(), errors, 4), size_t{1});
+  CHECK(!has_queued_errors(sender.get()));
+}
+
+TEST(socket_errors_a_calls_own_failure_is_not_taken_for_a_queued_one) {
+  // EMSGSIZE is also what an ICMP "fragmentation needed" hands back; a datagram larger than UDP
+  // can carry fails with it by itself, with nothing queued: no retry would ever succeed.
+  UniqueFd sender = bound_udp();
+  enable_error_queue(sender.get(), AF_INET);
+  UniqueFd listener = bound_udp();
+  static uint8_t oversized[70000];
+  const SocketAddress to = loopback(port_of(listener.get()));
+  errno = 0;
+  CHECK_EQ(::sendto(sender.get(), oversized, sizeof oversized, 0, to.get(), to.length), -1);
+  CHECK_EQ(errno, EMSGSIZE);
+  CHECK(is_reported_icmp_error(errno));
+  CHECK(!has_queued_errors(sender.get()));
 }
 
 TEST(socket_errors_read_at_most_what_was_asked_and_keep_the_rest) {
