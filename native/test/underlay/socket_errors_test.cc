@@ -24,8 +24,6 @@ using namespace ovl::test;
 
 namespace {
 
-uint16_t closed_port() { return free_port(); }
-
 ssize_t send_byte(int fd, uint16_t port) {
   const SocketAddress to = loopback(port);
   const uint8_t byte = 0x42;
@@ -77,7 +75,7 @@ TEST(socket_errors_queue_a_port_unreachable_with_the_destination_it_quotes) {
   UniqueFd sender = bound_udp();
   CHECK(sender.valid());
   enable_error_queue(sender.get(), AF_INET);
-  const uint16_t nobody = closed_port();
+  const uint16_t nobody = free_port();
   CHECK_EQ(send_byte(sender.get(), nobody), 1);
   CHECK(wait_for_error(sender.get()));
   UnderlayError errors[4];
@@ -100,7 +98,7 @@ TEST(socket_errors_left_unread_fail_the_next_send_once) {
   // peer returned by the send of a datagram to another.
   UniqueFd sender = bound_udp();
   enable_error_queue(sender.get(), AF_INET);
-  CHECK_EQ(send_byte(sender.get(), closed_port()), 1);
+  CHECK_EQ(send_byte(sender.get(), free_port()), 1);
   CHECK(wait_for_error(sender.get()));
   UniqueFd listener = bound_udp();
   const uint16_t good = port_of(listener.get());
@@ -139,7 +137,7 @@ TEST(socket_errors_a_calls_own_failure_is_not_taken_for_a_queued_one) {
 TEST(socket_errors_read_at_most_what_was_asked_and_keep_the_rest) {
   UniqueFd sender = bound_udp();
   enable_error_queue(sender.get(), AF_INET);
-  const uint16_t nobody = closed_port();
+  const uint16_t nobody = free_port();
   for (int i = 0; i < 3; i++) {
     // Each send may meet the previous one's pending error first (see above): send again then.
     if (send_byte(sender.get(), nobody) < 0) {

@@ -11,18 +11,17 @@
 
 #include "base/packet_buffer.h"
 #include "underlay/udp_socket.h"
+#include "loopback_udp.h"
 #include "test.h"
 
 using namespace ovl;
+using namespace ovl::test;
 
 TEST(udp_link_counts_what_the_kernel_dropped_for_a_full_receive_buffer) {
-  const SocketAddress local = *parse_socket_address("127.0.0.1", 0);
   UdpOptions options;
   options.receive_buffer = 4096;  // the kernel's minimum is about 2 KiB: a few datagrams fit
-  std::vector<UniqueFd> listeners = open_listening_sockets(local, 1, options);
-  SocketAddress bound;
-  bound.length = sizeof bound.storage;
-  CHECK_EQ(::getsockname(listeners[0].get(), bound.get(), &bound.length), 0);
+  std::vector<UniqueFd> listeners = open_listening_sockets(loopback(0), 1, options);
+  const SocketAddress bound = loopback(port_of(listeners[0].get()));
   UniqueFd sender(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   UniqueFd stop(::eventfd(0, EFD_CLOEXEC));
   UnderlaySockets sockets;
