@@ -131,8 +131,9 @@ async function underStream(
     const t0 = Date.now();
     await fault();
     await hold();
-    const faultMs = Date.now() - t0;
     await heal();
+    // The fault lasts until the heal is done (for the link: until the underlay carries a → b again).
+    const faultMs = Date.now() - t0;
     const recoveryMs = await timeToMove(delivered, 20, 'b to deliver the stream again after the fault');
     await timeToMove(delivered, 500, 'the stream to go on');
     const result = await stream.stop();
@@ -175,13 +176,20 @@ describeNetns('faults survived', { tools: ['tc', 'python3'] }, () => {
 
   it('the underlay link down and up: sends fail and are counted, and traffic is back within a second', async () => {
     t = await makeTrio();
-    const [a] = t.hosts as [Host];
+    const [a, b] = t.hosts as [Host, Host];
     const A = t.A!;
     const f = await underStream(
       t,
       () => A.stats(),
       () => t!.lab.ip(a, ['link', 'set', a.underlayDev, 'down']).then(() => undefined),
-      () => t!.lab.ip(a, ['link', 'set', a.underlayDev, 'up']).then(() => undefined),
+      async () => {
+        await t!.lab.ip(a, ['link', 'set', a.underlayDev, 'up']);
+        // Up is not yet usable: the bridge port forwards once the kernel has seen the carrier
+        // (linkwatch, later on a busy machine), and b's address must be resolved again (its
+        // neighbour entry went with the link). An ARP request sent before the port forwarded is
+        // retried a second later. Until a reaches b underneath, the fault has not ended.
+        await waitFor(async () => (await t!.lab.ping(a, b.underlay, { count: 1, timeoutSec: 1 })).received === 1, "a's underlay to reach b again", 10_000);
+      },
     );
     survived(f);
     // Every datagram a sent into the down link was refused by the socket and counted.
