@@ -12,13 +12,15 @@ export interface SoakArgs {
   logs: string | null;
   /** esp: the Child SA lifetime IKE rekeys at (ike.rekeySeconds); the IKE SA is rekeyed every IKE_REKEY_FACTOR of them. */
   rekeySec: number;
+  /** Every `up` with --gc-global: each V8 collection a full one, so that RSS holds no garbage (slower, and unlike production). */
+  fullGc: boolean;
 }
 
 export const SOAK_USAGE =
-  `usage: npm run soak -- [--minutes N] [--modes ${SOAK_MODES.join(',')}] [--interval S] [--rekey S] [--out FILE] [--logs DIR]\n` +
+  `usage: npm run soak -- [--minutes N] [--modes ${SOAK_MODES.join(',')}] [--interval S] [--rekey S] [--out FILE] [--logs DIR] [--full-gc]\n` +
   '       (default: 10 minutes, both modes at once, a sample every 10 s, a Child SA rekey every ~20 s)';
 
-export const SOAK_DEFAULTS: SoakArgs = { minutes: 10, modes: [...SOAK_MODES], intervalSec: 10, out: null, logs: null, rekeySec: 20 };
+export const SOAK_DEFAULTS: SoakArgs = { minutes: 10, modes: [...SOAK_MODES], intervalSec: 10, out: null, logs: null, rekeySec: 20, fullGc: false };
 
 /** ike.rekeySeconds' own minimum is 10; a day is the longest soak that still makes sense to sample. */
 const LIMITS = { minutes: [0.5, 1440], intervalSec: [1, 600], rekeySec: [10, 3600] } as const;
@@ -57,6 +59,10 @@ export function parseSoakArgs(argv: readonly string[]): SoakArgs | 'help' {
       return v;
     };
     switch (flag) {
+      case '--full-gc':
+        if (eq > 0) throw new Error(`--full-gc takes no value\n${SOAK_USAGE}`);
+        args.fullGc = true;
+        break;
       case '--minutes':
         args.minutes = numberIn(flag, value(), LIMITS.minutes, false);
         break;

@@ -8,6 +8,7 @@ import { controlRequest, type ControlRequest, type ControlResults } from '../../
 import { processResources, type ProcessResources } from '../proc';
 import type { SoakMode } from './args';
 import { baseConfig, persistentPeer, type ModeEnds, type Side } from './configs';
+import { GcTrace } from './gc-trace';
 import type { LogTally } from './types';
 
 const CLI_MAIN = path.resolve(__dirname, '..', '..', 'lib', 'cli', 'main.js');
@@ -24,6 +25,8 @@ const RESTATED = new Set(['packets dropped']);
 
 export class SoakInstance {
   readonly log: LogTally = { counted: {}, warnings: 0, transientWarnings: 0, lines: [] };
+  /** V8's heap, from the --trace-gc lines `up` prints on stdout. */
+  readonly gc = new GcTrace();
   private variant = 0;
   private partial = '';
 
@@ -36,6 +39,7 @@ export class SoakInstance {
     readonly proc: LabProcess,
   ) {
     proc.child.stderr?.on('data', (chunk: Buffer) => this.onLog(chunk.toString('utf8')));
+    proc.child.stdout?.on('data', (chunk: Buffer) => this.gc.feed(chunk.toString('utf8')));
   }
 
   get mode(): SoakMode {
@@ -50,15 +54,20 @@ export class SoakInstance {
     return this.proc.pid!;
   }
 
-  /** Writes the config (the persistent peer and no other), starts `up` at log level info (its lines also to DIR/MODE-SIDE.log), waits for its banner. */
-  static async start(lab: Lab, ends: ModeEnds, side: Side, rekeySec: number, logDir: string | null): Promise<SoakInstance> {
+  /**
+   * Writes the config (the persistent peer and no other), starts `up` at log level info (its lines
+   * also to DIR/MODE-SIDE.log) with --trace-gc, and with --gc-global when `fullGc` (every
+   * collection a full one: RSS carries no garbage a deferred full collection would free, and the
+   * heap after each is what is live); waits for its banner.
+   */
+  static async start(lab: Lab, ends: ModeEnds, side: Side, rekeySec: number, logDir: string | null, fullGc: boolean): Promise<SoakInstance> {
     const dir = lab.tmpdir();
     const socket = path.join(dir, `${ends.mode}-${side}.sock`);
     const file = path.join(dir, `${ends.mode}-${side}.yaml`);
     fs.writeFileSync(file, `${JSON.stringify({ ...baseConfig(ends, side, socket, rekeySec, 0), peers: [persistentPeer(ends, side)] }, null, 2)}\n`, { mode: 0o600 });
-    // OVERLAYFWD_SOAK_NODE_ARGS: extra node flags for every `up` (e.g. --trace-gc, to tell a
-    // growing JS heap from native memory); what they print goes with its log.
-    const nodeArgs = (process.env['OVERLAYFWD_SOAK_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+    // OVERLAYFWD_SOAK_NODE_ARGS: more node flags for every `up` (e.g. --heapsnapshot-signal=SIGUSR2,
+    // to see what the heap holds); what they print goes with its log.
+    const nodeArgs = ['--trace-gc', ...(fullGc ? ['--gc-global'] : []), ...(process.env['OVERLAYFWD_SOAK_NODE_ARGS'] ?? '').split(' ').filter(Boolean)];
     const proc = lab.spawn(null, process.execPath, [...nodeArgs, CLI_MAIN, 'up', '-c', file, '--log-level', 'info']);
     const instance = new SoakInstance(ends, side, socket, file, rekeySec, proc);
     if (logDir) {

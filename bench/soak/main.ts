@@ -103,7 +103,7 @@ async function soak(args: SoakArgs, result: SoakResult, stop: Promise<void>): Pr
       for (const side of ['a', 'b'] as const) {
         if (stopping) return;
         log(`starting overlayfwd up: ${e.mode}/${side} in ${e[side].ns}`);
-        instances.push(await SoakInstance.start(lab, e, side, args.rekeySec, args.logs));
+        instances.push(await SoakInstance.start(lab, e, side, args.rekeySec, args.logs, args.fullGc));
       }
     }
     for (const e of ends) {

@@ -2,7 +2,7 @@
 // end and per traffic kind, and the verdict with the thresholds it judged by. Pure: it reads a
 // SoakResult, nothing else.
 import type { SoakMode } from './args';
-import type { SeriesPoint, VerdictInput } from './verdict';
+import { oneDecimal, type SeriesPoint, type VerdictInput } from './verdict';
 import type { InstanceSample, Sample, SoakResult, TrafficRound, Verdict } from './types';
 
 /** The table over time shows at most this many rows (evenly spread, the last sample always in). */
@@ -39,6 +39,7 @@ export function verdictSeries(samples: readonly Sample[]): Record<string, Series
         threads: x.threads,
         delivered: delivered(x, label.split('/')[1]!),
         drops: (x.stats?.totals.drops as Record<string, number> | undefined) ?? null,
+        heap: x.heap ?? null,
       });
     }
   }
@@ -178,7 +179,10 @@ export function verdictText(v: Verdict): string {
     const g = j.rssGrowthMiBPerHour;
     lines.push(
       `  ${j.label}: RSS ${j.rssFirstMiB?.toFixed(1) ?? '-'} -> ${j.rssLastMiB?.toFixed(1) ?? '-'} MiB (${g === null ? 'not judged' : `${g >= 0 ? '+' : ''}${g.toFixed(1)} MiB/h`}), ` +
-        `fds ${j.fdsDelta === null ? '-' : `${j.fdsDelta >= 0 ? '+' : ''}${j.fdsDelta}`}, threads ${j.threadsDelta === null ? '-' : `${j.threadsDelta >= 0 ? '+' : ''}${j.threadsDelta}`}`,
+        `fds ${j.fdsDelta === null ? '-' : `${j.fdsDelta >= 0 ? '+' : ''}${j.fdsDelta}`}, threads ${j.threadsDelta === null ? '-' : `${j.threadsDelta >= 0 ? '+' : ''}${j.threadsDelta}`}` +
+        (j.v8FirstMiB === null
+          ? ''
+          : `; V8 heap ${oneDecimal(j.v8FirstMiB)} -> ${oneDecimal(j.v8LastMiB)} MiB (live ${oneDecimal(j.liveFirstMiB)} -> ${oneDecimal(j.liveLastMiB)}, ${j.fullCollections} full collections), outside it ${oneDecimal(j.outsideFirstMiB)} -> ${oneDecimal(j.outsideLastMiB)}`),
     );
   }
   for (const [what, list] of [['leak', v.leaks], ['stopped', v.stopped], ['trouble', v.trouble], ['note', v.notes]] as const) {

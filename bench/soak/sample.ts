@@ -72,6 +72,7 @@ async function sampleInstance(inst: SoakInstance): Promise<InstanceSample> {
     idlePeers: [],
     peers: null,
     esp: null,
+    heap: inst.gc.heap,
     log: { ...inst.log.counted },
     warnings: inst.log.warnings,
   };

@@ -2,6 +2,7 @@
 import type { Provenance } from '../provenance';
 import type { DroppedPacket, OverlayStats } from '../../lib/types';
 import type { SoakArgs, SoakMode } from './args';
+import type { HeapReading } from './gc-trace';
 
 /** What an `up` process logged: counted messages, and the warnings and errors. */
 export interface LogTally {
@@ -49,6 +50,8 @@ export interface InstanceSample {
   idlePeers: string[];
   peers: number | null;
   esp: EspSaCounts | null;
+  /** V8's heap after its latest collections (--trace-gc); null: none reported yet. */
+  heap: HeapReading | null;
   /** The log's counted messages so far. */
   log: Record<string, number>;
   warnings: number;
@@ -131,6 +134,15 @@ export interface InstanceJudgement {
   rssGrowthMiBPerHour: number | null;
   fdsDelta: number | null;
   threadsDelta: number | null;
+  /** The same medians of V8's committed heap, its heap live after full collections, and RSS outside the committed heap (null: no trace). */
+  v8FirstMiB: number | null;
+  v8LastMiB: number | null;
+  liveFirstMiB: number | null;
+  liveLastMiB: number | null;
+  outsideFirstMiB: number | null;
+  outsideLastMiB: number | null;
+  /** Full collections from the first third's start to the last third's end. */
+  fullCollections: number | null;
 }
 
 export interface Verdict {

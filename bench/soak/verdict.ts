@@ -11,6 +11,14 @@
 // that makes it a large rate. Descriptors and threads must not grow at all once warm (libuv
 // starts its thread pool lazily, a sample may catch a control connection being served): a few
 // of slack.
+//
+// Where the memory sits, when `up` ran with --trace-gc (gc-trace.ts): RSS less the heap V8 has
+// committed is memory outside it (the addon, malloc, stacks), and the heap in use after a full
+// collection is what JavaScript holds. The judgement reports both beside RSS, a live heap that
+// grows as RSS would is a leak too, and an RSS leak that sits wholly in a heap V8 never fully
+// collected after the warm-up gets a note: only a run with --full-gc tells that garbage from a
+// leak. RSS stays the judge: a note never clears a leak.
+import type { HeapReading } from './gc-trace';
 import type { InstanceJudgement, TrafficKind, TrafficRound, Verdict, VerdictThresholds } from './types';
 
 /** 10 MiB an hour is 240 MiB a day: what a daemon cannot carry for a week. */
@@ -35,6 +43,8 @@ export interface SeriesPoint {
   delivered: number | null;
   /** The totals' drops so far, by reason. */
   drops: Record<string, number> | null;
+  /** V8's heap as --trace-gc reported it last (absent or null: no trace). */
+  heap?: HeapReading | null;
 }
 
 export interface VerdictInput {
@@ -75,9 +85,44 @@ function medianOf(points: readonly SeriesPoint[], key: 'rssKiB' | 'fds' | 'threa
   return median(points.map((p) => p[key]).filter((v): v is number => v !== null));
 }
 
-function judgeInstance(label: string, points: readonly SeriesPoint[], th: VerdictThresholds, leaks: string[]): InstanceJudgement {
+/** MiB: V8's committed heap, what is live in it, and RSS outside it. */
+const HEAP_PARTS = {
+  v8: (p: SeriesPoint) => p.heap?.committedMiB ?? null,
+  live: (p: SeriesPoint) => p.heap?.liveMiB ?? null,
+  outside: (p: SeriesPoint) => (p.heap && p.rssKiB !== null ? p.rssKiB / 1024 - p.heap.committedMiB : null),
+} as const;
+
+function medianPart(points: readonly SeriesPoint[], part: keyof typeof HEAP_PARTS): number | null {
+  return median(points.map(HEAP_PARTS[part]).filter((v): v is number => v !== null));
+}
+
+/** Full collections between the first third's first sample and the last third's last one (null: no trace). */
+function fullCollectionsIn(first: readonly SeriesPoint[], last: readonly SeriesPoint[]): number | null {
+  const a = first[0]?.heap;
+  const b = last[last.length - 1]?.heap;
+  return a && b ? b.fullCollections - a.fullCollections : null;
+}
+
+/** A figure to one decimal, '-' for none. */
+export const oneDecimal = (v: number | null) => (v === null ? '-' : v.toFixed(1));
+
+function judgeInstance(label: string, points: readonly SeriesPoint[], th: VerdictThresholds, leaks: string[], notes: string[]): InstanceJudgement {
   const judged = points.filter((p) => p.t >= th.warmUpSec);
-  const out: InstanceJudgement = { label, rssFirstMiB: null, rssLastMiB: null, rssGrowthMiBPerHour: null, fdsDelta: null, threadsDelta: null };
+  const out: InstanceJudgement = {
+    label,
+    rssFirstMiB: null,
+    rssLastMiB: null,
+    rssGrowthMiBPerHour: null,
+    fdsDelta: null,
+    threadsDelta: null,
+    v8FirstMiB: null,
+    v8LastMiB: null,
+    liveFirstMiB: null,
+    liveLastMiB: null,
+    outsideFirstMiB: null,
+    outsideLastMiB: null,
+    fullCollections: null,
+  };
   const parts = thirds(judged);
   if (!parts) return out;
   const [first, last] = parts;
@@ -90,11 +135,34 @@ function judgeInstance(label: string, points: readonly SeriesPoint[], th: Verdic
     out.rssLastMiB = r1 / 1024;
     const growth = out.rssLastMiB - out.rssFirstMiB;
     out.rssGrowthMiBPerHour = (growth * 3600) / (t1 - t0);
+    out.v8FirstMiB = medianPart(first, 'v8');
+    out.v8LastMiB = medianPart(last, 'v8');
+    out.liveFirstMiB = medianPart(first, 'live');
+    out.liveLastMiB = medianPart(last, 'live');
+    out.outsideFirstMiB = medianPart(first, 'outside');
+    out.outsideLastMiB = medianPart(last, 'outside');
+    out.fullCollections = fullCollectionsIn(first, last);
+    const where =
+      out.v8FirstMiB === null
+        ? ''
+        : `; V8's heap ${oneDecimal(out.v8FirstMiB)} -> ${oneDecimal(out.v8LastMiB)} MiB committed, live after full collections ${oneDecimal(out.liveFirstMiB)} -> ${oneDecimal(out.liveLastMiB)}` +
+          ` (${out.fullCollections} between), outside it ${oneDecimal(out.outsideFirstMiB)} -> ${oneDecimal(out.outsideLastMiB)}`;
     if (growth > th.leakMinMiB && out.rssGrowthMiBPerHour > th.leakMiBPerHour) {
       leaks.push(
         `${label}: RSS ${out.rssFirstMiB.toFixed(1)} -> ${out.rssLastMiB.toFixed(1)} MiB (first to last third after warm-up), ` +
-          `${out.rssGrowthMiBPerHour.toFixed(1)} MiB/h > ${th.leakMiBPerHour} MiB/h`,
+          `${out.rssGrowthMiBPerHour.toFixed(1)} MiB/h > ${th.leakMiBPerHour} MiB/h${where}`,
       );
+      const outsideGrowth = out.outsideFirstMiB !== null && out.outsideLastMiB !== null ? out.outsideLastMiB - out.outsideFirstMiB : null;
+      if (out.fullCollections === 0 && outsideGrowth !== null && outsideGrowth <= th.leakMinMiB) {
+        notes.push(`${label}: the RSS growth is in V8's heap, which had no full collection after the warm-up: garbage or a leak, which only a run with --full-gc tells`);
+      }
+    }
+    if (out.liveFirstMiB !== null && out.liveLastMiB !== null) {
+      const live = out.liveLastMiB - out.liveFirstMiB;
+      const rate = (live * 3600) / (t1 - t0);
+      if (live > th.leakMinMiB && rate > th.leakMiBPerHour) {
+        leaks.push(`${label}: V8's heap live after full collections ${oneDecimal(out.liveFirstMiB)} -> ${oneDecimal(out.liveLastMiB)} MiB, ${rate.toFixed(1)} MiB/h > ${th.leakMiBPerHour} MiB/h`);
+      }
     }
   }
   for (const [key, slack, what] of [['fds', th.fdSlack, 'open fds'], ['threads', th.threadSlack, 'threads']] as const) {
@@ -180,7 +248,7 @@ export function computeVerdict(input: VerdictInput): Verdict {
   const notes: string[] = [];
   const instances: InstanceJudgement[] = [];
   for (const [label, points] of Object.entries(input.series)) {
-    const j = judgeInstance(label, points, th, leaks);
+    const j = judgeInstance(label, points, th, leaks, notes);
     if (j.rssGrowthMiBPerHour === null) notes.push(`${label}: fewer than 3 samples after the ${th.warmUpSec.toFixed(0)} s warm-up: memory not judged`);
     instances.push(j);
     judgeTraffic(label, points, th, stopped, trouble);
