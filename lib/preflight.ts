@@ -58,6 +58,8 @@ export interface ProcSocket {
   address: string;
   port: number;
   inode: number;
+  /** Datagrams the kernel dropped at this socket (sk_drops: a full receive buffer, mostly). */
+  drops: number;
 }
 
 /** IPv4 "0100007F" (little-endian words as the kernel prints them) → "127.0.0.1"; IPv6 likewise, per 32-bit word. */
@@ -82,7 +84,7 @@ export function parseProcNetUdp(text: string): ProcSocket[] {
     const inode = Number(f[9]);
     if (!local || !local.includes(':') || !Number.isInteger(inode)) continue;
     const [hex = '', port = ''] = local.split(':');
-    out.push({ address: procAddress(hex), port: parseInt(port, 16), inode });
+    out.push({ address: procAddress(hex), port: parseInt(port, 16), inode, drops: Number(f[12] ?? 0) || 0 });
   }
   return out;
 }

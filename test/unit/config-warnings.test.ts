@@ -182,15 +182,15 @@ describe('errors that name the real cause', () => {
     expect(
       parseProcNetUdp(
         '   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n' +
-          '  12: 010012C6:12B5 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 0\n' +
+          '  12: 010012C6:12B5 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n' +
           '  13: 00000000:01F4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 0 2 0000000000000000 0\n',
       ),
     ).toEqual([
-      { address: '198.18.0.1', port: 4789, inode: 4242 },
-      { address: '0.0.0.0', port: 500, inode: 0 },
+      { address: '198.18.0.1', port: 4789, inode: 4242, drops: 17 },
+      { address: '0.0.0.0', port: 500, inode: 0, drops: 0 },
     ]);
     expect(parseProcNetUdp('  sl ...\n   0: 000000FD000000000000000001000000:12B5 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000 0 0 777 2 x 0\n')).toEqual([
-      { address: 'fd00::1', port: 4789, inode: 777 },
+      { address: 'fd00::1', port: 4789, inode: 777, drops: 0 },
     ]);
     // A socket no process holds: a kernel tunnel device's.
     const err = Object.assign(new Error('EADDRINUSE: bind failed: Address already in use (198.18.0.1:4789)'), {
