@@ -127,14 +127,9 @@ export function processesWithSockets(inodes: ReadonlySet<number>, proc = '/proc'
   return out;
 }
 
-/**
- * Who holds UDP `port` on `address` (or on the wildcard address) in network namespace `netns`,
- * in words: "pid 1234 (charon)", or "a socket no process has open (a kernel tunnel device:
- * vxlan, geneve, fou...)"; null when it cannot be told.
- */
-export function udpPortOwner(netns: string, address: string, port: number, native: Pick<NativeBinding, 'readProcNet'>): string | null {
-  const family = isIP(address);
-  let sockets: ProcSocket[] = [];
+/** The UDP sockets of network namespace `netns` ('' for this process's own), IPv4 and IPv6. */
+export function udpSockets(netns: string, native: Pick<NativeBinding, 'readProcNet'>): ProcSocket[] {
+  const sockets: ProcSocket[] = [];
   for (const table of ['udp', 'udp6']) {
     try {
       sockets.push(...parseProcNetUdp(native.readProcNet(netns, table)));
@@ -142,6 +137,17 @@ export function udpPortOwner(netns: string, address: string, port: number, nativ
       // no IPv6, or no /proc: what the other table says
     }
   }
+  return sockets;
+}
+
+/**
+ * Who holds UDP `port` on `address` (or on the wildcard address) in network namespace `netns`,
+ * in words: "pid 1234 (charon)", or "a socket no process has open (a kernel tunnel device:
+ * vxlan, geneve, fou...)"; null when it cannot be told.
+ */
+export function udpPortOwner(netns: string, address: string, port: number, native: Pick<NativeBinding, 'readProcNet'>): string | null {
+  const family = isIP(address);
+  let sockets = udpSockets(netns, native);
   const wildcard = (a: string) => a === '0.0.0.0' || a === '::';
   sockets = sockets.filter((s) => s.port === port && (s.address === address || wildcard(s.address) || (family === 4 && s.address === `::ffff:${address}`)));
   if (sockets.length === 0) return null;

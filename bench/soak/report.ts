@@ -2,7 +2,7 @@
 // end and per traffic kind, and the verdict with the thresholds it judged by. Pure: it reads a
 // SoakResult, nothing else.
 import type { SoakMode } from './args';
-import { oneDecimal, type SeriesPoint, type VerdictInput } from './verdict';
+import { heapText, type SeriesPoint, type VerdictInput } from './verdict';
 import type { InstanceSample, Sample, SoakResult, TrafficRound, Verdict } from './types';
 
 /** The table over time shows at most this many rows (evenly spread, the last sample always in). */
@@ -177,12 +177,11 @@ export function verdictText(v: Verdict): string {
   ];
   for (const j of v.instances) {
     const g = j.rssGrowthMiBPerHour;
+    const heap = heapText(j);
     lines.push(
       `  ${j.label}: RSS ${j.rssFirstMiB?.toFixed(1) ?? '-'} -> ${j.rssLastMiB?.toFixed(1) ?? '-'} MiB (${g === null ? 'not judged' : `${g >= 0 ? '+' : ''}${g.toFixed(1)} MiB/h`}), ` +
         `fds ${j.fdsDelta === null ? '-' : `${j.fdsDelta >= 0 ? '+' : ''}${j.fdsDelta}`}, threads ${j.threadsDelta === null ? '-' : `${j.threadsDelta >= 0 ? '+' : ''}${j.threadsDelta}`}` +
-        (j.v8FirstMiB === null
-          ? ''
-          : `; V8 heap ${oneDecimal(j.v8FirstMiB)} -> ${oneDecimal(j.v8LastMiB)} MiB (live ${oneDecimal(j.liveFirstMiB)} -> ${oneDecimal(j.liveLastMiB)}, ${j.fullCollections} full collections), outside it ${oneDecimal(j.outsideFirstMiB)} -> ${oneDecimal(j.outsideLastMiB)}`),
+        (heap && `; ${heap}`),
     );
   }
   for (const [what, list] of [['leak', v.leaks], ['stopped', v.stopped], ['trouble', v.trouble], ['note', v.notes]] as const) {

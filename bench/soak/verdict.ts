@@ -81,19 +81,16 @@ export function thirds<T>(points: readonly T[]): [T[], T[]] | null {
   return [points.slice(0, k), points.slice(points.length - k)];
 }
 
-function medianOf(points: readonly SeriesPoint[], key: 'rssKiB' | 'fds' | 'threads' | 't'): number | null {
-  return median(points.map((p) => p[key]).filter((v): v is number => v !== null));
-}
-
+/** What a series point holds, by field or computed from it (null: not read). */
+type Reading = (p: SeriesPoint) => number | null;
+const field = (key: 'rssKiB' | 'fds' | 'threads' | 't'): Reading => (p) => p[key];
 /** MiB: V8's committed heap, what is live in it, and RSS outside it. */
-const HEAP_PARTS = {
-  v8: (p: SeriesPoint) => p.heap?.committedMiB ?? null,
-  live: (p: SeriesPoint) => p.heap?.liveMiB ?? null,
-  outside: (p: SeriesPoint) => (p.heap && p.rssKiB !== null ? p.rssKiB / 1024 - p.heap.committedMiB : null),
-} as const;
+const v8Heap: Reading = (p) => p.heap?.committedMiB ?? null;
+const liveHeap: Reading = (p) => p.heap?.liveMiB ?? null;
+const outsideHeap: Reading = (p) => (p.heap && p.rssKiB !== null ? p.rssKiB / 1024 - p.heap.committedMiB : null);
 
-function medianPart(points: readonly SeriesPoint[], part: keyof typeof HEAP_PARTS): number | null {
-  return median(points.map(HEAP_PARTS[part]).filter((v): v is number => v !== null));
+function medianOf(points: readonly SeriesPoint[], reading: Reading): number | null {
+  return median(points.map(reading).filter((v): v is number => v !== null));
 }
 
 /** Full collections between the first third's first sample and the last third's last one (null: no trace). */
@@ -103,8 +100,16 @@ function fullCollectionsIn(first: readonly SeriesPoint[], last: readonly SeriesP
   return a && b ? b.fullCollections - a.fullCollections : null;
 }
 
-/** A figure to one decimal, '-' for none. */
-export const oneDecimal = (v: number | null) => (v === null ? '-' : v.toFixed(1));
+const oneDecimal = (v: number | null) => (v === null ? '-' : v.toFixed(1));
+
+/** Where a judgement's memory sat (V8's heap, its live part, RSS outside it); '' without a --trace-gc. */
+export function heapText(j: InstanceJudgement): string {
+  if (j.v8FirstMiB === null) return '';
+  return (
+    `V8's heap ${oneDecimal(j.v8FirstMiB)} -> ${oneDecimal(j.v8LastMiB)} MiB committed, live after full collections ` +
+    `${oneDecimal(j.liveFirstMiB)} -> ${oneDecimal(j.liveLastMiB)} (${j.fullCollections} between), outside it ${oneDecimal(j.outsideFirstMiB)} -> ${oneDecimal(j.outsideLastMiB)}`
+  );
+}
 
 function judgeInstance(label: string, points: readonly SeriesPoint[], th: VerdictThresholds, leaks: string[], notes: string[]): InstanceJudgement {
   const judged = points.filter((p) => p.t >= th.warmUpSec);
@@ -126,31 +131,27 @@ function judgeInstance(label: string, points: readonly SeriesPoint[], th: Verdic
   const parts = thirds(judged);
   if (!parts) return out;
   const [first, last] = parts;
-  const r0 = medianOf(first, 'rssKiB');
-  const r1 = medianOf(last, 'rssKiB');
-  const t0 = medianOf(first, 't')!;
-  const t1 = medianOf(last, 't')!;
+  const r0 = medianOf(first, field('rssKiB'));
+  const r1 = medianOf(last, field('rssKiB'));
+  const t0 = medianOf(first, field('t'))!;
+  const t1 = medianOf(last, field('t'))!;
   if (r0 !== null && r1 !== null && t1 > t0) {
     out.rssFirstMiB = r0 / 1024;
     out.rssLastMiB = r1 / 1024;
     const growth = out.rssLastMiB - out.rssFirstMiB;
     out.rssGrowthMiBPerHour = (growth * 3600) / (t1 - t0);
-    out.v8FirstMiB = medianPart(first, 'v8');
-    out.v8LastMiB = medianPart(last, 'v8');
-    out.liveFirstMiB = medianPart(first, 'live');
-    out.liveLastMiB = medianPart(last, 'live');
-    out.outsideFirstMiB = medianPart(first, 'outside');
-    out.outsideLastMiB = medianPart(last, 'outside');
+    out.v8FirstMiB = medianOf(first, v8Heap);
+    out.v8LastMiB = medianOf(last, v8Heap);
+    out.liveFirstMiB = medianOf(first, liveHeap);
+    out.liveLastMiB = medianOf(last, liveHeap);
+    out.outsideFirstMiB = medianOf(first, outsideHeap);
+    out.outsideLastMiB = medianOf(last, outsideHeap);
     out.fullCollections = fullCollectionsIn(first, last);
-    const where =
-      out.v8FirstMiB === null
-        ? ''
-        : `; V8's heap ${oneDecimal(out.v8FirstMiB)} -> ${oneDecimal(out.v8LastMiB)} MiB committed, live after full collections ${oneDecimal(out.liveFirstMiB)} -> ${oneDecimal(out.liveLastMiB)}` +
-          ` (${out.fullCollections} between), outside it ${oneDecimal(out.outsideFirstMiB)} -> ${oneDecimal(out.outsideLastMiB)}`;
+    const where = heapText(out);
     if (growth > th.leakMinMiB && out.rssGrowthMiBPerHour > th.leakMiBPerHour) {
       leaks.push(
         `${label}: RSS ${out.rssFirstMiB.toFixed(1)} -> ${out.rssLastMiB.toFixed(1)} MiB (first to last third after warm-up), ` +
-          `${out.rssGrowthMiBPerHour.toFixed(1)} MiB/h > ${th.leakMiBPerHour} MiB/h${where}`,
+          `${out.rssGrowthMiBPerHour.toFixed(1)} MiB/h > ${th.leakMiBPerHour} MiB/h${where && `; ${where}`}`,
       );
       const outsideGrowth = out.outsideFirstMiB !== null && out.outsideLastMiB !== null ? out.outsideLastMiB - out.outsideFirstMiB : null;
       if (out.fullCollections === 0 && outsideGrowth !== null && outsideGrowth <= th.leakMinMiB) {
@@ -166,8 +167,8 @@ function judgeInstance(label: string, points: readonly SeriesPoint[], th: Verdic
     }
   }
   for (const [key, slack, what] of [['fds', th.fdSlack, 'open fds'], ['threads', th.threadSlack, 'threads']] as const) {
-    const a = medianOf(first, key);
-    const b = medianOf(last, key);
+    const a = medianOf(first, field(key));
+    const b = medianOf(last, field(key));
     if (a === null || b === null) continue;
     const delta = b - a;
     if (key === 'fds') out.fdsDelta = delta;

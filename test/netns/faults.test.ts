@@ -24,7 +24,8 @@ import { afterEach, beforeAll, expect, it } from 'vitest';
 import { Lab, overlayAddress, snmpCounters, VXLAN_PORT } from '../../lab';
 import type { Host, LabProcess } from '../../lab';
 import { controlRequest } from '../../lib/control';
-import { parseProcNetUdp } from '../../lib/preflight';
+import { loadNative } from '../../lib/native';
+import { udpSockets } from '../../lib/preflight';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters, OverlayStats } from '../../lib/types';
 import { CLI_MAIN, ensureCliBuilt } from '../helpers/cli';
@@ -155,15 +156,10 @@ async function underStream(
  * in /proc/net/udp and udp6): the drops of those sockets alone, where Udp InErrors counts every
  * socket of the namespace.
  */
-async function socketDrops(lab: Lab, host: Host, port: number): Promise<number> {
-  let drops = 0;
-  for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
-    const { stdout } = await lab.exec(host, 'cat', [table]);
-    drops += parseProcNetUdp(stdout)
-      .filter((socket) => socket.port === port)
-      .reduce((sum, socket) => sum + socket.drops, 0);
-  }
-  return drops;
+function socketDrops(host: Host, port: number): number {
+  return udpSockets(host.ns, loadNative())
+    .filter((socket) => socket.port === port)
+    .reduce((sum, socket) => sum + socket.drops, 0);
 }
 
 /** What a qdisc on `dev` has dropped so far, and holds now (packets). */
@@ -389,7 +385,7 @@ describeNetns('faults survived', { tools: ['tc', 'python3'] }, () => {
     const A = t.A!;
     const b = t.hosts[1]!;
     const before = (await statsB()).totals;
-    const dropsBefore = await socketDrops(t.lab, b, VXLAN_PORT);
+    const dropsBefore = socketDrops(b, VXLAN_PORT);
     const f = await underStream(
       t,
       () => A.stats(),
@@ -406,7 +402,7 @@ describeNetns('faults survived', { tools: ['tc', 'python3'] }, () => {
     // UDP_SEGMENT train of a's counts once in both. What b's udp InErrors holds besides is no
     // business of B's: the burst B delivers once it continues can overflow the stream's own
     // receiving socket too, on a busy machine.
-    const overflowed = (await socketDrops(t.lab, b, VXLAN_PORT)) - dropsBefore;
+    const overflowed = socketDrops(b, VXLAN_PORT) - dropsBefore;
     const counted = async () => delta((await statsB()).totals, before).drops.queueFull;
     // (On a busy machine the stream's sender may not reach the rate that overflows the buffer:
     // then nothing is counted.)
