@@ -3,23 +3,12 @@
 // and removed with the lab.
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import type { Lab } from './lab';
+import { freePorts } from './ports';
 import type { LabProcess } from './process';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** TLS for the client port: the member's certificate and key, and the CA its clients must be signed by. */
 export interface EtcdTls {
@@ -63,14 +52,15 @@ export class EtcdServer {
     readonly peerPort: number,
   ) {}
 
-  private static async make(lab: Lab, name: string): Promise<EtcdServer> {
+  private static make(lab: Lab, name: string, [clientPort, peerPort]: [number, number]): EtcdServer {
     const dataDir = path.join(lab.tmpdir(), `${name}.data`);
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    return new EtcdServer(lab, name, dataDir, await freePort(), await freePort());
+    return new EtcdServer(lab, name, dataDir, clientPort, peerPort);
   }
 
   static async start(lab: Lab, name = 'etcd0', tls?: EtcdTls): Promise<EtcdServer> {
-    const server = await EtcdServer.make(lab, name);
+    const [clientPort, peerPort] = await freePorts(2);
+    const server = EtcdServer.make(lab, name, [clientPort!, peerPort!]);
     server.cluster = `${name}=${server.peerUrl}`;
     server.tls = tls ?? null;
     await server.run();
@@ -79,8 +69,8 @@ export class EtcdServer {
 
   /** A cluster of `size` members on loopback, all started and healthy. */
   static async startCluster(lab: Lab, size: number, stem = 'etcdc'): Promise<EtcdServer[]> {
-    const members: EtcdServer[] = [];
-    for (let i = 0; i < size; i++) members.push(await EtcdServer.make(lab, `${stem}${i}`));
+    const ports = await freePorts(2 * size);
+    const members = Array.from({ length: size }, (_, i) => EtcdServer.make(lab, `${stem}${i}`, [ports[2 * i]!, ports[2 * i + 1]!]));
     const cluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
     for (const m of members) m.cluster = cluster;
     // Members wait for each other: start them all, then wait for each.
