@@ -221,7 +221,10 @@ export class ChildSas {
         // Its inbound SA only: we never send with it (the peer does not either).
         this.install(child, null, false);
         this.current = theirs.child;
-        this.activateReplacement(rekey.old);
+        // The peer's new SA stays waiting for the peer's Delete of the replaced one, as after any
+        // rekey we answered: the peer installs its inbound side only when our answer to its
+        // request arrives, which may be after we got here, and a packet sent with it before
+        // then is one it cannot know (unknownSpi). The peer sends that Delete once it has.
         this.delete(child, 'redundant after a simultaneous rekey');
         return;
       }
