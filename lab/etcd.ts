@@ -52,7 +52,7 @@ export class EtcdServer {
     readonly peerPort: number,
   ) {}
 
-  private static make(lab: Lab, name: string, [clientPort, peerPort]: [number, number]): EtcdServer {
+  private static make(lab: Lab, name: string, clientPort: number, peerPort: number): EtcdServer {
     const dataDir = path.join(lab.tmpdir(), `${name}.data`);
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     return new EtcdServer(lab, name, dataDir, clientPort, peerPort);
@@ -60,7 +60,7 @@ export class EtcdServer {
 
   static async start(lab: Lab, name = 'etcd0', tls?: EtcdTls): Promise<EtcdServer> {
     const [clientPort, peerPort] = await freePorts(2);
-    const server = EtcdServer.make(lab, name, [clientPort!, peerPort!]);
+    const server = EtcdServer.make(lab, name, clientPort!, peerPort!);
     server.cluster = `${name}=${server.peerUrl}`;
     server.tls = tls ?? null;
     await server.run();
@@ -70,7 +70,7 @@ export class EtcdServer {
   /** A cluster of `size` members on loopback, all started and healthy. */
   static async startCluster(lab: Lab, size: number, stem = 'etcdc'): Promise<EtcdServer[]> {
     const ports = await freePorts(2 * size);
-    const members = Array.from({ length: size }, (_, i) => EtcdServer.make(lab, `${stem}${i}`, [ports[2 * i]!, ports[2 * i + 1]!]));
+    const members = Array.from({ length: size }, (_, i) => EtcdServer.make(lab, `${stem}${i}`, ports[2 * i]!, ports[2 * i + 1]!));
     const cluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
     for (const m of members) m.cluster = cluster;
     // Members wait for each other: start them all, then wait for each.

@@ -15,6 +15,11 @@ export function ephemeralLow(): number {
   return 32768;
 }
 
+/** Closes every server and waits until each has. */
+export function closeAll(servers: readonly net.Server[]): Promise<void> {
+  return Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())))).then(() => undefined);
+}
+
 function listenOn(server: net.Server, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     server.once('error', () => resolve(false));
@@ -48,6 +53,6 @@ export async function freePorts(count: number): Promise<number[]> {
     }
     return ports;
   } finally {
-    await Promise.all(held.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    await closeAll(held);
   }
 }

@@ -1,11 +1,9 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ephemeralLow, freePorts } from '../../lab/ports';
+import { closeAll, ephemeralLow, freePorts } from '../../lab/ports';
 
 const listening: net.Server[] = [];
-afterEach(async () => {
-  await Promise.all(listening.splice(0).map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-});
+afterEach(() => closeAll(listening.splice(0)));
 
 function listen(port: number): Promise<net.Server> {
   return new Promise((resolve, reject) => {
@@ -26,7 +24,7 @@ describe('lab free ports (for etcd members)', () => {
       }
       // Every port was released: the caller (etcd) can bind each.
       for (const port of ports) listening.push(await listen(port));
-      await Promise.all(listening.splice(0).map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+      await closeAll(listening.splice(0));
     }
   });
 
