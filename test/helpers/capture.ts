@@ -1,4 +1,48 @@
-// What a tshark capture says about itself on stderr when it stops.
+// Packet captures of the netns tests (tshark -P, tcpdump --print): how many packets they have
+// handed over so far, stopping them without losing the last ones, and what they say about
+// themselves on stderr when they stop.
+import type { LabProcess } from '../../lab';
+import { sleep } from './env';
+
+/**
+ * Packets a capture has printed so far: tshark -P numbers its lines ("  12 0.003 ..."), tcpdump
+ * --print starts each with the time ("17:30:00.123456 IP ..."). Printed means written: both
+ * print a packet once they have it from the kernel.
+ */
+export function capturedPackets(stdout: string): number {
+  return (stdout.match(/^\s*(?:\d+ |\d\d:\d\d:\d\d\.\d+ )/gm) ?? []).length;
+}
+
+/** How long a capture's count must stay put before it is stopped: more than dumpcap's 250 ms block timeout. */
+const QUIET_MS = 600;
+
+/**
+ * Stops a capture (SIGINT) once it holds every packet that has arrived: after it has printed at
+ * least `atLeast` packets and then nothing more for QUIET_MS. Stopping on a fixed sleep loses
+ * packets: the kernel hands a capture its ring a block at a time, on a timer (250 ms for dumpcap,
+ * 1 s for tcpdump without --immediate-mode), and a block it has not handed over when the
+ * capture stops is dropped without being counted. On a loaded machine the capture may also not
+ * yet have run to read a block it was handed.
+ */
+export async function stopCapture(capture: LabProcess, what: string, atLeast = 1, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  let seen = capturedPackets(capture.stdout);
+  let quietSince = Date.now();
+  for (;;) {
+    await sleep(100);
+    const now = capturedPackets(capture.stdout);
+    if (now !== seen) {
+      seen = now;
+      quietSince = Date.now();
+    }
+    if (seen >= atLeast && Date.now() - quietSince >= QUIET_MS) break;
+    if (Date.now() > end) {
+      await capture.stop(10_000, 'SIGINT');
+      throw new Error(`the capture of ${what} printed ${seen} packets in ${timeoutMs} ms, expected at least ${atLeast}; it printed:\n${capture.stdout.slice(-3000)}\n${capture.stderr.slice(-1000)}`);
+    }
+  }
+  await capture.stop(10_000, 'SIGINT');
+}
 
 /**
  * Packets the capture lost (the kernel's ring or dumpcap fell behind), summed over interfaces:

@@ -28,6 +28,7 @@ import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters, DropReason, EspCipher } from '../../lib/types';
 import { watchDevice } from '../helpers/device-watch';
+import { stopCapture } from '../helpers/capture';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { espPacket, openEspPacket, randomSaKey, tsharkEspSa, type EspSa } from '../helpers/esp';
 import { delta, peerCounters } from '../helpers/overlay';
@@ -217,8 +218,7 @@ describeNetns('ESP on the wire, decrypted by tshark with the configured keys', {
         await sleep(300);
         expect((await lab.ping(p.a, overlayAddress(2), { count: 4, intervalSec: 0.05 })).received).toBe(4);
         expect((await lab.ping(p.a, INNER6[1], { count: 2, intervalSec: 0.05 })).received).toBe(2);
-        await sleep(300);
-        await capture.stop(10_000, 'SIGINT');
+        await stopCapture(capture, "A's pings", 6);
 
         const prefs = [
           '-o', 'esp.enable_encryption_decode:TRUE',

@@ -15,6 +15,7 @@ import type { Host, LabProcess } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters, DropReason } from '../../lib/types';
 import { DROP_REASONS } from '../../lib/types';
+import { capturedPackets, stopCapture } from '../helpers/capture';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { delta, peerCounters, startForwarder } from '../helpers/overlay';
 import type { PeerSpec } from '../helpers/overlay';
@@ -284,9 +285,9 @@ describeNetns('Geneve between two overlayfwd hosts', { tools: ['tshark', 'ethtoo
       }
       expect(capture.stdout).toMatch(/^\s*1 /m);
       expect((await lab.ping(p.a, overlayAddress(2), { count: 5, intervalSec: 0.1 })).received).toBe(5);
+      const beforeFlows = capturedPackets(capture.stdout);
       await lab.exec(p.a, 'python3', ['-c', udp(FLOW_PORTS)]);
-      await sleep(500);
-      await capture.stop(10_000, 'SIGINT');
+      await stopCapture(capture, 'the UDP flows', beforeFlows + FLOW_PORTS.length);
 
       const fields = [
         'ip.src',

@@ -28,7 +28,7 @@ import { ethernetFrame, sendDatagrams, snmpCounters } from '../helpers/udp';
 import type { Datagram } from '../helpers/udp';
 import { movedDrops } from '../helpers/pair';
 import { internetChecksum } from '../helpers/raw-ip';
-import { captureDropped } from '../helpers/capture';
+import { captureDropped, capturedPackets, stopCapture } from '../helpers/capture';
 
 const GRE_UDP_PORT = 4754;
 const PROTO_ETHERNET = 0x6558; // Transparent Ethernet Bridging
@@ -350,11 +350,11 @@ describeNetns('GRE-in-UDP between two overlayfwd hosts', { tools: ['tshark', 'et
       }
       expect(capture.stdout).toMatch(/^\s*1 /m);
       expect((await lab.ping(p.a, overlayAddress(2), { count: 5, intervalSec: 0.1 })).received).toBe(5);
+      const beforeFlows = capturedPackets(capture.stdout);
       await lab.exec(p.a, 'python3', ['-c', udp(FLOW_PORTS)]);
       // Bulk TCP: TSO super-frames cut into wire frames, each with its own GRE checksum.
       await verifiedTransfer(lab, { from: p.a, to: p.b, address: overlayAddress(2), megabytes: TCP_MB });
-      await sleep(500);
-      await capture.stop(10_000, 'SIGINT');
+      await stopCapture(capture, 'the UDP flows and the transfer', beforeFlows + FLOW_PORTS.length);
       lost = captureDropped(capture.stderr);
 
       const fields = [

@@ -12,6 +12,7 @@ import { addTunnelAddress, Charon, isEstablished, Lab, overlayAddress, Pki } fro
 import type { CertAuthority, Host, HostCredential, SwanctlConnection } from '../../lab';
 import type { IkeLogLine } from '../../lib/ike/session';
 import type { Overlay } from '../../lib/overlay';
+import { stopCapture } from '../helpers/capture';
 import { sleep, waitFor } from '../helpers/env';
 import { delta, startForwarder } from '../helpers/overlay';
 import { movedDrops } from '../helpers/pair';
@@ -147,8 +148,7 @@ describeStrongswan(
       const s = await setup(lab, '2', { weInitiate: false, hosts: [a, b] });
       await bothUp(s);
       await carries(s, 20);
-      await sleep(300);
-      await capture.stop(10_000, 'SIGINT');
+      await stopCapture(capture, 'IKE and ESP', 100);
       const fields = ['frame.protocols', 'udp.srcport', 'udp.dstport', 'isakmp.exchangetype', 'esp.spi'];
       const { stdout } = await lab.exec(a, 'tshark', ['-n', '-r', file, '-T', 'fields', '-E', 'separator=/t', ...fields.flatMap((f) => ['-e', f])]);
       const rows = stdout.split('\n').filter((l) => l.trim()).map((l) => l.split('\t'));

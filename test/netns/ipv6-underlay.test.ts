@@ -12,7 +12,7 @@ import { commandExists, Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters } from '../../lib/types';
-import { captureDropped } from '../helpers/capture';
+import { captureDropped, stopCapture } from '../helpers/capture';
 import { describeNetns, REQUIRE_NETNS } from '../helpers/env';
 import { expectOffloadsActive, expectRxCoalescingUsed, expectRxGroUsed, expectTxOffloadsUsed, offloadDelta } from '../helpers/offloads';
 import { peerCounters, startForwarder } from '../helpers/overlay';
@@ -132,8 +132,7 @@ describeNetns('IPv6 underlay', {}, () => {
       expect(capture.stdout, capture.stderr).toMatch(/^\s*1 /m);
       const s0 = ov.stats();
       await verifiedTransfer(lab, { from: a, to: b, address: overlayAddress(2), megabytes: 4 });
-      await new Promise((r) => setTimeout(r, 300));
-      await capture.stop(10_000, 'SIGINT');
+      await stopCapture(capture, 'the transfer', 100);
       // The TCP data still left as TSO super-frames cut by overlayfwd (whose checksums are
       // the ones under test) and GSO trains (which the kernel now splits before the capture).
       expectTxOffloadsUsed(offloadDelta(ov.stats(), s0), 'overlayfwd sending over IPv6');

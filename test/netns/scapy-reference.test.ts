@@ -16,7 +16,8 @@ import { afterEach, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
 import { helperPath } from '../../lab/system';
-import { describeNetns, sleep } from '../helpers/env';
+import { stopCapture } from '../helpers/capture';
+import { describeNetns } from '../helpers/env';
 import { peerCounters, startForwarder } from '../helpers/overlay';
 import { enableIpv6, INNER6, movedDrops } from '../helpers/pair';
 
@@ -69,7 +70,10 @@ describeNetns('scapy as the reference peer of the modes no kernel module speaks'
       const dir = lab.tmpdir();
       const innerPcap = path.join(dir, `${encap.type}-inner.pcap`);
       const outerPcap = path.join(dir, `${encap.type}-outer.pcap`);
-      const capture = (host: Host, dev: string, file: string, filter: string[]) => lab!.spawn(host, 'tcpdump', ['-n', '-U', '-i', dev, '-w', file, ...filter]);
+      // --immediate-mode: without it tcpdump gets its packets from the kernel a second late and
+      // loses what it has not got when it stops; --print -l: a line per packet, to wait on.
+      const capture = (host: Host, dev: string, file: string, filter: string[]) =>
+        lab!.spawn(host, 'tcpdump', ['-n', '-U', '--immediate-mode', '--print', '-l', '-i', dev, '-w', file, ...filter]);
       const onDevice = capture(a, 'ovl0', innerPcap, []);
       const onWire = capture(b, b.underlayDev, outerPcap, ['src', 'host', a.underlay]);
       await Promise.all([onDevice.waitForOutput(/listening on/, 20_000), onWire.waitForOutput(/listening on/, 20_000)]);
@@ -77,9 +81,9 @@ describeNetns('scapy as the reference peer of the modes no kernel module speaks'
 
       const sent = await lab.exec(b, SYSTEM_PYTHON, [helperPath('scapy-reference.py'), 'send', encap.type, b.underlay, a.underlay], { timeoutMs: 60_000 });
       const crafted = (JSON.parse(sent.stdout.trim().split('\n').pop()!) as { sent: string[] }).sent;
-      await sleep(700);
-      await onDevice.stop(5_000, 'SIGINT');
-      await onWire.stop(5_000, 'SIGINT');
+      // On A's device: the crafted packets and a's three answers; on b's wire: A's encapsulation of
+      // the answers.
+      await Promise.all([stopCapture(onDevice, "A's device", 2 * crafted.length), stopCapture(onWire, "b's underlay", crafted.length)]);
 
       const check = await lab.exec(a, SYSTEM_PYTHON, [helperPath('scapy-reference.py'), 'check', encap.type, outerPcap, innerPcap, a.underlay, b.underlay], { timeoutMs: 60_000 });
       const r = JSON.parse(check.stdout.trim().split('\n').pop()!) as CheckResult;

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Lab, overlayAddress, type Host, type LabProcess } from '../../lab';
 import { chooseDeviceMac } from '../../lib/device-mac';
 import type { AnnounceEvent, Overlay } from '../../lib/overlay';
+import { stopCapture } from '../helpers/capture';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { forwarderConfig, loadOverlay, startForwarder, type OverlayClass } from '../helpers/overlay';
 import { enableIpv6 } from '../helpers/pair';
@@ -50,13 +51,12 @@ interface Frame {
 /** tshark writing what B's overlay device receives to a file, read back with -T fields. */
 async function captureOnB(lab: Lab, b: Host, name: string): Promise<{ stop: (fields: string[]) => Promise<Frame[]> }> {
   const file = path.join(lab.tmpdir(), `${name}.pcap`);
-  const capture = lab.spawn(b, 'tshark', ['-n', '-l', '-i', 'ovl0', '-F', 'pcap', '-w', file, '-f', 'arp or icmp6']);
+  const capture = lab.spawn(b, 'tshark', ['-n', '-l', '-P', '-i', 'ovl0', '-F', 'pcap', '-w', file, '-f', 'arp or icmp6']);
   await capture.waitForOutput(/Capturing on/, 30_000);
   await sleep(300);
   return {
     stop: async (fields) => {
-      await sleep(300);
-      await capture.stop(10_000, 'SIGINT');
+      await stopCapture(capture, "B's ARP and ICMPv6", 1);
       const all = ['frame.time_epoch', 'eth.src', ...fields];
       const { stdout } = await lab.exec(b, 'tshark', ['-n', '-r', file, '-T', 'fields', '-E', 'separator=/t', ...all.flatMap((f) => ['-e', f])]);
       return stdout

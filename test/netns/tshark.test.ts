@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
+import { capturedPackets, stopCapture } from '../helpers/capture';
 import { describeNetns } from '../helpers/env';
 import { startForwarder } from '../helpers/overlay';
 
@@ -58,10 +59,10 @@ describeNetns('VXLAN on the wire, dissected by tshark', { tools: ['tshark', 'eth
     expect(capture.stdout).toMatch(/^\s*1 /m); // packet number 1 was printed
     const ping = await lab.ping(a, overlayAddress(2), { count: 5, intervalSec: 0.1 });
     expect(ping.received).toBe(5);
+    const beforeFlows = capturedPackets(capture.stdout);
     // 16 UDP flows with different ports: the outer source port is a hash of the inner flow.
     await lab.exec(a, 'python3', ['-c', udp(FLOW_PORTS)]);
-    await new Promise((r) => setTimeout(r, 500));
-    await capture.stop(10_000, 'SIGINT');
+    await stopCapture(capture, 'the UDP flows', beforeFlows + FLOW_PORTS.length);
 
     const fields = ['vxlan.vni', 'vxlan.flags', 'vxlan.flags_reserved', 'vxlan.reserved8', 'udp.srcport', 'udp.dstport', 'frame.protocols', 'udp.payload', 'ip.src', 'udp.length', 'ip.len'];
     const { stdout } = await lab.exec(a, 'tshark', ['-n', '-r', file, '-d', 'udp.port==4789,vxlan', '-T', 'fields', '-E', 'separator=/t', '-E', 'aggregator=|', ...fields.flatMap((f) => ['-e', f])]);
