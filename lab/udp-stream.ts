@@ -36,11 +36,15 @@ export async function startUdpStream(
   await receiver.waitForOutput(/"listening"/, 10_000);
   const before: KernelDrops = await kernelDrops(lab, hosts);
   const sender = lab.spawn(opts.from, 'python3', [helperPath('udp-stream.py'), 'send', opts.address, String(opts.port), String(opts.pps ?? 2000), String(opts.size ?? 1000)]);
+  // The stream is running when this returns: a python slow to start on a busy machine would
+  // otherwise leave the change under test with less traffic, or none, under it.
+  await sender.waitForOutput(/"started"/, 10_000);
   return {
     async stop(): Promise<StreamResult> {
       sender.kill('SIGTERM');
       await sender.wait(10_000);
-      // What is in flight arrives (the receiver's buffer holds it until it reads).
+      // What is in flight arrives (the receiver's buffer holds it until it reads, and it reads on
+      // after SIGTERM until nothing has come for 200 ms).
       await new Promise((r) => setTimeout(r, 300));
       receiver.kill('SIGTERM');
       await receiver.wait(10_000);

@@ -2,11 +2,14 @@
 # that change something under traffic for as long as the change takes (a busy machine makes it
 # take longer; a fixed-length stream would end first).
 #
-#   udp-stream.py recv ADDRESS PORT            bind, count; on SIGTERM print one JSON line:
+#   udp-stream.py recv ADDRESS PORT            bind, count; on SIGTERM read on until nothing has
+#                                              come for 200 ms (what was still queued or on its
+#                                              way is not lost), then print one JSON line:
 #                                              {"received": N, "highest": SEQ, "duplicates": N}
-#   udp-stream.py send ADDRESS PORT PPS SIZE   send datagrams numbered 0, 1, ... at PPS per second
-#                                              (paced by the clock: a late start catches up in a
-#                                              burst); on SIGTERM print {"sent": N, "sendErrors": N}
+#   udp-stream.py send ADDRESS PORT PPS SIZE   print {"started": PORT}, then send datagrams
+#                                              numbered 0, 1, ... at PPS per second (paced by the
+#                                              clock: a late wakeup catches up in a burst); on
+#                                              SIGTERM print {"sent": N, "sendErrors": N}
 #
 # The receiver's buffer is 8 MiB (SO_RCVBUFFORCE as root), so a receiver starved of CPU for a
 # while keeps what arrived instead of the kernel dropping it.
@@ -34,13 +37,19 @@ def recv(address, port):
     s.settimeout(0.05)
     print(json.dumps({'listening': port}), flush=True)
     seen, highest, duplicates = set(), -1, 0
-    while not stop:
+    quiet_since = None  # once stopped: when the last datagram came
+    while True:
+        if stop:
+            if quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= 0.2:
+                break
         try:
             data = s.recv(65535)
-        except socket.timeout:
+        except (socket.timeout, InterruptedError):
             continue
-        except InterruptedError:
-            continue
+        if stop:
+            quiet_since = time.monotonic()
         if len(data) < 8:
             continue
         seq = struct.unpack('!Q', data[:8])[0]
@@ -54,6 +63,7 @@ def recv(address, port):
 def send(address, port, pps, size):
     s = sock_for(address)
     payload = bytearray(max(size, 8))
+    print(json.dumps({'started': port}), flush=True)
     start, sent, errors = time.monotonic(), 0, 0
     while not stop:
         due = int((time.monotonic() - start) * pps)

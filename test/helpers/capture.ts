@@ -13,18 +13,17 @@ export function capturedPackets(stdout: string): number {
   return (stdout.match(/^\s*(?:\d+ |\d\d:\d\d:\d\d\.\d+ )/gm) ?? []).length;
 }
 
-/** How long a capture's count must stay put before it is stopped: more than dumpcap's 250 ms block timeout. */
+/** How long a capture's count must stay put to be settled: more than dumpcap's 250 ms block timeout. */
 const QUIET_MS = 600;
 
 /**
- * Stops a capture (SIGINT) once it holds every packet that has arrived: after it has printed at
- * least `atLeast` packets and then nothing more for QUIET_MS. Stopping on a fixed sleep loses
- * packets: the kernel hands a capture its ring a block at a time, on a timer (250 ms for dumpcap,
- * 1 s for tcpdump without --immediate-mode), and a block it has not handed over when the
- * capture stops is dropped without being counted. On a loaded machine the capture may also not
- * yet have run to read a block it was handed.
+ * Waits until a capture holds every packet that has arrived: it has printed at least `atLeast`
+ * packets and then nothing more for QUIET_MS. Returns the count. The kernel hands a capture its
+ * ring a block at a time, on a timer (250 ms for dumpcap, 1 s for tcpdump without
+ * --immediate-mode), and on a loaded machine the capture may not yet have run to read a block
+ * it was handed: a fixed sleep is not enough.
  */
-export async function stopCapture(capture: LabProcess, what: string, atLeast = 1, timeoutMs = 20_000): Promise<void> {
+export async function settleCapture(capture: LabProcess, what: string, atLeast = 1, timeoutMs = 20_000): Promise<number> {
   const end = Date.now() + timeoutMs;
   let seen = capturedPackets(capture.stdout);
   let quietSince = Date.now();
@@ -35,13 +34,39 @@ export async function stopCapture(capture: LabProcess, what: string, atLeast = 1
       seen = now;
       quietSince = Date.now();
     }
-    if (seen >= atLeast && Date.now() - quietSince >= QUIET_MS) break;
+    if (seen >= atLeast && Date.now() - quietSince >= QUIET_MS) return seen;
     if (Date.now() > end) {
-      await capture.stop(10_000, 'SIGINT');
       throw new Error(`the capture of ${what} printed ${seen} packets in ${timeoutMs} ms, expected at least ${atLeast}; it printed:\n${capture.stdout.slice(-3000)}\n${capture.stderr.slice(-1000)}`);
     }
   }
-  await capture.stop(10_000, 'SIGINT');
+}
+
+/**
+ * Stops a capture (SIGINT) once it is settled (settleCapture): a block the kernel has not handed
+ * over when the capture stops is dropped without being counted.
+ */
+export async function stopCapture(capture: LabProcess, what: string, atLeast = 1, timeoutMs = 20_000): Promise<void> {
+  try {
+    await settleCapture(capture, what, atLeast, timeoutMs);
+  } finally {
+    await capture.stop(10_000, 'SIGINT');
+  }
+}
+
+/**
+ * Makes sure a capture is live before the traffic under test: tshark says "Capturing on" before
+ * dumpcap has even started. Sends `prime` (a packet the capture's filter takes) until one shows
+ * up, lets the capture settle and returns its count: the packets before the traffic, for the
+ * caller to skip.
+ */
+export async function primeCapture(capture: LabProcess, what: string, prime: () => Promise<unknown>, timeoutMs = 30_000): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  while (capturedPackets(capture.stdout) === 0) {
+    if (Date.now() > end) throw new Error(`the capture of ${what} showed none of its priming packets in ${timeoutMs} ms; it printed:\n${capture.stdout.slice(-2000)}\n${capture.stderr.slice(-1000)}`);
+    await prime();
+    await sleep(200);
+  }
+  return settleCapture(capture, what, 1, timeoutMs);
 }
 
 /**

@@ -28,7 +28,7 @@ import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters, DropReason, EspCipher } from '../../lib/types';
 import { watchDevice } from '../helpers/device-watch';
-import { stopCapture } from '../helpers/capture';
+import { primeCapture, stopCapture } from '../helpers/capture';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { espPacket, openEspPacket, randomSaKey, tsharkEspSa, type EspSa } from '../helpers/esp';
 import { delta, peerCounters } from '../helpers/overlay';
@@ -215,10 +215,11 @@ describeNetns('ESP on the wire, decrypted by tshark with the configured keys', {
         const filter = `src host ${p.underlayA} and ${t.udp ? `udp port ${ESP_PORT}` : 'ip proto 50'}`;
         const capture = lab.spawn(p.a, 'tshark', ['-n', '-l', '-P', '-i', p.a.underlayDev, '-F', 'pcap', '-w', file, '-f', filter]);
         await capture.waitForOutput(/Capturing on/, 30_000);
-        await sleep(300);
+        // Primed with pings of its own (sealed with the same SA: the sequence runs on through them).
+        const primed = await primeCapture(capture, "A's ESP", () => lab.ping(p.a, overlayAddress(2), { count: 1, timeoutSec: 1 }));
         expect((await lab.ping(p.a, overlayAddress(2), { count: 4, intervalSec: 0.05 })).received).toBe(4);
         expect((await lab.ping(p.a, INNER6[1], { count: 2, intervalSec: 0.05 })).received).toBe(2);
-        await stopCapture(capture, "A's pings", 6);
+        await stopCapture(capture, "A's pings", primed + 6);
 
         const prefs = [
           '-o', 'esp.enable_encryption_decode:TRUE',
@@ -231,6 +232,7 @@ describeNetns('ESP on the wire, decrypted by tshark with the configured keys', {
         const rows = stdout
           .split('\n')
           .filter((l) => l.trim())
+          .slice(primed)
           .map((l) => l.split('\t').map((f) => f.split('|')));
         // esp.protocol prints as hex ("0x04"), esp.spi too ("0x00001001").
         const v4 = rows.filter((r) => Number(r[4]?.[0]) === 4);
@@ -250,7 +252,7 @@ describeNetns('ESP on the wire, decrypted by tshark with the configured keys', {
 
         // The ICVs, from the raw capture: every one verifies under the configured key with the
         // 64-bit ESN AAD (SPI || high 32 bits || low 32 bits, RFC 4106 §5).
-        const packets = readPcapFrames(file).map(espOf).filter((x): x is Buffer => x !== null);
+        const packets = readPcapFrames(file).slice(primed).map(espOf).filter((x): x is Buffer => x !== null);
         expect(packets.length).toBe(rows.length);
         for (const packet of packets) {
           const opened = openEspPacket(t.cipher, p.ab, packet, { esn: t.esn !== false });

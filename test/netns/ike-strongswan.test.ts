@@ -12,7 +12,7 @@ import { addTunnelAddress, Charon, isEstablished, Lab, overlayAddress, Pki } fro
 import type { CertAuthority, Host, HostCredential, SwanctlConnection } from '../../lab';
 import type { IkeLogLine } from '../../lib/ike/session';
 import type { Overlay } from '../../lib/overlay';
-import { stopCapture } from '../helpers/capture';
+import { primeCapture, stopCapture } from '../helpers/capture';
 import { sleep, waitFor } from '../helpers/env';
 import { delta, startForwarder } from '../helpers/overlay';
 import { movedDrops } from '../helpers/pair';
@@ -144,7 +144,9 @@ describeStrongswan(
       const file = path.join(lab.tmpdir(), 'ike.pcap');
       const capture = lab.spawn(a, 'tshark', ['-n', '-l', '-P', '-i', a.underlayDev, '-F', 'pcap', '-w', file, '-f', 'udp']);
       await capture.waitForOutput(/Capturing on/, 20_000);
-      await sleep(1000);
+      // Primed with a datagram to port 9, which neither the IKE nor the ESP rows below take.
+      const datagram = `import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'prime', ('${b.underlay}', 9))\n`;
+      await primeCapture(capture, 'IKE and ESP', () => lab.exec(a, 'python3', ['-c', datagram]));
       const s = await setup(lab, '2', { weInitiate: false, hosts: [a, b] });
       await bothUp(s);
       await carries(s, 20);

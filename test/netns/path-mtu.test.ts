@@ -11,7 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
-import { describeNetns, sleep } from '../helpers/env';
+import { primeCapture, stopCapture } from '../helpers/capture';
+import { describeNetns } from '../helpers/env';
 import { delta } from '../helpers/overlay';
 import { INNER6, overlayPair } from '../helpers/pair';
 import type { Pair } from '../helpers/pair';
@@ -108,13 +109,16 @@ describeNetns('path MTU: ICMP Fragmentation Needed / Packet Too Big, MSS clamp',
       const file = path.join(lab.tmpdir(), 'syn.pcapng');
       const capture = lab.spawn(p.b, 'tshark', ['-n', '-l', '-P', '-i', 'ovl0', '-w', file, '-f', 'tcp[tcpflags] & tcp-syn != 0']);
       await capture.waitForOutput(/Capturing on/, 30_000);
+      // Primed with SYNs to a closed port (B answers with a reset), skipped below.
+      const refused = `import socket\ntry:\n    socket.create_connection(('${overlayAddress(2)}', 9), timeout=1)\nexcept OSError:\n    pass\n`;
+      const primed = await primeCapture(capture, 'SYNs on B', () => lab.exec(p.a, 'python3', ['-c', refused]));
       const before = p.A.stats();
       const r = await verifiedTransfer(lab, { from: p.a, to: p.b, address: overlayAddress(2), megabytes: 2, timeoutMs: 60_000 });
       expect(r.received.peer).toBe(overlayAddress(1));
-      await sleep(300);
-      await capture.stop(10_000, 'SIGINT');
+      // A's SYN and B's SYN-ACK (the transfer may open more than one connection: at least those two).
+      await stopCapture(capture, 'SYNs on B', primed + 2);
       const { stdout } = await lab.exec(p.b, 'tshark', ['-n', '-r', file, '-T', 'fields', '-e', 'ip.src', '-e', 'tcp.flags.ack', '-e', 'tcp.options.mss_val', '-e', 'tcp.checksum.status', '-o', 'tcp.check_checksum:TRUE']);
-      const rows = stdout.trim().split('\n').map((l) => l.split('\t'));
+      const rows = stdout.trim().split('\n').slice(primed).map((l) => l.split('\t'));
       // The SYN from A arrived clamped (A's kernel offered 1460: its device MTU is 1500), with a valid checksum.
       const syn = rows.find((r) => r[0] === overlayAddress(1));
       expect(syn?.[2]).toBe('1436');

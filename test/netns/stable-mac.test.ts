@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Lab, overlayAddress, type Host, type LabProcess } from '../../lab';
 import { chooseDeviceMac } from '../../lib/device-mac';
 import type { AnnounceEvent, Overlay } from '../../lib/overlay';
-import { stopCapture } from '../helpers/capture';
+import { primeCapture, stopCapture } from '../helpers/capture';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { forwarderConfig, loadOverlay, startForwarder, type OverlayClass } from '../helpers/overlay';
 import { enableIpv6 } from '../helpers/pair';
@@ -51,9 +51,11 @@ interface Frame {
 /** tshark writing what B's overlay device receives to a file, read back with -T fields. */
 async function captureOnB(lab: Lab, b: Host, name: string): Promise<{ stop: (fields: string[]) => Promise<Frame[]> }> {
   const file = path.join(lab.tmpdir(), `${name}.pcap`);
-  const capture = lab.spawn(b, 'tshark', ['-n', '-l', '-P', '-i', 'ovl0', '-F', 'pcap', '-w', file, '-f', 'arp or icmp6']);
+  // UDP to port 9 only to prime the capture: B's datagrams to A carry no ARP or ICMPv6 fields.
+  const capture = lab.spawn(b, 'tshark', ['-n', '-l', '-P', '-i', 'ovl0', '-F', 'pcap', '-w', file, '-f', 'arp or icmp6 or udp dst port 9']);
   await capture.waitForOutput(/Capturing on/, 30_000);
-  await sleep(300);
+  const datagram = `import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'prime', ('${A_IP}', 9))\n`;
+  await primeCapture(capture, "B's ARP and ICMPv6", () => lab.exec(b, 'python3', ['-c', datagram]));
   return {
     stop: async (fields) => {
       await stopCapture(capture, "B's ARP and ICMPv6", 1);

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
 import type { Counters, DropReason } from '../../lib/types';
+import { primeCapture, stopCapture } from '../helpers/capture';
 import { watchDevice } from '../helpers/device-watch';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { delta } from '../helpers/overlay';
@@ -30,19 +31,23 @@ function tunPair(lab: Lab, encap: Record<string, unknown>, extraRoutesToB: strin
   return overlayPair(lab, { device: 'tun', encap, extraRoutesToB, ...(extraRoutesToB.length > 0 ? { routes: 'off' as const } : {}) });
 }
 
-/** Captures A's outgoing packets matching `filter` while `traffic` runs; returns tshark's fields per packet. */
-async function captureFields(lab: Lab, host: Host, filter: string, fields: string[], traffic: () => Promise<void>): Promise<string[][][]> {
+/**
+ * Captures A's outgoing packets matching `filter` while `traffic` runs, which sends at least
+ * `expected` of them; returns tshark's fields per packet of the traffic. The capture is primed
+ * with pings to B (which the filter takes: A's tunnel packets), skipped in the result.
+ */
+async function captureFields(lab: Lab, host: Host, filter: string, fields: string[], expected: number, traffic: () => Promise<void>): Promise<string[][][]> {
   const file = path.join(lab.tmpdir(), `capture-${Date.now()}.pcapng`);
   const capture = lab.spawn(host, 'tshark', ['-n', '-l', '-P', '-i', host.underlayDev, '-w', file, '-f', filter]);
   await capture.waitForOutput(/Capturing on/, 30_000);
-  await sleep(300);
+  const primed = await primeCapture(capture, filter, () => lab.ping(host, overlayAddress(2), { count: 1, timeoutSec: 1 }));
   await traffic();
-  await sleep(300);
-  await capture.stop(10_000, 'SIGINT');
+  await stopCapture(capture, filter, primed + expected);
   const { stdout } = await lab.exec(host, 'tshark', ['-n', '-r', file, '-T', 'fields', '-E', 'separator=/t', '-E', 'aggregator=|', ...fields.flatMap((f) => ['-e', f])]);
   return stdout
     .split('\n')
     .filter((l) => l.trim())
+    .slice(primed)
     .map((l) => l.split('\t').map((f) => f.split('|')));
 }
 
@@ -68,7 +73,7 @@ async function expectVerdicts(lab: Lab, p: Pair, cases: Case[], protocol: number
     const mark = device.mark();
     await sendRawPackets(lab, p.b, p.a.underlay, [{ src: c.src ?? p.b.underlay, protocol: c.protocol ?? protocol, payload: c.payload }]);
     const done = (d: Counters) => (c.reason === null ? d.rxPackets >= 1 : (d.drops[c.reason] ?? 0) >= 1);
-    await waitFor(() => done(delta(p.A.stats().totals, before)), c.what, 3000).catch(() => undefined);
+    await waitFor(() => done(delta(p.A.stats().totals, before)), c.what, 10_000).catch(() => undefined);
     if (c.reason === null) await device.waitSince(mark, 1, `${c.what} on the device`).catch(() => undefined);
     await sleep(100);
     const d = delta(p.A.stats().totals, before);
@@ -95,7 +100,7 @@ describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tsha
 
     it('sends GRE version 0 with K only, key 5, protocol 0x0800/0x86DD, outer DSCP/ECN and DF from the inner packet', async () => {
       const fields = ['ip.proto', 'ip.src', 'ip.dst', 'ip.dsfield', 'ip.flags.df', 'ip.ttl', 'gre.flags.checksum', 'gre.flags.key', 'gre.flags.sequence_number', 'gre.flags.version', 'gre.proto', 'gre.key', 'ipv6.src'];
-      const rows = await captureFields(lab, p.a, `ip proto 47 and src host ${p.a.underlay}`, fields, async () => {
+      const rows = await captureFields(lab, p.a, `ip proto 47 and src host ${p.a.underlay}`, fields, 6, async () => {
         // DSCP EF (46) with ECT(0): tos 0xba; DF set by -M do.
         expect((await lab.exec(p.a, 'ping', ['-n', '-q', '-c', '2', '-i', '0.1', '-Q', '0xba', '-M', 'do', overlayAddress(2)])).code).toBe(0);
         expect((await lab.exec(p.a, 'ping', ['-n', '-q', '-c', '2', '-i', '0.1', '-M', 'dont', overlayAddress(2)])).code).toBe(0);
@@ -182,7 +187,7 @@ describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tsha
     });
 
     it('sends S with a sequence number that grows by one per packet', async () => {
-      const rows = await captureFields(lab, p.a, `ip proto 47 and src host ${p.a.underlay}`, ['gre.flags.sequence_number', 'gre.sequence_number', 'gre.flags.key'], async () => {
+      const rows = await captureFields(lab, p.a, `ip proto 47 and src host ${p.a.underlay}`, ['gre.flags.sequence_number', 'gre.sequence_number', 'gre.flags.key'], 4, async () => {
         expect((await lab.ping(p.a, overlayAddress(2), { count: 4, intervalSec: 0.05 })).received).toBe(4);
       });
       expect(rows.length).toBeGreaterThanOrEqual(4);
@@ -222,7 +227,7 @@ describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tsha
     });
 
     it('copies the inner DSCP and ECN into the outer IPv4 header', async () => {
-      const rows = await captureFields(lab, p.a, `udp dst port 4754 and src host ${p.a.underlay}`, ['ip.dsfield'], async () => {
+      const rows = await captureFields(lab, p.a, `udp dst port 4754 and src host ${p.a.underlay}`, ['ip.dsfield'], 4, async () => {
         expect((await lab.exec(p.a, 'ping', ['-n', '-q', '-c', '2', '-i', '0.1', '-Q', '0xba', overlayAddress(2)])).code).toBe(0);
         expect((await lab.exec(p.a, 'ping', ['-n', '-q', '-c', '2', '-i', '0.1', overlayAddress(2)])).code).toBe(0);
       });
@@ -243,8 +248,10 @@ describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tsha
         const script = `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 3)\ns.bind(('${p.b.underlay}', 0))\ns.sendto(bytes.fromhex('${payload.toString('hex')}'), ('${p.a.underlay}', 4754))\n`;
         const before = p.A.stats().totals;
         await lab.exec(p.b, 'python3', ['-c', script]);
-        await sleep(300);
-        const d = delta(p.A.stats().totals, before);
+        const arrived = () => delta(p.A.stats().totals, before);
+        await waitFor(() => arrived().rxPackets + arrived().drops.ecn >= 1, `the datagram with inner tos ${innerTos}`, 10_000).catch(() => undefined);
+        await sleep(100); // nothing more may come
+        const d = arrived();
         return { delivered: d.rxPackets, drops: movedDrops(d) };
       };
       expect(await send(0x00, 1)).toEqual({ delivered: 0, drops: { ecn: 1 } });
@@ -265,7 +272,7 @@ describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tsha
     });
 
     it('sends IPv4 in protocol 4 and IPv6 in protocol 41, with the inner packet right behind the outer header', async () => {
-      const rows = await captureFields(lab, p.a, `(ip proto 4 or ip proto 41) and src host ${p.a.underlay}`, ['ip.proto', 'ip.src', 'ip.ttl', 'ipv6.src', 'ipv6.dst', 'frame.protocols'], async () => {
+      const rows = await captureFields(lab, p.a, `(ip proto 4 or ip proto 41) and src host ${p.a.underlay}`, ['ip.proto', 'ip.src', 'ip.ttl', 'ipv6.src', 'ipv6.dst', 'frame.protocols'], 4, async () => {
         expect((await lab.ping(p.a, overlayAddress(2), { count: 2, intervalSec: 0.1 })).received).toBe(2);
         expect((await lab.ping(p.a, INNER6[1], { count: 2, intervalSec: 0.1 })).received).toBe(2);
       });
