@@ -15,7 +15,7 @@ import type { Host, LabProcess } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters, DropReason } from '../../lib/types';
 import { DROP_REASONS } from '../../lib/types';
-import { capturedPackets, stopCapture } from '../helpers/capture';
+import { primeCapture, stopCapture } from '../helpers/capture';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { delta, peerCounters, startForwarder } from '../helpers/overlay';
 import type { PeerSpec } from '../helpers/overlay';
@@ -279,15 +279,11 @@ describeNetns('Geneve between two overlayfwd hosts', { tools: ['tshark', 'ethtoo
       await capture.waitForOutput(/Capturing on/, 30_000);
       const udp = (ports: number[]) =>
         `import socket\nfor p in [${ports.join(',')}]:\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('${overlayAddress(1)}', p))\n    s.sendto(b'flow', ('${overlayAddress(2)}', p))\n    s.close()\n`;
-      for (let i = 0; i < 50 && !/^\s*1 /m.test(capture.stdout); i++) {
-        await lab.exec(p.a, 'python3', ['-c', udp([PRIMER_PORT])]);
-        await sleep(200);
-      }
-      expect(capture.stdout).toMatch(/^\s*1 /m);
+      const primed = await primeCapture(capture, 'the primer', () => lab.exec(p.a, 'python3', ['-c', udp([PRIMER_PORT])]));
       expect((await lab.ping(p.a, overlayAddress(2), { count: 5, intervalSec: 0.1 })).received).toBe(5);
-      const beforeFlows = capturedPackets(capture.stdout);
       await lab.exec(p.a, 'python3', ['-c', udp(FLOW_PORTS)]);
-      await stopCapture(capture, 'the UDP flows', beforeFlows + FLOW_PORTS.length);
+      // At least the 5 requests (the replies come on top) and the flows.
+      await stopCapture(capture, 'the pings and the UDP flows', primed + 5 + FLOW_PORTS.length);
 
       const fields = [
         'ip.src',

@@ -28,7 +28,7 @@ import { ethernetFrame, sendDatagrams, snmpCounters } from '../helpers/udp';
 import type { Datagram } from '../helpers/udp';
 import { movedDrops } from '../helpers/pair';
 import { internetChecksum } from '../helpers/raw-ip';
-import { captureDropped, capturedPackets, stopCapture } from '../helpers/capture';
+import { captureDropped, primeCapture, stopCapture } from '../helpers/capture';
 
 const GRE_UDP_PORT = 4754;
 const PROTO_ETHERNET = 0x6558; // Transparent Ethernet Bridging
@@ -344,17 +344,13 @@ describeNetns('GRE-in-UDP between two overlayfwd hosts', { tools: ['tshark', 'et
       await capture.waitForOutput(/Capturing on/, 30_000);
       const udp = (ports: number[]) =>
         `import socket\nfor p in [${ports.join(',')}]:\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('${overlayAddress(1)}', p))\n    s.sendto(b'flow5', ('${overlayAddress(2)}', p))\n    s.close()\n`;
-      for (let i = 0; i < 50 && !/^\s*1 /m.test(capture.stdout); i++) {
-        await lab.exec(p.a, 'python3', ['-c', udp([PRIMER_PORT])]);
-        await sleep(200);
-      }
-      expect(capture.stdout).toMatch(/^\s*1 /m);
+      const primed = await primeCapture(capture, 'the primer', () => lab.exec(p.a, 'python3', ['-c', udp([PRIMER_PORT])]));
       expect((await lab.ping(p.a, overlayAddress(2), { count: 5, intervalSec: 0.1 })).received).toBe(5);
-      const beforeFlows = capturedPackets(capture.stdout);
       await lab.exec(p.a, 'python3', ['-c', udp(FLOW_PORTS)]);
       // Bulk TCP: TSO super-frames cut into wire frames, each with its own GRE checksum.
       await verifiedTransfer(lab, { from: p.a, to: p.b, address: overlayAddress(2), megabytes: TCP_MB });
-      await stopCapture(capture, 'the UDP flows and the transfer', beforeFlows + FLOW_PORTS.length);
+      // At least the 5 requests (replies and the transfer's frames come on top) and the flows.
+      await stopCapture(capture, 'the pings, the UDP flows and the transfer', primed + 5 + FLOW_PORTS.length);
       lost = captureDropped(capture.stderr);
 
       const fields = [

@@ -13,9 +13,10 @@ import type { CertAuthority, Host, HostCredential, SwanctlConnection } from '../
 import type { IkeLogLine } from '../../lib/ike/session';
 import type { Overlay } from '../../lib/overlay';
 import { primeCapture, stopCapture } from '../helpers/capture';
-import { sleep, waitFor } from '../helpers/env';
+import { waitFor } from '../helpers/env';
 import { delta, startForwarder } from '../helpers/overlay';
 import { movedDrops } from '../helpers/pair';
+import { sendDatagrams } from '../helpers/udp';
 import { describeStrongswan } from '../helpers/strongswan';
 import { verifiedTransfer } from '../helpers/transfer';
 
@@ -145,8 +146,7 @@ describeStrongswan(
       const capture = lab.spawn(a, 'tshark', ['-n', '-l', '-P', '-i', a.underlayDev, '-F', 'pcap', '-w', file, '-f', 'udp']);
       await capture.waitForOutput(/Capturing on/, 20_000);
       // Primed with a datagram to port 9, which neither the IKE nor the ESP rows below take.
-      const datagram = `import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'prime', ('${b.underlay}', 9))\n`;
-      await primeCapture(capture, 'IKE and ESP', () => lab.exec(a, 'python3', ['-c', datagram]));
+      await primeCapture(capture, 'IKE and ESP', () => sendDatagrams(lab, a, b.underlay, 9, [{ src: a.underlay, payload: Buffer.from('prime') }]));
       const s = await setup(lab, '2', { weInitiate: false, hosts: [a, b] });
       await bothUp(s);
       await carries(s, 20);

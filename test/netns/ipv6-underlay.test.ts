@@ -12,7 +12,7 @@ import { commandExists, Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
 import type { Overlay } from '../../lib/overlay';
 import type { Counters } from '../../lib/types';
-import { captureDropped, stopCapture } from '../helpers/capture';
+import { captureDropped, primeCapture, stopCapture } from '../helpers/capture';
 import { describeNetns, REQUIRE_NETNS } from '../helpers/env';
 import { expectOffloadsActive, expectRxCoalescingUsed, expectRxGroUsed, expectTxOffloadsUsed, offloadDelta } from '../helpers/offloads';
 import { peerCounters, startForwarder } from '../helpers/overlay';
@@ -123,16 +123,11 @@ describeNetns('IPv6 underlay', {}, () => {
       const file = path.join(lab.tmpdir(), 'vxlan6.pcapng');
       const capture = lab.spawn(a, 'tshark', ['-n', '-l', '-P', '-B', '64', '-i', a.underlayDev, '-w', file, '-f', `udp dst port 4789 and src host ${A6}`]);
       await capture.waitForOutput(/Capturing on/, 30_000);
-      // Ping until the capture shows a packet: then it is live. (tshark prints what dumpcap hands
-      // it every so often, not packet by packet: give it time.)
-      for (let i = 0; i < 50 && !/^\s*1 /m.test(capture.stdout); i++) {
-        await lab.ping(a, overlayAddress(2), { count: 1, timeoutSec: 1 });
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      expect(capture.stdout, capture.stderr).toMatch(/^\s*1 /m);
+      // Ping until the capture shows a packet: then it is live.
+      const primed = await primeCapture(capture, 'the pings', () => lab.ping(a, overlayAddress(2), { count: 1, timeoutSec: 1 }));
       const s0 = ov.stats();
       await verifiedTransfer(lab, { from: a, to: b, address: overlayAddress(2), megabytes: 4 });
-      await stopCapture(capture, 'the transfer', 100);
+      await stopCapture(capture, 'the transfer', primed + 100);
       // The TCP data still left as TSO super-frames cut by overlayfwd (whose checksums are
       // the ones under test) and GSO trains (which the kernel now splits before the capture).
       expectTxOffloadsUsed(offloadDelta(ov.stats(), s0), 'overlayfwd sending over IPv6');

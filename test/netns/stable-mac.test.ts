@@ -17,6 +17,7 @@ import { primeCapture, stopCapture } from '../helpers/capture';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
 import { forwarderConfig, loadOverlay, startForwarder, type OverlayClass } from '../helpers/overlay';
 import { enableIpv6 } from '../helpers/pair';
+import { sendDatagrams } from '../helpers/udp';
 
 const bare = (mac: string) => mac.replace(/:/g, '');
 
@@ -54,8 +55,7 @@ async function captureOnB(lab: Lab, b: Host, name: string): Promise<{ stop: (fie
   // UDP to port 9 only to prime the capture: B's datagrams to A carry no ARP or ICMPv6 fields.
   const capture = lab.spawn(b, 'tshark', ['-n', '-l', '-P', '-i', 'ovl0', '-F', 'pcap', '-w', file, '-f', 'arp or icmp6 or udp dst port 9']);
   await capture.waitForOutput(/Capturing on/, 30_000);
-  const datagram = `import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'prime', ('${A_IP}', 9))\n`;
-  await primeCapture(capture, "B's ARP and ICMPv6", () => lab.exec(b, 'python3', ['-c', datagram]));
+  await primeCapture(capture, "B's ARP and ICMPv6", () => sendDatagrams(lab, b, A_IP, 9, [{ src: B_IP, payload: Buffer.from('prime') }]));
   return {
     stop: async (fields) => {
       await stopCapture(capture, "B's ARP and ICMPv6", 1);

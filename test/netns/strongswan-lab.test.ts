@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addTunnelAddress, Charon, isEstablished, Lab, Pki } from '../../lab';
 import type { Host, IkeSa, SwanctlConnection } from '../../lab';
-import { sleep, waitFor } from '../helpers/env';
+import { primeCapture, stopCapture } from '../helpers/capture';
 import { describeStrongswan } from '../helpers/strongswan';
 
 const PSK = 'lab-psk-0123456789abcdef';
@@ -102,20 +102,13 @@ describeStrongswan('strongSwan lab: charon with kernel-libipsec in namespaces', 
     const file = path.join(lab.tmpdir(), 'esp-in-udp.pcap');
     const capture = lab.spawn(a.host, 'tshark', ['-n', '-l', '-P', '-i', a.host.underlayDev, '-F', 'pcap', '-w', file, '-f', 'not arp']);
     await capture.waitForOutput(/Capturing on/, 20_000);
-    const captured = () => (capture.stdout.match(/^\s*\d+ /gm) ?? []).length;
-    // "Capturing on" comes before the capture is live: ping until the first packets show up.
-    for (let i = 0; i < 50 && captured() < 2; i++) {
-      await lab.ping(a.host, b.inner, { count: 1, timeoutSec: 1 });
-      await sleep(200);
-    }
-    const primed = captured();
+    // "Capturing on" comes before the capture is live: ping until the first packets show up
+    // (two pings a round, so that at least one request and its reply are in).
+    const primed = await primeCapture(capture, 'the priming pings', () => lab.ping(a.host, b.inner, { count: 2, intervalSec: 0.1, timeoutSec: 1 }));
     expect(primed).toBeGreaterThanOrEqual(2);
     const ping = await lab.ping(a.host, b.inner, { count: 5, intervalSec: 0.1 });
     expect(ping.received).toBe(5);
-    await waitFor(() => captured() >= primed + 10, 'the ping in the capture', 5000).catch((e: Error) => {
-      throw new Error(`${e.message}; tshark printed:\n${capture.stdout}\n${capture.stderr}`);
-    });
-    await capture.stop(10_000, 'SIGINT');
+    await stopCapture(capture, 'the pings', primed + 10);
     const fields = ['frame.protocols', 'ip.src', 'ip.dst', 'udp.srcport', 'udp.dstport', 'esp.spi'];
     const { stdout } = await lab.exec(a.host, 'tshark', ['-n', '-r', file, '-T', 'fields', '-E', 'separator=/t', ...fields.flatMap((f) => ['-e', f])]);
     const rows = stdout.split('\n').filter((l) => l.trim()).map((l) => l.split('\t'));

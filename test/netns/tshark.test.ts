@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Lab, overlayAddress } from '../../lab';
 import type { Host } from '../../lab';
-import { capturedPackets, stopCapture } from '../helpers/capture';
+import { primeCapture, stopCapture } from '../helpers/capture';
 import { describeNetns } from '../helpers/env';
 import { startForwarder } from '../helpers/overlay';
 
@@ -52,17 +52,12 @@ describeNetns('VXLAN on the wire, dissected by tshark', { tools: ['tshark', 'eth
     const udp = (ports: number[]) =>
       `import socket\nfor p in [${ports.join(',')}]:\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('${overlayAddress(1)}', p))\n    s.sendto(b'flow', ('${overlayAddress(2)}', p))\n    s.close()\n`;
     // Prime until the first packet shows up (this also resolves ARP).
-    for (let i = 0; i < 50 && !/^\s*1 /m.test(capture.stdout); i++) {
-      await lab.exec(a, 'python3', ['-c', udp([PRIMER_PORT])]);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(capture.stdout).toMatch(/^\s*1 /m); // packet number 1 was printed
+    const primed = await primeCapture(capture, 'the primer', () => lab.exec(a, 'python3', ['-c', udp([PRIMER_PORT])]));
     const ping = await lab.ping(a, overlayAddress(2), { count: 5, intervalSec: 0.1 });
     expect(ping.received).toBe(5);
-    const beforeFlows = capturedPackets(capture.stdout);
     // 16 UDP flows with different ports: the outer source port is a hash of the inner flow.
     await lab.exec(a, 'python3', ['-c', udp(FLOW_PORTS)]);
-    await stopCapture(capture, 'the UDP flows', beforeFlows + FLOW_PORTS.length);
+    await stopCapture(capture, 'the pings and the UDP flows', primed + ping.received + FLOW_PORTS.length);
 
     const fields = ['vxlan.vni', 'vxlan.flags', 'vxlan.flags_reserved', 'vxlan.reserved8', 'udp.srcport', 'udp.dstport', 'frame.protocols', 'udp.payload', 'ip.src', 'udp.length', 'ip.len'];
     const { stdout } = await lab.exec(a, 'tshark', ['-n', '-r', file, '-d', 'udp.port==4789,vxlan', '-T', 'fields', '-E', 'separator=/t', '-E', 'aggregator=|', ...fields.flatMap((f) => ['-e', f])]);

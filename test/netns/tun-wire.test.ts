@@ -249,7 +249,10 @@ describeNetns('raw-IP modes on TUN: the wire and hostile input', { tools: ['tsha
         const before = p.A.stats().totals;
         await lab.exec(p.b, 'python3', ['-c', script]);
         const arrived = () => delta(p.A.stats().totals, before);
-        await waitFor(() => arrived().rxPackets + arrived().drops.ecn >= 1, `the datagram with inner tos ${innerTos}`, 10_000).catch(() => undefined);
+        await waitFor(() => {
+          const d = arrived();
+          return d.rxPackets + d.drops.ecn >= 1;
+        }, `the datagram with inner tos ${innerTos}`, 10_000).catch(() => undefined);
         await sleep(100); // nothing more may come
         const d = arrived();
         return { delivered: d.rxPackets, drops: movedDrops(d) };
