@@ -45,6 +45,7 @@
       'native/core/underlay/raw_link.cc',
       'native/core/underlay/raw_socket.cc',
       'native/core/underlay/socket_errors.cc',
+      'native/core/underlay/source_steering.cc',
       'native/core/underlay/udp_link.cc',
       'native/core/underlay/udp_socket.cc',
       'native/core/wire/checksum.cc',

@@ -16,6 +16,7 @@
 #include "system/netns.h"
 #include "system/privileges.h"
 #include "underlay/raw_socket.h"
+#include "underlay/source_steering.h"
 #include "system/sys_error.h"
 #include "underlay/udp_socket.h"
 #include "device/uring_writer.h"
@@ -27,6 +28,10 @@
 namespace ovl {
 
 namespace {
+
+// The stranger socket's receive buffer: room for a peer-to-be's IKE exchange, not for a flood
+// (what does not fit is dropped in the kernel and counted as unknownPeer).
+constexpr int kStrangerReceiveBuffer = 256 << 10;
 
 // Checked before anything is allocated from them.
 const ForwarderOptions& validated(const ForwarderOptions& options) {
@@ -182,7 +187,17 @@ void Forwarder::open_udp_sockets(const SocketAddress& local, std::vector<Underla
   // such a socket), so with GSO the outer UDP checksum is sent, and offloaded.
   UdpOptions udp;
   udp.send_checksum = options_.udp_checksum || options_.udp_gso;
-  std::vector<UniqueFd> listeners = open_listening_sockets(local, options_.workers, udp);
+  std::vector<UniqueFd> listeners = open_listening_sockets(local, options_.workers, udp, kStrangerReceiveBuffer);
+  // Until the first peers come, every source is a stranger. A kernel without reuseport programs
+  // (before 4.5) would hash a share of every peer's traffic onto the stranger socket, where it
+  // is read at a bounded rate: without a program, no stranger socket.
+  UniqueFd stranger = std::move(listeners.back());
+  listeners.pop_back();
+  bool steering = false;
+  underlay_family_ = local.family();
+  steers_sources_ = attach_reuseport_program(
+      stranger.get(), source_steering_program(local.family(), {}, options_.workers, &steering));
+  if (!steers_sources_) stranger.reset();  // leaves the group: the kernel hashes over the workers' sockets
   for (uint32_t w = 0; w < options_.workers; w++) {
     sockets[w].receivers.push_back(std::move(listeners[w]));
     sockets[w].receiver_protocols.push_back(0);
@@ -197,12 +212,21 @@ void Forwarder::open_udp_sockets(const SocketAddress& local, std::vector<Underla
     }
   }
   data_listener_fd_ = sockets[0].receivers[0].get();
+  if (stranger.valid()) {
+    sockets[0].stranger = sockets[0].receivers.size();
+    sockets[0].receivers.push_back(std::move(stranger));
+    sockets[0].receiver_protocols.push_back(0);
+  }
   offloads_.udp_gso = options_.udp_gso && probe_udp_gso(sockets[0].senders[0].get());
   // All listeners or none: a worker that does not expect coalesced datagrams must not get them.
   offloads_.udp_gro = options_.udp_gro;
-  for (auto& worker : sockets) offloads_.udp_gro = offloads_.udp_gro && set_udp_gro(worker.receivers[0].get(), true);
+  for (auto& worker : sockets) {
+    for (const UniqueFd& receiver : worker.receivers) offloads_.udp_gro = offloads_.udp_gro && set_udp_gro(receiver.get(), true);
+  }
   if (!offloads_.udp_gro) {
-    for (auto& worker : sockets) set_udp_gro(worker.receivers[0].get(), false);
+    for (auto& worker : sockets) {
+      for (const UniqueFd& receiver : worker.receivers) set_udp_gro(receiver.get(), false);
+    }
   }
 }
 
@@ -277,7 +301,23 @@ void Forwarder::set_peers(const std::vector<PeerSpec>& specs) {
   });
   current_ = table;
   sa_states_ = std::move(states);
+  // Before the workers see the table: a new peer's first datagrams may still meet the old
+  // program (the stranger socket reads them, at its bounded rate), never a worker that does not
+  // know the peer yet for long.
+  if (steers_sources_) steer_sources(*table);
   tables_.publish(std::move(table));
+}
+
+void Forwarder::steer_sources(const PeerTable& table) {
+  std::vector<SocketAddress> endpoints;
+  endpoints.reserve(table.peers().size());
+  for (const Peer& peer : table.peers()) endpoints.push_back(peer.endpoint);
+  // More peers than one program holds: it only spreads, and the workers refuse strangers.
+  bool steering = false;
+  const std::vector<sock_filter> program = source_steering_program(underlay_family_, endpoints, options_.workers, &steering);
+  // A refusal (out of memory) leaves the previous program in place: the peers it knows still
+  // reach the workers, a new one the stranger socket, until the next table.
+  attach_reuseport_program(data_listener_fd_, program);
 }
 
 std::vector<EspOutboundStatus> Forwarder::esp_outbound_status() {

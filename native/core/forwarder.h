@@ -191,6 +191,8 @@ class Forwarder {
   void open_udp_sockets(const SocketAddress& local, std::vector<UnderlaySockets>& sockets);
   void open_raw_sockets(const SocketAddress& local, const TunnelConfig& tunnel, std::vector<UnderlaySockets>& sockets);
   void limit_super_frames(const TunnelConfig& tunnel, int family);
+  // Points the data port's steering program at the peers of `table`.
+  void steer_sources(const PeerTable& table);
 
   ForwarderOptions options_;
   DeviceInfo device_;
@@ -207,6 +209,10 @@ class Forwarder {
   // Before the workers, which hold a reference to it; after stats_, whose shared section it counts in.
   ControlChannel control_;
   int data_listener_fd_ = -1;  // UDP modes: worker 0's listener (the worker owns it)
+  // UDP modes: the data port's group has a stranger socket and takes a steering program
+  // (underlay/source_steering.h), rebuilt by set_peers; false where the kernel refused one.
+  bool steers_sources_ = false;
+  int underlay_family_ = AF_UNSPEC;
 
   std::optional<TunTapDevice> tap_;
   std::optional<AddressWatch> address_watch_;

@@ -28,10 +28,12 @@
 #include "base/stats_layout.h"
 #include "system/link_config.h"
 #include "system/unique_fd.h"
+#include "private_netns.h"
 #include "test.h"
 #include "wire/ethernet.h"
 
 using namespace ovl;
+using ovl::test::in_private_netns;
 
 namespace {
 
@@ -134,99 +136,80 @@ uint64_t total_of(Forwarder& forwarder, Counter counter) {
 }  // namespace
 
 TEST(forwarders_carry_frames_both_ways_while_their_tables_swap_and_are_read) {
-  bool skipped = false;
-  std::string failure;
-  std::thread body([&] {
-    // This thread alone moves to a fresh namespace: the forwarders' devices, sockets and
-    // workers (which it starts) live there; the process stays where it is.
-    if (::unshare(CLONE_NEWNET) != 0 || ::access("/dev/net/tun", R_OK | W_OK) != 0) {
-      skipped = true;
-      return;
-    }
-    try {
-      // Two underlay addresses (the benchmarking range, as the netns tests use) on loopback.
-      link_set_up("lo");
-      const int lo = link_info("lo").ifindex;
-      link_add_address(lo, "198.18.0.1", 32);
-      link_add_address(lo, "198.18.0.2", 32);
-      Side a, b;
-      a.forwarder = std::make_unique<Forwarder>(options_for("fwt-a", "198.18.0.1"));
-      b.forwarder = std::make_unique<Forwarder>(options_for("fwt-b", "198.18.0.2"));
-      a.forwarder->set_peers({peer_at(0, "198.18.0.2")});
-      b.forwarder->set_peers({peer_at(0, "198.18.0.1")});
-      const int a_index = a.forwarder->device().ifindex, b_index = b.forwarder->device().ifindex;
-      a.station = open_station(a_index);
-      b.station = open_station(b_index);
-      if (!a.station.valid() || !b.station.valid()) throw std::runtime_error(std::string("packet socket: ") + std::strerror(errno));
+  in_private_netns("two forwarders on loopback", [&](std::string& failure) {
+    // The forwarders' devices, sockets and workers (which this thread starts) live there.
+    // Two underlay addresses (the benchmarking range, as the netns tests use) on loopback.
+    const int lo = link_info("lo").ifindex;
+    link_add_address(lo, "198.18.0.1", 32);
+    link_add_address(lo, "198.18.0.2", 32);
+    Side a, b;
+    a.forwarder = std::make_unique<Forwarder>(options_for("fwt-a", "198.18.0.1"));
+    b.forwarder = std::make_unique<Forwarder>(options_for("fwt-b", "198.18.0.2"));
+    a.forwarder->set_peers({peer_at(0, "198.18.0.2")});
+    b.forwarder->set_peers({peer_at(0, "198.18.0.1")});
+    const int a_index = a.forwarder->device().ifindex, b_index = b.forwarder->device().ifindex;
+    a.station = open_station(a_index);
+    b.station = open_station(b_index);
+    if (!a.station.valid() || !b.station.valid()) throw std::runtime_error(std::string("packet socket: ") + std::strerror(errno));
 
-      std::atomic<bool> stop_receiving{false}, stop_swapping{false};
-      std::atomic<int> refused{0}, swaps{0};
-      std::thread a_receiver(receive_frames, std::ref(a), kStationB, std::cref(stop_receiving));
-      std::thread b_receiver(receive_frames, std::ref(b), kStationA, std::cref(stop_receiving));
-      // The JavaScript thread's part: a new table every few milliseconds (b's entry with and
-      // without a static MAC, a second peer coming and going), and everything the binding reads.
-      std::thread swapper([&] {
-        std::vector<uint64_t> cursor;
-        for (int i = 0; !stop_swapping.load(std::memory_order_acquire); i++) {
-          std::vector<PeerSpec> peers{peer_at(0, "198.18.0.2")};
-          if (i % 2 == 1) peers[0].macs.push_back(0x02000000bb99);
-          if (i % 3 == 1) peers.push_back(peer_at(1, "198.18.0.3"));
-          a.forwarder->set_peers(peers);
-          b.forwarder->set_peers({peer_at(0, "198.18.0.1")});
-          (void)a.forwarder->learned_fdb();
-          (void)b.forwarder->learned_fdb();
-          cursor = a.forwarder->recent_drops(cursor).cursor;
-          (void)total_of(*b.forwarder, kRxPackets);
-          swaps++;
-          std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
-      });
-      // a's frames first, so that b learns station A, then both ways at once.
-      std::thread a_sender(send_frames, std::cref(a), kStationA, kStationB, a_index, std::ref(refused));
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      std::thread b_sender(send_frames, std::cref(b), kStationB, kStationA, b_index, std::ref(refused));
-      a_sender.join();
-      b_sender.join();
-      // What is in flight arrives; then the readers and the swapper stop.
-      for (int i = 0; i < 40 && (a.received < kFramesEachWay || b.received < kFramesEachWay); i++) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::atomic<bool> stop_receiving{false}, stop_swapping{false};
+    std::atomic<int> refused{0}, swaps{0};
+    std::thread a_receiver(receive_frames, std::ref(a), kStationB, std::cref(stop_receiving));
+    std::thread b_receiver(receive_frames, std::ref(b), kStationA, std::cref(stop_receiving));
+    // The JavaScript thread's part: a new table every few milliseconds (b's entry with and
+    // without a static MAC, a second peer coming and going), and everything the binding reads.
+    std::thread swapper([&] {
+      std::vector<uint64_t> cursor;
+      for (int i = 0; !stop_swapping.load(std::memory_order_acquire); i++) {
+        std::vector<PeerSpec> peers{peer_at(0, "198.18.0.2")};
+        if (i % 2 == 1) peers[0].macs.push_back(0x02000000bb99);
+        if (i % 3 == 1) peers.push_back(peer_at(1, "198.18.0.3"));
+        a.forwarder->set_peers(peers);
+        b.forwarder->set_peers({peer_at(0, "198.18.0.1")});
+        (void)a.forwarder->learned_fdb();
+        (void)b.forwarder->learned_fdb();
+        cursor = a.forwarder->recent_drops(cursor).cursor;
+        (void)total_of(*b.forwarder, kRxPackets);
+        swaps++;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
-      stop_swapping = true;
-      swapper.join();
-      stop_receiving = true;
-      a_receiver.join();
-      b_receiver.join();
-
-      bool b_learned_a = false;
-      for (const LearnedEntry& entry : b.forwarder->learned_fdb()) b_learned_a |= entry.mac == kStationA && entry.slot == 0;
-      const uint64_t a_sent = total_of(*a.forwarder, kTxPackets), b_delivered = total_of(*b.forwarder, kRxPackets);
-      const bool failed = a.forwarder->failed() || b.forwarder->failed();
-      a.forwarder->close();
-      b.forwarder->close();
-
-      std::fprintf(stderr, "  a->b %d, b->a %d of %d frames each way; %d table swaps; a sent %llu, b delivered %llu\n", b.received.load(),
-                   a.received.load(), kFramesEachWay, swaps.load(), static_cast<unsigned long long>(a_sent),
-                   static_cast<unsigned long long>(b_delivered));
-      // Loopback loses nothing and the senders are paced: nearly every frame arrives. The margin
-      // is for the TAP queue on a loaded machine, not for a forwarder that drops.
-      if (b.received < kFramesEachWay * 9 / 10) failure += "a->b lost frames; ";
-      if (a.received < kFramesEachWay * 9 / 10) failure += "b->a lost frames; ";
-      if (a.misdelivered != 0 || b.misdelivered != 0) failure += "frames from the wrong station; ";
-      if (refused != 0) failure += "the packet socket refused frames; ";
-      if (swaps < 10) failure += "too few table swaps under traffic; ";
-      if (!b_learned_a) failure += "b did not learn station A behind peer 0; ";
-      if (a_sent < static_cast<uint64_t>(b.received.load())) failure += "a's tx counter is behind what b received; ";
-      if (b_delivered < static_cast<uint64_t>(b.received.load())) failure += "b's rx counter is behind what it delivered; ";
-      if (failed) failure += "a forwarder failed; ";
-    } catch (const std::exception& e) {
-      failure += e.what();
+    });
+    // a's frames first, so that b learns station A, then both ways at once.
+    std::thread a_sender(send_frames, std::cref(a), kStationA, kStationB, a_index, std::ref(refused));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::thread b_sender(send_frames, std::cref(b), kStationB, kStationA, b_index, std::ref(refused));
+    a_sender.join();
+    b_sender.join();
+    // What is in flight arrives; then the readers and the swapper stop.
+    for (int i = 0; i < 40 && (a.received < kFramesEachWay || b.received < kFramesEachWay); i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-  });
-  body.join();
-  if (skipped) {
-    std::fprintf(stderr, "  (skipped: no permission to make a network namespace or a TAP device)\n");
-    return;
-  }
-  if (!failure.empty()) std::fprintf(stderr, "  %s\n", failure.c_str());
-  CHECK(failure.empty());
+    stop_swapping = true;
+    swapper.join();
+    stop_receiving = true;
+    a_receiver.join();
+    b_receiver.join();
+
+    bool b_learned_a = false;
+    for (const LearnedEntry& entry : b.forwarder->learned_fdb()) b_learned_a |= entry.mac == kStationA && entry.slot == 0;
+    const uint64_t a_sent = total_of(*a.forwarder, kTxPackets), b_delivered = total_of(*b.forwarder, kRxPackets);
+    const bool failed = a.forwarder->failed() || b.forwarder->failed();
+    a.forwarder->close();
+    b.forwarder->close();
+
+    std::fprintf(stderr, "  a->b %d, b->a %d of %d frames each way; %d table swaps; a sent %llu, b delivered %llu\n", b.received.load(),
+                 a.received.load(), kFramesEachWay, swaps.load(), static_cast<unsigned long long>(a_sent),
+                 static_cast<unsigned long long>(b_delivered));
+    // Loopback loses nothing and the senders are paced: nearly every frame arrives. The margin
+    // is for the TAP queue on a loaded machine, not for a forwarder that drops.
+    if (b.received < kFramesEachWay * 9 / 10) failure += "a->b lost frames; ";
+    if (a.received < kFramesEachWay * 9 / 10) failure += "b->a lost frames; ";
+    if (a.misdelivered != 0 || b.misdelivered != 0) failure += "frames from the wrong station; ";
+    if (refused != 0) failure += "the packet socket refused frames; ";
+    if (swaps < 10) failure += "too few table swaps under traffic; ";
+    if (!b_learned_a) failure += "b did not learn station A behind peer 0; ";
+    if (a_sent < static_cast<uint64_t>(b.received.load())) failure += "a's tx counter is behind what b received; ";
+    if (b_delivered < static_cast<uint64_t>(b.received.load())) failure += "b's rx counter is behind what it delivered; ";
+    if (failed) failure += "a forwarder failed; ";
+  }, [] { return ::access("/dev/net/tun", R_OK | W_OK) == 0; });
 }

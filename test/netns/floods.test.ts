@@ -2,7 +2,9 @@
 // a third host X on a second underlay link of A floods A at full rate with small crafted
 // datagrams (test/helpers/flood.ts: a C sender on a raw socket, the payloads crafted here once):
 //
-// 1. VXLAN from 4096 spoofed underlay sources, none of them a peer: each an unknownPeer drop.
+// 1. VXLAN from 4096 spoofed underlay sources, none of them a peer: each an unknownPeer drop. The
+//    kernel steers them to the data port's stranger socket (native/core/underlay/source_steering.h),
+//    so the flood's overflow is that socket's, never a worker socket's, which carry the transfer.
 // 2. VXLAN from the configured peer B's address, every frame with a fresh random source MAC:
 //    delivered, and the learned forwarding table stays at fdb.maxEntries (256 here); B's own MAC,
 //    learned before, is still there.
@@ -60,6 +62,13 @@ const WARM_UP = 20_000;
  * not one that is slow to refuse; how fast it refuses is issue 10's (bench/).
  */
 const REFUSED_FLOOR = 0.1;
+/**
+ * Spoofed sources are the kernel's to refuse since the data port steers sources that are no
+ * peer's to a stranger socket (source_steering.h): the flood overflows that socket in the sender's
+ * softirq, and A's workers keep their core for the transfer (0.88-0.95x measured at 230k
+ * datagrams/s; 0.40-0.51x when A's worker read and refused each one). The issue's half holds.
+ */
+const STEERED_FLOOR = 0.5;
 const DELIVERED_FLOOR = 0.01;
 const VERIFIED_FLOOR = 0.01;
 /**
@@ -219,6 +228,15 @@ async function floodOnce(lab: Lab, p: Pair, x: Host, what: string, flood: FloodO
   return { unloaded, loaded, flood: result, moved, fromB, kernel: kernel.total, socketOverflows, rssGrowth: rss[1] - rss[0], fds };
 }
 
+/** A's UDP sockets on `port` as `ss -m` lists them: their receive buffers and drop counts. */
+async function socketsOn(lab: Lab, host: Host, port: number): Promise<{ receiveBuffer: number; drops: number }[]> {
+  const { stdout } = await lab.exec(host, 'ss', ['-uamn', 'sport', '=', `:${port}`]);
+  return [...stdout.matchAll(/skmem:\(([^)]*)\)/g)].map((m) => {
+    const field = (name: string) => Number(new RegExp(`(?:^|,)${name}(\\d+)`).exec(m[1]!)?.[1] ?? NaN);
+    return { receiveBuffer: field('rb'), drops: field('d') };
+  });
+}
+
 /** What every flood must leave behind: the transfer's pace, the counts, bounded memory and fds. */
 async function expectSurvived(s: Survived, counted: number, reasons: DropReason[], floor: number): Promise<void> {
   const minRatio = await floorFor(floor);
@@ -259,6 +277,8 @@ describeNetns('floods survived', { tools: ['cc', 'taskset'] }, () => {
 
     it('64-byte VXLAN packets from 4096 spoofed sources: unknownPeer drops, the transfer keeps its pace', async () => {
       const frame = ethernetFrame(p.A.device.mac, '02:00:00:00:0f:01', 0x88b5);
+      // The workers' sockets, and the stranger socket: the one with the small buffer.
+      const before = await socketsOn(lab, p.a, VXLAN_PORT);
       const s = await underFlood(
         lab,
         p,
@@ -266,10 +286,23 @@ describeNetns('floods survived', { tools: ['cc', 'taskset'] }, () => {
         'spoofed sources',
         { dst: p.underlayA, port: VXLAN_PORT, payloads: [Buffer.concat([vxlanHeader({ vni: VNI }), frame])], src: SPOOFED_FROM, sources: SPOOFED },
         (d) => d.drops.unknownPeer,
-        REFUSED_FLOOR,
+        STEERED_FLOOR,
       );
-      await expectSurvived(s, s.moved.drops.unknownPeer, ['unknownPeer'], REFUSED_FLOOR);
+      await expectSurvived(s, s.moved.drops.unknownPeer, ['unknownPeer'], STEERED_FLOOR);
       expect(p.A.fdb().map((e) => e.mac)).not.toContain('02:00:00:00:0f:01');
+      const after = await socketsOn(lab, p.a, VXLAN_PORT);
+      expect(after.map((x) => x.receiveBuffer)).toEqual(before.map((x) => x.receiveBuffer));
+      const smallest = Math.min(...after.map((x) => x.receiveBuffer));
+      expect(after.filter((x) => x.receiveBuffer === smallest)).toHaveLength(1);
+      const dropped = after.map((x, i) => x.drops - before[i]!.drops);
+      const stranger = dropped[after.findIndex((x) => x.receiveBuffer === smallest)]!;
+      const workers = dropped.reduce((a, b) => a + b, 0) - stranger;
+      console.log(`[spoofed sources] socket drops: stranger ${stranger}, workers ${workers}`);
+      // The worker reads the stranger socket a batch a millisecond: a flood faster than that
+      // overflows it, and only it (the workers' sockets carry the transfer, which a quiet machine
+      // keeps up with).
+      if (s.flood.pps > 200_000) expect(stranger).toBeGreaterThan(0);
+      if ((await machineBusy()) <= BUSY_SHARE) expect(workers).toBeLessThanOrEqual(stranger);
     });
 
     it("random source MACs from the peer's address: the forwarding table stays at fdb.maxEntries", async () => {

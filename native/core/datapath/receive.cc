@@ -45,11 +45,11 @@ Receiver::Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, I
   parts_.reserve(3 * views_.size());
 }
 
-void Receiver::receive(size_t receiver, DeviceQueue& device, DeviceReport& device_report) {
+void Receiver::receive(size_t receiver, DeviceQueue& device, DeviceReport& device_report, int rounds) {
   device_ = &device;
   device_report_ = &device_report;
   const uint32_t batch = context_.config.batch_size;
-  for (int round = 0; round < kRoundsPerWakeup; round++) {
+  for (int round = 0; round < rounds; round++) {
     const int count = link_.receive(receiver, &buffers_[0], batch, received_.data());
     if (count < 0) {
       context_.drop(WorkerStats::kNoPeer, kDropSocketError, DropSample::nothing(DropDirection::rx));

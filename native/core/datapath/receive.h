@@ -44,8 +44,9 @@ class Receiver final : private WriteReport {
  public:
   Receiver(WorkerContext& context, Tunnel& tunnel, UnderlayLink& link, InnerPolicy& policy, ControlChannel& control);
 
-  // Drains receiver socket `receiver` of the link for a few batches and delivers what it got.
-  void receive(size_t receiver, DeviceQueue& device, DeviceReport& device_report);
+  // Drains receiver socket `receiver` of the link for up to `rounds` batches and delivers what
+  // it got.
+  void receive(size_t receiver, DeviceQueue& device, DeviceReport& device_report, int rounds = kRoundsPerWakeup);
 
  private:
   void receive_datagram(PacketBuffer& buffer, const ReceivedDatagram& datagram);

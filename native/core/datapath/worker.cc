@@ -16,6 +16,19 @@
 
 namespace ovl {
 
+namespace {
+
+// The stranger socket takes one batch a millisecond: a peer-to-be's IKE exchange fits many
+// times over, and a flood from unknown sources costs the worker a bounded share of its core
+// (one read of batch_size datagrams and two epoll_ctl calls a millisecond); the kernel drops
+// the rest before anything is queued for us.
+constexpr uint64_t kStrangerIntervalUs = 1000;
+
+// Event tags: the stop eventfd, the device, each receiving socket, then each sending socket.
+constexpr uint32_t kStopTag = 0, kDeviceTag = 1, kFirstReceiverTag = 2;
+
+}  // namespace
+
 Worker::Worker(const WorkerConfig& config, TablePublisher<PeerTable>& tables, LearnedFdb& fdb, WorkerStats stats,
                DropRing* drops, int device_fd, UnderlaySockets sockets, int stop_fd, ControlChannel& control)
     : config_(config),
@@ -61,10 +74,8 @@ void Worker::loop() {
   UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll.valid()) return fail();
   epoll_fd_ = epoll.get();
-  // Event tags: the stop eventfd, the device, each receiving socket, then each sending socket.
   // Senders are watched for errors only (EPOLLERR needs no asking): ICMP errors about what they
   // sent wait on their error queues (underlay/socket_errors.h).
-  constexpr uint32_t kStopTag = 0, kDeviceTag = 1, kFirstReceiverTag = 2;
   const uint32_t first_sender_tag = kFirstReceiverTag + static_cast<uint32_t>(link_->receiver_count());
   std::vector<std::pair<int, uint32_t>> watched = {{stop_fd_, kStopTag}, {device_fd_, kDeviceTag}};
   for (size_t r = 0; r < link_->receiver_count(); r++) {
@@ -78,6 +89,9 @@ void Worker::loop() {
     if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &event) < 0) return fail();
   }
   std::vector<bool> receiver_ready(link_->receiver_count());
+  for (size_t r = 0; r < link_->receiver_count(); r++) {
+    if (link_->is_stranger(r)) stranger_ = r;
+  }
 
   uint32_t last_expiry = monotonic_seconds();
   uint32_t last_overflow_check = last_expiry;
@@ -85,7 +99,10 @@ void Worker::loop() {
   uint64_t poll_until = 0;  // busy-poll (timeout 0) until then, after the last work done
   for (;;) {
     const bool polling = config_.busy_poll_us > 0 && monotonic_microseconds() < poll_until;
-    const int ready = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), polling ? 0 : 1000);
+    // An unwatched stranger socket is watched again once its interval has passed.
+    if (!strangers_armed_ && monotonic_microseconds() >= strangers_next_us_) arm_strangers(true);
+    const int timeout = polling ? 0 : strangers_armed_ ? 1000 : 1;
+    const int ready = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), timeout);
     if (ready < 0 && errno != EINTR) return fail();
     // A packet that arrives while we poll costs no wakeup: in a request/response exchange the
     // answer usually comes back within tens of microseconds, so a short poll after each burst
@@ -115,7 +132,12 @@ void Worker::loop() {
       }
     }
     for (size_t r = 0; r < receiver_ready.size(); r++) {
-      if (receiver_ready[r]) receiver_.receive(r, *device_, *this);
+      if (!receiver_ready[r]) continue;
+      if (r == stranger_) {
+        read_strangers(r);
+      } else {
+        receiver_.receive(r, *device_, *this);
+      }
     }
     if (device_ready && !device_lost_) handle_device();
     if (link_->has_errors()) count_underlay_errors();
@@ -129,6 +151,25 @@ void Worker::loop() {
       last_expiry = context_.now;
     }
   }
+}
+
+// The stranger socket was readable: one batch if its interval has passed, else it is unwatched
+// until it has (the loop watches it again), and what comes meanwhile waits in its small buffer
+// or is dropped by the kernel.
+void Worker::read_strangers(size_t receiver) {
+  const uint64_t now = monotonic_microseconds();
+  if (now < strangers_next_us_) return arm_strangers(false);
+  receiver_.receive(receiver, *device_, *this, 1);
+  strangers_next_us_ = now + kStrangerIntervalUs;
+}
+
+void Worker::arm_strangers(bool armed) {
+  if (armed == strangers_armed_) return;
+  epoll_event event{};
+  event.events = armed ? uint32_t{EPOLLIN} : 0u;
+  event.data.u32 = kFirstReceiverTag + static_cast<uint32_t>(stranger_);
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, link_->receiver_fd(stranger_), &event);
+  strangers_armed_ = armed;
 }
 
 void Worker::refresh_table() {
@@ -170,7 +211,9 @@ void Worker::count_underlay_errors() {
 void Worker::count_receive_overflows() {
   for (size_t r = 0; r < link_->receiver_count(); r++) {
     if (const uint64_t lost = link_->take_receive_overflows(r)) {
-      context_.drop(WorkerStats::kNoPeer, kDropQueueFull, DropSample::nothing(DropDirection::rx), lost);
+      // The stranger socket holds datagrams from no peer's address only.
+      const Counter reason = r == stranger_ ? kDropUnknownPeer : kDropQueueFull;
+      context_.drop(WorkerStats::kNoPeer, reason, DropSample::nothing(DropDirection::rx), lost);
     }
   }
 }

@@ -43,6 +43,8 @@ class Worker final : private DeviceReport {
   void handle_device();
   void count_underlay_errors();
   void count_receive_overflows();
+  void read_strangers(size_t receiver);
+  void arm_strangers(bool armed);
   void fail();
 
   // DeviceReport
@@ -57,6 +59,11 @@ class Worker final : private DeviceReport {
   int stop_fd_;
   int epoll_fd_ = -1;
   bool device_lost_ = false;
+  // The stranger socket (underlay/source_steering.h): read one batch at most every
+  // kStrangerIntervalUs, unwatched in between.
+  size_t stranger_ = UnderlaySockets::kNoStranger;
+  bool strangers_armed_ = true;
+  uint64_t strangers_next_us_ = 0;
   std::atomic<bool>* lost_flag_ = nullptr;
   std::shared_ptr<const PeerTable> table_;
   uint64_t table_generation_ = UINT64_MAX;

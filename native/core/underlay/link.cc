@@ -22,6 +22,7 @@ UnderlayLink::UnderlayLink(UnderlaySockets sockets, const SocketAddress& local, 
                            size_t batch_size)
     : receivers_(std::move(sockets.receivers)),
       receiver_protocols_(std::move(sockets.receiver_protocols)),
+      stranger_(sockets.stranger),
       senders_(std::move(sockets.senders)),
       local_(local),
       ipv6_(local.family() == AF_INET6),

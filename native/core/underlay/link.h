@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -28,6 +29,10 @@ struct UnderlaySockets {
   // per IP protocol received, on worker 0 only (see raw_socket.h).
   std::vector<UniqueFd> receivers;
   std::vector<uint8_t> receiver_protocols;  // per receiver: 0 for UDP, else the IP protocol
+  // UDP modes, worker 0: the receiver that is the data port's stranger socket
+  // (source_steering.h), read at a bounded rate; kNoStranger elsewhere.
+  static constexpr size_t kNoStranger = SIZE_MAX;
+  size_t stranger = kNoStranger;
   // UDP modes: the entropy-port senders. Raw-IP modes: one header-including socket.
   std::vector<UniqueFd> senders;
 };
@@ -94,6 +99,9 @@ class UnderlayLink {
 
   // Sockets to wait on for receipt.
   size_t receiver_count() const { return receivers_.size(); }
+  // Whether `receiver` is the stranger socket: datagrams from no peer's address, steered there
+  // by the kernel.
+  bool is_stranger(size_t receiver) const { return receiver == stranger_; }
   int receiver_fd(size_t receiver) const { return receivers_[receiver].get(); }
   // Sockets to send on: a flow always leaves through the same one (its UDP source port).
   uint32_t sender_count() const { return static_cast<uint32_t>(senders_.size()); }
@@ -142,6 +150,7 @@ class UnderlayLink {
 
   std::vector<UniqueFd> receivers_;
   std::vector<uint8_t> receiver_protocols_;
+  size_t stranger_;
   std::vector<UniqueFd> senders_;
   std::vector<uint16_t> sender_ports_;
   SocketAddress local_;

@@ -67,17 +67,22 @@ bool set_udp_gro(int fd, bool on) {
   return ::setsockopt(fd, SOL_UDP, UDP_GRO, &value, sizeof value) == 0;
 }
 
-std::vector<UniqueFd> open_listening_sockets(const SocketAddress& local, size_t count, const UdpOptions& options) {
+std::vector<UniqueFd> open_listening_sockets(const SocketAddress& local, size_t count, const UdpOptions& options,
+                                             int stranger_buffer) {
   {
     // A socket of somebody else's that also set SO_REUSEPORT would silently share our
     // traffic; binding once without it proves the port is free.
     UniqueFd probe = open_udp(local, options);
     if (::bind(probe.get(), local.get(), local.length) < 0) throw_errno("bind", local.to_string());
   }
+  // The group's order is the order of binding: a reuseport program's index names a socket by it.
+  const size_t total = count + (stranger_buffer > 0 ? 1 : 0);
   std::vector<UniqueFd> sockets;
-  for (size_t i = 0; i < count; i++) {
-    UniqueFd fd = open_udp(local, options);
-    if (count > 1) set_int(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+  for (size_t i = 0; i < total; i++) {
+    UdpOptions own = options;
+    if (i == count) own.receive_buffer = stranger_buffer;
+    UniqueFd fd = open_udp(local, own);
+    if (total > 1) set_int(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
     if (::bind(fd.get(), local.get(), local.length) < 0) throw_errno("bind", local.to_string());
     sockets.push_back(std::move(fd));
   }

@@ -23,8 +23,12 @@ bool probe_udp_gso(int fd);
 // Turns UDP_GRO on or off; false where the kernel refuses.
 bool set_udp_gro(int fd, bool on);
 
-// Fails with EADDRINUSE when anything but our own group holds the port.
-std::vector<UniqueFd> open_listening_sockets(const SocketAddress& local, size_t count, const UdpOptions& options);
+// `count` sockets of one SO_REUSEPORT group on `local` (one without SO_REUSEPORT when count is 1
+// and `stranger_buffer` is 0); with `stranger_buffer` > 0, one more bound last, with that receive
+// buffer: the stranger socket of source_steering.h, index `count` in the group. Fails with
+// EADDRINUSE when anything but our own group holds the port.
+std::vector<UniqueFd> open_listening_sockets(const SocketAddress& local, size_t count, const UdpOptions& options,
+                                             int stranger_buffer = 0);
 
 // `count` sockets on distinct ports from [49152, 65535], picked at random, skipping busy ones.
 std::vector<UniqueFd> open_entropy_sockets(const SocketAddress& local, size_t count, const UdpOptions& options);

@@ -8,16 +8,16 @@
 #include <arpa/inet.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
-#include <sched.h>
 
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
 #include "system/link_config.h"
+#include "private_netns.h"
 #include "test.h"
 
 using namespace ovl;
+using ovl::test::in_private_netns;
 
 namespace {
 
@@ -192,45 +192,26 @@ TEST(kernel_route_acks_set_results_by_sequence_number) {
 }
 
 TEST(kernel_routes_round_trip_in_a_namespace_of_its_own) {
-  bool skipped = false;
-  std::string failure;
-  std::thread thread([&] {
-    // This thread alone moves to a fresh namespace (loopback only); the process stays where it is.
-    if (::unshare(CLONE_NEWNET) != 0) {
-      skipped = true;
-      return;
+  in_private_netns("the kernel round trip", [&](std::string& failure) {
+    const int lo = link_info("lo").ifindex;
+    std::vector<KernelRoute> routes;
+    for (int i = 0; i < 150; i++) routes.push_back(route_of(("10.2." + std::to_string(i) + ".0/24").c_str()));
+    routes.push_back(route_of("fd00:198:20::/64"));
+    const RouteTarget target{lo, 1000, 77};
+    for (const RouteResult& r : apply_kernel_routes(RouteOp::add, routes, target)) {
+      if (r.error != 0) failure += "add: " + std::string(std::strerror(r.error)) + " " + r.message + "; ";
     }
-    try {
-      link_set_up("lo");
-      const int lo = link_info("lo").ifindex;
-      std::vector<KernelRoute> routes;
-      for (int i = 0; i < 150; i++) routes.push_back(route_of(("10.2." + std::to_string(i) + ".0/24").c_str()));
-      routes.push_back(route_of("fd00:198:20::/64"));
-      const RouteTarget target{lo, 1000, 77};
-      for (const RouteResult& r : apply_kernel_routes(RouteOp::add, routes, target)) {
-        if (r.error != 0) failure += "add: " + std::string(std::strerror(r.error)) + " " + r.message + "; ";
-      }
-      const auto twice = apply_kernel_routes(RouteOp::add, {routes[3], routes.back()}, target);
-      if (twice.size() != 2 || twice[0].error != EEXIST || twice[1].error != EEXIST) failure += "second add is not EEXIST; ";
-      // Same prefix, another metric: another route, which a removal of ours must not take.
-      const auto other = apply_kernel_routes(RouteOp::add, {routes[3]}, RouteTarget{lo, 1000, 78});
-      if (other.size() != 1 || other[0].error != 0) failure += "add with another metric failed; ";
-      for (const RouteResult& r : apply_kernel_routes(RouteOp::remove, routes, target)) {
-        if (r.error != 0) failure += "remove: " + std::string(std::strerror(r.error)) + "; ";
-      }
-      const auto gone = apply_kernel_routes(RouteOp::remove, {routes[0], routes.back()}, target);
-      if (gone.size() != 2 || gone[0].error != ESRCH || gone[1].error != ESRCH) failure += "second remove is not ESRCH; ";
-      const auto kept = apply_kernel_routes(RouteOp::remove, {routes[3]}, RouteTarget{lo, 1000, 78});
-      if (kept.size() != 1 || kept[0].error != 0) failure += "the other metric's route was not left in place; ";
-    } catch (const std::exception& e) {
-      failure += e.what();
+    const auto twice = apply_kernel_routes(RouteOp::add, {routes[3], routes.back()}, target);
+    if (twice.size() != 2 || twice[0].error != EEXIST || twice[1].error != EEXIST) failure += "second add is not EEXIST; ";
+    // Same prefix, another metric: another route, which a removal of ours must not take.
+    const auto other = apply_kernel_routes(RouteOp::add, {routes[3]}, RouteTarget{lo, 1000, 78});
+    if (other.size() != 1 || other[0].error != 0) failure += "add with another metric failed; ";
+    for (const RouteResult& r : apply_kernel_routes(RouteOp::remove, routes, target)) {
+      if (r.error != 0) failure += "remove: " + std::string(std::strerror(r.error)) + "; ";
     }
+    const auto gone = apply_kernel_routes(RouteOp::remove, {routes[0], routes.back()}, target);
+    if (gone.size() != 2 || gone[0].error != ESRCH || gone[1].error != ESRCH) failure += "second remove is not ESRCH; ";
+    const auto kept = apply_kernel_routes(RouteOp::remove, {routes[3]}, RouteTarget{lo, 1000, 78});
+    if (kept.size() != 1 || kept[0].error != 0) failure += "the other metric's route was not left in place; ";
   });
-  thread.join();
-  if (skipped) {
-    std::fprintf(stderr, "  (skipped the kernel round trip: no permission to make a network namespace)\n");
-    return;
-  }
-  if (!failure.empty()) std::fprintf(stderr, "  %s\n", failure.c_str());
-  CHECK(failure.empty());
 }
