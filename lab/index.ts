@@ -19,6 +19,8 @@
 //   sanitizer-env.ts what a child inherits in a sanitizer run: the ASan preload for node only
 //   udp-stream.ts    a UDP stream that runs until stopped, every datagram counted
 //   kernel-drops.ts  what the kernel itself dropped in the hosts (UDP receive errors, link drops)
+//   flood.ts         floods of crafted UDP datagrams at full rate from a host (helpers/udp-flood.c)
+//   frames.ts        Ethernet frames and VXLAN headers as bytes
 export { Lab, type LabOptions } from './lab';
 export { overlayAddress, OVERLAY_NET, UNDERLAY_NET, type Host, type HostLink, type LinkOptions } from './hosts';
 export { execIn, LabCommandError, type ExecOptions, type ExecResult } from './exec';
@@ -30,6 +32,8 @@ export { EtcdServer, type EtcdTls } from './etcd';
 export { randomFile, verifiedTransfer, type TransferOptions, type TransferResult } from './transfer';
 export { startUdpStream, type StreamResult, type UdpStream } from './udp-stream';
 export { kernelDrops, kernelDropsBetween, type KernelDrops } from './kernel-drops';
+export { buildFlooder, floodCpu, pinAwayFromFlood, startFlood, type Flood, type FloodOptions, type FloodResult } from './flood';
+export { ethernetFrame, macBytes, vxlanHeader, type VxlanHeaderFields } from './frames';
 export { snmpCounters } from './probes';
 export {
   addTunnelAddress,

@@ -193,11 +193,16 @@ void Forwarder::open_udp_sockets(const SocketAddress& local, std::vector<Underla
   // is read at a bounded rate: without a program, no stranger socket.
   UniqueFd stranger = std::move(listeners.back());
   listeners.pop_back();
-  bool steering = false;
   underlay_family_ = local.family();
-  steers_sources_ = attach_reuseport_program(
-      stranger.get(), source_steering_program(local.family(), {}, options_.workers, &steering));
-  if (!steers_sources_) stranger.reset();  // leaves the group: the kernel hashes over the workers' sockets
+  steers_sources_ = attach_reuseport_program(stranger.get(), source_steering_program(local.family(), {}, options_.workers));
+  if (!steers_sources_) {
+    stranger.reset();  // leaves the group: the kernel hashes over the workers' sockets
+    // One worker needs no group: a later socket of the same user must not be let into it.
+    if (options_.workers == 1) {
+      const int off = 0;
+      ::setsockopt(listeners[0].get(), SOL_SOCKET, SO_REUSEPORT, &off, sizeof off);
+    }
+  }
   for (uint32_t w = 0; w < options_.workers; w++) {
     sockets[w].receivers.push_back(std::move(listeners[w]));
     sockets[w].receiver_protocols.push_back(0);
@@ -312,12 +317,14 @@ void Forwarder::steer_sources(const PeerTable& table) {
   std::vector<SocketAddress> endpoints;
   endpoints.reserve(table.peers().size());
   for (const Peer& peer : table.peers()) endpoints.push_back(peer.endpoint);
-  // More peers than one program holds: it only spreads, and the workers refuse strangers.
-  bool steering = false;
-  const std::vector<sock_filter> program = source_steering_program(underlay_family_, endpoints, options_.workers, &steering);
-  // A refusal (out of memory) leaves the previous program in place: the peers it knows still
-  // reach the workers, a new one the stranger socket, until the next table.
-  attach_reuseport_program(data_listener_fd_, program);
+  // More peers than one program holds (BPF_MAXINSNS), or than the kernel takes (up to
+  // net.core.optmem_max bytes once translated: 20 KiB before Linux 6.9): the program only spreads,
+  // and the workers refuse strangers themselves. If even that is refused (out of memory), the
+  // previous program stays: the peers it knows still reach the workers, a new one the stranger
+  // socket, until the next table.
+  const std::vector<sock_filter> program = source_steering_program(underlay_family_, endpoints, options_.workers);
+  if (!program.empty() && attach_reuseport_program(data_listener_fd_, program)) return;
+  attach_reuseport_program(data_listener_fd_, spreading_program(underlay_family_, options_.workers));
 }
 
 std::vector<EspOutboundStatus> Forwarder::esp_outbound_status() {

@@ -19,9 +19,10 @@ namespace ovl {
 namespace {
 
 // The stranger socket takes one batch a millisecond: a peer-to-be's IKE exchange fits many
-// times over, and a flood from unknown sources costs the worker a bounded share of its core
-// (one read of batch_size datagrams and two epoll_ctl calls a millisecond); the kernel drops
-// the rest before anything is queued for us.
+// times over when nothing floods it (under a flood it shares the batch with the flood), and a
+// flood from unknown sources costs the worker a bounded share of its core (one receive of a
+// batch, GRO batches among them, and two epoll_ctl calls a millisecond); the kernel drops the
+// rest before anything is queued for us.
 constexpr uint64_t kStrangerIntervalUs = 1000;
 
 // Event tags: the stop eventfd, the device, each receiving socket, then each sending socket.
@@ -107,7 +108,10 @@ void Worker::loop() {
     // A packet that arrives while we poll costs no wakeup: in a request/response exchange the
     // answer usually comes back within tens of microseconds, so a short poll after each burst
     // of work saves a sleep and a wakeup per hop at the price of that much CPU.
-    if (ready > 0 && config_.busy_poll_us > 0) poll_until = monotonic_microseconds() + config_.busy_poll_us;
+    // Not for the stranger socket alone: a flood from strangers would keep the worker polling.
+    const bool strangers_only = ready == 1 && stranger_ != UnderlaySockets::kNoStranger &&
+                                events[0].data.u32 == kFirstReceiverTag + static_cast<uint32_t>(stranger_);
+    if (ready > 0 && config_.busy_poll_us > 0 && !strangers_only) poll_until = monotonic_microseconds() + config_.busy_poll_us;
     if (ready == 0 && polling) continue;
     context_.now = monotonic_seconds();
     refresh_table();
@@ -211,7 +215,8 @@ void Worker::count_underlay_errors() {
 void Worker::count_receive_overflows() {
   for (size_t r = 0; r < link_->receiver_count(); r++) {
     if (const uint64_t lost = link_->take_receive_overflows(r)) {
-      // The stranger socket holds datagrams from no peer's address only.
+      // The steering program sends the stranger socket datagrams from no peer's address only
+      // (a new peer's first ones too, for as long as its program is not in place).
       const Counter reason = r == stranger_ ? kDropUnknownPeer : kDropQueueFull;
       context_.drop(WorkerStats::kNoPeer, reason, DropSample::nothing(DropDirection::rx), lost);
     }

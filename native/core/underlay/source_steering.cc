@@ -168,13 +168,13 @@ std::vector<sock_filter> build(int family, const std::vector<SocketAddress>& pee
 
 }  // namespace
 
-std::vector<sock_filter> source_steering_program(int family, const std::vector<SocketAddress>& peers,
-                                                 uint32_t workers, bool* steering) {
+std::vector<sock_filter> source_steering_program(int family, const std::vector<SocketAddress>& peers, uint32_t workers) {
   std::vector<sock_filter> program = build(family, peers, workers, true);
-  *steering = program.size() <= BPF_MAXINSNS;
-  if (!*steering) program = build(family, peers, workers, false);
+  if (program.size() > BPF_MAXINSNS) program.clear();
   return program;
 }
+
+std::vector<sock_filter> spreading_program(int family, uint32_t workers) { return build(family, {}, workers, false); }
 
 bool attach_reuseport_program(int fd, const std::vector<sock_filter>& program) {
   sock_fprog fprog{static_cast<unsigned short>(program.size()), const_cast<sock_filter*>(program.data())};
