@@ -19,7 +19,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ethernetFrame, Lab, pinAwayFromFlood, startFlood, verifiedTransfer, vxlanHeader, type FloodOptions, type FloodResult, type Host, type TransferResult } from '../lab';
+import { addFlooder, ethernetFrame, Lab, pinAwayFromFlood, startFlood, verifiedTransfer, vxlanHeader, type FloodOptions, type FloodResult, type Host, type TransferResult } from '../lab';
 import type { Overlay } from '../lib/overlay';
 import { quantile } from './netns/measure';
 import { MODE_SPECS, OFFLOADS_ON, OVERLAY_A, OVERLAY_B, OVERLAY_PREFIX, VNI } from './netns/modes';
@@ -62,15 +62,6 @@ function parseArgs(argv: string[]): Options {
 
 const median = (xs: number[]) => quantile([...xs].sort((a, b) => a - b), 0.5) ?? NaN;
 
-/** Host x on a second link of a's, its route to a's underlay address through it; a takes any source from it. */
-async function addFlooder(lab: Lab, a: Host): Promise<Host> {
-  const x = await lab.addHost('x');
-  const [ax] = await lab.connect(a, x);
-  await lab.ip(x, ['route', 'add', `${a.underlay}/32`, 'via', ax.address]);
-  await lab.exec(a, 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.rp_filter=0', `net.ipv4.conf.${ax.dev}.rp_filter=0`]);
-  return x;
-}
-
 /** Brings the target up between a and b; returns the MAC of a's overlay device. */
 async function startTarget(lab: Lab, target: Target, a: Host, b: Host): Promise<{ mac: string; overlays: Overlay[] }> {
   if (target === 'kernel') {
@@ -98,7 +89,7 @@ async function measureTarget(target: Target, options: Options, log: (line: strin
     const [a, b] = await lab.pair('a', 'b');
     const started = await startTarget(lab, target, a, b);
     overlays = started.overlays;
-    const x = await addFlooder(lab, a);
+    const { x } = await addFlooder(lab, a, a.underlay);
     const transfer = () => verifiedTransfer(lab, { from: a, to: b, address: OVERLAY_B, megabytes: options.megabytes, timeoutMs: 120_000 });
     await transfer(); // ARP, the FDB, and a warm path
     for (const kind of FLOODS) {

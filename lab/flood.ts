@@ -58,6 +58,19 @@ export function buildFlooder(lab: Lab): string {
 
 let floods = 0;
 
+/**
+ * Host x, the flooder: on a second link of `a`'s, with a route to `underlayA` (an address of a's)
+ * through it; a's reverse-path filter off, so that a takes any source from it. Returns x and
+ * its address on the link.
+ */
+export async function addFlooder(lab: Lab, a: Host, underlayA: string): Promise<{ x: Host; address: string }> {
+  const x = await lab.addHost('x');
+  const [ax, xa] = await lab.connect(a, x);
+  await lab.ip(x, ['route', 'add', `${underlayA}/32`, 'via', ax.address]);
+  await lab.exec(a, 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.rp_filter=0', `net.ipv4.conf.${ax.dev}.rp_filter=0`]);
+  return { x, address: xa.address };
+}
+
 /** The CPU floods run on: the last one. */
 export function floodCpu(): number {
   return os.cpus().length - 1;

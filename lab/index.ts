@@ -32,7 +32,7 @@ export { EtcdServer, type EtcdTls } from './etcd';
 export { randomFile, verifiedTransfer, type TransferOptions, type TransferResult } from './transfer';
 export { startUdpStream, type StreamResult, type UdpStream } from './udp-stream';
 export { kernelDrops, kernelDropsBetween, type KernelDrops } from './kernel-drops';
-export { buildFlooder, floodCpu, pinAwayFromFlood, startFlood, type Flood, type FloodOptions, type FloodResult } from './flood';
+export { addFlooder, buildFlooder, floodCpu, pinAwayFromFlood, startFlood, type Flood, type FloodOptions, type FloodResult } from './flood';
 export { ethernetFrame, macBytes, vxlanHeader, type VxlanHeaderFields } from './frames';
 export { snmpCounters } from './probes';
 export {

@@ -19,7 +19,7 @@
 // backlog); this process's (where the forwarders run) RSS grows by less than a bound between the
 // warmed-up flood and its end, and its descriptors do not change.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, overlayAddress, pinAwayFromFlood, startFlood, type FloodOptions, type FloodResult } from '../../lab';
+import { addFlooder, Lab, overlayAddress, pinAwayFromFlood, startFlood, type FloodOptions, type FloodResult } from '../../lab';
 import type { Host } from '../../lab';
 import type { Counters, DropReason, EspCipher } from '../../lib/types';
 import { describeNetns, sleep, waitFor } from '../helpers/env';
@@ -111,18 +111,6 @@ const STARVED_MS = 30_000;
 const ATTEMPTS = 3;
 /** RSS growth allowed between the warmed-up flood and its end. */
 const RSS_GROWTH_BYTES = 16 << 20;
-
-/**
- * Host X: a second underlay link of A's (A's rp_filter off, so that A takes any source from it),
- * X's route to A's underlay address through it. Returns X and its address on the link.
- */
-async function addFlooder(lab: Lab, a: Host, underlayA: string): Promise<{ x: Host; address: string }> {
-  const x = await lab.addHost('x');
-  const [ax, xa] = await lab.connect(a, x);
-  await lab.ip(x, ['route', 'add', `${underlayA}/32`, 'via', ax.address]);
-  await lab.exec(a, 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.rp_filter=0', `net.ipv4.conf.${ax.dev}.rp_filter=0`]);
-  return { x, address: xa.address };
-}
 
 interface Survived {
   unloaded: TransferResult;
